@@ -1,0 +1,76 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Afterimage: keeps image-generation outputs after the providers delete them.
+// Layers (DESIGN §3): C shims -> MicroHTTP / PQ / Curl / S3 (no domain knowledge) -> Afterimage (the
+// domain, no C) -> afterimage (commands only).
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "afterimage",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "afterimage", targets: ["afterimage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    ],
+    targets: [
+        // C shims: headers, module maps and typed wrappers for variadic functions and macros.
+        .target(name: "CMicroHTTPD", linkerSettings: [.linkedLibrary("microhttpd")]),
+        .target(name: "CLibPQ", linkerSettings: [.linkedLibrary("pq")]),
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+
+        // Infrastructure modules: know nothing of the domain.
+        .target(name: "MicroHTTP", dependencies: ["CMicroHTTPD"], swiftSettings: strict),
+        .target(name: "PQ", dependencies: ["CLibPQ"], swiftSettings: strict),
+        .target(name: "Curl", dependencies: ["CCurl"], swiftSettings: strict),
+        .target(
+            name: "S3",
+            dependencies: ["Curl", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+
+        // The domain, and the executable.
+        .target(
+            name: "Afterimage",
+            dependencies: [
+                "MicroHTTP", "PQ", "Curl", "S3",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "afterimage",
+            dependencies: [
+                "Afterimage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Shared test plumbing: private PostgreSQL / SeaweedFS instances, free ports, env.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "MicroHTTPTests", dependencies: ["MicroHTTP", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "PQTests", dependencies: ["PQ", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "S3Tests",
+            dependencies: ["S3", "Curl", "TestSupport"],
+            resources: [.copy("Vectors")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "AfterimageTests", dependencies: ["Afterimage", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Afterimage", "PQ", "S3", "Curl", "MicroHTTP", "TestSupport"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,68 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a command to completion and returns its combined output; throws when it exits non-zero.
+@discardableResult
+public func runCommand(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let output = String(decoding: data, as: UTF8.self)
+    guard process.terminationStatus == 0 else {
+        throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
+    }
+    return output
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back, close).
+/// `count` > 1 asks for a run of consecutive free ports (SeaweedFS derives its ports from one base).
+public func freePort(count: Int = 1) -> Int {
+    for _ in 0..<200 {
+        let base = count == 1 ? bindAndRelease(port: 0) : Int.random(in: 20000...50000)
+        guard let base else { continue }
+        if count == 1 { return base }
+        if (base..<(base + count)).allSatisfy({ bindAndRelease(port: $0) != nil }) { return base }
+    }
+    fatalError("no free port run of \(count) found")
+}
+
+private func bindAndRelease(port: Int) -> Int? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { return nil }
+    var bound = sockaddr_in()
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &bound) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
+    return Int(UInt16(bigEndian: bound.sin_port))
+}
+
+/// Polls `condition` until it holds or `timeout` passes: the way tests wait, never a bare sleep.
+public func waitUntil(timeout: Duration = .seconds(10), pollEvery: Duration = .milliseconds(20),
+                      _ what: String = "condition", _ condition: () throws -> Bool) throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return }
+        Thread.sleep(forTimeInterval: Double(pollEvery.components.attoseconds) / 1e18 + Double(pollEvery.components.seconds))
+    }
+    if try condition() { return }
+    throw TestSupportError("timed out after \(timeout) waiting for \(what)")
+}
