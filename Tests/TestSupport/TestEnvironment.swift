@@ -47,3 +47,25 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension TestEnvironment {
+    /// A new, empty database on the shared test server, so tests that migrate or count rows never see
+    /// each other. Returns its libpq URI.
+    public static func freshDatabase(prefix: String = "t") throws -> String {
+        let base = try databaseURL()
+        let name = "\(prefix)_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16))"
+        try runCommand("/usr/bin/psql", [base, "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name)"])
+        guard let slash = base.lastIndex(of: "/") else { throw TestSupportError("unexpected database URL") }
+        return String(base[..<slash]) + "/" + name
+    }
+
+    /// The `afterimage` executable built by `swift build` (scripts/test.sh exports its path).
+    public static func afterimageBinary() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["AFTERIMAGE_BINARY"] { return path }
+        let candidate = repositoryRoot.appendingPathComponent(".build/debug/afterimage").path
+        guard FileManager.default.isExecutableFile(atPath: candidate) else {
+            throw TestSupportError("afterimage binary not found; run `make test`")
+        }
+        return candidate
+    }
+}

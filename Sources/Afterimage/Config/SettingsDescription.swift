@@ -1,0 +1,40 @@
+import Foundation
+
+extension Settings {
+    /// The effective configuration as `key = value` lines for `check-config`, in `SettingsLoader.keys`
+    /// order. Secrets show only whether they are set, never any part of the value: the output ends up
+    /// in terminals, tickets and CI logs.
+    public func redactedDescription() -> String {
+        func secret(_ value: String?) -> String { (value?.isEmpty ?? true) ? "(unset)" : "(set, redacted)" }
+        func secrets(_ values: [String]) -> String { values.isEmpty ? "(unset)" : "(\(values.count) set, redacted)" }
+        func plain(_ value: String?) -> String { value.map { "\"\($0)\"" } ?? "(unset)" }
+        func list(_ values: [String]) -> String { "[" + values.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
+
+        let lines: [(String, String)] = [
+            ("http.host", plain(http.host)), ("http.port", "\(http.port)"),
+            ("http.max_body_bytes", "\(http.maxBodyBytes)"),
+            ("http.stability_max_body_bytes", "\(http.stabilityMaxBodyBytes)"),
+            ("http.connection_limit", "\(http.connectionLimit)"),
+            ("http.connection_timeout", "\(http.connectionTimeoutSeconds)"),
+            ("database.url", secret(database.url)), ("database.pool_size", "\(database.poolSize)"),
+            ("database.migrate", "\(database.migrate)"),
+            ("database.acquire_timeout_ms", "\(database.acquireTimeoutMilliseconds)"),
+            ("storage.endpoint", plain(storage.endpoint)), ("storage.region", plain(storage.region)),
+            ("storage.bucket", plain(storage.bucket)), ("storage.access_key_id", secret(storage.accessKeyID)),
+            ("storage.secret_access_key", secret(storage.secretAccessKey)),
+            ("storage.path_style", "\(storage.pathStyle)"), ("storage.prefix", plain(storage.prefix)),
+            ("storage.presign_ttl", "\(storage.presignTTL)"),
+            ("replicate.webhook_secret", secrets(replicate.webhookSecrets)),
+            ("replicate.api_token", secret(replicate.apiToken)), ("replicate.retention", "\(replicate.retention)"),
+            ("replicate.base_url", plain(replicate.baseURL)),
+            ("stability.webhook_secret", secrets(stability.webhookSecrets)),
+            ("stability.api_key", secret(stability.apiKey)), ("stability.base_url", plain(stability.baseURL)),
+            ("fetch.allowed_hosts", list(fetch.allowedHosts)), ("fetch.allowed_schemes", list(fetch.allowedSchemes)),
+            ("fetch.allow_private_networks", "\(fetch.allowPrivateNetworks)"), ("fetch.max_bytes", "\(fetch.maxBytes)"),
+            ("workers.count", "\(workers.count)"), ("workers.spool_dir", plain(workers.spoolDirectory)),
+            ("api.tokens", secrets(api.tokens)),
+            ("log.level", plain(logLevel)),
+        ]
+        return lines.map { "\($0.0) = \($0.1)" }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,202 @@
+import Configuration
+import Foundation
+import SystemPackage
+
+/// Resolves `Settings` from, highest precedence first: environment variables `AFTERIMAGE_*`, secret files
+/// in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`), the JSON config file, then defaults.
+///
+/// Key names: `storage.secret_access_key` is `AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY` in the environment and
+/// the file `storage-secret_access_key` in the credentials directory (swift-configuration's directory
+/// encoding: components joined by `-`). Lists are JSON arrays in the file and comma- or space-separated
+/// strings elsewhere.
+public enum SettingsLoader {
+    /// Every key the daemon reads and whether it is a secret; `check-config` prints them in this order.
+    public static let keys: [(key: String, secret: Bool)] = [
+        ("http.host", false), ("http.port", false), ("http.max_body_bytes", false),
+        ("http.stability_max_body_bytes", false), ("http.connection_limit", false),
+        ("http.connection_timeout", false),
+        ("database.url", true), ("database.pool_size", false), ("database.migrate", false),
+        ("database.acquire_timeout_ms", false),
+        ("storage.endpoint", false), ("storage.region", false), ("storage.bucket", false),
+        ("storage.access_key_id", true), ("storage.secret_access_key", true), ("storage.path_style", false),
+        ("storage.prefix", false), ("storage.presign_ttl", false),
+        ("replicate.webhook_secret", true), ("replicate.api_token", true), ("replicate.retention", false),
+        ("replicate.base_url", false),
+        ("stability.webhook_secret", true), ("stability.api_key", true), ("stability.base_url", false),
+        ("fetch.allowed_hosts", false), ("fetch.allowed_schemes", false),
+        ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
+        ("workers.count", false), ("workers.spool_dir", false),
+        ("api.tokens", true),
+        ("log.level", false),
+    ]
+
+    /// Loads settings. `environment` is injectable so tests need not touch the process environment.
+    public static func load(
+        configFile: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws(ConfigurationError) -> Settings {
+        let reader = try await makeReader(configFile: configFile, environment: environment)
+        return try resolve(ConfigValues(reader: reader))
+    }
+
+    static func makeReader(configFile: String?, environment: [String: String]) async throws(ConfigurationError) -> ConfigReader {
+        var providers: [any ConfigProvider] = []
+        // Environment: only AFTERIMAGE_* names are ours; everything is treated as potentially secret.
+        let ours = environment.filter { $0.key.hasPrefix("AFTERIMAGE_") }
+        providers.append(
+            EnvironmentVariablesProvider(environmentVariables: ours, secretsSpecifier: .all)
+                .prefixKeys(with: "afterimage"))
+        if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
+            do {
+                providers.append(try await DirectoryFilesProvider(directoryPath: FilePath(directory)))
+            } catch {
+                throw ConfigurationError(key: "CREDENTIALS_DIRECTORY", "cannot read \(directory): \(error)")
+            }
+        }
+        if let configFile {
+            guard FileManager.default.isReadableFile(atPath: configFile) else {
+                throw ConfigurationError(key: "--config", "cannot read \(configFile)")
+            }
+            do {
+                providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(configFile)))
+            } catch {
+                throw ConfigurationError(key: "--config", "\(configFile) is not a valid JSON config file: \(error)")
+            }
+        }
+        return ConfigReader(providers: providers)
+    }
+
+    static func resolve(_ v: ConfigValues) throws(ConfigurationError) -> Settings {
+        var s = Settings()
+        s.http.host = try v.string("http.host") ?? s.http.host
+        s.http.port = try v.int("http.port", in: 0...65535) ?? s.http.port
+        s.http.maxBodyBytes = try v.int("http.max_body_bytes", in: 1024...1 << 30) ?? s.http.maxBodyBytes
+        s.http.stabilityMaxBodyBytes = try v.int("http.stability_max_body_bytes", in: 1024...1 << 31) ?? s.http.stabilityMaxBodyBytes
+        s.http.connectionLimit = try v.int("http.connection_limit", in: 1...100_000) ?? s.http.connectionLimit
+        s.http.connectionTimeoutSeconds = try v.int("http.connection_timeout", in: 1...3600) ?? s.http.connectionTimeoutSeconds
+
+        s.database.url = try v.string("database.url", secret: true)
+        s.database.poolSize = try v.int("database.pool_size", in: 1...1000) ?? s.database.poolSize
+        s.database.migrate = try v.bool("database.migrate") ?? s.database.migrate
+        s.database.acquireTimeoutMilliseconds = try v.int("database.acquire_timeout_ms", in: 1...600_000) ?? s.database.acquireTimeoutMilliseconds
+
+        s.storage.endpoint = try v.string("storage.endpoint")
+        if let endpoint = s.storage.endpoint {
+            guard let url = URL(string: endpoint), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw ConfigurationError(key: "storage.endpoint", "must be an http(s) URL such as https://s3.us-east-1.amazonaws.com")
+            }
+        }
+        s.storage.region = try v.string("storage.region") ?? s.storage.region
+        s.storage.bucket = try v.string("storage.bucket")
+        s.storage.accessKeyID = try v.string("storage.access_key_id", secret: true)
+        s.storage.secretAccessKey = try v.string("storage.secret_access_key", secret: true)
+        s.storage.pathStyle = try v.bool("storage.path_style") ?? s.storage.pathStyle
+        s.storage.prefix = try v.string("storage.prefix") ?? s.storage.prefix
+        s.storage.presignTTL = try v.int("storage.presign_ttl", in: 1...604_800) ?? s.storage.presignTTL
+
+        s.replicate.webhookSecrets = try v.list("replicate.webhook_secret", secret: true) ?? []
+        try validateWebhookSecrets(s.replicate.webhookSecrets, key: "replicate.webhook_secret")
+        s.replicate.apiToken = try v.string("replicate.api_token", secret: true)
+        s.replicate.retention = try v.int("replicate.retention", in: 60...30 * 86400) ?? s.replicate.retention
+        s.replicate.baseURL = try v.string("replicate.base_url") ?? s.replicate.baseURL
+
+        s.stability.webhookSecrets = try v.list("stability.webhook_secret", secret: true) ?? []
+        try validateWebhookSecrets(s.stability.webhookSecrets, key: "stability.webhook_secret")
+        s.stability.apiKey = try v.string("stability.api_key", secret: true)
+        s.stability.baseURL = try v.string("stability.base_url") ?? s.stability.baseURL
+
+        s.fetch.allowedHosts = try v.list("fetch.allowed_hosts") ?? s.fetch.allowedHosts
+        s.fetch.allowedSchemes = try v.list("fetch.allowed_schemes") ?? s.fetch.allowedSchemes
+        for scheme in s.fetch.allowedSchemes where !["http", "https"].contains(scheme) {
+            throw ConfigurationError(key: "fetch.allowed_schemes", "only http and https are supported, not \(scheme)")
+        }
+        s.fetch.allowPrivateNetworks = try v.bool("fetch.allow_private_networks") ?? s.fetch.allowPrivateNetworks
+        s.fetch.maxBytes = Int64(try v.int("fetch.max_bytes", in: 1...Int(Int64.max)) ?? Int(s.fetch.maxBytes))
+
+        s.workers.count = try v.int("workers.count", in: 0...256) ?? s.workers.count
+        s.workers.spoolDirectory = try v.string("workers.spool_dir") ?? s.workers.spoolDirectory
+
+        s.api.tokens = try v.list("api.tokens", secret: true) ?? []
+        for token in s.api.tokens where token.hasPrefix("sha256:") {
+            let hex = token.dropFirst("sha256:".count)
+            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                throw ConfigurationError(key: "api.tokens", "an entry starting with sha256: must carry 64 hex digits")
+            }
+        }
+
+        s.logLevel = try v.string("log.level") ?? s.logLevel
+        guard LogSetup.level(named: s.logLevel) != nil else {
+            throw ConfigurationError(key: "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        return s
+    }
+
+    /// Standard Webhooks secrets are `whsec_` + base64; a typo here would make every delivery a 401, so
+    /// it is caught at start-up instead. The message never repeats the secret.
+    static func validateWebhookSecrets(_ secrets: [String], key: String) throws(ConfigurationError) {
+        for secret in secrets {
+            let body = secret.hasPrefix("whsec_") ? String(secret.dropFirst(6)) : secret
+            guard let decoded = Data(base64Encoded: body), !decoded.isEmpty else {
+                throw ConfigurationError(key: key, "each secret must be whsec_ followed by base64 (the value is not shown)")
+            }
+        }
+    }
+}
+
+/// Typed access to the reader that turns the library's "missing" and "wrong type" into our errors, each
+/// naming the key.
+struct ConfigValues {
+    let reader: ConfigReader
+
+    /// swift-configuration reports a missing key and an unconvertible value through one package-internal
+    /// error type; its description is the only public distinction.
+    private static func isMissing(_ error: any Error) -> Bool {
+        String(describing: error).hasPrefix("Missing required")
+    }
+
+    func string(_ key: String, secret: Bool = false) throws(ConfigurationError) -> String? {
+        do {
+            let value = try reader.requiredString(forKey: ConfigKey(key), isSecret: secret)
+            return value
+        } catch {
+            if Self.isMissing(error) { return nil }
+            throw ConfigurationError(key: key, "must be a string")
+        }
+    }
+
+    func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        let value: Int
+        do {
+            value = try reader.requiredInt(forKey: ConfigKey(key))
+        } catch {
+            if Self.isMissing(error) { return nil }
+            throw ConfigurationError(key: key, "must be an integer")
+        }
+        guard range.contains(value) else {
+            throw ConfigurationError(key: key, "must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
+        }
+        return value
+    }
+
+    func bool(_ key: String) throws(ConfigurationError) -> Bool? {
+        do {
+            return try reader.requiredBool(forKey: ConfigKey(key))
+        } catch {
+            if Self.isMissing(error) { return nil }
+            throw ConfigurationError(key: key, "must be true or false")
+        }
+    }
+
+    /// A JSON array in the file; a comma- or whitespace-separated string anywhere.
+    func list(_ key: String, secret: Bool = false) throws(ConfigurationError) -> [String]? {
+        var raw: [String]
+        do {
+            raw = try reader.requiredStringArray(forKey: ConfigKey(key), isSecret: secret)
+        } catch {
+            if Self.isMissing(error) { return nil }
+            guard let single = try string(key, secret: secret) else { return nil }
+            raw = [single]
+        }
+        return raw.flatMap { $0.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init) }
+    }
+}

@@ -1,0 +1,95 @@
+import Crypto
+import Foundation
+import Logging
+import PQ
+
+/// One schema change, shipped inside the binary (see scripts/embed-migrations.sh).
+public struct Migration: Sendable {
+    public let name: String
+    public let sql: String
+    /// SHA-256 of the SQL as shipped: an applied file that later changes is refused, because the
+    /// database would no longer match what the code believes the schema to be.
+    public var checksum: String { SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined() }
+
+    public init(name: String, sql: String) {
+        self.name = name
+        self.sql = sql
+    }
+
+    /// The migrations this build carries, in the order they apply.
+    public static var bundled: [Migration] { EmbeddedMigrations.all.sorted { $0.name < $1.name } }
+}
+
+public struct MigrationError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable { case checksumMismatch = "checksum_mismatch", database }
+    public let code: Code
+    public let message: String
+    public var description: String { "migration \(code.rawValue): \(message)" }
+}
+
+/// Applies pending migrations, each once and each in its own transaction, under a session advisory lock
+/// so that several daemons starting together against one database take turns instead of racing.
+public struct Migrator: Sendable {
+    /// Arbitrary but fixed: every Afterimage process must agree on it ("Afterimg" in ASCII).
+    public static let advisoryLockKey: Int64 = 0x4166_7465_7269_6D67
+
+    public let migrations: [Migration]
+    public init(migrations: [Migration] = Migration.bundled) { self.migrations = migrations }
+
+    /// Returns the names it applied (empty when the schema was current).
+    @discardableResult
+    public func migrate(databaseURL: String, logger: Logger) throws -> [String] {
+        let connection: Connection
+        do {
+            connection = try Connection.connect(url: databaseURL)
+        } catch {
+            throw MigrationError(code: .database, message: "cannot connect: \(error)")
+        }
+        defer { connection.close() }
+        do {
+            try connection.query("SELECT pg_advisory_lock($1)", [Self.advisoryLockKey])
+        } catch {
+            throw MigrationError(code: .database, message: "cannot take the migration lock: \(error)")
+        }
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Self.advisoryLockKey]) }
+        return try applyPending(on: connection, logger: logger)
+    }
+
+    private func applyPending(on connection: Connection, logger: Logger) throws -> [String] {
+        do {
+            try connection.executeScript("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    name       text PRIMARY KEY,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """)
+            var applied: [String: String] = [:]
+            for row in try connection.query("SELECT name, checksum FROM schema_migrations") {
+                applied[try row.decode(0, as: String.self)] = try row.decode(1, as: String.self)
+            }
+            var appliedNow: [String] = []
+            for migration in migrations {
+                if let checksum = applied[migration.name] {
+                    guard checksum == migration.checksum else {
+                        throw MigrationError(
+                            code: .checksumMismatch,
+                            message: "\(migration.name) was applied with checksum \(checksum) but this build carries \(migration.checksum); applied migrations must never change, add a new one instead")
+                    }
+                    continue
+                }
+                try connection.transaction { tx in
+                    try tx.executeScript(migration.sql)
+                    try tx.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [migration.name, migration.checksum])
+                }
+                logger.info("migration applied", metadata: ["name": "\(migration.name)"])
+                appliedNow.append(migration.name)
+            }
+            return appliedNow
+        } catch let error as MigrationError {
+            throw error
+        } catch {
+            throw MigrationError(code: .database, message: "\(error)")
+        }
+    }
+}

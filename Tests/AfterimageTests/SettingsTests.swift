@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+@testable import Afterimage
+
+@Suite("Configuration precedence, validation and redaction")
+struct SettingsTests {
+    /// A scratch folder holding an optional config file and an optional credentials directory.
+    struct Scratch {
+        let root: URL
+        init() throws {
+            root = FileManager.default.temporaryDirectory.appendingPathComponent("afterimage-settings-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        }
+        func file(_ name: String, _ contents: String) throws -> String {
+            let url = root.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try contents.write(to: url, atomically: true, encoding: .utf8)
+            return url.path
+        }
+        var credentials: String { root.appendingPathComponent("credentials").path }
+    }
+
+    @Test func defaultsApplyWhenNothingIsSet() async throws {
+        let settings = try await SettingsLoader.load(configFile: nil, environment: [:])
+        #expect(settings.http.host == "127.0.0.1")
+        #expect(settings.http.port == 8080)
+        #expect(settings.http.maxBodyBytes == 1_048_576)
+        #expect(settings.http.stabilityMaxBodyBytes == 67_108_864)
+        #expect(settings.database.poolSize == 8)
+        #expect(settings.storage.region == "us-east-1")
+        #expect(settings.storage.pathStyle)
+        #expect(settings.storage.presignTTL == 3600)
+        #expect(settings.replicate.retention == 3600)
+        #expect(settings.fetch.allowedHosts == ["replicate.delivery", "*.replicate.delivery", "api.replicate.com", "api.stability.ai"])
+        #expect(settings.fetch.allowedSchemes == ["https"])
+        #expect(!settings.fetch.allowPrivateNetworks)
+        #expect(settings.fetch.maxBytes == 5_368_709_120)
+        #expect(settings.workers.count == 8)
+        #expect(settings.workers.spoolDirectory == "/var/lib/afterimage/spool")
+        #expect(settings.database.url == nil)
+    }
+
+    @Test func environmentBeatsCredentialsBeatsFileBeatsDefaults() async throws {
+        let scratch = try Scratch()
+        let config = try scratch.file("config.json", """
+            {"http": {"port": 9001, "host": "127.0.0.2"},
+             "database": {"url": "postgresql://file@127.0.0.1/db", "pool_size": 3},
+             "storage": {"bucket": "from-file", "secret_access_key": "file-secret"}}
+            """)
+        _ = try scratch.file("credentials/storage-secret_access_key", "credential-secret\n")
+        _ = try scratch.file("credentials/database-url", "postgresql://cred@127.0.0.1/db")
+        let settings = try await SettingsLoader.load(configFile: config, environment: [
+            "AFTERIMAGE_HTTP_PORT": "9002",
+            "AFTERIMAGE_DATABASE_URL": "postgresql://env@127.0.0.1/db",
+            "CREDENTIALS_DIRECTORY": scratch.credentials,
+            "HTTP_PORT": "1",  // not ours: ignored
+        ])
+        #expect(settings.http.port == 9002)                                 // environment
+        #expect(settings.database.url == "postgresql://env@127.0.0.1/db")   // environment over credentials
+        #expect(settings.storage.secretAccessKey == "credential-secret")    // credentials over file, trimmed
+        #expect(settings.storage.bucket == "from-file")                     // file
+        #expect(settings.http.host == "127.0.0.2")                          // file
+        #expect(settings.database.poolSize == 3)                            // file
+        #expect(settings.workers.count == 8)                                // default
+    }
+
+    @Test func listsAreArraysInFilesAndSeparatedStringsInTheEnvironment() async throws {
+        let scratch = try Scratch()
+        let config = try scratch.file("c.json", #"{"fetch": {"allowed_hosts": ["a.example", "*.b.example"]}}"#)
+        let fromFile = try await SettingsLoader.load(configFile: config, environment: [:])
+        #expect(fromFile.fetch.allowedHosts == ["a.example", "*.b.example"])
+
+        let secretA = "whsec_" + Data("first-secret".utf8).base64EncodedString()
+        let secretB = "whsec_" + Data("second-secret".utf8).base64EncodedString()
+        let fromEnv = try await SettingsLoader.load(configFile: config, environment: [
+            "AFTERIMAGE_FETCH_ALLOWED_HOSTS": "c.example, d.example",
+            "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": "\(secretA) \(secretB)",
+            "AFTERIMAGE_FETCH_ALLOWED_SCHEMES": "https,http",
+        ])
+        #expect(fromEnv.fetch.allowedHosts == ["c.example", "d.example"])
+        #expect(fromEnv.replicate.webhookSecrets == [secretA, secretB])
+        #expect(fromEnv.fetch.allowedSchemes == ["https", "http"])
+    }
+
+    @Test func missingDatabaseURLNamesTheKey() async throws {
+        let settings = try await SettingsLoader.load(configFile: nil, environment: [:])
+        let error = #expect(throws: ConfigurationError.self) { try settings.requireDatabaseURL() }
+        #expect(error?.key == "database.url")
+        #expect(error?.description.contains("database.url") == true)
+    }
+
+    @Test func wrongTypesAndRangesNameTheKey() async throws {
+        let scratch = try Scratch()
+        let badType = try scratch.file("t.json", #"{"http": {"port": "eighty"}}"#)
+        await #expect(throws: ConfigurationError.self) {
+            try await SettingsLoader.load(configFile: badType, environment: [:])
+        }
+        do {
+            _ = try await SettingsLoader.load(configFile: nil, environment: ["AFTERIMAGE_STORAGE_PRESIGN_TTL": "999999"])
+            Issue.record("a presign TTL over 604800 was accepted")
+        } catch {
+            #expect(error.key == "storage.presign_ttl")
+        }
+        do {
+            _ = try await SettingsLoader.load(configFile: nil, environment: ["AFTERIMAGE_FETCH_ALLOWED_SCHEMES": "ftp"])
+            Issue.record("ftp was accepted as a fetch scheme")
+        } catch {
+            #expect(error.key == "fetch.allowed_schemes")
+        }
+    }
+
+    @Test func malformedWebhookSecretIsRefusedWithoutEchoingIt() async throws {
+        do {
+            _ = try await SettingsLoader.load(configFile: nil, environment: ["AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": "whsec_!!not-base64!!"])
+            Issue.record("a malformed secret was accepted")
+        } catch {
+            #expect(error.key == "replicate.webhook_secret")
+            #expect(!error.description.contains("not-base64"))
+        }
+    }
+
+    @Test func missingOrMalformedConfigFileIsAConfigurationError() async throws {
+        let scratch = try Scratch()
+        await #expect(throws: ConfigurationError.self) {
+            try await SettingsLoader.load(configFile: scratch.root.appendingPathComponent("nope.json").path, environment: [:])
+        }
+        let broken = try scratch.file("broken.json", "{ not json")
+        await #expect(throws: ConfigurationError.self) {
+            try await SettingsLoader.load(configFile: broken, environment: [:])
+        }
+    }
+
+    @Test func redactedDescriptionShowsNoSecret() async throws {
+        let secret = "whsec_" + Data("very-secret-value".utf8).base64EncodedString()
+        let settings = try await SettingsLoader.load(configFile: nil, environment: [
+            "AFTERIMAGE_DATABASE_URL": "postgresql://user:hunter2@127.0.0.1/db",
+            "AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY": "s3-secret-key-value",
+            "AFTERIMAGE_STORAGE_ACCESS_KEY_ID": "AKIDVALUE",
+            "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": secret,
+            "AFTERIMAGE_API_TOKENS": "token-one token-two",
+            "AFTERIMAGE_STORAGE_BUCKET": "visible-bucket",
+        ])
+        let text = settings.redactedDescription()
+        for leaked in ["hunter2", "s3-secret-key-value", "AKIDVALUE", secret, "token-one", "token-two"] {
+            #expect(!text.contains(leaked), "\(leaked) leaked into check-config output")
+        }
+        #expect(text.contains("storage.bucket = \"visible-bucket\""))
+        #expect(text.contains("api.tokens = (2 set, redacted)"))
+        for (key, _) in SettingsLoader.keys {
+            #expect(text.contains("\(key) = "), "check-config does not print \(key)")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `make test`: every test, against a throwaway PostgreSQL and SeaweedFS on free loopback ports.
+# Both servers are stopped and their files removed whatever happens; the exit status is swift test's.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+scripts/setup.sh
+export WEED="$root/.venv/bin/weed"
+
+work=$(mktemp -d /tmp/afterimage-test.XXXXXX)
+chmod 755 "$work"   # the cluster runs as `postgres` when we are root and must reach its folder
+cleanup() {
+  scripts/s3.sh stop "$work/s3" >/dev/null 2>&1 || true
+  scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# A free port (and, for SeaweedFS, a run of 12 free ports from its base).
+free_ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(500):
+    base = random.randint(20000, 50000)
+    if all(free(base + i) for i in range(n)):
+        print(base); break
+else:
+    sys.exit("no free ports")
+PY
+}
+
+PG_PORT=$(free_ports 1)
+scripts/pg.sh start "$work/pg" "$PG_PORT" afterimage_test
+S3_PORT=$(free_ports 12)
+S3_ACCESS=test$RANDOM
+S3_SECRET=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+scripts/s3.sh start "$work/s3" "$S3_PORT" "$S3_ACCESS" "$S3_SECRET" afterimage-test
+
+export AFTERIMAGE_TEST_DATABASE_URL=$(scripts/pg.sh url "$work/pg" "$PG_PORT" afterimage_test)
+export AFTERIMAGE_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+export AFTERIMAGE_TEST_S3_REGION=us-east-1
+export AFTERIMAGE_TEST_S3_BUCKET=afterimage-test
+export AFTERIMAGE_TEST_S3_ACCESS_KEY_ID=$S3_ACCESS
+export AFTERIMAGE_TEST_S3_SECRET_ACCESS_KEY=$S3_SECRET
+
+swift build --build-tests
+export AFTERIMAGE_BINARY="$(swift build --show-bin-path)/afterimage"
+swift test --skip-build "$@"
