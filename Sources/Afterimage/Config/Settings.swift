@@ -56,6 +56,10 @@ public struct Settings: Sendable {
     public struct Workers: Sendable {
         public var count = 8
         public var spoolDirectory = "/var/lib/afterimage/spool"
+        /// A claimed job's lease; a crashed daemon's work returns to the queue within this many seconds.
+        public var leaseSeconds = 30
+        /// On SIGTERM, how long running transfers may go on before they are released to other instances.
+        public var drainTimeoutSeconds = 30
     }
 
     public struct API: Sendable {

@@ -32,6 +32,7 @@ extension Settings {
             ("fetch.allowed_hosts", list(fetch.allowedHosts)), ("fetch.allowed_schemes", list(fetch.allowedSchemes)),
             ("fetch.allow_private_networks", "\(fetch.allowPrivateNetworks)"), ("fetch.max_bytes", "\(fetch.maxBytes)"),
             ("workers.count", "\(workers.count)"), ("workers.spool_dir", plain(workers.spoolDirectory)),
+            ("workers.lease_seconds", "\(workers.leaseSeconds)"), ("workers.drain_timeout", "\(workers.drainTimeoutSeconds)"),
             ("api.tokens", secrets(api.tokens)),
             ("log.level", plain(logLevel)),
         ]

@@ -25,7 +25,8 @@ public enum SettingsLoader {
         ("stability.webhook_secret", true), ("stability.api_key", true), ("stability.base_url", false),
         ("fetch.allowed_hosts", false), ("fetch.allowed_schemes", false),
         ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
-        ("workers.count", false), ("workers.spool_dir", false),
+        ("workers.count", false), ("workers.spool_dir", false), ("workers.lease_seconds", false),
+        ("workers.drain_timeout", false),
         ("api.tokens", true),
         ("log.level", false),
     ]
@@ -115,6 +116,8 @@ public enum SettingsLoader {
 
         s.workers.count = try v.int("workers.count", in: 0...256) ?? s.workers.count
         s.workers.spoolDirectory = try v.string("workers.spool_dir") ?? s.workers.spoolDirectory
+        s.workers.leaseSeconds = try v.int("workers.lease_seconds", in: 2...3600) ?? s.workers.leaseSeconds
+        s.workers.drainTimeoutSeconds = try v.int("workers.drain_timeout", in: 0...3600) ?? s.workers.drainTimeoutSeconds
 
         s.api.tokens = try v.list("api.tokens", secret: true) ?? []
         for token in s.api.tokens where token.hasPrefix("sha256:") {

@@ -1,0 +1,145 @@
+import Foundation
+import PQ
+
+/// One claimed asset: everything a worker needs, and the token that proves it still owns the job.
+public struct ArchiveJob: Sendable {
+    public let assetID: Int64
+    public let provider: String
+    public let predictionID: String
+    public let outputIndex: Int
+    public let sourceURL: String
+    public let deadline: Date?
+    public let attempts: Int
+    public let claimToken: UUID
+    /// Left by an earlier try whose upload failed: upload from here without downloading again.
+    public let spoolPath: String?
+    public let spoolSHA256: String?
+    public let spoolSize: Int64?
+    public let contentType: String?
+}
+
+/// The queue is the `assets` table. Claims use `FOR UPDATE SKIP LOCKED` so any number of workers in any
+/// number of daemons take distinct rows, earliest deadline first. Every write after the claim is guarded
+/// by the claim token: a worker whose lease expired and was reclaimed cannot overwrite the new owner.
+public struct ArchiveQueue: Sendable {
+    public let leaseSeconds: Int
+    public let instanceName: String
+
+    public init(leaseSeconds: Int, instanceName: String) {
+        self.leaseSeconds = leaseSeconds
+        self.instanceName = instanceName
+    }
+
+    public func claim(on connection: Connection) throws -> ArchiveJob? {
+        let token = UUID()
+        let rows = try connection.query("""
+            WITH next AS (
+                SELECT id FROM assets
+                WHERE state = 'pending' AND next_attempt_at <= now()
+                ORDER BY deadline NULLS LAST, id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE assets AS a
+            SET state = 'in_flight', claim_token = $1, claimed_by = $2,
+                lease_expires_at = now() + make_interval(secs => $3), attempts = a.attempts + 1, updated_at = now()
+            FROM next WHERE a.id = next.id
+            RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
+                      a.spool_path, a.spool_sha256, a.spool_size, a.content_type
+            """, [token, instanceName, leaseSeconds])
+        guard let row = rows.first else { return nil }
+        return ArchiveJob(
+            assetID: try row.decode(0, as: Int64.self), provider: try row.decode(1, as: String.self),
+            predictionID: try row.decode(2, as: String.self), outputIndex: try row.decode(3, as: Int.self),
+            sourceURL: try row.decode(4, as: String.self), deadline: try row.decode(5, as: Date?.self),
+            attempts: try row.decode(6, as: Int.self), claimToken: token,
+            spoolPath: try row.decode(7, as: String?.self), spoolSHA256: try row.decode(8, as: String?.self),
+            spoolSize: try row.decode(9, as: Int64?.self), contentType: try row.decode(10, as: String?.self))
+    }
+
+    /// Extends the leases of the jobs still running here; returns the ids whose lease was lost.
+    public func renew(_ jobs: [(Int64, UUID)], on connection: Connection) throws -> Set<Int64> {
+        guard !jobs.isEmpty else { return [] }
+        var lost = Set<Int64>()
+        for (id, token) in jobs {
+            let updated = try connection.execute("""
+                UPDATE assets SET lease_expires_at = now() + make_interval(secs => $3)
+                WHERE id = $1 AND claim_token = $2 AND state = 'in_flight'
+                """, [id, token, leaseSeconds])
+            if updated == 0 { lost.insert(id) }
+        }
+        return lost
+    }
+
+    /// Puts jobs whose lease ran out (their daemon died or hung) back in the queue. Returns how many.
+    @discardableResult
+    public func reclaimExpiredLeases(on connection: Connection) throws -> Int {
+        try connection.execute("""
+            UPDATE assets SET state = 'pending', claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
+                              next_attempt_at = now(), updated_at = now()
+            WHERE state = 'in_flight' AND lease_expires_at < now()
+            """)
+    }
+
+    /// Releases this instance's jobs at once (drain on SIGTERM) so another instance can take them now.
+    public func release(_ job: ArchiveJob, on connection: Connection) throws {
+        try connection.execute("""
+            UPDATE assets SET state = 'pending', claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
+                              attempts = greatest(attempts - 1, 0), next_attempt_at = now(), updated_at = now()
+            WHERE id = $1 AND claim_token = $2
+            """, [job.assetID, job.claimToken])
+    }
+
+    /// Remembers a complete spool file, so a failed upload does not mean a second download.
+    public func recordSpool(_ job: ArchiveJob, path: String, sha256: String, size: Int64, contentType: String?, on connection: Connection) throws -> Bool {
+        try connection.execute("""
+            UPDATE assets SET spool_path = $3, spool_sha256 = $4, spool_size = $5, content_type = $6, updated_at = now()
+            WHERE id = $1 AND claim_token = $2
+            """, [job.assetID, job.claimToken, path, sha256, size, contentType]) == 1
+    }
+
+    public struct Stored: Sendable {
+        public var key: String
+        public var size: Int64
+        public var sha256: String
+        public var contentType: String?
+        public var etag: String?
+    }
+
+    public func markStored(_ job: ArchiveJob, _ stored: Stored, on connection: Connection) throws -> Bool {
+        try connection.execute("""
+            UPDATE assets SET state = 'stored', storage_key = $3, size_bytes = $4, sha256 = $5, content_type = $6, etag = $7,
+                              stored_at = now(), claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
+                              spool_path = NULL, last_error = NULL, failure_reason = NULL, updated_at = now()
+            WHERE id = $1 AND claim_token = $2
+            """, [job.assetID, job.claimToken, stored.key, stored.size, stored.sha256, stored.contentType, stored.etag]) == 1
+    }
+
+    /// Schedules another try.
+    public func retry(_ job: ArchiveJob, at next: Date, error: String, on connection: Connection) throws -> Bool {
+        try connection.execute("""
+            UPDATE assets SET state = 'pending', next_attempt_at = $3, last_error = $4, claim_token = NULL, claimed_by = NULL,
+                              lease_expires_at = NULL, updated_at = now()
+            WHERE id = $1 AND claim_token = $2
+            """, [job.assetID, job.claimToken, next, error]) == 1
+    }
+
+    /// A permanent outcome: `failed` or `expired`, with the reason an operator will read.
+    public func finish(_ job: ArchiveJob, state: String, reason: String, on connection: Connection) throws -> Bool {
+        precondition(state == "failed" || state == "expired")
+        return try connection.execute("""
+            UPDATE assets SET state = $3, failure_reason = $4, last_error = $4, claim_token = NULL, claimed_by = NULL,
+                              lease_expires_at = NULL, updated_at = now()
+            WHERE id = $1 AND claim_token = $2
+            """, [job.assetID, job.claimToken, state, reason]) == 1
+    }
+
+    /// Spool paths that pending or in-flight assets still need (the rest of the spool is garbage).
+    public func referencedSpoolPaths(on connection: Connection) throws -> Set<String> {
+        var paths = Set<String>()
+        for row in try connection.query("SELECT spool_path FROM assets WHERE spool_path IS NOT NULL AND state IN ('pending', 'in_flight')") {
+            paths.insert(try row.decode(0, as: String.self))
+        }
+        return paths
+    }
+}

@@ -1,0 +1,175 @@
+import Curl
+import Foundation
+import Logging
+import PQ
+import S3
+
+/// Carries one claimed asset from its source to the bucket: download into the spool (hashing as the bytes
+/// stream), upload (single PUT or multipart), check, record. Synchronous: it runs on a worker thread.
+public struct Archiver: Sendable {
+    public let queue: ArchiveQueue
+    public let pool: Pool
+    public let storage: S3Client
+    public let spool: Spool
+    public let layout: StorageLayout
+    public let policy: @Sendable () -> FetchPolicy
+    public let retryPolicy: RetryPolicy
+    /// Bearer token per provider, sent to the source only for that provider's assets.
+    public let sourceToken: @Sendable (String) -> String?
+    public let multipartThreshold: Int64
+    public let partSize: Int64
+    public let partsInFlight: Int
+    let logger: Logger
+
+    public init(queue: ArchiveQueue, pool: Pool, storage: S3Client, spool: Spool, layout: StorageLayout,
+                policy: @escaping @Sendable () -> FetchPolicy, retryPolicy: RetryPolicy = RetryPolicy(),
+                sourceToken: @escaping @Sendable (String) -> String?,
+                multipartThreshold: Int64 = 64 << 20, partSize: Int64 = 8 << 20, partsInFlight: Int = 4, logger: Logger) {
+        self.queue = queue
+        self.pool = pool
+        self.storage = storage
+        self.spool = spool
+        self.layout = layout
+        self.policy = policy
+        self.retryPolicy = retryPolicy
+        self.sourceToken = sourceToken
+        self.multipartThreshold = multipartThreshold
+        self.partSize = max(5 << 20, partSize)
+        self.partsInFlight = max(1, partsInFlight)
+        self.logger = logger
+    }
+
+    /// Runs the job to an outcome recorded in the table. `shouldAbort` is polled during transfers (lease lost,
+    /// drain); on abort the job is left for its lease to be released by the caller.
+    public func process(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool) {
+        var log = logger
+        log[metadataKey: "asset"] = "\(job.assetID)"
+        log[metadataKey: "prediction"] = "\(job.provider)/\(job.predictionID)"
+        do {
+            var spooled: (path: String, sha256: String, size: Int64, contentType: String?)
+            if let path = job.spoolPath, let sha = job.spoolSHA256, let size = job.spoolSize, spool.isIntact(path: path, size: size) {
+                spooled = (path, sha, size, job.contentType)
+                log.info("uploading from spool left by an earlier try")
+            } else {
+                spooled = try download(job, session: session, shouldAbort: shouldAbort)
+                guard try pool.withConnection({ try queue.recordSpool(job, path: spooled.path, sha256: spooled.sha256, size: spooled.size, contentType: spooled.contentType, on: $0) }) else {
+                    throw ArchiveError(.leaseLost, "the lease was lost while downloading")
+                }
+            }
+            if shouldAbort() { throw ArchiveError(.aborted, "stopping") }
+            let key = layout.key(provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
+                                 contentType: spooled.contentType, sourceURL: job.sourceURL)
+            let etag = try upload(key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256,
+                                  contentType: spooled.contentType, sourceURL: job.sourceURL)
+            let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
+            guard try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
+                // Another owner has the job now; it will store the same bytes under the same key.
+                log.warning("stored, but the lease was lost before recording; the new owner records it")
+                return
+            }
+            spool.remove(spooled.path)
+            log.info("stored", metadata: ["key": "\(key)", "bytes": "\(spooled.size)", "sha256": "\(spooled.sha256)"])
+        } catch let error as ArchiveError {
+            settle(job, error: error, logger: log)
+        } catch {
+            settle(job, error: ArchiveError(.transport, "\(error)"), logger: log)
+        }
+    }
+
+    /// Records what a failure means for the asset: another try later, or a permanent state with a reason.
+    func settle(_ job: ArchiveJob, error: ArchiveError, logger log: Logger) {
+        if error.code == .aborted || error.code == .leaseLost {
+            log.info("transfer interrupted", metadata: ["reason": "\(error.message)"])
+            if error.code == .aborted { _ = try? pool.withConnection { try queue.release(job, on: $0) } }
+            return
+        }
+        let decision = retryPolicy.decide(error, attempts: job.attempts, deadline: job.deadline)
+        do {
+            try pool.withConnection { connection in
+                switch decision {
+                case .retry(let at):
+                    log.warning("try failed, will retry", metadata: ["error": "\(error)", "attempt": "\(job.attempts)", "next": "\(at)"])
+                    _ = try queue.retry(job, at: at, error: error.description, on: connection)
+                case .fail(let reason):
+                    log.error("asset failed", metadata: ["reason": "\(reason)"])
+                    _ = try queue.finish(job, state: "failed", reason: reason, on: connection)
+                case .expire(let reason):
+                    log.error("asset expired", metadata: ["reason": "\(reason)"])
+                    _ = try queue.finish(job, state: "expired", reason: reason, on: connection)
+                }
+            }
+        } catch {
+            // The lease runs out and the job comes back: nothing is lost, only delayed.
+            log.error("could not record the outcome; the lease will expire and the job will be retried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func download(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool) throws -> (path: String, sha256: String, size: Int64, contentType: String?) {
+        let policy = policy()
+        if let refusal = policy.refusal(for: job.sourceURL) { throw ArchiveError(.disallowedURL, refusal) }
+        var options = policy.curlOptions()
+        options.shouldAbort = shouldAbort
+        var headers: [(String, String)] = [("Accept", "*/*")]
+        if let token = sourceToken(job.provider), !token.isEmpty { headers.append(("Authorization", "Bearer \(token)")) }
+        let writer = try spool.writer(assetID: job.assetID)
+        let response: CurlResponse
+        do {
+            response = try session.perform(CurlRequest(url: job.sourceURL, headers: headers), options: options) { bytes in
+                try writer.write(bytes)
+            }
+        } catch {
+            writer.discard()
+            throw Self.mapCurl(error, maxBytes: policy.maxBytes)
+        }
+        guard (200..<300).contains(response.status) else {
+            writer.discard()
+            throw ArchiveError(.sourceStatus, "the source answered \(response.status)", status: response.status)
+        }
+        let (path, sha) = try writer.finish()
+        return (path, sha, writer.size, response.headers["content-type"])
+    }
+
+    static func mapCurl(_ error: CurlError, maxBytes: Int64) -> ArchiveError {
+        switch error.code {
+        case .tooLarge: return ArchiveError(.tooLarge, "the file is larger than fetch.max_bytes (\(maxBytes))")
+        case .blockedAddress: return ArchiveError(.blockedAddress, "the source resolves to a private or reserved address")
+        case .disallowedRedirect, .protocolNotAllowed: return ArchiveError(.disallowedURL, "redirected to a URL outside fetch.allowed_hosts / allowed_schemes")
+        case .aborted: return ArchiveError(.aborted, "transfer aborted")
+        case .sinkFailed: return ArchiveError(.spool, error.message)
+        default: return ArchiveError(.transport, error.message)
+        }
+    }
+
+    /// Single PUT up to the threshold, multipart above it; then HEAD to check the stored size.
+    func upload(key: String, path: String, size: Int64, sha256: String, contentType: String?, sourceURL: String) throws -> String? {
+        let metadata = ["sha256": sha256, "source-url": Self.metadataSafe(sourceURL)]
+        let etag: String?
+        do {
+            if size <= multipartThreshold {
+                etag = try storage.putObject(key: key, body: .file(path: path, offset: 0, length: size), contentType: contentType,
+                                             metadata: metadata, payloadSHA256Hex: sha256)
+            } else {
+                etag = try MultipartUpload(storage: storage, key: key, path: path, size: size, partSize: partSize,
+                                           partsInFlight: partsInFlight).run(contentType: contentType, metadata: metadata)
+            }
+            guard let info = try storage.headObject(key: key) else {
+                throw ArchiveError(.storage, "the object is missing right after the upload")
+            }
+            guard info.size == size else {
+                throw ArchiveError(.storage, "the stored object has \(info.size) bytes, expected \(size)")
+            }
+        } catch let error as ArchiveError {
+            throw error
+        } catch {
+            throw ArchiveError(.storage, "\(error)")
+        }
+        return etag
+    }
+
+    /// S3 metadata values travel as HTTP headers: keep them printable ASCII (percent-encode the rest).
+    static func metadataSafe(_ value: String) -> String {
+        var allowed = CharacterSet(charactersIn: UnicodeScalar(0x21)...UnicodeScalar(0x7e))
+        allowed.remove("%")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+    }
+}

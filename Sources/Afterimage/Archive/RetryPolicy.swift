@@ -1,0 +1,62 @@
+import Foundation
+
+/// What to do after a failed try. Exponential backoff with jitter, never past the deadline while an earlier
+/// try is still possible, and a bounded number of tries so nothing retries forever.
+public struct RetryPolicy: Sendable {
+    public var baseDelay: TimeInterval = 2
+    public var maxDelay: TimeInterval = 300
+    /// Tries for a source answering 4xx (other than 408/429) before its deadline: a URL that 404s for a
+    /// while is usually not coming back, but a few tries cover eventual consistency at the provider.
+    public var maxClientErrorAttempts = 5
+    /// Tries for everything else (5xx, network, storage down): ~20 tries with a 5-minute cap span hours.
+    public var maxAttempts = 25
+
+    public init() {}
+
+    public enum Decision: Equatable, Sendable {
+        case retry(at: Date)
+        case fail(reason: String)
+        case expire(reason: String)
+    }
+
+    public func decide(_ error: ArchiveError, attempts: Int, deadline: Date?, now: Date = Date(),
+                       jitter: Double = Double.random(in: 0.75...1.25)) -> Decision {
+        let pastDeadline = deadline.map { now >= $0 } ?? false
+        switch error.code {
+        case .disallowedURL, .blockedAddress, .tooLarge:
+            return .fail(reason: error.message)
+        case .sourceStatus:
+            let status = error.status ?? 0
+            let retryable = status >= 500 || status == 408 || status == 429
+            if !retryable {
+                if pastDeadline && (status == 404 || status == 410 || status == 403) {
+                    return .expire(reason: "the source answered \(status) after its deadline: the provider has deleted it")
+                }
+                if attempts >= maxClientErrorAttempts {
+                    return pastDeadline
+                        ? .expire(reason: "the source answered \(status) after its deadline")
+                        : .fail(reason: "the source answered \(status) \(attempts) times")
+                }
+            }
+        case .spool, .transport, .storage, .leaseLost, .aborted:
+            break
+        }
+        if attempts >= maxAttempts {
+            return pastDeadline ? .expire(reason: "gave up after \(attempts) tries, past the deadline: \(error.message)")
+                                : .fail(reason: "gave up after \(attempts) tries: \(error.message)")
+        }
+        return .retry(at: nextAttempt(attempts: attempts, deadline: deadline, now: now, jitter: jitter))
+    }
+
+    /// `base * 2^(attempts-1)`, capped, with jitter; pulled in before the deadline when the deadline is near.
+    public func nextAttempt(attempts: Int, deadline: Date?, now: Date, jitter: Double) -> Date {
+        let exponential = min(maxDelay, baseDelay * pow(2, Double(max(0, attempts - 1))))
+        var delay = exponential * jitter
+        if let deadline, now < deadline {
+            let margin = deadline.timeIntervalSince(now)
+            // Keep at least one more try before the deadline: aim for at most half the time left.
+            delay = min(delay, max(1, margin / 2))
+        }
+        return now.addingTimeInterval(max(0.5, delay))
+    }
+}

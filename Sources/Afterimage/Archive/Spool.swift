@@ -1,0 +1,124 @@
+import Crypto
+import Foundation
+
+/// Downloaded bytes wait in the spool until they are stored, so a failed upload retries from disk even
+/// when the provider has deleted the source by then. Files are written as `.part` (named after the
+/// writing process, so a crashed writer's leftovers are recognisable) and renamed once complete and
+/// fsynced.
+public struct Spool: Sendable {
+    public let directory: String
+
+    public init(directory: String) throws {
+        self.directory = directory
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ArchiveError(.spool, "cannot create workers.spool_dir \(directory): \(error.localizedDescription)")
+        }
+    }
+
+    public func finalPath(assetID: Int64) -> String { "\(directory)/asset-\(assetID).spool" }
+    func partPath(assetID: Int64) -> String { "\(directory)/asset-\(assetID).\(getpid()).part" }
+
+    /// A file being written: bytes go to disk and into the hash as they arrive, memory stays flat.
+    public final class Writer {
+        let path: String
+        let finalPath: String
+        let descriptor: Int32
+        var hasher = SHA256()
+        public private(set) var size: Int64 = 0
+
+        init(path: String, finalPath: String) throws {
+            self.path = path
+            self.finalPath = finalPath
+            descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { throw ArchiveError(.spool, "cannot create \(path): \(String(cString: strerror(errno)))") }
+        }
+
+        public func write(_ bytes: UnsafeRawBufferPointer) throws {
+            var offset = 0
+            while offset < bytes.count {
+                let n = Foundation.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    // ENOSPC lands here: a full disk is an error that says so, and the asset retries.
+                    throw ArchiveError(.spool, "writing the spool file failed: \(String(cString: strerror(errno)))")
+                }
+                offset += n
+            }
+            hasher.update(bufferPointer: bytes)
+            size += Int64(bytes.count)
+        }
+
+        /// fsyncs and renames into place; returns the path and the hex SHA-256.
+        public func finish() throws -> (path: String, sha256: String) {
+            defer { close(descriptor) }
+            guard fsync(descriptor) == 0 else { throw ArchiveError(.spool, "fsync of the spool file failed: \(String(cString: strerror(errno)))") }
+            guard rename(path, finalPath) == 0 else { throw ArchiveError(.spool, "rename of the spool file failed: \(String(cString: strerror(errno)))") }
+            return (finalPath, hasher.finalize().hexString)
+        }
+
+        public func discard() {
+            close(descriptor)
+            unlink(path)
+        }
+    }
+
+    public func writer(assetID: Int64) throws -> Writer {
+        try Writer(path: partPath(assetID: assetID), finalPath: finalPath(assetID: assetID))
+    }
+
+    /// True when `path` still holds `size` bytes: the spool of an earlier try can be uploaded as it is.
+    public func isIntact(path: String, size: Int64) -> Bool {
+        guard path.hasPrefix(directory + "/"), let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let fileSize = attributes[.size] as? NSNumber else { return false }
+        return fileSize.int64Value == size
+    }
+
+    public func remove(_ path: String) {
+        guard path.hasPrefix(directory + "/") else { return }
+        unlink(path)
+    }
+
+    /// At start: removes `.part` files whose writer process is gone, and `.spool` files no asset refers to.
+    public func cleanOrphans(referenced: Set<String>) -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return 0 }
+        var removed = 0
+        for name in names {
+            let path = "\(directory)/\(name)"
+            if name.hasSuffix(".part") {
+                let parts = name.split(separator: ".")
+                if parts.count >= 3, let pid = Int32(parts[parts.count - 2]), pid != getpid(), kill(pid, 0) == 0 { continue }
+                unlink(path); removed += 1
+            } else if name.hasSuffix(".spool"), !referenced.contains(path) {
+                unlink(path); removed += 1
+            }
+        }
+        return removed
+    }
+}
+
+extension SHA256.Digest {
+    var hexString: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+/// Errors of the archive pipeline, with a code that decides what happens to the asset next.
+public struct ArchiveError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable {
+        case spool, disallowedURL = "disallowed_url", blockedAddress = "blocked_address", tooLarge = "too_large"
+        case sourceStatus = "source_status", transport, storage, leaseLost = "lease_lost", aborted
+    }
+    public let code: Code
+    public let message: String
+    /// HTTP status from the source, when there was one.
+    public var status: Int?
+
+    public init(_ code: Code, _ message: String, status: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.status = status
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Afterimage
+
+@Suite("Standard Webhooks signatures")
+struct StandardWebhooksTests {
+    struct Vector: Decodable {
+        let secret: String
+        let webhook_id: String
+        let webhook_timestamp: Int64
+        let payload: String
+        let expected_signature: String
+    }
+
+    func vector() throws -> Vector {
+        let url = TestEnvironment.fixturesDirectory.appendingPathComponent("standard-webhooks-vector.json")
+        return try JSONDecoder().decode(Vector.self, from: Data(contentsOf: url))
+    }
+
+    @Test func signingVector() throws {
+        let v = try vector()
+        #expect(StandardWebhooksVerifier.sign(secret: v.secret, id: v.webhook_id, timestamp: v.webhook_timestamp, body: Array(v.payload.utf8)) == v.expected_signature)
+        let verifier = StandardWebhooksVerifier(secrets: [v.secret])
+        let at = Date(timeIntervalSince1970: TimeInterval(v.webhook_timestamp))
+        try verifier.verify(id: v.webhook_id, timestamp: String(v.webhook_timestamp), signature: v.expected_signature, body: Array(v.payload.utf8), now: at)
+    }
+
+    @Test func anyEntryAndAnySecretMayMatch() throws {
+        let v = try vector()
+        let other = "whsec_" + Data("another key".utf8).base64EncodedString()
+        let at = Date(timeIntervalSince1970: TimeInterval(v.webhook_timestamp))
+        let header = "v1,Zm9vYmFy v2,whatever \(v.expected_signature)"
+        try StandardWebhooksVerifier(secrets: [other, v.secret]).verify(
+            id: v.webhook_id, timestamp: String(v.webhook_timestamp), signature: header, body: Array(v.payload.utf8), now: at)
+    }
+
+    @Test func refusals() throws {
+        let v = try vector()
+        let verifier = StandardWebhooksVerifier(secrets: [v.secret])
+        let body = Array(v.payload.utf8)
+        let ts = String(v.webhook_timestamp)
+        let at = Date(timeIntervalSince1970: TimeInterval(v.webhook_timestamp))
+        func code(_ id: String?, _ t: String?, _ sig: String?, _ b: [UInt8], _ now: Date) -> StandardWebhooksVerifier.Failure.Code? {
+            do { try verifier.verify(id: id, timestamp: t, signature: sig, body: b, now: now); return nil } catch { return error.code }
+        }
+        #expect(code(v.webhook_id, ts, v.expected_signature, body + [0x20], at) == .invalid)          // tampered body
+        #expect(code("msg_other", ts, v.expected_signature, body, at) == .invalid)                     // other id
+        #expect(code(v.webhook_id, ts, v.expected_signature, body, at.addingTimeInterval(301)) == .staleTimestamp)
+        #expect(code(v.webhook_id, ts, v.expected_signature, body, at.addingTimeInterval(-301)) == .staleTimestamp)
+        #expect(code(v.webhook_id, ts, v.expected_signature, body, at.addingTimeInterval(299)) == nil)
+        #expect(code(nil, ts, v.expected_signature, body, at) == .missingHeaders)
+        #expect(code(v.webhook_id, ts, nil, body, at) == .missingHeaders)
+        #expect(code(v.webhook_id, "soon", v.expected_signature, body, at) == .invalid)
+        let wrong = StandardWebhooksVerifier(secrets: ["whsec_" + Data("wrong".utf8).base64EncodedString()])
+        #expect(throws: StandardWebhooksVerifier.Failure.self) {
+            try wrong.verify(id: v.webhook_id, timestamp: ts, signature: v.expected_signature, body: body, now: at)
+        }
+        #expect(throws: StandardWebhooksVerifier.Failure.self) {
+            try StandardWebhooksVerifier(secrets: []).verify(id: v.webhook_id, timestamp: ts, signature: v.expected_signature, body: body, now: at)
+        }
+    }
+
+    @Test func constantTimeComparison() {
+        #expect(constantTimeEquals([1, 2, 3], [1, 2, 3]))
+        #expect(!constantTimeEquals([1, 2, 3], [1, 2, 4]))
+        #expect(!constantTimeEquals([1, 2, 3], [1, 2]))
+    }
+}
+
+@Suite("Replicate predictions and output URLs")
+struct ReplicatePredictionTests {
+    func fixture(_ name: String) throws -> [UInt8] {
+        Array(try Data(contentsOf: TestEnvironment.fixturesDirectory.appendingPathComponent("replicate/\(name)")))
+    }
+
+    @Test func fixturesParseAndYieldTheirURLs() throws {
+        let expectations: [(String, String, [String])] = [
+            ("succeeded-list.json", "succeeded", ["/0", "/1"]),
+            ("succeeded-string.json", "succeeded", [""]),
+            ("succeeded-nested.json", "succeeded", ["/image", "/masks/0", "/masks/1"]),
+            ("succeeded-text.json", "succeeded", []),
+            ("failed.json", "failed", []),
+            ("starting.json", "starting", []),
+            ("data-removed.json", "succeeded", []),
+        ]
+        for (name, status, pointers) in expectations {
+            let prediction = try ReplicatePrediction.parse(try fixture(name))
+            #expect(prediction.status == status, "\(name)")
+            let output = try prediction.outputJSON.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
+            #expect(OutputURLWalker.urls(in: output).map(\.pointer) == pointers, "\(name)")
+        }
+        let nested = try ReplicatePrediction.parse(try fixture("succeeded-nested.json"))
+        #expect(nested.completedAt == RFC3339.parse("2026-11-20T12:00:09.900Z"))
+        #expect(nested.isTerminal)
+        #expect(try ReplicatePrediction.parse(try fixture("data-removed.json")).dataRemoved)
+    }
+
+    @Test func notAPrediction() {
+        for body in ["[]", "{}", "{\"id\": \"x\", \"status\": \"exploded\"}", "not json", "{\"id\": 5, \"status\": \"starting\"}",
+                     "{\"id\": \"x\", \"status\": \"succeeded\", \"completed_at\": \"yesterday\"}"] {
+            #expect(throws: ReplicatePrediction.ParseError.self, "\(body)") { try ReplicatePrediction.parse(Array(body.utf8)) }
+        }
+    }
+
+    @Test func walkerEscapesPointersAndSkipsNonURLs() {
+        let output: [String: Any] = ["a/b": "https://x.example/1", "t~": ["http://y.example/2", "https://", "ftp://z/3", "data:image/png;base64,AAA"], "n": 3]
+        #expect(OutputURLWalker.urls(in: output) == [
+            .init(pointer: "/a~1b", url: "https://x.example/1"),
+            .init(pointer: "/t~0/0", url: "http://y.example/2"),
+        ])
+    }
+
+    @Test func timestamps() {
+        let base = RFC3339.parse("2026-11-20T12:00:00Z")!
+        #expect(RFC3339.parse("2026-11-20T12:00:00.5Z") == base.addingTimeInterval(0.5))
+        #expect(abs(RFC3339.parse("2026-11-20T12:00:00.581613Z")!.timeIntervalSince(base) - 0.581613) < 1e-6)
+        #expect(RFC3339.parse("2026-11-20T14:00:00+02:00") == base)
+        #expect(RFC3339.parse("2026-11-20T12:00:00") == nil)
+        #expect(RFC3339.parse("2026-13-20T12:00:00Z") == nil)
+        #expect(RFC3339.parse("yesterday") == nil)
+    }
+}
