@@ -69,7 +69,10 @@ let package = Package(
         .testTarget(name: "AfterimageTests", dependencies: ["Afterimage", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Afterimage", "PQ", "S3", "Curl", "MicroHTTP", "TestSupport"],
+            dependencies: [
+                "Afterimage", "PQ", "S3", "Curl", "MicroHTTP", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
     ]
