@@ -143,7 +143,7 @@ public final class S3Client: Sendable {
         var options = self.options
         if let maxBytes { options.maxBytes = maxBytes }
         return try withSession { (session) throws(S3Error) -> CurlResponse in
-            do {
+            do throws(CurlError) {
                 return try session.perform(request, options: options)
             } catch {
                 throw S3Error.transport(error, operation: operation)
@@ -156,7 +156,7 @@ public final class S3Client: Sendable {
               sink: (UnsafeRawBufferPointer) throws -> Void) throws(S3Error) -> CurlResponse {
         let request = signed(method, url: url, headers: [], body: .none, payloadHash: SigV4Signer.emptyPayloadHash)
         return try withSession { (session) throws(S3Error) -> CurlResponse in
-            do {
+            do throws(CurlError) {
                 return try session.perform(request, options: options, sink: sink)
             } catch {
                 throw S3Error.transport(error, operation: operation)
