@@ -1,1 +1,55 @@
+#ifndef CMICROHTTPD_H
+#define CMICROHTTPD_H
+
+/*
+ * Typed wrappers around the parts of libmicrohttpd 0.9.75 that Swift cannot call directly.
+ * Swift cannot call C variadic functions: MHD_start_daemon, MHD_get_daemon_info and
+ * MHD_get_connection_info are variadic, so each gets a fixed-signature cmhd_ function here.
+ * Everything else in <microhttpd.h> (MHD_queue_response, MHD_create_response_from_buffer,
+ * MHD_get_connection_values, MHD_quiesce_daemon, MHD_stop_daemon, ...) is called from Swift.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
 #include <microhttpd.h>
+
+/*
+ * Everything cmhd_start_daemon hands to MHD_start_daemon. A struct rather than a long
+ * parameter list so that optional settings (bind address, inherited socket) stay explicit.
+ */
+typedef struct cmhd_daemon_options {
+    /* MHD_FLAG bits (threading model, IPv6). */
+    unsigned int flags;
+    /* Port to bind when neither bind_address nor listen_fd is given. */
+    uint16_t port;
+    /* Address (with port) to bind; NULL to let MHD bind every address on `port`. */
+    const struct sockaddr *bind_address;
+    /* An already listening socket (systemd socket activation) to serve on, or -1. */
+    int listen_fd;
+    /* Seconds of inactivity after which MHD closes a connection (MHD's default is never). */
+    unsigned int connection_timeout_seconds;
+    /* Most connections served at once; MHD closes connections accepted past it. */
+    unsigned int connection_limit;
+    /* Non-zero: hand the URL path and query arguments to the application still
+     * percent-encoded, so that "%2F" inside a path segment cannot be mistaken for "/". */
+    int keep_url_escaped;
+    MHD_AccessHandlerCallback access_handler;
+    void *access_handler_context;
+    MHD_RequestCompletedCallback request_completed;
+    void *request_completed_context;
+} cmhd_daemon_options;
+
+/* MHD_start_daemon is variadic. Returns NULL when the daemon cannot start (port taken, bad fd). */
+struct MHD_Daemon *cmhd_start_daemon(const cmhd_daemon_options *options);
+
+/* MHD_get_daemon_info is variadic. The port the daemon listens on (useful when port 0 asked the
+ * kernel to choose), read from MHD or, for an inherited socket, from getsockname; 0 if unknown. */
+uint16_t cmhd_daemon_bound_port(struct MHD_Daemon *daemon);
+
+/* MHD_get_connection_info is variadic. Writes the client's numeric address into `buffer`
+ * (NUL-terminated); returns 1 on success, 0 when it is unknown or not IPv4/IPv6. */
+int cmhd_connection_client_address(struct MHD_Connection *connection, char *buffer, size_t capacity);
+
+#endif /* CMICROHTTPD_H */

@@ -1,0 +1,185 @@
+import CMicroHTTPD
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An HTTP/1.1 server over libmicrohttpd 0.9.75.
+///
+/// Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION with an internal polling
+/// thread that accepts). Handlers are synchronous and may block on the database; libmicrohttpd's
+/// manual allows blocking handlers only in this mode (or with suspend/resume, which would need a
+/// thread pool of our own anyway). The connection limit therefore also bounds the thread count.
+public final class HTTPServer: Sendable {
+    public struct Configuration: Sendable {
+        /// Address to bind (numeric or a name resolved once at start).
+        public var host: String
+        /// Port to bind; 0 asks the kernel for a free one (read it back from `boundPort`).
+        public var port: Int
+        /// An already listening socket to serve instead of binding (systemd socket activation).
+        public var listeningSocket: Int32?
+        /// Idle seconds after which a connection is closed; libmicrohttpd's default is never,
+        /// which lets slow or silent clients hold a thread forever.
+        public var connectionTimeoutSeconds: Int
+        /// Most connections (and so connection threads) at once; connections past it are closed.
+        public var connectionLimit: Int
+        /// Body limit for routes that do not set their own.
+        public var defaultMaxBodyBytes: Int
+        /// How much of an oversized chunked body is read and thrown away so the client can still
+        /// be told 413 (libmicrohttpd only lets a response be queued once the body is complete).
+        /// Past it the connection is closed without an answer.
+        public var maxDiscardBytes: Int
+
+        public init(
+            host: String = "127.0.0.1", port: Int = 8080, listeningSocket: Int32? = nil,
+            connectionTimeoutSeconds: Int = 30, connectionLimit: Int = 256,
+            defaultMaxBodyBytes: Int = 1_048_576, maxDiscardBytes: Int = 1_048_576
+        ) {
+            self.host = host
+            self.port = port
+            self.listeningSocket = listeningSocket
+            self.connectionTimeoutSeconds = connectionTimeoutSeconds
+            self.connectionLimit = connectionLimit
+            self.defaultMaxBodyBytes = defaultMaxBodyBytes
+            self.maxDiscardBytes = maxDiscardBytes
+        }
+    }
+
+    /// The daemon pointer. @unchecked Sendable: libmicrohttpd's daemon functions used here
+    /// (get_daemon_info, quiesce, stop) may be called from any thread, and we call the state-
+    /// changing ones only while holding `state`'s lock or after taking the pointer out of it.
+    private struct DaemonHandle: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
+
+    private enum Phase { case idle, running, quiesced, stopped }
+
+    private struct State {
+        var phase = Phase.idle
+        var daemon: DaemonHandle?
+        var boundPort = 0
+    }
+
+    private let core: ServerCore
+    private let state = Mutex(State())
+
+    public init(router: Router, configuration: Configuration) {
+        core = ServerCore(router: router, configuration: configuration)
+    }
+
+    deinit {
+        // Joins every connection thread, so no callback can run once `core` is released.
+        if let daemon = state.withLock({ $0.daemon }) { MHD_stop_daemon(daemon.pointer) }
+    }
+
+    /// Binds (or adopts the inherited socket) and starts serving on libmicrohttpd's threads.
+    public func start() throws(HTTPServerError) {
+        let configuration = core.configuration
+        try validate(configuration)
+        try state.withLock { state throws(HTTPServerError) in
+            guard state.phase == .idle else { throw HTTPServerError(.alreadyStarted, "the HTTP server was already started") }
+            let daemon = try startDaemon(configuration)
+            state.daemon = DaemonHandle(pointer: daemon)
+            state.boundPort = Int(cmhd_daemon_bound_port(daemon))
+            state.phase = .running
+        }
+    }
+
+    /// The port actually listened on (the kernel's choice when port 0 was configured); 0 before start.
+    public var boundPort: Int { state.withLock { $0.boundPort } }
+
+    /// Requests begun and not yet completed (for drain decisions and metrics).
+    public var inFlightRequests: Int { core.inFlight.load(ordering: .acquiring) }
+
+    /// Stops accepting connections and closes the listening socket, so new clients are refused
+    /// (and, under systemd socket activation, queue in systemd's copy for the next instance)
+    /// while requests already received are still served. Answers from now on carry
+    /// `Connection: close` so keep-alive clients do not linger.
+    public func quiesce() {
+        state.withLock { state in
+            guard state.phase == .running, let daemon = state.daemon else { return }
+            core.draining.store(true, ordering: .relaxed)
+            // MHD gives the listening socket back to us; it is ours to close in both cases: a
+            // socket inherited from systemd is a duplicate, systemd keeps its own.
+            let listener = MHD_quiesce_daemon(daemon.pointer)
+            if listener >= 0 { close(listener) }
+            state.phase = .quiesced
+        }
+    }
+
+    /// Graceful stop: quiesce, wait until in-flight requests finish or `drainTimeout` passes, then
+    /// stop the daemon, which closes remaining connections. libmicrohttpd joins connection threads
+    /// when stopping, so a handler still blocked past the deadline delays the return until it
+    /// returns; keep handlers' own timeouts shorter than the stop budget.
+    public func stop(drainTimeout: Duration = .seconds(10)) {
+        quiesce()
+        let clock = ContinuousClock()
+        let deadline = clock.now + drainTimeout
+        while core.inFlight.load(ordering: .acquiring) > 0, clock.now < deadline {
+            usleep(5_000)  // polling a counter: 5 ms is short against any request, cheap on CPU
+        }
+        let daemon = state.withLock { state -> DaemonHandle? in
+            defer { state.daemon = nil; state.phase = .stopped }
+            return state.daemon
+        }
+        if let daemon { MHD_stop_daemon(daemon.pointer) }
+    }
+
+    private func validate(_ c: Configuration) throws(HTTPServerError) {
+        func check(_ ok: Bool, _ message: String) throws(HTTPServerError) {
+            if !ok { throw HTTPServerError(.invalidConfiguration, message) }
+        }
+        try check((0...65535).contains(c.port), "http.port must be between 0 and 65535, got \(c.port)")
+        try check(c.connectionTimeoutSeconds >= 1 && c.connectionTimeoutSeconds <= 86_400,
+                  "the connection timeout must be between 1 and 86400 seconds, got \(c.connectionTimeoutSeconds)")
+        try check(c.connectionLimit >= 1 && c.connectionLimit <= 65_536,
+                  "the connection limit must be between 1 and 65536, got \(c.connectionLimit)")
+        try check(c.defaultMaxBodyBytes >= 0, "http.max_body_bytes must not be negative")
+        try check(c.maxDiscardBytes >= 0, "the discard allowance must not be negative")
+        if let fd = c.listeningSocket { try check(fd >= 0, "the inherited listening socket \(fd) is not a descriptor") }
+    }
+
+    private func startDaemon(_ c: Configuration) throws(HTTPServerError) -> OpaquePointer {
+        // MHD_USE_POLL: connection threads poll() rather than select(), which fails on descriptors
+        // above FD_SETSIZE (1024) that a busy daemon with a database pool and spool files reaches.
+        // MHD_USE_ITC: required for MHD_quiesce_daemon in thread-per-connection mode.
+        var flags = MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue
+            | MHD_USE_POLL.rawValue | MHD_USE_ITC.rawValue
+        var address: SocketAddress?
+        if c.listeningSocket == nil {
+            address = try SocketAddress(host: c.host, port: c.port)
+            if address!.isIPv6 { flags |= MHD_USE_IPv6.rawValue }
+        }
+        let context = Unmanaged.passUnretained(core).toOpaque()
+        var options = cmhd_daemon_options()
+        options.flags = UInt32(flags)
+        options.port = UInt16(c.port)
+        options.listen_fd = c.listeningSocket ?? -1
+        options.connection_timeout_seconds = UInt32(c.connectionTimeoutSeconds)
+        options.connection_limit = UInt32(c.connectionLimit)
+        options.keep_url_escaped = 1
+        options.access_handler = microHTTPAccessHandler
+        options.access_handler_context = context
+        options.request_completed = microHTTPRequestCompleted
+        options.request_completed_context = context
+
+        let daemon: OpaquePointer?
+        if var address {
+            daemon = withUnsafePointer(to: &address.storage) { storage in
+                storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddr in
+                    options.bind_address = sockaddr
+                    return cmhd_start_daemon(&options)
+                }
+            }
+        } else {
+            daemon = cmhd_start_daemon(&options)
+        }
+        guard let daemon else {
+            let target = c.listeningSocket.map { "inherited socket \($0)" } ?? "\(c.host):\(c.port)"
+            throw HTTPServerError(.startFailed, "libmicrohttpd could not start on \(target) (address in use, bad socket or no threads)")
+        }
+        return daemon
+    }
+}

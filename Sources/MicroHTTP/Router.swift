@@ -1,0 +1,101 @@
+/// A synchronous request handler. Handlers may block (database calls): each connection has its
+/// own thread. They cannot throw, so no error can escape into libmicrohttpd's C frames.
+public typealias Handler = @Sendable (Request) -> Response
+
+/// Maps method + path pattern to handlers. Patterns are literal segments and `{name}` segments,
+/// e.g. "/v1/predictions/{provider}/{id}/outputs/{n}"; a parameter matches one whole segment.
+public struct Router: Sendable {
+    struct Route: Sendable {
+        let method: String
+        let pattern: PathPattern
+        /// nil: the server's `defaultMaxBodyBytes`.
+        let maxBodyBytes: Int?
+        let handler: Handler
+    }
+
+    private(set) var routes: [Route] = []
+
+    public init() {}
+
+    /// Registers a handler. `maxBodyBytes` overrides the server's default body limit for this
+    /// route only (webhooks carrying inline images need more than the lookup API).
+    /// A malformed pattern is a programming error and traps at registration, not per request.
+    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, _ handler: @escaping Handler) {
+        precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
+        routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes, handler: handler))
+    }
+
+    enum Resolution {
+        case matched(Route, parameters: [String: String])
+        /// The path exists under other methods; `allow` is the value of the `Allow` header.
+        case methodNotAllowed(allow: String)
+        case notFound
+        /// A segment had a bad percent escape or was not UTF-8.
+        case malformedPath
+    }
+
+    /// Finds the route for a raw (still percent-encoded) path. HEAD falls back to GET routes;
+    /// libmicrohttpd then sends the headers without the body.
+    func resolve(method: String, rawPath: String) -> Resolution {
+        var segments: [String] = []
+        for raw in PathPattern.split(rawPath) {
+            guard let decoded = percentDecode(raw) else { return .malformedPath }
+            segments.append(decoded)
+        }
+        var allowed: Set<String> = []
+        var headFallback: (Route, [String: String])?
+        for route in routes {
+            guard let parameters = route.pattern.match(segments) else { continue }
+            if route.method == method { return .matched(route, parameters: parameters) }
+            if method == "HEAD", route.method == "GET", headFallback == nil { headFallback = (route, parameters) }
+            allowed.insert(route.method)
+        }
+        if let (route, parameters) = headFallback { return .matched(route, parameters: parameters) }
+        if allowed.isEmpty { return .notFound }
+        if allowed.contains("GET") { allowed.insert("HEAD") }
+        return .methodNotAllowed(allow: allowed.sorted().joined(separator: ", "))
+    }
+}
+
+/// A parsed route pattern.
+struct PathPattern: Sendable, CustomStringConvertible {
+    enum Segment: Sendable, Equatable {
+        case literal(String)
+        case parameter(String)
+    }
+
+    let segments: [Segment]
+    let description: String
+
+    init(_ pattern: String) {
+        precondition(pattern.hasPrefix("/"), "route pattern \(pattern) must start with /")
+        description = pattern
+        segments = PathPattern.split(pattern).map { raw in
+            if raw.hasPrefix("{"), raw.hasSuffix("}"), raw.count > 2 {
+                return .parameter(String(raw.dropFirst().dropLast()))
+            }
+            precondition(!raw.contains("{") && !raw.contains("}"), "route pattern \(pattern): bad segment \(raw)")
+            return .literal(String(raw))
+        }
+    }
+
+    /// Segments after the leading "/"; empty segments are kept so "/a/" does not match "/a".
+    static func split(_ path: String) -> [Substring] {
+        Array(path.split(separator: "/", omittingEmptySubsequences: false).dropFirst())
+    }
+
+    /// The parameters when `path` (decoded segments) matches, else nil.
+    func match(_ path: [String]) -> [String: String]? {
+        guard path.count == segments.count else { return nil }
+        var parameters: [String: String] = [:]
+        for (segment, value) in zip(segments, path) {
+            switch segment {
+            case .literal(let literal): if literal != value { return nil }
+            case .parameter(let name):
+                if value.isEmpty { return nil }
+                parameters[name] = value
+            }
+        }
+        return parameters
+    }
+}

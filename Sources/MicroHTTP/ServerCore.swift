@@ -1,0 +1,77 @@
+import Synchronization
+
+/// What libmicrohttpd's callbacks need, shared by every connection thread. Passed to C as an
+/// unretained pointer: `HTTPServer` owns it and stops the daemon (which joins every connection
+/// thread) before letting it go, so no callback can outlive it.
+final class ServerCore: Sendable {
+    let router: Router
+    let configuration: HTTPServer.Configuration
+    /// Requests between their first access-handler call and their completion callback.
+    let inFlight = Atomic<Int>(0)
+    /// Set by quiesce: answers then carry `Connection: close` so keep-alive clients move away.
+    let draining = Atomic<Bool>(false)
+
+    init(router: Router, configuration: HTTPServer.Configuration) {
+        self.router = router
+        self.configuration = configuration
+    }
+}
+
+/// Per-request state kept in libmicrohttpd's `con_cls` slot between the calls of the access
+/// handler. Only the connection's own thread touches it (thread-per-connection), and it is
+/// released exactly once, by the completion callback, which also clears the slot.
+final class RequestContext {
+    enum Plan {
+        /// Run this route's handler once the body is in.
+        case handle(Router.Route, parameters: [String: String])
+        /// Answer this (404, 405, 400) once the request is complete.
+        case answer(Response)
+    }
+
+    let method: String
+    let rawPath: String
+    let plan: Plan
+    let maxBodyBytes: Int
+    private(set) var body: [UInt8] = []
+    /// Bytes received past the limit and thrown away.
+    private(set) var discarded = 0
+    private(set) var overLimit = false
+    /// A response was queued on the first call; libmicrohttpd will not call the handler again.
+    var answeredEarly = false
+
+    init(method: String, rawPath: String, plan: Plan, maxBodyBytes: Int, expectedBytes: Int?) {
+        self.method = method
+        self.rawPath = rawPath
+        self.plan = plan
+        self.maxBodyBytes = maxBodyBytes
+        if let expectedBytes, expectedBytes > 0 { body.reserveCapacity(min(expectedBytes, maxBodyBytes)) }
+    }
+
+    enum Accepted {
+        case buffered
+        /// Over the limit: the bytes were dropped; keep reading to answer 413.
+        case discarded
+        /// Over the limit and past the discard allowance: close the connection.
+        case giveUp
+    }
+
+    /// Takes the next piece of the body, never holding more than `maxBodyBytes` of it.
+    func append(_ bytes: UnsafeRawBufferPointer, discardAllowance: Int) -> Accepted {
+        if !overLimit, body.count + bytes.count > maxBodyBytes {
+            overLimit = true
+            discarded = body.count
+            body = []  // free it now: a rejected body must not hold memory until the end
+        }
+        if overLimit {
+            discarded += bytes.count
+            return discarded - maxBodyBytes > discardAllowance ? .giveUp : .discarded
+        }
+        body.append(contentsOf: bytes)
+        return .buffered
+    }
+
+    func takeBody() -> [UInt8] {
+        defer { body = [] }
+        return body
+    }
+}
