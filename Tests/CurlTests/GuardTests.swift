@@ -24,6 +24,19 @@ struct GuardTests {
         #expect(server.connectionCount == 0)
     }
 
+    @Test("a guarded request does not reuse a connection an unguarded request opened")
+    func guardedRequestSkipsUnvettedPool() throws {
+        let server = try TestHTTPServer { _ in .text("ok") }
+        defer { server.stop() }
+        let session = CurlSession()
+        #expect(try session.perform(CurlRequest(url: server.baseURL), options: localOptions()).status == 200)
+        var guarded = localOptions()
+        guarded.addressPolicy = { !$0.isPrivateOrReserved }
+        let error = curlError { () throws(CurlError) in try session.perform(CurlRequest(url: server.baseURL), options: guarded) }
+        #expect(error?.code == .blockedAddress)
+        #expect(server.requests.count == 1)
+    }
+
     @Test("an address policy that allows the address lets the request through")
     func allowedAddress() throws {
         let server = try TestHTTPServer { _ in .text("ok") }
