@@ -41,7 +41,7 @@ struct EasyHandle: @unchecked Sendable {
 
 /// Typed setters that turn a refused option into a `CurlError` (libcurl refuses, e.g., an unknown
 /// protocol name in CURLOPT_PROTOCOLS_STR).
-struct Options {
+struct EasyOptions {
     let handle: UnsafeMutableRawPointer
 
     private func check(_ code: CURLcode, _ option: CURLoption) throws(CurlError) {

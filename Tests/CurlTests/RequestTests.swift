@@ -47,6 +47,23 @@ struct RequestTests {
         #expect(received.header("Content-Type") == nil, "libcurl adds no form content type")
     }
 
+    @Test("a 307 redirect resends the PUT body to the new location")
+    func putFollows307() throws {
+        let server = try TestHTTPServer { request in
+            request.target == "/old" ? .redirect(to: "/new", status: 307) : .text("stored")
+        }
+        defer { server.stop() }
+        var options = localOptions()
+        options.maxRedirects = 1
+        let bytes = Pattern.bytes(0..<200_000)
+        let response = try CurlSession().perform(CurlRequest(method: "PUT", url: server.baseURL + "/old", body: .bytes(bytes)),
+                                                 options: options)
+        #expect(response.status == 200)
+        #expect(server.requests.map(\.method) == ["PUT", "PUT"])
+        #expect(server.requests.last?.target == "/new")
+        #expect(server.requests.last?.body == bytes)
+    }
+
     @Test("a bodiless PUT and POST send Content-Length: 0; DELETE sends no body")
     func emptyBodies() throws {
         let server = try TestHTTPServer { _ in Reply(status: 204) }
