@@ -35,7 +35,8 @@ public struct CurlResponse: Sendable {
     /// The collected body. With a streaming sink: empty for 2xx (the bytes went to the sink), and the
     /// first bytes of the error page otherwise (see `CurlSession.perform(_:options:sink:)`).
     public let body: [UInt8]
-    /// The URL of the last hop, after redirects.
+    /// The URL of the last hop, after redirects. It keeps its query string (which may be a presigned
+    /// signature): do not log it as is.
     public let effectiveURL: String
     /// Body bytes received from the final response, including those handed to a sink.
     public let bytesReceived: Int64

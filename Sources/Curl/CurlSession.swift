@@ -4,6 +4,9 @@ import Synchronization
 /// One easy handle reused across requests, so connections (and TLS sessions, and the DNS cache) are kept
 /// alive between them: an S3 multipart upload or a worker's next download skips the handshake.
 ///
+/// Connections kept alive were vetted by the address policy in force when they were opened; a guarded
+/// request never reuses one opened without a policy. Use one policy per session.
+///
 /// A transfer holds the session's lock from start to end: concurrent callers wait their turn, so give
 /// each worker thread its own session. Do not call `perform` on the same session from inside a sink.
 public final class CurlSession: Sendable {
@@ -52,7 +55,7 @@ public final class CurlSession: Sendable {
 
     private static func run(_ easy: inout EasyHandle, _ request: CurlRequest, _ options: CurlOptions,
                             _ destination: BodyDestination, successLimit: Int64?, otherLimit: Int) throws(CurlError) -> CurlResponse {
-        let handle = try easy.get()
+        let handle = try easy.get(guarded: options.addressPolicy != nil)
         let deadline = options.totalTimeout.map { ContinuousClock.now + $0 }
         var current = request
         var url = try ParsedURL(request.url)

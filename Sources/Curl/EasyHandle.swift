@@ -19,15 +19,29 @@ struct EasyHandle: @unchecked Sendable {
         return created
     }
 
+    /// Whether the handle's connection pool may hold connections opened without an address policy.
+    private var mayHoldUnvettedConnections = false
+
+    /// The handle for a request, with a connection pool it may safely reuse. Kept-alive connections are
+    /// reused without calling CURLOPT_OPENSOCKETFUNCTION again, so a guarded request must not inherit one
+    /// that an unguarded request opened (say, to a private S3 endpoint): the pool is dropped first.
+    mutating func get(guarded: Bool) throws(CurlError) -> UnsafeMutableRawPointer {
+        if guarded && mayHoldUnvettedConnections { cleanup() }
+        let handle = try get()
+        if !guarded { mayHoldUnvettedConnections = true }
+        return handle
+    }
+
     mutating func cleanup() {
         if let pointer { curl_easy_cleanup(pointer) }
         pointer = nil
+        mayHoldUnvettedConnections = false
     }
 }
 
 /// Typed setters that turn a refused option into a `CurlError` (libcurl refuses, e.g., an unknown
 /// protocol name in CURLOPT_PROTOCOLS_STR).
-struct Options {
+struct EasyOptions {
     let handle: UnsafeMutableRawPointer
 
     private func check(_ code: CURLcode, _ option: CURLoption) throws(CurlError) {

@@ -37,7 +37,10 @@ struct HopRunner {
         curl_easy_reset(handle)
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
         defer { curl_slist_free_all(headerList) }
-        let set = Options(handle: handle)
+        // Runs first: the handle outlives `transfer`, so it must not keep pointers to it (error buffer,
+        // callback data) once this function returns. Reset keeps live connections.
+        defer { curl_easy_reset(handle) }
+        let set = EasyOptions(handle: handle)
 
         try set.set(CURLOPT_URL, request.url)
         try set.set(CURLOPT_NOSIGNAL, 1)                     // no SIGALRM for DNS timeouts: we are threaded

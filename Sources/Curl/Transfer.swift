@@ -66,8 +66,10 @@ final class Transfer {
     // MARK: callbacks' bodies
 
     func receiveHeader(_ data: UnsafeRawBufferPointer) -> Bool {
-        var line = Substring(String(decoding: data, as: UTF8.self))
-        while let last = line.last, last == "\r" || last == "\n" { line = line.dropLast() }
+        // Trim CR LF as bytes: in Swift "\r\n" is one Character, so Character-wise trimming misses it.
+        var end = data.count
+        while end > 0, data[end - 1] == 0x0d || data[end - 1] == 0x0a { end -= 1 }
+        let line = Substring(String(decoding: data[..<end], as: UTF8.self))
         if line.hasPrefix("HTTP/") {
             // A new status line: 100 Continue or a new response. Only the final one's headers count.
             let parts = line.split(separator: " ", maxSplits: 2)
