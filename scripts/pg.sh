@@ -9,6 +9,13 @@
 # package), so DIR is made theirs. Authentication is `trust` on 127.0.0.1 only: the cluster is a
 # local default for `make run` and the tests, never a production database.
 set -euo pipefail
+# Close every inherited descriptor above stderr before starting a server that outlives this script:
+# a caller's pipe or socket kept open by the server would make the caller wait for ever (Foundation's
+# Process on Linux learns of a child's exit from a socket the child inherits).
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null || true
+done
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [ -x "$PGBIN/initdb" ] || { echo "pg.sh: PostgreSQL server binaries not found (apt install postgresql)" >&2; exit 1; }
 PGUSER_NAME=afterimage

@@ -8,6 +8,13 @@
 # metrics, WebDAV, Iceberg, Lance). Every one of them is derived from S3_PORT here so that the run
 # command's store and the tests' stores can live side by side: S3_PORT .. S3_PORT+11 must be free.
 set -euo pipefail
+# Close every inherited descriptor above stderr before starting a server that outlives this script:
+# a caller's pipe or socket kept open by the server would make the caller wait for ever (Foundation's
+# Process on Linux learns of a child's exit from a socket the child inherits).
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null || true
+done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WEED=${WEED:-$here/../.venv/bin/weed}
 [ -x "$WEED" ] || WEED=$(command -v weed || true)

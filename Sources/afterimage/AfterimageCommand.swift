@@ -15,6 +15,20 @@ struct AfterimageCommand: AsyncParsableCommand {
         commandName: "afterimage",
         abstract: "Keeps image-generation outputs after the providers delete them.",
         subcommands: [Serve.self, Migrate.self, CheckConfig.self])
+
+    static func main() async {
+        resetSignalMask()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every command shares.

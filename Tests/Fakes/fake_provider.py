@@ -20,6 +20,7 @@ Prints "PORT <n>" on its first line of stdout once it listens.
 """
 import hashlib
 import json
+import signal
 import sys
 import threading
 import time
@@ -144,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    # The test runner's threads block most signals and children inherit that mask: unblock them so
+    # SIGTERM ends this server.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)

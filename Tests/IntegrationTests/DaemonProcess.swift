@@ -22,7 +22,7 @@ final class DaemonProcess: @unchecked Sendable {
             .merging(environment) { $1 }
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)
-        try process.run()
+        try launchWithDefaultSignals(process)
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
@@ -80,7 +80,7 @@ func runAfterimage(_ arguments: [String], environment: [String: String]) throws 
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    try process.run()
+    try launchWithDefaultSignals(process)
     // Read both pipes before waiting so a chatty child never blocks on a full pipe.
     let errData = Mutex<Data>(Data())
     let reader = Thread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }

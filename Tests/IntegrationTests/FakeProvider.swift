@@ -17,7 +17,7 @@ final class FakeProvider: @unchecked Sendable {
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try launchWithDefaultSignals(process)
         // The first line is "PORT n"; read byte by byte so nothing after it is consumed.
         var line = [UInt8]()
         while let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { line.append(byte) }

@@ -4,23 +4,29 @@ import Glibc
 #endif
 
 /// Runs a command to completion and returns its combined output; throws when it exits non-zero.
+/// Output goes to a temporary file, not a pipe: a server the command starts in the background (pg_ctl,
+/// weed) may inherit the descriptor and would keep a pipe open for ever.
 @discardableResult
 public func runCommand(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    let outputPath = NSTemporaryDirectory() + "afterimage-cmd-\(UUID().uuidString).log"
+    FileManager.default.createFile(atPath: outputPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: outputPath) }
+    let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+    process.standardOutput = output
+    process.standardError = output
+    process.standardInput = FileHandle.nullDevice
+    try launchWithDefaultSignals(process)
     process.waitUntilExit()
-    let output = String(decoding: data, as: UTF8.self)
+    try? output.close()
+    let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
     guard process.terminationStatus == 0 else {
-        throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
+        throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
     }
-    return output
+    return text
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back, close).
@@ -65,4 +71,15 @@ public func waitUntil(timeout: Duration = .seconds(10), pollEvery: Duration = .m
     }
     if try condition() { return }
     throw TestSupportError("timed out after \(timeout) waiting for \(what)")
+}
+
+/// Starts `process` with no signal blocked. A child inherits the spawning thread's signal mask, and the
+/// test runner's threads block most signals: without this a child never sees SIGTERM and tests hang.
+public func launchWithDefaultSignals(_ process: Process) throws {
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    var previous = sigset_t()
+    pthread_sigmask(SIG_SETMASK, &empty, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    try process.run()
 }
