@@ -54,7 +54,8 @@ public final class Pool: Sendable {
     /// - Parameters:
     ///   - url: libpq URI; kept private and never put in errors.
     ///   - size: the most connections open at once (at least 1).
-    ///   - acquireTimeout: how long a caller waits for a busy pool before `poolTimeout`.
+    ///   - acquireTimeout: how long a caller waits for a busy pool before `poolTimeout`. Opening a
+    ///     new connection is bounded separately, by `connectTimeoutSeconds`.
     public init(url: String, size: Int, acquireTimeout: Duration = .seconds(2), connectTimeoutSeconds: Int = 5) {
         precondition(size >= 1, "a pool needs at least one connection")
         self.url = url
