@@ -73,9 +73,12 @@ extension Connection {
         guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
         let socket = PQsocket(handle)
         guard socket >= 0 else { return false }
-        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        if poll(&descriptor, 1, 0) > 0 {
-            guard PQconsumeInput(handle) == 1 else { return false }
+        // A stopping server sends its FATAL message and then closes: the first read may get only
+        // the message, so read again while there is more (a few rounds at most).
+        for _ in 0..<4 {
+            var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 0) > 0 else { break }
+            guard PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else { return false }
         }
         return PQstatus(handle) == CONNECTION_OK
     }

@@ -26,7 +26,8 @@ public final class Connection: @unchecked Sendable {
     ///
     /// The session runs with `TimeZone=UTC`, `DateStyle=ISO`, `bytea_output=hex` and UTF-8 (the
     /// forms the decoders read), and `application_name=afterimage` unless the URI names one.
-    /// Errors never contain the URI or its password.
+    /// Errors never contain the URI or its password. `connectTimeoutSeconds` below 2 is raised to 2
+    /// (libpq's minimum; libpq's 0 would mean "wait forever").
     public static func connect(url: String, connectTimeoutSeconds: Int = 5) throws(PQError) -> Connection {
         let parameters = ConnectionParameters(url: url, connectTimeoutSeconds: connectTimeoutSeconds)
         let handle = parameters.withCArrays { keywords, values in PQconnectdbParams(keywords, values, 1) }

@@ -77,7 +77,9 @@ extension Bool: PQEncodable {
 }
 
 extension Date: PQEncodable {
-    /// Sent as `timestamptz` in UTC, rounded to the microsecond (the server's precision).
+    /// Sent as `timestamptz` in UTC, rounded to the microsecond (the server's precision). `Date`
+    /// is a Double of seconds since 2001, so it holds exact microseconds only within about 270
+    /// years of 2001; further out the nearest representable instant is sent.
     public static var pqTypeOID: UInt32 { PQTypeOID.timestamptz }
     public var pqValue: PQValue { .text(TimestampText.format(self)) }
 }

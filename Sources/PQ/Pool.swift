@@ -54,7 +54,8 @@ public final class Pool: Sendable {
     /// - Parameters:
     ///   - url: libpq URI; kept private and never put in errors.
     ///   - size: the most connections open at once (at least 1).
-    ///   - acquireTimeout: how long a caller waits for a busy pool before `poolTimeout`.
+    ///   - acquireTimeout: how long a caller waits for a busy pool before `poolTimeout`. Opening a
+    ///     new connection is bounded separately, by `connectTimeoutSeconds`.
     public init(url: String, size: Int, acquireTimeout: Duration = .seconds(2), connectTimeoutSeconds: Int = 5) {
         precondition(size >= 1, "a pool needs at least one connection")
         self.url = url
@@ -175,28 +176,25 @@ public final class Pool: Sendable {
         }
     }
 
+    /// Takes a connection back. After `connectionLost` (`dropIdle`) the connection itself is not
+    /// trusted either, even if libpq has not marked it bad yet.
     private func release(_ connection: Connection, dropIdle: Bool) {
-        guard connection.resetForReuse() else {
+        guard !dropIdle, connection.resetForReuse() else {
+            let broken = connection.isBroken
             connection.close()
-            freeSlot(dropIdle: dropIdle || connection.isBroken)
+            freeSlot(dropIdle: dropIdle || broken)
             return
         }
-        let (toClose, semaphore) = state.withLock { state -> ([Connection], DispatchSemaphore?) in
-            var toClose = dropIdle ? state.idle : []
-            if dropIdle {
-                state.open -= state.idle.count
-                state.idle = []
-            }
+        let (toClose, semaphore) = state.withLock { state -> (Connection?, DispatchSemaphore?) in
             if state.closed {
                 state.open -= 1
-                toClose.append(connection)
-                return (toClose, nil)
+                return (connection, nil)
             }
-            if let semaphore = state.grantToWaiter(.connection(connection)) { return (toClose, semaphore) }
+            if let semaphore = state.grantToWaiter(.connection(connection)) { return (nil, semaphore) }
             state.idle.append(connection)
-            return (toClose, nil)
+            return (nil, nil)
         }
-        for idle in toClose { idle.close() }
+        toClose?.close()
         semaphore?.signal()
     }
 
