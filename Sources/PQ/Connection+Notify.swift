@@ -65,22 +65,18 @@ extension Connection {
         return received
     }
 
-    /// True when an idle connection still looks alive: if its socket has anything to read (the
-    /// FATAL a stopping server sends, or end of file), libpq reads it and notices a closed
-    /// connection. Costs one poll(2) with a zero timeout, no round trip. Notifications it reads stay
-    /// queued for `waitForNotifications`.
+    /// True when an idle pooled connection still looks alive. Costs one poll(2) with a zero timeout,
+    /// no round trip. A pooled connection never LISTENs, so anything the server sends it unprompted
+    /// is bad news: usually the FATAL of a backend being terminated or a server shutting down. libpq
+    /// files that FATAL as a mere notice and keeps the status OK until end of file arrives, which can
+    /// come a moment later — so readable data alone condemns the connection. The rare false alarm
+    /// (an unprompted ParameterStatus) costs one reconnect; a false "alive" costs a failed request.
     func probeIdle() -> Bool {
         guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
         let socket = PQsocket(handle)
         guard socket >= 0 else { return false }
-        // A stopping server sends its FATAL message and then closes: the first read may get only
-        // the message, so read again while there is more (a few rounds at most).
-        for _ in 0..<4 {
-            var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, 0) > 0 else { break }
-            guard PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else { return false }
-        }
-        return PQstatus(handle) == CONNECTION_OK
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) == 0
     }
 
     private func drainNotifications(_ handle: OpaquePointer) -> [Notification] {
