@@ -31,7 +31,8 @@ public final class Daemon: Sendable {
         let archiver = Archiver(
             queue: queue, pool: pool, storage: storage, spool: try Spool(directory: settings.workers.spoolDirectory),
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { fetchPolicy },
-            sourceToken: { provider in provider == ReplicateIntake.provider ? replicateToken : nil }, logger: logger)
+            sourceToken: { provider in provider == ReplicateIntake.provider ? replicateToken : nil },
+            multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize, logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
 

@@ -20,6 +20,14 @@ public enum TestEnvironment {
         public var bucket: String
         public var accessKeyID: String
         public var secretAccessKey: String
+
+        public init(endpoint: String, region: String, bucket: String, accessKeyID: String, secretAccessKey: String) {
+            self.endpoint = endpoint
+            self.region = region
+            self.bucket = bucket
+            self.accessKeyID = accessKeyID
+            self.secretAccessKey = secretAccessKey
+        }
     }
 
     public static func s3() throws -> S3 {
@@ -37,9 +45,11 @@ public enum TestEnvironment {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     public static var scriptsDirectory: URL { repositoryRoot.appendingPathComponent("scripts") }
-    public static var fixturesDirectory: URL {
-        if let dir = ProcessInfo.processInfo.environment["AFTERIMAGE_FIXTURES"] { return URL(fileURLWithPath: dir) }
-        return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures")
+    /// The project's copy of ../shared/fixtures (so tests do not depend on where the checkout lives);
+    /// `SharedFixturesTests` checks the copy against the shared originals whenever they are beside us.
+    public static var fixturesDirectory: URL { repositoryRoot.appendingPathComponent("Tests/Fixtures") }
+    public static var sharedFixturesDirectory: URL {
+        repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures")
     }
 }
 

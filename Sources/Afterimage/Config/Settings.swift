@@ -30,6 +30,9 @@ public struct Settings: Sendable {
         public var pathStyle = true
         public var prefix = ""
         public var presignTTL = 3600
+        /// Files up to this size go up in one PUT; larger ones in parts (S3's minimum part is 5 MiB).
+        public var multipartThreshold: Int64 = 64 << 20
+        public var partSize: Int64 = 8 << 20
     }
 
     public struct Replicate: Sendable {

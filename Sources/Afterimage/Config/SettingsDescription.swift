@@ -24,6 +24,7 @@ extension Settings {
             ("storage.secret_access_key", secret(storage.secretAccessKey)),
             ("storage.path_style", "\(storage.pathStyle)"), ("storage.prefix", plain(storage.prefix)),
             ("storage.presign_ttl", "\(storage.presignTTL)"),
+            ("storage.multipart_threshold", "\(storage.multipartThreshold)"), ("storage.part_size", "\(storage.partSize)"),
             ("replicate.webhook_secret", secrets(replicate.webhookSecrets)),
             ("replicate.api_token", secret(replicate.apiToken)), ("replicate.retention", "\(replicate.retention)"),
             ("replicate.base_url", plain(replicate.baseURL)),

@@ -19,7 +19,8 @@ public enum SettingsLoader {
         ("database.acquire_timeout_ms", false),
         ("storage.endpoint", false), ("storage.region", false), ("storage.bucket", false),
         ("storage.access_key_id", true), ("storage.secret_access_key", true), ("storage.path_style", false),
-        ("storage.prefix", false), ("storage.presign_ttl", false),
+        ("storage.prefix", false), ("storage.presign_ttl", false), ("storage.multipart_threshold", false),
+        ("storage.part_size", false),
         ("replicate.webhook_secret", true), ("replicate.api_token", true), ("replicate.retention", false),
         ("replicate.base_url", false),
         ("stability.webhook_secret", true), ("stability.api_key", true), ("stability.base_url", false),
@@ -94,6 +95,8 @@ public enum SettingsLoader {
         s.storage.pathStyle = try v.bool("storage.path_style") ?? s.storage.pathStyle
         s.storage.prefix = try v.string("storage.prefix") ?? s.storage.prefix
         s.storage.presignTTL = try v.int("storage.presign_ttl", in: 1...604_800) ?? s.storage.presignTTL
+        s.storage.multipartThreshold = Int64(try v.int("storage.multipart_threshold", in: 5 << 20...5 << 30) ?? Int(s.storage.multipartThreshold))
+        s.storage.partSize = Int64(try v.int("storage.part_size", in: 5 << 20...5 << 30) ?? Int(s.storage.partSize))
 
         s.replicate.webhookSecrets = try v.list("replicate.webhook_secret", secret: true) ?? []
         try validateWebhookSecrets(s.replicate.webhookSecrets, key: "replicate.webhook_secret")
