@@ -155,7 +155,7 @@ public final class HTTPServer: Sendable {
         let context = Unmanaged.passUnretained(core).toOpaque()
         var options = cmhd_daemon_options()
         options.flags = UInt32(flags)
-        options.port = UInt16(c.port)
+        options.port = c.listeningSocket == nil ? UInt16(c.port) : 0
         options.listen_fd = c.listeningSocket ?? -1
         options.connection_timeout_seconds = UInt32(c.connectionTimeoutSeconds)
         options.connection_limit = UInt32(c.connectionLimit)
