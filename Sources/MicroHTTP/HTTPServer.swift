@@ -79,7 +79,7 @@ public final class HTTPServer: Sendable {
         let configuration = core.configuration
         try validate(configuration)
         try state.withLock { state throws(HTTPServerError) in
-            guard state.phase == .idle else { throw HTTPServerError(.alreadyStarted, "the HTTP server was already started") }
+            guard state.phase == .idle else { throw HTTPServerError(.alreadyStarted, "the HTTP server was already started (a stopped server cannot be restarted)") }
             let daemon = try startDaemon(configuration)
             state.daemon = DaemonHandle(pointer: daemon)
             state.boundPort = Int(cmhd_daemon_bound_port(daemon))

@@ -129,3 +129,57 @@ struct BodyTests {
         }
     }
 }
+
+@Suite("Content-Length that lies")
+struct ContentLengthLieTests {
+    @Test("bytes past Content-Length are not part of the body")
+    func shorterThanSent() throws {
+        var router = Router()
+        router.add("POST", "/echo", echoHandler)
+        try withServer(router) { _, port in
+            let connection = try RawConnection(port: port)
+            try connection.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGARBAGE\r\n\r\n")
+            let response = try connection.readResponse()
+            #expect(response.status == 200)
+            #expect(response.text == "abc")
+        }
+    }
+
+    @Test("a body that never arrives ends with the connection timeout and releases its context")
+    func longerThanSent() throws {
+        let calls = Counter()
+        var router = Router()
+        router.add("POST", "/upload") { _ in calls.increment(); return Response(status: 200) }
+        try withServer(router, configure: { $0.connectionTimeoutSeconds = 1 }) { server, port in
+            let connection = try RawConnection(port: port)
+            try connection.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            let (bytes, error) = connection.readToEnd()
+            #expect(error == nil)  // closed by the server, not our receive timeout
+            #expect(!String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            try waitUntil(timeout: .seconds(5), "request context released") { server.inFlightRequests == 0 }
+            #expect(calls.count == 0)
+        }
+    }
+
+    @Test("a handler's invalid status becomes a JSON 500; framing headers are the server's")
+    func invalidStatusAndFraming() throws {
+        var router = Router()
+        router.add("GET", "/bad") { _ in Response(status: 42, body: Array("secret body".utf8)) }
+        router.add("GET", "/framing") { _ in
+            Response(status: 200, headers: [("Content-Length", "999"), ("Transfer-Encoding", "chunked"), ("X-Ok", "1")],
+                     body: Array("four".utf8))
+        }
+        try withServer(router) { _, port in
+            let bad = try send(port, "GET", "/bad")
+            #expect(bad.status == 500)
+            #expect(bad.errorCode == "internal_error")
+            #expect(!bad.text.contains("secret"))
+            let framing = try send(port, "GET", "/framing")
+            #expect(framing.status == 200)
+            #expect(framing.header("Content-Length") == "4")
+            #expect(framing.header("Transfer-Encoding") == nil)
+            #expect(framing.header("X-Ok") == "1")
+            #expect(framing.text == "four")
+        }
+    }
+}
