@@ -112,7 +112,8 @@ public final class HTTPServer: Sendable {
     /// Graceful stop: quiesce, wait until in-flight requests finish or `drainTimeout` passes, then
     /// stop the daemon, which closes remaining connections. libmicrohttpd joins connection threads
     /// when stopping, so a handler still blocked past the deadline delays the return until it
-    /// returns; keep handlers' own timeouts shorter than the stop budget.
+    /// returns; keep handlers' own timeouts shorter than the stop budget. Never call it from a
+    /// handler: the daemon would wait for the very thread that is calling it.
     public func stop(drainTimeout: Duration = .seconds(10)) {
         quiesce()
         let clock = ContinuousClock()
