@@ -233,3 +233,27 @@ struct S3ClientIntegrationTests {
         }
     }
 }
+
+@Suite("S3 client shared between threads")
+struct S3ClientConcurrencyTests {
+    /// One client, many simultaneous calls: each borrows its own CurlSession.
+    @Test func concurrentCallsOnOneClient() async throws {
+        let s3 = try S3Fixture()
+        let client = s3.client
+        let keys = (0..<8).map { s3.key("concurrent-\($0)") }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for (i, key) in keys.enumerated() {
+                group.addTask {
+                    let bytes = testBytes(count: 300_000 + i, seed: UInt64(i + 100))
+                    try client.putObject(key: key, body: .bytes(bytes), contentType: nil)
+                    let back = try client.getObject(key: key)
+                    try client.deleteObject(key: key)
+                    return back == bytes
+                }
+            }
+            var results: [Bool] = []
+            for try await ok in group { results.append(ok) }
+            #expect(results == Array(repeating: true, count: keys.count))
+        }
+    }
+}

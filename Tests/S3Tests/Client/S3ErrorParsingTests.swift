@@ -1,3 +1,4 @@
+import Curl
 @testable import S3
 import Testing
 
@@ -34,5 +35,19 @@ struct S3ErrorParsingTests {
         #expect(MiniXML.first("Missing", in: "<R/>") == nil)
         #expect(MiniXML.escape("\"a\"<&>") == "&quot;a&quot;&lt;&amp;&gt;")
         #expect(MiniXML.unescape("a & b &bogus; &#99999999;") == "a & b &bogus; &#99999999;")
+    }
+}
+
+@Suite("Object info from headers")
+struct ObjectInfoTests {
+    @Test func valuesAreTrimmedAndMetadataUnprefixed() {
+        let headers = HTTPHeaders([
+            ("Content-Length", " 42\r\n"), ("ETag", "\"abc\"\r\n"), ("Content-Type", "image/png\r\n"),
+            ("X-Amz-Meta-Sha256", "deadbeef\r\n"), ("Last-Modified", "Sat, 21 Nov 2026 13:00:00 GMT"), ("Server", "x"),
+        ])
+        let info = ObjectInfo(headers: headers, fallbackSize: 7)
+        #expect(info == ObjectInfo(size: 42, etag: "\"abc\"", contentType: "image/png", metadata: ["sha256": "deadbeef"],
+                                   lastModified: "Sat, 21 Nov 2026 13:00:00 GMT"))
+        #expect(ObjectInfo(headers: HTTPHeaders([]), fallbackSize: 7).size == 7)
     }
 }
