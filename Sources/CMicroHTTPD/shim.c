@@ -44,22 +44,22 @@ struct MHD_Daemon *cmhd_start_daemon(const cmhd_daemon_options *o) {
 }
 
 uint16_t cmhd_daemon_bound_port(struct MHD_Daemon *daemon) {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-    if (info != NULL && info->port != 0)
-        return info->port;
-    info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_LISTEN_FD);
-    if (info == NULL || info->listen_fd < 0)
-        return 0;
-    struct sockaddr_storage address;
-    socklen_t length = sizeof address;
-    memset(&address, 0, sizeof address);
-    if (getsockname(info->listen_fd, (struct sockaddr *) &address, &length) != 0)
-        return 0;
-    if (address.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *) &address)->sin_port);
-    if (address.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *) &address)->sin6_port);
-    return 0;
+    /* The listening socket is the truth: MHD_DAEMON_INFO_BIND_PORT reports the port argument
+     * as given when the socket was inherited through MHD_OPTION_LISTEN_SOCKET. */
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    if (info != NULL && info->listen_fd >= 0) {
+        struct sockaddr_storage address;
+        socklen_t length = sizeof address;
+        memset(&address, 0, sizeof address);
+        if (getsockname(info->listen_fd, (struct sockaddr *) &address, &length) == 0) {
+            if (address.ss_family == AF_INET)
+                return ntohs(((const struct sockaddr_in *) &address)->sin_port);
+            if (address.ss_family == AF_INET6)
+                return ntohs(((const struct sockaddr_in6 *) &address)->sin6_port);
+        }
+    }
+    info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info != NULL ? info->port : 0;
 }
 
 int cmhd_connection_client_address(struct MHD_Connection *connection, char *buffer, size_t capacity) {

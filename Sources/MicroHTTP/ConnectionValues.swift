@@ -63,19 +63,17 @@ private let framingHeaders: Set<String> = ["content-length", "transfer-encoding"
 /// raw value 1 would make MHD free Swift's buffer, DESIGN §4) and adds Content-Length.
 func queue(_ response: Response, on connection: OpaquePointer, draining: Bool) -> MHD_Result {
     // libmicrohttpd refuses status codes outside 100...999, and 1xx cannot be a final answer.
-    let status = (200...999).contains(response.status) ? response.status : 500
-    let body = status == response.status ? response.body : []
-    let created = body.withUnsafeBytes { bytes in
+    let response = (200...999).contains(response.status)
+        ? response : .error(status: 500, code: "internal_error", message: "the handler produced an invalid status")
+    let created = response.body.withUnsafeBytes { bytes in
         MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)
     }
     guard let mhdResponse = created else { return .NO }
     defer { MHD_destroy_response(mhdResponse) }
-    if status == response.status {
-        for (name, value) in response.headers where !framingHeaders.contains(name.lowercased()) {
-            // MHD rejects names or values with CR/LF (header injection); such a header is dropped.
-            _ = MHD_add_response_header(mhdResponse, name, value)
-        }
+    for (name, value) in response.headers where !framingHeaders.contains(name.lowercased()) {
+        // MHD rejects names or values with CR/LF (header injection); such a header is dropped.
+        _ = MHD_add_response_header(mhdResponse, name, value)
     }
     if draining { _ = MHD_add_response_header(mhdResponse, "Connection", "close") }
-    return MHD_queue_response(connection, UInt32(status), mhdResponse)
+    return MHD_queue_response(connection, UInt32(response.status), mhdResponse)
 }

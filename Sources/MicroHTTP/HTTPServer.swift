@@ -79,7 +79,7 @@ public final class HTTPServer: Sendable {
         let configuration = core.configuration
         try validate(configuration)
         try state.withLock { state throws(HTTPServerError) in
-            guard state.phase == .idle else { throw HTTPServerError(.alreadyStarted, "the HTTP server was already started") }
+            guard state.phase == .idle else { throw HTTPServerError(.alreadyStarted, "the HTTP server was already started (a stopped server cannot be restarted)") }
             let daemon = try startDaemon(configuration)
             state.daemon = DaemonHandle(pointer: daemon)
             state.boundPort = Int(cmhd_daemon_bound_port(daemon))
@@ -112,7 +112,8 @@ public final class HTTPServer: Sendable {
     /// Graceful stop: quiesce, wait until in-flight requests finish or `drainTimeout` passes, then
     /// stop the daemon, which closes remaining connections. libmicrohttpd joins connection threads
     /// when stopping, so a handler still blocked past the deadline delays the return until it
-    /// returns; keep handlers' own timeouts shorter than the stop budget.
+    /// returns; keep handlers' own timeouts shorter than the stop budget. Never call it from a
+    /// handler: the daemon would wait for the very thread that is calling it.
     public func stop(drainTimeout: Duration = .seconds(10)) {
         quiesce()
         let clock = ContinuousClock()
@@ -155,7 +156,7 @@ public final class HTTPServer: Sendable {
         let context = Unmanaged.passUnretained(core).toOpaque()
         var options = cmhd_daemon_options()
         options.flags = UInt32(flags)
-        options.port = UInt16(c.port)
+        options.port = c.listeningSocket == nil ? UInt16(c.port) : 0
         options.listen_fd = c.listeningSocket ?? -1
         options.connection_timeout_seconds = UInt32(c.connectionTimeoutSeconds)
         options.connection_limit = UInt32(c.connectionLimit)

@@ -23,11 +23,21 @@ public struct ObjectInfo: Sendable, Equatable {
         var metadata: [String: String] = [:]
         for (name, value) in headers.all {
             let lower = name.lowercased()
-            if lower.hasPrefix("x-amz-meta-") { metadata[String(lower.dropFirst("x-amz-meta-".count))] = value }
+            if lower.hasPrefix("x-amz-meta-") { metadata[String(lower.dropFirst("x-amz-meta-".count))] = value.headerTrimmed }
         }
         self.init(
-            size: headers["content-length"].flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) } ?? fallbackSize,
-            etag: headers["etag"], contentType: headers["content-type"], metadata: metadata,
-            lastModified: headers["last-modified"])
+            size: headers.trimmed("content-length").flatMap { Int64($0) } ?? fallbackSize,
+            etag: headers.trimmed("etag"), contentType: headers.trimmed("content-type"), metadata: metadata,
+            lastModified: headers.trimmed("last-modified"))
     }
+}
+
+extension HTTPHeaders {
+    /// A header value without surrounding whitespace or line ends. Defensive: a header line's
+    /// trailing CRLF must never end up in an ETag or a content type we store.
+    func trimmed(_ name: String) -> String? { self[name]?.headerTrimmed }
+}
+
+extension String {
+    var headerTrimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
 }

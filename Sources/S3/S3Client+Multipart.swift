@@ -34,7 +34,7 @@ extension S3Client {
         guard response.isSuccess else {
             throw S3Error.from(status: response.status, body: response.body, operation: operation, notFound: .noSuchUpload)
         }
-        guard let etag = response.headers["etag"], !etag.isEmpty else {
+        guard let etag = response.headers.trimmed("etag"), !etag.isEmpty else {
             throw S3Error(.invalidResponse, "\(operation): HTTP \(response.status) without an ETag", status: response.status)
         }
         return etag
@@ -64,7 +64,7 @@ extension S3Client {
             throw S3Error.from(status: response.isSuccess ? 500 : response.status, body: response.body,
                                operation: operation, notFound: .noSuchUpload)
         }
-        return MiniXML.first("ETag", in: text) ?? response.headers["etag"] ?? ""
+        return MiniXML.first("ETag", in: text) ?? response.headers.trimmed("etag") ?? ""
     }
 
     /// Discards an upload's parts. An upload that is already gone counts as aborted.

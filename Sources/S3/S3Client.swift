@@ -72,7 +72,7 @@ public final class S3Client: Sendable {
         guard response.isSuccess else {
             throw S3Error.from(status: response.status, body: response.body, operation: operation)
         }
-        return response.headers["etag"] ?? ""
+        return response.headers.trimmed("etag") ?? ""
     }
 
     /// The whole object in memory, up to `options.maxBytes` (16 MiB when unset): for small objects.

@@ -45,7 +45,7 @@ typedef struct cmhd_daemon_options {
 struct MHD_Daemon *cmhd_start_daemon(const cmhd_daemon_options *options);
 
 /* MHD_get_daemon_info is variadic. The port the daemon listens on (useful when port 0 asked the
- * kernel to choose), read from MHD or, for an inherited socket, from getsockname; 0 if unknown. */
+ * kernel to choose), read from the listening socket with getsockname; 0 if unknown. */
 uint16_t cmhd_daemon_bound_port(struct MHD_Daemon *daemon);
 
 /* MHD_get_connection_info is variadic. Writes the client's numeric address into `buffer`
