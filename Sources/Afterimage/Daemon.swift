@@ -14,6 +14,7 @@ public final class Daemon: Sendable {
     let storage: S3Client
     let server: HTTPServer
     let workers: ArchiveWorkers
+    let intake: IntakeBatcher
 
     public init(settings: Settings, logger: Logger, listeningSocket: Int32? = nil) throws {
         try settings.validateForServe()
@@ -39,8 +40,8 @@ public final class Daemon: Sendable {
         var router = Router()
         HealthRoutes(pool: pool, storage: storage).register(on: &router)
         let replicateVerifier = StandardWebhooksVerifier(secrets: settings.replicate.webhookSecrets)
-        ReplicateWebhookRoute(verifier: { replicateVerifier }, intake: ReplicateIntake(retentionSeconds: settings.replicate.retention),
-                              pool: pool, logger: logger)
+        intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention), pool: pool, logger: logger)
+        ReplicateWebhookRoute(verifier: { replicateVerifier }, batcher: intake, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
@@ -66,6 +67,7 @@ public final class Daemon: Sendable {
             logger.info("schema current", metadata: ["applied": "\(applied.count)"])
         }
         workers.start()
+        intake.start()
         try server.start()
         logger.info("listening", metadata: ["host": "\(settings.http.host)", "port": "\(server.boundPort)"])
     }
@@ -76,6 +78,7 @@ public final class Daemon: Sendable {
     public func stop() {
         logger.info("stopping")
         server.stop(drainTimeout: .seconds(10))
+        intake.stop()
         workers.stop(drainTimeout: .seconds(settings.workers.drainTimeoutSeconds))
         pool.close()
         logger.info("stopped")

@@ -6,15 +6,13 @@ import PQ
 /// `POST /v1/webhooks/replicate`: signature first (401 writes nothing), then one transaction, then 2xx.
 public struct ReplicateWebhookRoute: Sendable {
     let verifier: @Sendable () -> StandardWebhooksVerifier
-    let intake: ReplicateIntake
-    let pool: Pool
+    let batcher: IntakeBatcher
     let logger: Logger
 
     /// `verifier` is read per request so a reload (SIGHUP) can swap secrets without a restart.
-    public init(verifier: @escaping @Sendable () -> StandardWebhooksVerifier, intake: ReplicateIntake, pool: Pool, logger: Logger) {
+    public init(verifier: @escaping @Sendable () -> StandardWebhooksVerifier, batcher: IntakeBatcher, logger: Logger) {
         self.verifier = verifier
-        self.intake = intake
-        self.pool = pool
+        self.batcher = batcher
         self.logger = logger
     }
 
@@ -45,7 +43,7 @@ public struct ReplicateWebhookRoute: Sendable {
             body: request.body)
         let outcome: IntakeOutcome
         do {
-            outcome = try pool.withConnection { connection in try intake.record(delivery, on: connection) }
+            outcome = try batcher.record(delivery)
         } catch {
             return databaseFailure(error, logger: logger, provider: "replicate")
         }

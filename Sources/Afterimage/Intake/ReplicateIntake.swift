@@ -13,6 +13,10 @@ public enum IntakeOutcome: Sendable, Equatable {
 
 /// Records Replicate deliveries: the raw body, the prediction (monotonic status, fields only fill in)
 /// and one asset per output URL, in one transaction, so a 2xx means all of it is durable.
+///
+/// Works on batches: concurrent webhooks are committed together (see `IntakeBatcher`), and a batch costs
+/// a fixed handful of statements whatever its size — each statement takes the whole batch as one JSON
+/// parameter expanded by `jsonb_to_recordset`. A batch of one is the plain case.
 public struct ReplicateIntake: Sendable {
     public static let provider = "replicate"
     /// Channel the workers LISTEN on; a notification means "new pending assets".
@@ -43,38 +47,119 @@ public struct ReplicateIntake: Sendable {
 
     /// Records one delivery on `connection` inside its own transaction.
     public func record(_ delivery: Delivery, on connection: Connection) throws -> IntakeOutcome {
-        let parsed: Result<ReplicatePrediction, ReplicatePrediction.ParseError>
-        do { parsed = .success(try ReplicatePrediction.parse(delivery.body)) } catch { parsed = .failure(error) }
-        return try connection.transaction { tx in
-            switch parsed {
-            case .failure(let error):
-                _ = try insertDelivery(delivery, outcome: "unparseable", error: error.message, on: tx)
-                return .unparseable(message: error.message)
-            case .success(let prediction):
-                guard try insertDelivery(delivery, outcome: "accepted", error: nil, on: tx) else {
-                    return .duplicate(predictionID: prediction.id)
-                }
-                let assets = try upsert(prediction, receivedAt: delivery.receivedAt, on: tx)
-                return .accepted(predictionID: prediction.id, assets: assets)
+        try recordBatch([delivery], on: connection)[0]
+    }
+
+    /// Records several deliveries in one transaction; outcomes come back in the same order.
+    public func recordBatch(_ deliveries: [Delivery], on connection: Connection) throws -> [IntakeOutcome] {
+        guard !deliveries.isEmpty else { return [] }
+        let parsed = deliveries.map { delivery -> Result<ReplicatePrediction, ReplicatePrediction.ParseError> in
+            do throws(ReplicatePrediction.ParseError) {
+                return .success(try ReplicatePrediction.parse(delivery.body))
+            } catch {
+                return .failure(error)
             }
+        }
+        return try connection.transaction { tx in
+            let inserted = try insertDeliveries(deliveries, parsed: parsed, on: tx)
+            // First occurrence of a new webhook id wins; later copies in the same batch are duplicates.
+            var claimed = Set<String>()
+            var fresh: [(index: Int, prediction: ReplicatePrediction)] = []
+            var outcomes = [IntakeOutcome?](repeating: nil, count: deliveries.count)
+            for (index, delivery) in deliveries.enumerated() {
+                switch parsed[index] {
+                case .failure(let error):
+                    outcomes[index] = .unparseable(message: error.message)
+                case .success(let prediction):
+                    if inserted.contains(delivery.webhookID), claimed.insert(delivery.webhookID).inserted {
+                        fresh.append((index, prediction))
+                    } else {
+                        outcomes[index] = .duplicate(predictionID: prediction.id)
+                    }
+                }
+            }
+            // One upsert statement cannot touch a row twice: a prediction that occurs twice in the batch goes
+            // in a later round (rounds are rare: they need two events of one prediction at the same instant).
+            var remaining = fresh
+            var queuedAssets = 0
+            while !remaining.isEmpty {
+                var seen = Set<String>()
+                var round: [(index: Int, prediction: ReplicatePrediction)] = []
+                var later: [(index: Int, prediction: ReplicatePrediction)] = []
+                for item in remaining {
+                    if seen.insert(item.prediction.id).inserted { round.append(item) } else { later.append(item) }
+                }
+                let merged = try upsertPredictions(round.map(\.prediction), on: tx)
+                var assets: [[String: Any]] = []
+                var assetCounts: [String: Int] = [:]
+                for item in round {
+                    guard let state = merged[item.prediction.id] else { continue }
+                    let found = state.outputURLs
+                    assetCounts[item.prediction.id] = found.count
+                    let deadline = (state.completedAt ?? deliveries[item.index].receivedAt).addingTimeInterval(retention)
+                    for (n, url) in found.enumerated() {
+                        assets.append(["prediction_id": item.prediction.id, "pointer": url.pointer, "output_index": n,
+                                       "source_url": url.url, "deadline": deadline.timeIntervalSince1970])
+                    }
+                }
+                queuedAssets += try insertAssets(assets, on: tx)
+                for item in round {
+                    outcomes[item.index] = .accepted(predictionID: item.prediction.id, assets: assetCounts[item.prediction.id] ?? 0)
+                }
+                remaining = later
+            }
+            if queuedAssets > 0 {
+                try tx.notify(Self.assetsChannel, payload: Self.provider)
+            }
+            return outcomes.map { $0! }
         }
     }
 
-    /// Inserts the raw delivery; false when this webhook id is already recorded (a retry or a replay).
-    func insertDelivery(_ delivery: Delivery, outcome: String, error: String?, on tx: Connection) throws -> Bool {
+    /// Inserts the raw deliveries; returns the webhook ids that were new (the rest were recorded before).
+    func insertDeliveries(_ deliveries: [Delivery], parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>],
+                          on tx: Connection) throws -> Set<String> {
+        let records: [[String: Any]] = deliveries.enumerated().map { index, delivery in
+            var record: [String: Any] = [
+                "webhook_id": delivery.webhookID, "source": delivery.source,
+                "body": Data(delivery.body).base64EncodedString(), "received_at": delivery.receivedAt.timeIntervalSince1970,
+            ]
+            if let timestamp = delivery.timestamp { record["webhook_timestamp"] = timestamp.timeIntervalSince1970 }
+            if case .failure(let error) = parsed[index] {
+                record["outcome"] = "unparseable"
+                record["error"] = error.message
+            } else {
+                record["outcome"] = "accepted"
+            }
+            return record
+        }
         let rows = try tx.query("""
             INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            SELECT $1, d.webhook_id, to_timestamp(d.webhook_timestamp), d.source, decode(d.body, 'base64'),
+                   to_timestamp(d.received_at), d.outcome, d.error
+            FROM jsonb_to_recordset($2::jsonb) AS d(webhook_id text, webhook_timestamp double precision, source text,
+                                                    body text, received_at double precision, outcome text, error text)
             ON CONFLICT (provider, webhook_id) DO NOTHING
-            RETURNING id
-            """, [Self.provider, delivery.webhookID, delivery.timestamp, delivery.source, delivery.body,
-                  delivery.receivedAt, outcome, error])
-        return rows.count == 1
+            RETURNING webhook_id
+            """, [Self.provider, PQJSON(try Self.json(records))])
+        return Set(try rows.map { try $0.decode(0, as: String.self) })
     }
 
-    /// Upserts the prediction so that a later event never moves it backwards, then queues its outputs
-    /// when the merged prediction is terminal. Returns how many assets the prediction has.
-    func upsert(_ p: ReplicatePrediction, receivedAt: Date, on tx: Connection) throws -> Int {
+    struct MergedPrediction {
+        let status: String
+        let outputJSON: String?
+        let completedAt: Date?
+        let dataRemoved: Bool
+
+        /// The output files to archive: only once terminal, and never when the provider removed the data.
+        var outputURLs: [OutputURLWalker.Found] {
+            guard ReplicatePrediction.terminalStatuses.contains(status), !dataRemoved, let outputJSON else { return [] }
+            let output = try? JSONSerialization.jsonObject(with: Data(outputJSON.utf8), options: [.fragmentsAllowed])
+            return OutputURLWalker.urls(in: output)
+        }
+    }
+
+    /// Upserts predictions so that a later event never moves one backwards; returns each merged row.
+    func upsertPredictions(_ predictions: [ReplicatePrediction], on tx: Connection) throws -> [String: MergedPrediction] {
         // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,
         // or equally far but not terminal (a terminal status is never replaced, even by another one).
         let rank = { (column: String) in "(CASE \(column) WHEN 'starting' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)" }
@@ -82,40 +167,53 @@ public struct ReplicateIntake: Sendable {
         func fill(_ column: String) -> String {
             "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
         }
+        let records: [[String: Any]] = predictions.map { p in
+            var record: [String: Any] = ["id": p.id, "status": p.status, "data_removed": p.dataRemoved]
+            // Absent keys become SQL NULL in jsonb_to_recordset.
+            let optional: [(String, Any?)] = [
+                ("model", p.model), ("version", p.version), ("input", p.inputJSON), ("output", p.outputJSON),
+                ("error", p.error), ("metrics", p.metricsJSON), ("created_at", p.createdAt?.timeIntervalSince1970),
+                ("started_at", p.startedAt?.timeIntervalSince1970), ("completed_at", p.completedAt?.timeIntervalSince1970),
+            ]
+            for case let (key, value?) in optional { record[key] = value }
+            return record
+        }
         let rows = try tx.query("""
             INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
-                                     created_at, started_at, completed_at, data_removed)
-            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13)
+                                                    created_at, started_at, completed_at, data_removed)
+            SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
+                   to_timestamp(p.created_at), to_timestamp(p.started_at), to_timestamp(p.completed_at), p.data_removed
+            FROM jsonb_to_recordset($2::jsonb) AS p(id text, status text, model text, version text, input text, output text,
+                                                    error text, metrics text, created_at double precision,
+                                                    started_at double precision, completed_at double precision, data_removed boolean)
             ON CONFLICT (provider, id) DO UPDATE SET
                 status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE predictions.status END,
                 \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at"].map(fill).joined(separator: ",\n    "))
                 , data_removed = predictions.data_removed OR EXCLUDED.data_removed
                 , updated_at = now()
-            RETURNING status, output::text, completed_at, data_removed
-            """, [Self.provider, p.id, p.status, p.model, p.version, p.inputJSON, p.outputJSON, p.error, p.metricsJSON,
-                  p.createdAt, p.startedAt, p.completedAt, p.dataRemoved])
-        guard let merged = rows.first else { return 0 }
-        let status = try merged.decode(0, as: String.self)
-        let outputJSON = try merged.decode(1, as: String?.self)
-        let completedAt = try merged.decode(2, as: Date?.self)
-        let dataRemoved = try merged.decode(3, as: Bool.self)
-        guard ReplicatePrediction.terminalStatuses.contains(status), !dataRemoved, let outputJSON else { return 0 }
+            RETURNING id, status, output::text, completed_at, data_removed
+            """, [Self.provider, PQJSON(try Self.json(records))])
+        var merged: [String: MergedPrediction] = [:]
+        for row in rows {
+            merged[try row.decode(0, as: String.self)] = MergedPrediction(
+                status: try row.decode(1), outputJSON: try row.decode(2), completedAt: try row.decode(3), dataRemoved: try row.decode(4))
+        }
+        return merged
+    }
 
-        let output = try? JSONSerialization.jsonObject(with: Data(outputJSON.utf8), options: [.fragmentsAllowed])
-        let found = OutputURLWalker.urls(in: output)
-        guard !found.isEmpty else { return 0 }
-        let deadline = (completedAt ?? receivedAt).addingTimeInterval(retention)
-        var inserted = 0
-        for (index, item) in found.enumerated() {
-            inserted += try tx.execute("""
-                INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
-                """, [Self.provider, p.id, item.pointer, index, item.url, deadline])
-        }
-        if inserted > 0 {
-            try tx.notify(Self.assetsChannel, payload: "\(Self.provider)/\(p.id)")
-        }
-        return found.count
+    /// Queues one asset per output URL (unique per prediction and JSON pointer); returns how many are new.
+    func insertAssets(_ assets: [[String: Any]], on tx: Connection) throws -> Int {
+        guard !assets.isEmpty else { return 0 }
+        return try tx.execute("""
+            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
+            SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, to_timestamp(a.deadline)
+            FROM jsonb_to_recordset($2::jsonb) AS a(prediction_id text, pointer text, output_index int, source_url text,
+                                                    deadline double precision)
+            ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
+            """, [Self.provider, PQJSON(try Self.json(assets))])
+    }
+
+    static func json(_ records: [[String: Any]]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: records, options: []), as: UTF8.self)
     }
 }

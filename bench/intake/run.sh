@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Intake benchmark (issue 3): durable webhook acks per second at 64 connections, side by side with
+# pgbench inserting one row per transaction at 64 clients, on the same private PostgreSQL, in the same run,
+# alternating A B A B so the shared machine's noise falls on both.
+#
+#   bench/intake/run.sh [SECONDS_PER_ROUND] [ROUNDS]
+#
+# Needs: wrk (apt), pgbench (Debian's postgresql package), the release binary (swift build -c release).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+duration=${1:-15}
+rounds=${2:-2}
+command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+bin=$(swift build -c release --show-bin-path)/afterimage
+[ -x "$bin" ] || swift build -c release --product afterimage
+
+work=$(mktemp -d /tmp/afterimage-bench.XXXXXX); chmod 755 "$work"
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pg_port=$(free_port); http_port=$(free_port)
+scripts/pg.sh start "$work/pg" "$pg_port" bench
+url=$(scripts/pg.sh url "$work/pg" "$pg_port" bench)
+secret="whsec_$(head -c 24 /dev/urandom | base64)"
+
+AFTERIMAGE_DATABASE_URL=$url AFTERIMAGE_HTTP_PORT=$http_port AFTERIMAGE_WORKERS_COUNT=0 \
+AFTERIMAGE_STORAGE_ENDPOINT=http://127.0.0.1:9 AFTERIMAGE_STORAGE_BUCKET=b AFTERIMAGE_STORAGE_ACCESS_KEY_ID=a \
+AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY=s AFTERIMAGE_REPLICATE_WEBHOOK_SECRET=$secret AFTERIMAGE_LOG_LEVEL=warning \
+AFTERIMAGE_DATABASE_POOL_SIZE=${POOL:-16} AFTERIMAGE_WORKERS_SPOOL_DIR=$work/spool \
+  "$bin" serve > "$work/daemon.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do curl -sf "127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
+
+"$PGBIN/psql" -q "$url" -c "CREATE TABLE bench_rows (id bigserial PRIMARY KEY, payload text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+echo "INSERT INTO bench_rows (payload) VALUES ('{\"id\":\"bench\",\"status\":\"succeeded\"}');" > "$work/insert.sql"
+
+if [ -n "${PERF_SECONDS:-}" ]; then
+  # Profile the daemon under load instead of measuring: perf samples (cpu-clock) while wrk runs.
+  python3 bench/intake/make_requests.py "$secret" 80000 "$work/requests.tsv"
+  wrk -t2 -c64 -d$((PERF_SECONDS + 4))s -s bench/intake/webhooks.lua "http://127.0.0.1:$http_port" -- "$work/requests.tsv" 2 > "$work/wrk.txt" &
+  sleep 2
+  perf record -F 999 -g -p "$pid" -o "${PERF_OUT:-/tmp/afterimage-intake.perf}" -- sleep "$PERF_SECONDS" 2>/dev/null
+  wait
+  grep Requests "$work/wrk.txt"
+  exit 0
+fi
+for round in $(seq 1 "$rounds"); do
+  python3 bench/intake/make_requests.py "$secret" "${REQUESTS:-150000}" "$work/requests.tsv"
+  before=$("$PGBIN/psql" -tAq "$url" -c "SELECT count(*) FROM deliveries")
+  wrk -t2 -c64 -d"${duration}s" --latency -s bench/intake/webhooks.lua "http://127.0.0.1:$http_port" -- "$work/requests.tsv" 2 > "$work/wrk.txt"
+  after=$("$PGBIN/psql" -tAq "$url" -c "SELECT count(*) FROM deliveries")
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
+  p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
+  non200=$(awk '/non-200/ {print $3}' "$work/wrk.txt")
+  "$PGBIN/pgbench" -n -c 64 -j 2 -T "$duration" -f "$work/insert.sql" "$url" > "$work/pgbench.txt" 2>&1
+  tps=$(awk '/^tps/ {print $3; exit}' "$work/pgbench.txt")
+  pglat=$(awk '/latency average/ {print $4 " " $5}' "$work/pgbench.txt")
+  ratio=$(python3 -c "print(round($rps / $tps, 2))")
+  echo "round $round: afterimage ${rps} acks/s (p50 ${p50}, p99 ${p99}, non-200 ${non200}, rows committed $((after - before))) | pgbench ${tps} tps (avg ${pglat}) | ratio ${ratio}"
+done
