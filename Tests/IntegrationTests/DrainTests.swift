@@ -61,6 +61,10 @@ struct DrainTests {
         #expect(stored.count == names.count)
         #expect(Set(stored.map(\.key)).count == names.count, "two assets share a key")
         let storage = try harness.storage()
+        // The fake counts a file as completed after its last paced write: wait until it is idle.
+        try waitUntil(timeout: .seconds(10), pollEvery: .milliseconds(50), "the fake provider to finish its responses") {
+            try stats(harness.fake).active.values.allSatisfy { $0 == 0 }
+        }
         let final = try stats(harness.fake)
         for (index, name) in names.enumerated() {
             let expected = FakeProvider.bytes(name, size: 393216)

@@ -32,11 +32,13 @@ struct MetricsTests {
         #expect(try harness.post(body, to: daemon, tamper: true).status == 401)
         try harness.waitForAssets("stored", count: 2)
 
-        // The stored counter is written after the row; wait for the last metric rather than race it.
+        // The latency sample is recorded just after the row, and the queue gauges are re-read at most
+        // once a second: wait for both rather than race them.
         var after = try scrape(daemon)
-        try waitUntil(timeout: .seconds(10), pollEvery: .milliseconds(100), "webhook-to-stored samples") {
+        try waitUntil(timeout: .seconds(10), pollEvery: .milliseconds(100), "webhook-to-stored samples and the stored gauge") {
             after = try scrape(daemon)
             return after.value("afterimage_webhook_to_stored_seconds_count", ["provider": "replicate"]) == 2
+                && after.value("afterimage_assets", ["state": "stored"]) == 2
         }
         #expect(after.value("afterimage_webhooks_total", accepted) == 2)
         #expect(after.value("afterimage_webhooks_total", ["provider": "replicate", "outcome": "unauthorized"]) == 1)
