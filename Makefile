@@ -12,22 +12,23 @@ build:
 
 # `make install` (as root): the release binary, the systemd units, the example configuration and the
 # migrations. PREFIX (default /usr/local) and DESTDIR (staging root for packagers and tests) apply as
-# usual; the units' ExecStart= is rewritten to $(PREFIX)/bin. BINARY= installs an already built
-# binary instead of building the release one.
+# usual; the units' ExecStart= is rewritten to $(PREFIX)/bin. The binary is BINARY (default: the
+# release build, made first when missing); build it as yourself (`make build`), since sudo's PATH
+# usually has no swift, then `sudo make install`.
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DATADIR ?= $(PREFIX)/share/afterimage
 DOCDIR ?= $(PREFIX)/share/doc/afterimage
 SYSCONFDIR ?= /etc/afterimage
-BINARY ?=
+BINARY ?= .build/release/afterimage
 
 install:
-	@if [ -z "$(BINARY)" ]; then swift build -c release --product afterimage; fi
+	@test -x "$(BINARY)" || swift build -c release --product afterimage
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(DATADIR)/migrations" "$(DESTDIR)$(DOCDIR)"
 	install -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)"
 	install -d -m 0700 "$(DESTDIR)$(SYSCONFDIR)/credentials"
-	install -m 0755 "$(if $(BINARY),$(BINARY),$$(swift build -c release --show-bin-path)/afterimage)" "$(DESTDIR)$(BINDIR)/afterimage"
+	install -m 0755 "$(BINARY)" "$(DESTDIR)$(BINDIR)/afterimage"
 	for unit in afterimage.service afterimage.socket; do \
 	  sed -e 's#/usr/local/bin/afterimage#$(BINDIR)/afterimage#g' -e 's#/usr/local/share/doc/afterimage#$(DOCDIR)#g' \
 	    "systemd/$$unit" > "$(DESTDIR)$(UNITDIR)/$$unit" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$$unit"; \
