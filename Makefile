@@ -1,5 +1,5 @@
 # The two set-up commands of the README, plus install targets for operators.
-.PHONY: run test build
+.PHONY: run test build install uninstall
 
 run:
 	scripts/run.sh
@@ -9,3 +9,38 @@ test:
 
 build:
 	swift build -c release --product afterimage
+
+# `make install` (as root): the release binary, the systemd units, the example configuration and the
+# migrations. PREFIX (default /usr/local) and DESTDIR (staging root for packagers and tests) apply as
+# usual; the units' ExecStart= is rewritten to $(PREFIX)/bin. The binary is BINARY (default: the
+# release build, made first when missing); build it as yourself (`make build`), since sudo's PATH
+# usually has no swift, then `sudo make install`.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share/afterimage
+DOCDIR ?= $(PREFIX)/share/doc/afterimage
+SYSCONFDIR ?= /etc/afterimage
+BINARY ?= .build/release/afterimage
+
+install:
+	@test -x "$(BINARY)" || swift build -c release --product afterimage
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(DATADIR)/migrations" "$(DESTDIR)$(DOCDIR)"
+	install -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)"
+	install -d -m 0700 "$(DESTDIR)$(SYSCONFDIR)/credentials"
+	install -m 0755 "$(BINARY)" "$(DESTDIR)$(BINDIR)/afterimage"
+	for unit in afterimage.service afterimage.socket; do \
+	  sed -e 's#/usr/local/bin/afterimage#$(BINDIR)/afterimage#g' -e 's#/usr/local/share/doc/afterimage#$(DOCDIR)#g' \
+	    "systemd/$$unit" > "$(DESTDIR)$(UNITDIR)/$$unit" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$$unit"; \
+	done
+	install -m 0644 config/afterimage.example.json "$(DESTDIR)$(SYSCONFDIR)/afterimage.example.json"
+	install -m 0644 migrations/*.sql "$(DESTDIR)$(DATADIR)/migrations/"
+	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
+
+# Removes what `install` put in place; /etc/afterimage/afterimage.json and the credentials you wrote,
+# and the spool under /var/lib/afterimage, are yours and stay.
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/afterimage" "$(DESTDIR)$(UNITDIR)/afterimage.service" "$(DESTDIR)$(UNITDIR)/afterimage.socket"
+	rm -f "$(DESTDIR)$(SYSCONFDIR)/afterimage.example.json" "$(DESTDIR)$(DOCDIR)/README.md"
+	rm -rf "$(DESTDIR)$(DATADIR)"
+	-rmdir "$(DESTDIR)$(DOCDIR)" "$(DESTDIR)$(SYSCONFDIR)/credentials" "$(DESTDIR)$(SYSCONFDIR)" 2>/dev/null

@@ -15,8 +15,18 @@ public final class Daemon: Sendable {
     let server: HTTPServer
     let workers: ArchiveWorkers
     let intake: IntakeBatcher
+    /// What SIGHUP may change while running (secrets, tokens, log level, fetch limits).
+    public let reloadable: ReloadableSettings
+    let notifier: SystemdNotifier
+    let watchdog: Watchdog?
+    let monitor: QueueMonitor
 
-    public init(settings: Settings, logger: Logger, listeningSocket: Int32? = nil) throws {
+    /// - Parameters:
+    ///   - listeningSocket: an inherited listening socket (systemd socket activation) served instead of binding.
+    ///   - notifier: readiness, status, reload and stop notifications to systemd (`serve` passes the real one).
+    ///   - watchdogInterval: ping systemd's watchdog this often, after a database check (nil: off).
+    public init(settings: Settings, logger: Logger, listeningSocket: Int32? = nil,
+                notifier: SystemdNotifier = .disabled, watchdogInterval: Duration? = nil) throws {
         try settings.validateForServe()
         self.settings = settings
         self.logger = logger
@@ -24,24 +34,31 @@ public final class Daemon: Sendable {
         pool = Pool(url: databaseURL, size: settings.database.poolSize,
                     acquireTimeout: .milliseconds(settings.database.acquireTimeoutMilliseconds))
         storage = try Self.makeStorageClient(settings.storage)
+        let reloadable = ReloadableSettings(settings)
+        self.reloadable = reloadable
+        self.notifier = notifier
+        monitor = QueueMonitor(pool: pool, notifier: notifier, logger: logger)
+        watchdog = watchdogInterval.map { [pool] interval in
+            Watchdog(interval: interval, notifier: notifier, logger: logger) {
+                (try? pool.withConnection { connection in _ = try connection.query("SELECT 1") }) != nil
+            }
+        }
 
         let queue = ArchiveQueue(leaseSeconds: settings.workers.leaseSeconds,
                                  instanceName: "\(ProcessInfo.processInfo.hostName)/\(getpid())")
-        let fetchPolicy = FetchPolicy(settings.fetch)
-        let replicateToken = settings.replicate.apiToken
         let archiver = Archiver(
             queue: queue, pool: pool, storage: storage, spool: try Spool(directory: settings.workers.spoolDirectory),
-            layout: StorageLayout(prefix: settings.storage.prefix), policy: { fetchPolicy },
-            sourceToken: { provider in provider == ReplicateIntake.provider ? replicateToken : nil },
+            layout: StorageLayout(prefix: settings.storage.prefix), policy: { reloadable.fetchPolicy },
+            sourceToken: { provider in provider == ReplicateIntake.provider ? reloadable.current.replicate.apiToken : nil },
             multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize, logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
 
         var router = Router()
         HealthRoutes(pool: pool, storage: storage).register(on: &router)
-        let replicateVerifier = StandardWebhooksVerifier(secrets: settings.replicate.webhookSecrets)
+        MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
         intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention), pool: pool, logger: logger)
-        ReplicateWebhookRoute(verifier: { replicateVerifier }, batcher: intake, logger: logger)
+        ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
@@ -70,6 +87,10 @@ public final class Daemon: Sendable {
         intake.start()
         try server.start()
         logger.info("listening", metadata: ["host": "\(settings.http.host)", "port": "\(server.boundPort)"])
+        monitor.start()
+        watchdog?.start()
+        // Only now: the schema is current, the workers run and the socket accepts.
+        notifier.notify(["READY=1", SystemdNotifier.status("serving on port \(server.boundPort)")])
     }
 
     public var boundPort: Int { server.boundPort }
@@ -77,10 +98,46 @@ public final class Daemon: Sendable {
     /// Stops accepting, lets in-flight requests finish, drains transfers, then closes the database.
     public func stop() {
         logger.info("stopping")
+        notifier.notify(["STOPPING=1", SystemdNotifier.status("draining: finishing requests and transfers")])
+        watchdog?.stop()
+        monitor.stop()
         server.stop(drainTimeout: .seconds(10))
         intake.stop()
         workers.stop(drainTimeout: .seconds(settings.workers.drainTimeoutSeconds))
         pool.close()
         logger.info("stopped")
+    }
+}
+
+extension Daemon {
+    /// SIGHUP: loads the configuration again and applies its reloadable parts, telling systemd it is
+    /// reloading (`RELOADING=1` with `MONOTONIC_USEC=`) and ready again (`READY=1`) either way.
+    /// A configuration that does not load or validate is refused whole: the old one stays in force,
+    /// the error goes to the log and to `STATUS=`. Listeners, connections and transfers are untouched.
+    /// Returns whether the new configuration was applied.
+    @discardableResult
+    public func reload(from load: () async throws -> Settings) async -> Bool {
+        notifier.notify(["RELOADING=1", "MONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())"])
+        let status: String
+        var applied = false
+        do {
+            let new = try await load()
+            try new.validateForServe()
+            let ignored = reloadable.apply(new)
+            LogSetup.setLevel(LogSetup.level(named: new.logLevel) ?? .info)
+            if !ignored.isEmpty {
+                logger.warning("reload: these keys changed but take effect only after a restart",
+                               metadata: ["keys": "\(ignored.joined(separator: ","))"])
+            }
+            logger.notice("configuration reloaded", metadata: ["log_level": "\(new.logLevel)"])
+            status = "configuration reloaded"
+            applied = true
+        } catch {
+            // ConfigurationError names the key and never carries a secret's value.
+            logger.error("reload refused; the running configuration is kept", metadata: ["error": "\(error)"])
+            status = "reload refused: \(error)"
+        }
+        notifier.notify(["READY=1", SystemdNotifier.status(status)])
+        return applied
     }
 }

@@ -12,47 +12,48 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let settings = try await common.loadSettings()
         LogSetup.bootstrap(level: LogSetup.level(named: settings.logLevel) ?? .info)
+        AfterimageMetrics.bootstrap()
         let logger = Logger(label: "afterimage")
-        let daemon = try runReportingErrors { try Daemon(settings: settings, logger: logger) }
+        // Before anything slow (migrations): SIGHUP's default action is to terminate.
+        let signals = SignalEvents([SIGTERM, SIGINT, SIGHUP])
+        let inherited = try runReportingErrors { try SocketActivation.listeningSocket() }
+        SocketActivation.clearEnvironment()
+        if let inherited { logger.info("serving the socket passed by systemd", metadata: ["fd": "\(inherited)"]) }
+        let daemon = try runReportingErrors {
+            try Daemon(settings: settings, logger: logger, listeningSocket: inherited,
+                       notifier: SystemdNotifier(), watchdogInterval: Watchdog.interval())
+        }
         try runReportingErrors { try daemon.start() }
-        let signal = await TerminationSignal.wait()
-        logger.info("signal received", metadata: ["signal": "\(signal)"])
+        for await signal in signals.events {
+            if signal == SIGHUP {
+                logger.info("signal received", metadata: ["signal": "HUP"])
+                await daemon.reload { try await SettingsLoader.load(configFile: common.config) }
+                continue
+            }
+            logger.info("signal received", metadata: ["signal": "\(signal == SIGINT ? "INT" : "TERM")"])
+            break
+        }
         daemon.stop()
     }
 }
 
-/// Waits for SIGTERM or SIGINT. The default actions are replaced so the daemon can drain in-flight work.
-enum TerminationSignal {
-    static func wait() async -> String {
-        await withCheckedContinuation { continuation in
-            let fired = SignalOnce(continuation)
-            for (number, name) in [(SIGTERM, "TERM"), (SIGINT, "INT")] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { fired.resume(name) }
-                source.resume()
-                fired.keep(source)
-            }
-        }
-    }
-}
-
-/// Resumes the continuation once, whichever signal comes first, and keeps the sources alive meanwhile.
-private final class SignalOnce: @unchecked Sendable {
-    // Guarded by `lock`; touched from the signal sources' dispatch queue and the caller.
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<String, Never>?
+/// Delivers SIGTERM, SIGINT and SIGHUP as an async sequence instead of running their default actions,
+/// so the daemon can drain on TERM/INT and reload on HUP. Dispatch sources see the signals on an
+/// ordinary queue, where any code may run (a real signal handler may call almost nothing).
+final class SignalEvents: @unchecked Sendable {
+    // `sources` is written once in init and only kept alive afterwards.
     private var sources: [any DispatchSourceSignal] = []
+    let events: AsyncStream<Int32>
 
-    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
-
-    func keep(_ source: any DispatchSourceSignal) { lock.withLock { sources.append(source) } }
-
-    func resume(_ name: String) {
-        let pending = lock.withLock { () -> CheckedContinuation<String, Never>? in
-            defer { continuation = nil }
-            return continuation
+    init(_ numbers: [Int32]) {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(16))
+        events = stream
+        for number in numbers {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            sources.append(source)
         }
-        pending?.resume(returning: name)
     }
 }

@@ -13,7 +13,8 @@ was downloaded exactly once, or never.
      &chunked=1                     no Content-Length
      &redirect=URL                  302 to URL
      &fail_first=K                  answer 503 to the first K requests for this path
-  GET /_stats                       {"counts": {path: n}, "active": {path: n}, "started": {path: n}}
+  GET /_stats                       {"counts": {path: n}, "active": {path: n}, "started": {path: n},
+                                     "completed": {path: n}}  (completed: whole body sent)
   POST /_reset                      clears the counters
 
 Prints "PORT <n>" on its first line of stdout once it listens.
@@ -28,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 lock = threading.Lock()
-counts, active, started = {}, {}, {}
+counts, active, started, completed = {}, {}, {}, {}
 
 
 def file_bytes(name, size):
@@ -72,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         if self.path == "/_reset":
             with lock:
-                counts.clear(); active.clear(); started.clear()
+                counts.clear(); active.clear(); started.clear(); completed.clear()
             self.send_json(200, {"ok": True})
         else:
             self.send_json(404, {"error": "unknown"})
@@ -81,7 +82,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path == "/_stats":
             with lock:
-                self.send_json(200, {"counts": dict(counts), "active": dict(active), "started": dict(started)})
+                self.send_json(200, {"counts": dict(counts), "active": dict(active), "started": dict(started),
+                                     "completed": dict(completed)})
             return
         if not url.path.startswith("/files/"):
             self.send_json(404, {"error": "unknown"})
@@ -137,6 +139,9 @@ class Handler(BaseHTTPRequestHandler):
                         time.sleep(ahead)
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            with lock:
+                completed[url.path] = completed.get(url.path, 0) + 1
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:

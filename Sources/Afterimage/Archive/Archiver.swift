@@ -59,8 +59,10 @@ public struct Archiver: Sendable {
             if shouldAbort() { throw ArchiveError(.aborted, "stopping") }
             let key = layout.key(provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
                                  contentType: spooled.contentType, sourceURL: job.sourceURL)
+            let uploadStarted = ContinuousClock.now
             let etag = try upload(key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256,
                                   contentType: spooled.contentType, sourceURL: job.sourceURL)
+            AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: spooled.size, since: uploadStarted)
             let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
             guard try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
                 // Another owner has the job now; it will store the same bytes under the same key.
@@ -68,6 +70,7 @@ public struct Archiver: Sendable {
                 return
             }
             spool.remove(spooled.path)
+            AfterimageMetrics.stored(assetID: job.assetID, provider: job.provider, pool: pool)
             log.info("stored", metadata: ["key": "\(key)", "bytes": "\(spooled.size)", "sha256": "\(spooled.sha256)"])
         } catch let error as ArchiveError {
             settle(job, error: error, logger: log)
@@ -95,6 +98,7 @@ public struct Archiver: Sendable {
                     _ = try queue.finish(job, state: "failed", reason: reason, on: connection)
                 case .expire(let reason):
                     log.error("asset expired", metadata: ["reason": "\(reason)"])
+                    AfterimageMetrics.deadlineMissed(provider: job.provider)
                     _ = try queue.finish(job, state: "expired", reason: reason, on: connection)
                 }
             }
@@ -106,6 +110,7 @@ public struct Archiver: Sendable {
 
     func download(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool) throws -> (path: String, sha256: String, size: Int64, contentType: String?) {
         let policy = policy()
+        let started = ContinuousClock.now
         if let refusal = policy.refusal(for: job.sourceURL) { throw ArchiveError(.disallowedURL, refusal) }
         var options = policy.curlOptions()
         options.shouldAbort = shouldAbort
@@ -126,6 +131,7 @@ public struct Archiver: Sendable {
             throw ArchiveError(.sourceStatus, "the source answered \(response.status)", status: response.status)
         }
         let (path, sha) = try writer.finish()
+        AfterimageMetrics.transfer(.download, provider: job.provider, bytes: writer.size, since: started)
         return (path, sha, writer.size, response.headers["content-type"])
     }
 

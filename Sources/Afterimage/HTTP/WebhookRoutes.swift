@@ -17,7 +17,8 @@ public struct ReplicateWebhookRoute: Sendable {
     }
 
     public func register(on router: inout Router, maxBodyBytes: Int) {
-        router.add("POST", "/v1/webhooks/replicate", maxBodyBytes: maxBodyBytes) { request in self.handle(request) }
+        router.add("POST", "/v1/webhooks/replicate", maxBodyBytes: maxBodyBytes,
+                   AfterimageMetrics.instrumentWebhook(provider: "replicate") { request in self.handle(request) })
     }
 
     struct Accepted: Encodable {
@@ -52,6 +53,7 @@ public struct ReplicateWebhookRoute: Sendable {
             logger.info("webhook accepted", metadata: ["provider": "replicate", "prediction": "\(predictionID)", "assets": "\(assets)"])
             return .json(Accepted(status: "accepted", prediction_id: predictionID, assets: assets))
         case .duplicate(let predictionID):
+            AfterimageMetrics.webhookDuplicate(provider: "replicate")
             return .json(Accepted(status: "duplicate", prediction_id: predictionID, assets: nil))
         case .unparseable(let message):
             logger.warning("webhook kept but not understood", metadata: ["provider": "replicate", "webhook_id": "\(webhookID)", "reason": "\(message)"])

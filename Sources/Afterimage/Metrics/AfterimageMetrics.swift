@@ -1,0 +1,115 @@
+import Foundation
+import Metrics
+import MicroHTTP
+import PQ
+import Prometheus
+
+/// The daemon's metrics, recorded through swift-metrics and exported by swift-prometheus at
+/// `/metrics`. Names follow Prometheus conventions (`_total` counters, `_seconds` and `_bytes` units);
+/// labels carry only closed sets (provider, outcome, state, direction), never ids or URLs, so the
+/// number of series stays bounded whatever the traffic.
+///
+/// Until `bootstrap()` runs (unit tests, other commands) swift-metrics discards everything.
+public enum AfterimageMetrics {
+    /// The registry `/metrics` renders; the swift-metrics factory writes into it.
+    public static let registry = PrometheusCollectorRegistry()
+
+    enum Name {
+        static let webhooks = "afterimage_webhooks_total"
+        static let webhookDuplicates = "afterimage_webhook_duplicates_total"
+        static let ackSeconds = "afterimage_webhook_ack_seconds"
+        static let transferBytes = "afterimage_transfer_bytes_total"
+        static let transferSeconds = "afterimage_transfer_seconds"
+        static let webhookToStored = "afterimage_webhook_to_stored_seconds"
+        static let deadlineMisses = "afterimage_deadline_misses_total"
+        static let assets = "afterimage_assets"
+        static let oldestDeadline = "afterimage_oldest_pending_deadline_timestamp_seconds"
+        static let poolConnections = "afterimage_db_pool_connections"
+        static let poolWaiting = "afterimage_db_pool_waiting"
+    }
+
+    /// Installs the Prometheus backend. Call once, in `serve`, before the daemon starts
+    /// (swift-metrics allows one bootstrap per process).
+    public static func bootstrap() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // An acknowledgement is a signature check and one transaction: milliseconds.
+        factory.durationHistogramBuckets[Name.ackSeconds] =
+            [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000].map { .milliseconds($0) }
+        // Transfers of files up to gigabytes.
+        factory.durationHistogramBuckets[Name.transferSeconds] =
+            [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800].map { .milliseconds(Int64($0 * 1000)) }
+        // Against a provider retention of an hour: how much of it the pipeline uses.
+        factory.durationHistogramBuckets[Name.webhookToStored] =
+            [1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200].map { .seconds($0) }
+        MetricsSystem.bootstrap(factory)
+    }
+
+    /// Wraps a webhook route's handler: counts the outcome (from the answer's status) and times the
+    /// acknowledgement.
+    public static func instrumentWebhook(provider: String, _ handler: @escaping Handler) -> Handler {
+        { request in
+            let started = ContinuousClock.now
+            let response = handler(request)
+            let outcome = switch response.status {
+            case 200..<300: "accepted"
+            case 401: "unauthorized"
+            case 413: "too_large"
+            case 400..<500: "invalid"
+            case 503: "unavailable"
+            default: "error"
+            }
+            Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", outcome)]).increment()
+            Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)]).record(duration: ContinuousClock.now - started)
+            return response
+        }
+    }
+
+    /// A delivery seen before (same webhook-id): acknowledged again, nothing new recorded.
+    public static func webhookDuplicate(provider: String) {
+        Metrics.Counter(label: Name.webhookDuplicates, dimensions: [("provider", provider)]).increment()
+    }
+
+    public enum Direction: String, Sendable { case download, upload }
+
+    /// A finished transfer's bytes and duration.
+    public static func transfer(_ direction: Direction, provider: String, bytes: Int64, since started: ContinuousClock.Instant) {
+        let dimensions = [("direction", direction.rawValue), ("provider", provider)]
+        Metrics.Counter(label: Name.transferBytes, dimensions: dimensions).increment(by: Int64(max(0, bytes)))
+        Metrics.Timer(label: Name.transferSeconds, dimensions: dimensions).record(duration: ContinuousClock.now - started)
+    }
+
+    /// An asset recorded as stored: how long since its webhook arrived, and whether it beat its deadline.
+    /// Reads the row's own timestamps (the database's clock for both) on the caller's pool.
+    public static func stored(assetID: Int64, provider: String, pool: Pool) {
+        guard let row = try? pool.withConnection({ connection in
+            try connection.query("""
+                SELECT extract(epoch FROM stored_at - created_at)::float8, coalesce(stored_at > deadline, false)
+                FROM assets WHERE id = $1 AND state = 'stored'
+                """, [assetID]).first
+        }), let seconds = try? row.decode(0, as: Double.self), let late = try? row.decode(1, as: Bool.self) else { return }
+        Metrics.Timer(label: Name.webhookToStored, dimensions: [("provider", provider)])
+            .recordNanoseconds(Int64(max(0, seconds) * 1e9))
+        if late { deadlineMissed(provider: provider) }
+    }
+
+    /// An asset stored after its deadline, or given up as expired.
+    public static func deadlineMissed(provider: String) {
+        Metrics.Counter(label: Name.deadlineMisses, dimensions: [("provider", provider)]).increment()
+    }
+
+    /// The queue as the last `QueueMonitor` query saw it.
+    static func queue(_ stats: QueueStats) {
+        for state in QueueStats.states {
+            Metrics.Gauge(label: Name.assets, dimensions: [("state", state)]).record(stats.counts[state] ?? 0)
+        }
+        Metrics.Gauge(label: Name.oldestDeadline).record(stats.oldestDeadline?.timeIntervalSince1970 ?? 0)
+    }
+
+    /// The pool right now: connections lent and idle, callers waiting for one.
+    static func pool(_ pool: Pool) {
+        let stats = pool.stats
+        Metrics.Gauge(label: Name.poolConnections, dimensions: [("state", "in_use")]).record(stats.inUse)
+        Metrics.Gauge(label: Name.poolConnections, dimensions: [("state", "idle")]).record(stats.idle)
+        Metrics.Gauge(label: Name.poolWaiting).record(stats.waiting)
+    }
+}
