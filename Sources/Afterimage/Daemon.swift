@@ -28,11 +28,14 @@ public final class Daemon: Sendable {
                                  instanceName: "\(ProcessInfo.processInfo.hostName)/\(getpid())")
         let fetchPolicy = FetchPolicy(settings.fetch)
         let replicateToken = settings.replicate.apiToken
+        let spool = try Spool(directory: settings.workers.spoolDirectory)
+        let stabilityKey = settings.stability.apiKey
         let archiver = Archiver(
-            queue: queue, pool: pool, storage: storage, spool: try Spool(directory: settings.workers.spoolDirectory),
+            queue: queue, pool: pool, storage: storage, spool: spool,
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { fetchPolicy },
             sourceToken: { provider in provider == ReplicateIntake.provider ? replicateToken : nil },
-            multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize, logger: logger)
+            multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize,
+            stability: StabilitySource(apiKey: { stabilityKey }), logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
 
@@ -42,6 +45,10 @@ public final class Daemon: Sendable {
         ReplicateWebhookRoute(verifier: { replicateVerifier }, intake: ReplicateIntake(retentionSeconds: settings.replicate.retention),
                               pool: pool, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
+        let stabilityVerifier = StandardWebhooksVerifier(secrets: settings.stability.webhookSecrets)
+        StabilityWebhookRoute(verifier: { stabilityVerifier }, intake: StabilityIntake(baseURL: settings.stability.baseURL, spool: spool),
+                              pool: pool, logger: logger)
+            .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
