@@ -83,7 +83,9 @@ final class StabilityRig: @unchecked Sendable {
         #expect(asset.sha256 == FakeProvider.sha256Hex(expected), sourceLocation: sourceLocation)
         #expect(asset.size == Int64(expected.count), sourceLocation: sourceLocation)
         let storage = try harness.storage()
-        #expect(try storage.getObject(key: key) == expected, "object bytes differ", sourceLocation: sourceLocation)
+        var object: [UInt8] = []
+        _ = try storage.getObject(key: key) { object.append(contentsOf: $0) }
+        #expect(object == expected, "object bytes differ", sourceLocation: sourceLocation)
         var options = CurlOptions()
         options.allowedProtocols = ["http"]
         options.maxBytes = 64 << 20

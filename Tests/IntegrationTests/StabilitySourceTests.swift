@@ -123,7 +123,7 @@ struct StabilitySpoolTests {
         let gone = "\(spool.directory)/inline-a.4194305.inline"
         let referenced = "\(spool.directory)/inline-b.4194305.inline"
         let live = "\(spool.directory)/inline-c.\(getppid()).inline"
-        for path in [gone, referenced, live] { FileManager.default.createFile(atPath: path, contents: Data([1])) }
+        for path in [gone, referenced, live] { _ = FileManager.default.createFile(atPath: path, contents: Data([1])) }
         #expect(spool.cleanOrphans(referenced: [referenced]) == 1)
         #expect(!FileManager.default.fileExists(atPath: gone))
         #expect(FileManager.default.fileExists(atPath: referenced))
