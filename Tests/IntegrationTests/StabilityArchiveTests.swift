@@ -131,13 +131,23 @@ struct StabilityArchiveTests {
         let wrongSecret = try rig.post(filtered, to: daemon, secret: rig.harness.secret)
         #expect(wrongSecret.status == 401)
 
-        try rig.harness.waitForAssets("stored", count: 1)
-        let asset = try #require(try rig.assets(predictionID: "app-1").first)
-        try rig.expectStored(asset, equals: bytes)
-        #expect(asset.finishReason == "CONTENT_FILTERED")
-        #expect(asset.seed == 9)
-        #expect(try rig.harness.scalar("SELECT count(*) FROM deliveries", as: Int.self) == 2)
-        #expect(try rig.harness.scalar("SELECT count(*) FROM assets", as: Int.self) == 1)
+        // The app reuses its prediction_id for another result: a second output, not a silent drop.
+        let other = FakeProvider.bytes("other", size: 555)
+        let reused = Array(#"{"image": "\#(Data(other).base64EncodedString())", "finish_reason": "SUCCESS", "prediction_id": "app-1"}"#.utf8)
+        #expect(try rig.post(reused, to: daemon).status == 200)
+
+        try rig.harness.waitForAssets("stored", count: 2)
+        let assets = try rig.assets(predictionID: "app-1")
+        try #require(assets.count == 2)
+        try rig.expectStored(assets[0], equals: bytes)
+        #expect(assets[0].finishReason == "CONTENT_FILTERED")
+        #expect(assets[0].seed == 9)
+        try rig.expectStored(assets[1], equals: other)
+        #expect(assets[1].pointer.hasPrefix("/image@"))
+        #expect(assets[0].key == "\(rig.harness.prefix)stability/app-1/0")  // not a known format: no extension
+        #expect(assets[1].key == "\(rig.harness.prefix)stability/app-1/1")
+        #expect(try rig.harness.scalar("SELECT count(*) FROM deliveries", as: Int.self) == 3)
+        #expect(try rig.harness.scalar("SELECT count(*) FROM assets", as: Int.self) == 2)
         try daemon.stop()
     }
 

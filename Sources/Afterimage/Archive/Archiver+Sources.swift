@@ -37,7 +37,9 @@ extension Archiver {
         do {
             spooled = try body.withUnsafeBufferPointer { bytes in
                 let parsed = try StabilityBody.parse(bytes)
-                guard let artifact = parsed.artifacts.first(where: { $0.pointer == pointer }) else {
+                // A pointer qualified as `/image@<delivery>` (a reused prediction_id) names `/image` of its body.
+                let inBody = pointer.split(separator: "@", maxSplits: 1).first.map(String.init) ?? pointer
+                guard let artifact = parsed.artifacts.first(where: { $0.pointer == inBody }) else {
                     throw ArchiveError(.inlineLost, "inline result: the recorded delivery has nothing at \(pointer)")
                 }
                 // The spooler closes (and on failure removes) the file whatever happens.

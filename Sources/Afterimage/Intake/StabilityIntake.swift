@@ -101,36 +101,54 @@ public struct StabilityIntake: Sendable {
             ON CONFLICT (provider, id) DO NOTHING
             """, [Self.provider, predictionID, inline ? "succeeded" : "processing", delivery.receivedAt,
                   inline ? delivery.receivedAt : nil])
+        // Output numbers continue after the prediction's earlier assets (an app may send several results
+        // under one prediction_id): a number, and so an object key, is never given twice. The row lock
+        // makes concurrent deliveries of one prediction take turns.
+        _ = try tx.query("SELECT 1 FROM predictions WHERE provider = $1 AND id = $2 FOR UPDATE", [Self.provider, predictionID])
+        var index = try tx.query("SELECT COALESCE(max(output_index) + 1, 0) FROM assets WHERE provider = $1 AND prediction_id = $2",
+                                 [Self.provider, predictionID]).first.map { try $0.decode(0, as: Int.self) } ?? 0
         var unused: [String] = []
         var inserted = 0
         if inline {
-            // Output numbers continue after the prediction's earlier assets (an app may send several
-            // results under one prediction_id): a number, and so an object key, is never given twice.
-            // The row lock makes concurrent deliveries of one prediction take turns.
-            _ = try tx.query("SELECT 1 FROM predictions WHERE provider = $1 AND id = $2 FOR UPDATE", [Self.provider, predictionID])
-            let first = try tx.query("SELECT COALESCE(max(output_index) + 1, 0) FROM assets WHERE provider = $1 AND prediction_id = $2",
-                                     [Self.provider, predictionID]).first.map { try $0.decode(0, as: Int.self) } ?? 0
-            var index = first
             for (artifact, file) in zip(parsed.artifacts, spooled) {
+                guard let pointer = try pointer(artifact.pointer, content: file.sha256, column: "COALESCE(sha256, spool_sha256)",
+                                                predictionID: predictionID, deliveryID: deliveryID, on: tx) else {
+                    unused.append(file.path)
+                    continue
+                }
                 let rows = try tx.query("""
                     INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id,
                                         spool_path, spool_sha256, spool_size, content_type, finish_reason, seed)
                     VALUES ($1, $2, $3, $4, $5, 'inline', $6, $7, $8, $9, $10, $11, $12)
                     ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
                     RETURNING id
-                    """, [Self.provider, predictionID, artifact.pointer, index, "inline:deliveries/\(deliveryID)#\(artifact.pointer)",
+                    """, [Self.provider, predictionID, pointer, index, "inline:deliveries/\(deliveryID)#\(artifact.pointer)",
                           deliveryID, file.path, file.sha256, file.size, file.contentType, artifact.finishReason, artifact.seed])
                 if rows.isEmpty { unused.append(file.path) } else { inserted += 1; index += 1 }
             }
         } else if let generationID = parsed.generationID {
-            inserted = try tx.execute("""
-                INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id, deadline)
-                VALUES ($1, $2, '/id', 0, $3, 'stability_result', $4, $5)
-                ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
-                """, [Self.provider, predictionID, "\(baseURL)/v2beta/results/\(generationID)", deliveryID,
-                      delivery.receivedAt.addingTimeInterval(Self.resultRetention)])
+            let url = "\(baseURL)/v2beta/results/\(generationID)"
+            if let pointer = try pointer("/id", content: url, column: "source_url", predictionID: predictionID, deliveryID: deliveryID, on: tx) {
+                inserted = try tx.execute("""
+                    INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id, deadline)
+                    VALUES ($1, $2, $3, $4, $5, 'stability_result', $6, $7)
+                    ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
+                    """, [Self.provider, predictionID, pointer, index, url, deliveryID,
+                          delivery.receivedAt.addingTimeInterval(Self.resultRetention)])
+            }
         }
         if inserted > 0 { try tx.notify(ReplicateIntake.assetsChannel, payload: "\(Self.provider)/\(predictionID)") }
         return (.accepted(predictionID: predictionID, assets: inline ? spooled.count : 1), unused)
+    }
+
+    /// The pointer to record an output under, or nil when the prediction already has this very output
+    /// (a resent body: one set of objects). Other content at the same pointer (an app reusing its
+    /// prediction_id) is a new output under a pointer qualified by the delivery: never dropped.
+    /// `column` is SQL written here, never input.
+    func pointer(_ pointer: String, content: String, column: StaticString, predictionID: String, deliveryID: Int64,
+                 on tx: Connection) throws -> String? {
+        guard let existing = try tx.query("SELECT \(column) FROM assets WHERE provider = $1 AND prediction_id = $2 AND pointer = $3",
+                                          [Self.provider, predictionID, pointer]).first else { return pointer }
+        return try existing.decode(0, as: String?.self) == content ? nil : "\(pointer)@\(deliveryID)"
     }
 }
