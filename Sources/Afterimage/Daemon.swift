@@ -46,11 +46,13 @@ public final class Daemon: Sendable {
 
         let queue = ArchiveQueue(leaseSeconds: settings.workers.leaseSeconds,
                                  instanceName: "\(ProcessInfo.processInfo.hostName)/\(getpid())")
+        let spool = try Spool(directory: settings.workers.spoolDirectory)
         let archiver = Archiver(
-            queue: queue, pool: pool, storage: storage, spool: try Spool(directory: settings.workers.spoolDirectory),
+            queue: queue, pool: pool, storage: storage, spool: spool,
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { reloadable.fetchPolicy },
             sourceToken: { provider in provider == ReplicateIntake.provider ? reloadable.current.replicate.apiToken : nil },
-            multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize, logger: logger)
+            multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize,
+            stability: StabilitySource(apiKey: { reloadable.current.stability.apiKey }), logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
 
@@ -60,6 +62,9 @@ public final class Daemon: Sendable {
         intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention), pool: pool, logger: logger)
         ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
+        StabilityWebhookRoute(verifier: { reloadable.stabilityVerifier }, intake: StabilityIntake(baseURL: settings.stability.baseURL, spool: spool),
+                              pool: pool, logger: logger)
+            .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,

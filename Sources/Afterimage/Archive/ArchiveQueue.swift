@@ -16,6 +16,8 @@ public struct ArchiveJob: Sendable {
     public let spoolSHA256: String?
     public let spoolSize: Int64?
     public let contentType: String?
+    /// Where the bytes come from; decides which source the archiver uses.
+    public var sourceKind: AssetSourceKind = .url
 }
 
 /// The queue is the `assets` table. Claims use `FOR UPDATE SKIP LOCKED` so any number of workers in any
@@ -45,7 +47,7 @@ public struct ArchiveQueue: Sendable {
                 lease_expires_at = now() + make_interval(secs => $3), attempts = a.attempts + 1, updated_at = now()
             FROM next WHERE a.id = next.id
             RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
-                      a.spool_path, a.spool_sha256, a.spool_size, a.content_type
+                      a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.source_kind
             """, [token, instanceName, leaseSeconds])
         guard let row = rows.first else { return nil }
         return ArchiveJob(
@@ -54,7 +56,8 @@ public struct ArchiveQueue: Sendable {
             sourceURL: try row.decode(4, as: String.self), deadline: try row.decode(5, as: Date?.self),
             attempts: try row.decode(6, as: Int.self), claimToken: token,
             spoolPath: try row.decode(7, as: String?.self), spoolSHA256: try row.decode(8, as: String?.self),
-            spoolSize: try row.decode(9, as: Int64?.self), contentType: try row.decode(10, as: String?.self))
+            spoolSize: try row.decode(9, as: Int64?.self), contentType: try row.decode(10, as: String?.self),
+            sourceKind: AssetSourceKind(rawValue: try row.decode(11, as: String.self)) ?? .url)
     }
 
     /// Extends the leases of the jobs still running here; returns the ids whose lease was lost.
@@ -134,10 +137,14 @@ public struct ArchiveQueue: Sendable {
             """, [job.assetID, job.claimToken, state, reason]) == 1
     }
 
-    /// Spool paths that pending or in-flight assets still need (the rest of the spool is garbage).
+    /// Spool paths that pending or in-flight assets still need (the rest of the spool is garbage), and
+    /// those of inline assets not yet stored, whatever their state: a failed one may be retried later.
     public func referencedSpoolPaths(on connection: Connection) throws -> Set<String> {
         var paths = Set<String>()
-        for row in try connection.query("SELECT spool_path FROM assets WHERE spool_path IS NOT NULL AND state IN ('pending', 'in_flight')") {
+        for row in try connection.query("""
+            SELECT spool_path FROM assets
+            WHERE spool_path IS NOT NULL AND (state IN ('pending', 'in_flight') OR (source_kind = 'inline' AND state <> 'stored'))
+            """) {
             paths.insert(try row.decode(0, as: String.self))
         }
         return paths

@@ -19,12 +19,15 @@ public struct Archiver: Sendable {
     public let multipartThreshold: Int64
     public let partSize: Int64
     public let partsInFlight: Int
+    /// Polls async Stability generations (`stability_result` assets); nil when not configured.
+    public let stability: StabilitySource?
     let logger: Logger
 
     public init(queue: ArchiveQueue, pool: Pool, storage: S3Client, spool: Spool, layout: StorageLayout,
                 policy: @escaping @Sendable () -> FetchPolicy, retryPolicy: RetryPolicy = RetryPolicy(),
                 sourceToken: @escaping @Sendable (String) -> String?,
-                multipartThreshold: Int64 = 64 << 20, partSize: Int64 = 8 << 20, partsInFlight: Int = 4, logger: Logger) {
+                multipartThreshold: Int64 = 64 << 20, partSize: Int64 = 8 << 20, partsInFlight: Int = 4,
+                stability: StabilitySource? = nil, logger: Logger) {
         self.queue = queue
         self.pool = pool
         self.storage = storage
@@ -36,6 +39,7 @@ public struct Archiver: Sendable {
         self.multipartThreshold = multipartThreshold
         self.partSize = max(5 << 20, partSize)
         self.partsInFlight = max(1, partsInFlight)
+        self.stability = stability
         self.logger = logger
     }
 
@@ -51,7 +55,7 @@ public struct Archiver: Sendable {
                 spooled = (path, sha, size, job.contentType)
                 log.info("uploading from spool left by an earlier try")
             } else {
-                spooled = try download(job, session: session, shouldAbort: shouldAbort)
+                spooled = try fetch(job, session: session, shouldAbort: shouldAbort, logger: log)
                 guard try pool.withConnection({ try queue.recordSpool(job, path: spooled.path, sha256: spooled.sha256, size: spooled.size, contentType: spooled.contentType, on: $0) }) else {
                     throw ArchiveError(.leaseLost, "the lease was lost while downloading")
                 }
@@ -90,6 +94,9 @@ public struct Archiver: Sendable {
         do {
             try pool.withConnection { connection in
                 switch decision {
+                case .retry(let at) where error.code == .notReady:
+                    log.debug("not ready yet, polling again", metadata: ["next": "\(at)"])
+                    _ = try queue.reschedulePoll(job, at: at, note: error.description, on: connection)
                 case .retry(let at):
                     log.warning("try failed, will retry", metadata: ["error": "\(error)", "attempt": "\(job.attempts)", "next": "\(at)"])
                     _ = try queue.retry(job, at: at, error: error.description, on: connection)

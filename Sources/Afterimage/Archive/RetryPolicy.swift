@@ -23,8 +23,15 @@ public struct RetryPolicy: Sendable {
                        jitter: Double = Double.random(in: 0.75...1.25)) -> Decision {
         let pastDeadline = deadline.map { now >= $0 } ?? false
         switch error.code {
-        case .disallowedURL, .blockedAddress, .tooLarge:
+        case .disallowedURL, .blockedAddress, .tooLarge, .inlineLost:
             return .fail(reason: error.message)
+        case .notReady:
+            // Still being generated: poll again soon. Not a failure, so no try limit applies (the
+            // caller does not count it); the deadline is the limit.
+            if pastDeadline { return .expire(reason: "still in progress at its deadline: \(error.message)") }
+            var next = now.addingTimeInterval(max(0.5, error.retryAfter ?? baseDelay))
+            if let deadline, next > deadline { next = max(now.addingTimeInterval(0.5), deadline) }
+            return .retry(at: next)
         case .sourceStatus:
             let status = error.status ?? 0
             let retryable = status >= 500 || status == 408 || status == 429
@@ -45,7 +52,11 @@ public struct RetryPolicy: Sendable {
             return pastDeadline ? .expire(reason: "gave up after \(attempts) tries, past the deadline: \(error.message)")
                                 : .fail(reason: "gave up after \(attempts) tries: \(error.message)")
         }
-        return .retry(at: nextAttempt(attempts: attempts, deadline: deadline, now: now, jitter: jitter))
+        var next = nextAttempt(attempts: attempts, deadline: deadline, now: now, jitter: jitter)
+        // A source that says when to come back (429 Retry-After; Stability's rate limit lasts 60 s) is
+        // believed: an earlier try would only be refused again.
+        if let retryAfter = error.retryAfter { next = max(next, now.addingTimeInterval(retryAfter)) }
+        return .retry(at: next)
     }
 
     /// `base * 2^(attempts-1)`, capped, with jitter; pulled in before the deadline when the deadline is near.

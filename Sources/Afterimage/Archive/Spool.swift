@@ -93,6 +93,12 @@ public struct Spool: Sendable {
                 unlink(path); removed += 1
             } else if name.hasSuffix(".spool"), !referenced.contains(path) {
                 unlink(path); removed += 1
+            } else if name.hasSuffix(Self.inlineSuffix), !referenced.contains(path) {
+                // Inline bytes from a webhook body: kept while their writer (an intake between fsync and
+                // COMMIT) is alive; unreferenced after that means the delivery was never acknowledged.
+                let parts = name.split(separator: ".")
+                if parts.count >= 3, let pid = Int32(parts[parts.count - 2]), kill(pid, 0) == 0 { continue }
+                unlink(path); removed += 1
             }
         }
         return removed
@@ -108,16 +114,23 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
         case spool, disallowedURL = "disallowed_url", blockedAddress = "blocked_address", tooLarge = "too_large"
         case sourceStatus = "source_status", transport, storage, leaseLost = "lease_lost", aborted
+        /// The source has the file but not yet (an async generation answering 202): poll again.
+        case notReady = "not_ready"
+        /// Inline bytes whose only copies (spool file, recorded delivery) are gone: nothing to retry.
+        case inlineLost = "inline_lost"
     }
     public let code: Code
     public let message: String
     /// HTTP status from the source, when there was one.
     public var status: Int?
+    /// The earliest sensible next try, in seconds (the source's Retry-After, or a poll interval).
+    public var retryAfter: TimeInterval?
 
-    public init(_ code: Code, _ message: String, status: Int? = nil) {
+    public init(_ code: Code, _ message: String, status: Int? = nil, retryAfter: TimeInterval? = nil) {
         self.code = code
         self.message = message
         self.status = status
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

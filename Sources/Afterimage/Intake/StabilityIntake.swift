@@ -1,0 +1,154 @@
+import Foundation
+import PQ
+
+/// Records Stability deliveries. Inline bytes are decoded into the spool and fsynced, then the raw body,
+/// the prediction and its assets are committed in one transaction, so a 2xx means the bytes are on disk
+/// and the work is queued. An async reference becomes one asset that the workers poll until its deadline.
+public struct StabilityIntake: Sendable {
+    public static let provider = "stability"
+    /// Stability keeps async results for 24 hours after the job was created.
+    public static let resultRetention: TimeInterval = 24 * 3600
+
+    let baseURL: String
+    let spool: Spool
+
+    /// `baseURL` is `stability.base_url`: references become `{baseURL}/v2beta/results/{id}`.
+    public init(baseURL: String, spool: Spool) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.spool = spool
+    }
+
+    /// Decodes, spools and records one delivery. Connections are taken from `pool` only around the
+    /// database work, never while a large body is decoded.
+    public func record(_ delivery: ReplicateIntake.Delivery, pool: Pool) throws -> IntakeOutcome {
+        // A retried delivery is answered without decoding its body again.
+        if let known = try pool.withConnection({ try knownDelivery(delivery.webhookID, on: $0) }) {
+            return .duplicate(predictionID: known)
+        }
+        let parsed: StabilityBody
+        do {
+            parsed = try delivery.body.withUnsafeBufferPointer { try StabilityBody.parse($0) }
+        } catch {
+            return try recordUnparseable(delivery, message: (error as? StabilityBody.ParseError)?.message ?? "\(error)", pool: pool)
+        }
+        var spooled: [InlineSpooler.Spooled] = []
+        do {
+            try delivery.body.withUnsafeBufferPointer { body in
+                for artifact in parsed.artifacts {
+                    spooled.append(try InlineSpooler.spool(artifact, body: body, writer: try spool.inlineWriter()))
+                }
+            }
+            if !spooled.isEmpty { try spool.syncDirectory() }
+        } catch let error as InlineSpooler.InvalidBase64 {
+            spooled.forEach { spool.remove($0.path) }
+            return try recordUnparseable(delivery, message: error.description, pool: pool)
+        } catch {
+            spooled.forEach { spool.remove($0.path) }
+            throw error
+        }
+        let predictionID = parsed.predictionID ?? parsed.generationID ?? spooled[0].sha256
+        do {
+            let (outcome, unused) = try pool.withConnection { connection in
+                try connection.transaction { tx in try commit(delivery, parsed, spooled, predictionID: predictionID, on: tx) }
+            }
+            unused.forEach { spool.remove($0) }
+            return outcome
+        } catch {
+            // Nothing was acknowledged: the files have no row and the sender will retry.
+            spooled.forEach { spool.remove($0.path) }
+            throw error
+        }
+    }
+
+    /// The prediction a recorded webhook id belongs to ("" when it was not understood); nil when new.
+    func knownDelivery(_ webhookID: String, on connection: Connection) throws -> String? {
+        guard let row = try connection.query("""
+            SELECT (SELECT a.prediction_id FROM assets a WHERE a.delivery_id = d.id LIMIT 1)
+            FROM deliveries d WHERE d.provider = $1 AND d.webhook_id = $2
+            """, [Self.provider, webhookID]).first else { return nil }
+        return try row.decode(0, as: String?.self) ?? ""
+    }
+
+    func recordUnparseable(_ delivery: ReplicateIntake.Delivery, message: String, pool: Pool) throws -> IntakeOutcome {
+        try pool.withConnection { connection in
+            _ = try insertDelivery(delivery, outcome: "unparseable", error: message, on: connection)
+        }
+        return .unparseable(message: message)
+    }
+
+    /// The delivery's id, or nil when this webhook id is already recorded.
+    func insertDelivery(_ delivery: ReplicateIntake.Delivery, outcome: String, error: String?, on tx: Connection) throws -> Int64? {
+        try tx.query("""
+            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (provider, webhook_id) DO NOTHING
+            RETURNING id
+            """, [Self.provider, delivery.webhookID, delivery.timestamp, delivery.source, delivery.body,
+                  delivery.receivedAt, outcome, error]).first.map { try $0.decode(0, as: Int64.self) }
+    }
+
+    /// Inside the transaction: delivery, prediction, assets, NOTIFY. Returns the outcome and the spool
+    /// files no row took (a duplicate delivery, or an artifact already recorded by an earlier one).
+    func commit(_ delivery: ReplicateIntake.Delivery, _ parsed: StabilityBody, _ spooled: [InlineSpooler.Spooled],
+                predictionID: String, on tx: Connection) throws -> (IntakeOutcome, [String]) {
+        guard let deliveryID = try insertDelivery(delivery, outcome: "accepted", error: nil, on: tx) else {
+            return (.duplicate(predictionID: predictionID), spooled.map(\.path))
+        }
+        let inline = !spooled.isEmpty
+        try tx.execute("""
+            INSERT INTO predictions (provider, id, status, created_at, completed_at)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (provider, id) DO NOTHING
+            """, [Self.provider, predictionID, inline ? "succeeded" : "processing", delivery.receivedAt,
+                  inline ? delivery.receivedAt : nil])
+        // Output numbers continue after the prediction's earlier assets (an app may send several results
+        // under one prediction_id): a number, and so an object key, is never given twice. The row lock
+        // makes concurrent deliveries of one prediction take turns.
+        _ = try tx.query("SELECT 1 FROM predictions WHERE provider = $1 AND id = $2 FOR UPDATE", [Self.provider, predictionID])
+        var index = try tx.query("SELECT COALESCE(max(output_index) + 1, 0) FROM assets WHERE provider = $1 AND prediction_id = $2",
+                                 [Self.provider, predictionID]).first.map { try $0.decode(0, as: Int.self) } ?? 0
+        var unused: [String] = []
+        var inserted = 0
+        if inline {
+            for (artifact, file) in zip(parsed.artifacts, spooled) {
+                guard let pointer = try pointer(artifact.pointer, content: file.sha256, column: "COALESCE(sha256, spool_sha256)",
+                                                predictionID: predictionID, deliveryID: deliveryID, on: tx) else {
+                    unused.append(file.path)
+                    continue
+                }
+                let rows = try tx.query("""
+                    INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id,
+                                        spool_path, spool_sha256, spool_size, content_type, finish_reason, seed)
+                    VALUES ($1, $2, $3, $4, $5, 'inline', $6, $7, $8, $9, $10, $11, $12)
+                    ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
+                    RETURNING id
+                    """, [Self.provider, predictionID, pointer, index, "inline:deliveries/\(deliveryID)#\(artifact.pointer)",
+                          deliveryID, file.path, file.sha256, file.size, file.contentType, artifact.finishReason, artifact.seed])
+                if rows.isEmpty { unused.append(file.path) } else { inserted += 1; index += 1 }
+            }
+        } else if let generationID = parsed.generationID {
+            let url = "\(baseURL)/v2beta/results/\(generationID)"
+            if let pointer = try pointer("/id", content: url, column: "source_url", predictionID: predictionID, deliveryID: deliveryID, on: tx) {
+                inserted = try tx.execute("""
+                    INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id, deadline)
+                    VALUES ($1, $2, $3, $4, $5, 'stability_result', $6, $7)
+                    ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
+                    """, [Self.provider, predictionID, pointer, index, url, deliveryID,
+                          delivery.receivedAt.addingTimeInterval(Self.resultRetention)])
+            }
+        }
+        if inserted > 0 { try tx.notify(ReplicateIntake.assetsChannel, payload: "\(Self.provider)/\(predictionID)") }
+        return (.accepted(predictionID: predictionID, assets: inline ? spooled.count : 1), unused)
+    }
+
+    /// The pointer to record an output under, or nil when the prediction already has this very output
+    /// (a resent body: one set of objects). Other content at the same pointer (an app reusing its
+    /// prediction_id) is a new output under a pointer qualified by the delivery: never dropped.
+    /// `column` is SQL written here, never input.
+    func pointer(_ pointer: String, content: String, column: StaticString, predictionID: String, deliveryID: Int64,
+                 on tx: Connection) throws -> String? {
+        guard let existing = try tx.query("SELECT \(column) FROM assets WHERE provider = $1 AND prediction_id = $2 AND pointer = $3",
+                                          [Self.provider, predictionID, pointer]).first else { return pointer }
+        return try existing.decode(0, as: String?.self) == content ? nil : "\(pointer)@\(deliveryID)"
+    }
+}
