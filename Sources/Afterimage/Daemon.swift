@@ -14,6 +14,8 @@ public final class Daemon: Sendable {
     let storage: S3Client
     let server: HTTPServer
     let workers: ArchiveWorkers
+    /// Nil when reconciliation is off (no `replicate.api_token`, or `replicate.reconcile_interval = 0`).
+    let reconciler: ReconcileService?
 
     public init(settings: Settings, logger: Logger, listeningSocket: Int32? = nil) throws {
         try settings.validateForServe()
@@ -35,6 +37,8 @@ public final class Daemon: Sendable {
             multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize, logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
+
+        reconciler = try ReconcileService.fromSettings(settings, logger: logger)
 
         var router = Router()
         HealthRoutes(pool: pool, storage: storage).register(on: &router)
@@ -66,6 +70,7 @@ public final class Daemon: Sendable {
             logger.info("schema current", metadata: ["applied": "\(applied.count)"])
         }
         workers.start()
+        reconciler?.start()
         try server.start()
         logger.info("listening", metadata: ["host": "\(settings.http.host)", "port": "\(server.boundPort)"])
     }
@@ -76,6 +81,7 @@ public final class Daemon: Sendable {
     public func stop() {
         logger.info("stopping")
         server.stop(drainTimeout: .seconds(10))
+        reconciler?.stop()
         workers.stop(drainTimeout: .seconds(settings.workers.drainTimeoutSeconds))
         pool.close()
         logger.info("stopped")
