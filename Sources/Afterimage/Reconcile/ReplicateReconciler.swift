@@ -98,6 +98,10 @@ public struct ReplicateReconciler: Sendable {
             progress(summary)
             next = reachedOlder ? nil : page.next
         }
+        if next != nil {
+            logger.warning("reconcile: page limit reached before the end of the window; older predictions wait for the next pass",
+                           metadata: ["pages": "\(summary.pages)"])
+        }
         try refreshStale(excluding: seen, summary: &summary, on: connection)
         progress(summary)
         return .completed(summary)
