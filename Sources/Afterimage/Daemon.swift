@@ -20,6 +20,8 @@ public final class Daemon: Sendable {
     let notifier: SystemdNotifier
     let watchdog: Watchdog?
     let monitor: QueueMonitor
+    /// Nil when reconciliation is off (no `replicate.api_token`, or `replicate.reconcile_interval = 0`).
+    let reconciler: ReconcileService?
 
     /// - Parameters:
     ///   - listeningSocket: an inherited listening socket (systemd socket activation) served instead of binding.
@@ -56,6 +58,8 @@ public final class Daemon: Sendable {
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
 
+        reconciler = try ReconcileService.fromSettings(settings, logger: logger)
+
         var router = Router()
         HealthRoutes(pool: pool, storage: storage).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
@@ -90,6 +94,7 @@ public final class Daemon: Sendable {
         }
         workers.start()
         intake.start()
+        reconciler?.start()
         try server.start()
         logger.info("listening", metadata: ["host": "\(settings.http.host)", "port": "\(server.boundPort)"])
         monitor.start()
@@ -108,6 +113,7 @@ public final class Daemon: Sendable {
         monitor.stop()
         server.stop(drainTimeout: .seconds(10))
         intake.stop()
+        reconciler?.stop()
         workers.stop(drainTimeout: .seconds(settings.workers.drainTimeoutSeconds))
         pool.close()
         logger.info("stopped")

@@ -41,6 +41,12 @@ public struct Settings: Sendable {
         public var apiToken: String?
         public var retention = 3600
         public var baseURL = "https://api.replicate.com"
+        /// Seconds between reconciliation passes (needs `apiToken`); 0 turns reconciliation off.
+        public var reconcileInterval = 60
+        /// Added to `retention` for the window a pass covers: a prediction completes after it is created.
+        public var reconcileMargin = 600
+        /// A prediction non-terminal here and unchanged this long is fetched on its own by the reconciler.
+        public var reconcileStaleAfter = 900
     }
 
     public struct Stability: Sendable {

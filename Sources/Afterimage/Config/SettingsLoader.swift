@@ -23,6 +23,8 @@ public enum SettingsLoader {
         ("storage.part_size", false),
         ("replicate.webhook_secret", true), ("replicate.api_token", true), ("replicate.retention", false),
         ("replicate.base_url", false),
+        ("replicate.reconcile_interval", false), ("replicate.reconcile_margin", false),
+        ("replicate.reconcile_stale_after", false),
         ("stability.webhook_secret", true), ("stability.api_key", true), ("stability.base_url", false),
         ("fetch.allowed_hosts", false), ("fetch.allowed_schemes", false),
         ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
@@ -103,6 +105,12 @@ public enum SettingsLoader {
         s.replicate.apiToken = try v.string("replicate.api_token", secret: true)
         s.replicate.retention = try v.int("replicate.retention", in: 60...30 * 86400) ?? s.replicate.retention
         s.replicate.baseURL = try v.string("replicate.base_url") ?? s.replicate.baseURL
+        guard Origin(s.replicate.baseURL) != nil else {
+            throw ConfigurationError(key: "replicate.base_url", "must be an http(s) URL such as https://api.replicate.com")
+        }
+        s.replicate.reconcileInterval = try v.int("replicate.reconcile_interval", in: 0...86400) ?? s.replicate.reconcileInterval
+        s.replicate.reconcileMargin = try v.int("replicate.reconcile_margin", in: 0...86400) ?? s.replicate.reconcileMargin
+        s.replicate.reconcileStaleAfter = try v.int("replicate.reconcile_stale_after", in: 0...30 * 86400) ?? s.replicate.reconcileStaleAfter
 
         s.stability.webhookSecrets = try v.list("stability.webhook_secret", secret: true) ?? []
         try validateWebhookSecrets(s.stability.webhookSecrets, key: "stability.webhook_secret")
