@@ -42,6 +42,9 @@ public final class Daemon: Sendable {
         ReplicateWebhookRoute(verifier: { replicateVerifier }, intake: ReplicateIntake(retentionSeconds: settings.replicate.retention),
                               pool: pool, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
+        let lookupAuthenticator = BearerAuthenticator(tokens: settings.api.tokens)
+        LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
+                     authenticator: { lookupAuthenticator }, logger: logger).register(on: &router)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
