@@ -14,6 +14,7 @@
 #   BENCH_S3_ENDPOINT BENCH_S3_BUCKET BENCH_S3_ACCESS_KEY_ID BENCH_S3_SECRET_ACCESS_KEY
 #                          reuse this bucket instead of a private SeaweedFS from scripts/s3.sh
 #   BENCH_BINARY           afterimage binary to run (default: `swift build -c release`)
+#   BENCH_PROFILE=FILE     also record a system-wide `perf record -g` of 10 s of the wrk run into FILE
 # Needs wrk and pgbench (Debian: wrk, postgresql-client).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -117,7 +118,13 @@ echo "bench: warming up" >&2
 BENCH_N=$N BENCH_TOKEN=$TOKEN wrk -t2 -c"$CONNECTIONS" -d3s -s bench/lookup/lookup.lua "http://127.0.0.1:$HTTP_PORT" >/dev/null
 echo "bench: wrk, $CONNECTIONS connections, ${DURATION}s" >&2
 BENCH_N=$N BENCH_TOKEN=$TOKEN wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/lookup/lookup.lua \
-  "http://127.0.0.1:$HTTP_PORT" > "$work/wrk.txt"
+  "http://127.0.0.1:$HTTP_PORT" > "$work/wrk.txt" &
+wrk_pid=$!
+if [ -n "${BENCH_PROFILE:-}" ]; then
+  sleep 2
+  perf record -a -g -F 499 -o "$BENCH_PROFILE" -- sleep 10 >/dev/null 2>&1 || echo "bench: perf record failed" >&2
+fi
+wait "$wrk_pid"
 cat "$work/wrk.txt" >&2
 echo "bench: pgbench -S, $CONNECTIONS clients, ${DURATION}s" >&2
 pgbench -S -c "$CONNECTIONS" -j 2 -T "$DURATION" "$PGBENCH_URL" > "$work/pgbench.txt" 2>/dev/null

@@ -83,14 +83,8 @@ public struct LookupStore: Sendable {
             secondsUntilNextAttempt: Int(clamping: try row.decode(c + 15, as: Int64.self)))
     }
 
-    static let predictionSQL = """
-        SELECT p.status, p.model, p.version, p.input::text, p.error, p.data_removed, \(iso("p.created_at")),
-               \(iso("p.started_at")), \(iso("p.completed_at")), \(iso("p.first_seen_at")), \(iso("p.updated_at")),
-               \(assetColumns)
-        FROM predictions p LEFT JOIN assets a ON a.provider = p.provider AND a.prediction_id = p.id
-        WHERE p.provider = $1 AND p.id = $2
-        ORDER BY a.output_index, a.id
-        """
+    /// migrations/0003_lookup.sql: the join, planned once per session.
+    static let predictionSQL = "SELECT * FROM afterimage_prediction_lookup($1, $2)"
 
     /// The prediction and all its assets in one statement; nil when there is no such prediction.
     public func prediction(provider: String, id: String, on connection: Connection) throws -> PredictionView? {
@@ -106,11 +100,8 @@ public struct LookupStore: Sendable {
             firstSeenAt: try first.decode(9), updatedAt: try first.decode(10), assets: assets)
     }
 
-    static let outputSQL = """
-        SELECT \(assetColumns) FROM assets a
-        WHERE a.provider = $1 AND a.prediction_id = $2 AND a.output_index = $3
-        ORDER BY a.id LIMIT 1
-        """
+    /// migrations/0003_lookup.sql.
+    static let outputSQL = "SELECT * FROM afterimage_output_lookup($1, $2, $3::integer)"
 
     /// Output `index` of a prediction; nil when the prediction or that output is unknown.
     public func output(provider: String, predictionID: String, index: Int, on connection: Connection) throws -> AssetView? {
