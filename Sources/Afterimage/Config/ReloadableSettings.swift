@@ -15,12 +15,15 @@ public final class ReloadableSettings: Sendable {
         public let replicateVerifier: StandardWebhooksVerifier
         public let stabilityVerifier: StandardWebhooksVerifier
         public let fetchPolicy: FetchPolicy
+        /// The lookup API's tokens, hashed once per reload.
+        public let apiAuthenticator: BearerAuthenticator
 
         init(_ settings: Settings) {
             self.settings = settings
             replicateVerifier = StandardWebhooksVerifier(secrets: settings.replicate.webhookSecrets)
             stabilityVerifier = StandardWebhooksVerifier(secrets: settings.stability.webhookSecrets)
             fetchPolicy = FetchPolicy(settings.fetch)
+            apiAuthenticator = BearerAuthenticator(tokens: settings.api.tokens)
         }
     }
 
@@ -43,6 +46,7 @@ public final class ReloadableSettings: Sendable {
     public var replicateVerifier: StandardWebhooksVerifier { snapshot.replicateVerifier }
     public var stabilityVerifier: StandardWebhooksVerifier { snapshot.stabilityVerifier }
     public var fetchPolicy: FetchPolicy { snapshot.fetchPolicy }
+    public var apiAuthenticator: BearerAuthenticator { snapshot.apiAuthenticator }
     /// `api.tokens` entries, plain or `sha256:<hex>`; compare in constant time.
     public var apiTokens: [String] { snapshot.settings.api.tokens }
 

@@ -1,0 +1,233 @@
+import Foundation
+import Logging
+import MicroHTTP
+import PQ
+
+/// The lookup API: predictions and their outputs as presigned URLs, the asset listing and retry.
+///
+/// Every route needs a bearer token (`api.tokens`) and nothing else: webhook signatures mean nothing here.
+/// A lookup of stored outputs is one SQL statement plus local signing; the bytes go from the bucket to the
+/// client without passing through the daemon.
+public struct LookupRoutes: Sendable {
+    let pool: Pool
+    let presigner: Presigner
+    /// Read per request so a reload (SIGHUP) can change tokens without a restart.
+    let authenticator: @Sendable () -> BearerAuthenticator
+    let logger: Logger
+    let store = LookupStore()
+
+    /// Bounds on path parameters: they become SQL parameters and log metadata.
+    static let maxProviderBytes = 64
+    static let maxIDBytes = 256
+    /// What a client should wait while an asset is in flight, or pending and already due.
+    static let defaultRetryAfter = 2
+
+    public init(pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator, logger: Logger) {
+        self.pool = pool
+        self.presigner = presigner
+        self.authenticator = authenticator
+        self.logger = logger
+    }
+
+    public func register(on router: inout Router) {
+        if !authenticator().isConfigured {
+            logger.warning("api.tokens is empty: the lookup API refuses every request with 401")
+        }
+        router.add("GET", "/v1/predictions/{provider}/{id}") { request in self.guarded(request, self.prediction) }
+        router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}") { request in self.guarded(request, self.output) }
+        router.add("GET", "/v1/assets") { request in self.guarded(request, self.list) }
+        router.add("POST", "/v1/assets/{id}/retry", maxBodyBytes: 1024) { request in self.guarded(request, self.retry) }
+    }
+
+    // MARK: Authentication and errors
+
+    /// Token first (nothing is read before it passes), then the handler; errors become the API's JSON.
+    func guarded(_ request: Request, _ handler: (Request) throws -> Response) -> Response {
+        switch authenticator().check(authorization: request.header("authorization")) {
+        case .allowed:
+            break
+        case .missing:
+            return .error(status: 401, code: "token_missing", message: "an Authorization: Bearer token is required",
+                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage""#)])
+        case .invalid:
+            logger.notice("lookup refused: invalid bearer token", metadata: ["path": "\(request.path)"])
+            return .error(status: 401, code: "token_invalid", message: "the bearer token is not valid",
+                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage", error="invalid_token""#)])
+        }
+        do {
+            return try handler(request)
+        } catch let error as LookupError {
+            return error.response
+        } catch let error as PQError where [.poolTimeout, .connectionFailed, .connectionLost, .poolClosed].contains(error.code) {
+            logger.error("lookup failed: database unavailable", metadata: ["error": "\(error)"])
+            return .error(status: 503, code: "database_unavailable", message: "the database is unavailable; retry later",
+                          headers: [("Retry-After", "5")])
+        } catch {
+            logger.error("lookup failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+            return .error(status: 500, code: "internal_error", message: "the lookup failed")
+        }
+    }
+
+    // MARK: Routes
+
+    func prediction(_ request: Request) throws -> Response {
+        let (provider, id) = try Self.predictionParameters(request)
+        let expires = try Presigner.parseExpires(request.query["expires"])
+        guard let view = try pool.withConnection({ try store.prediction(provider: provider, id: id, on: $0) }) else {
+            throw LookupError(.predictionNotFound, "no prediction \(provider)/\(id)")
+        }
+        let now = Date()
+        var json = JSONWriter(capacity: 512 + view.assets.count * 768)
+        json.objectStart()
+        json.field("provider", view.provider)
+        json.field("id", view.id)
+        json.field("status", view.status)
+        json.field("model", view.model)
+        json.field("version", view.version)
+        json.key("input"); json.raw(view.inputJSON)
+        json.field("error", view.error)
+        json.field("data_removed", view.dataRemoved)
+        json.field("created_at", view.createdAt)
+        json.field("started_at", view.startedAt)
+        json.field("completed_at", view.completedAt)
+        json.field("first_seen_at", view.firstSeenAt)
+        json.field("updated_at", view.updatedAt)
+        json.key("assets")
+        json.arrayStart()
+        for asset in view.assets {
+            let signed = asset.isStored ? presigner.sign(key: asset.key!, expires: expires, now: now) : nil
+            Self.write(asset, url: signed, into: &json)
+        }
+        json.arrayEnd()
+        json.objectEnd()
+        return Response(status: 200, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")], body: json.bytes)
+    }
+
+    func output(_ request: Request) throws -> Response {
+        let (provider, id) = try Self.predictionParameters(request)
+        guard let text = request.pathParameters["n"], text.utf8.count <= 6, let index = Int(text), index >= 0 else {
+            throw LookupError(.invalidParameter, "the output index must be a whole number from 0")
+        }
+        let expires = try Presigner.parseExpires(request.query["expires"])
+        let download = try Presigner.validateDownloadName(request.query["download"])
+        guard let asset = try pool.withConnection({ try store.output(provider: provider, predictionID: id, index: index, on: $0) }) else {
+            throw LookupError(.outputNotFound, "no output \(index) of prediction \(provider)/\(id)")
+        }
+        switch asset.state {
+        case "stored" where asset.key != nil:
+            let signed = presigner.sign(key: asset.key!, expires: expires, downloadName: download)
+            // The body repeats the URL for clients that do not follow redirects.
+            var json = JSONWriter(capacity: 1024)
+            json.objectStart()
+            json.field("url", signed.url)
+            json.field("url_expires_at", Self.iso8601(signed.expiresAt))
+            json.objectEnd()
+            return Response(status: 302, headers: [("Location", signed.url), ("Cache-Control", "no-store"),
+                                                   ("Content-Type", "application/json")], body: json.bytes)
+        case "failed":
+            throw LookupError(.assetFailed, "output \(index) could not be archived: \(asset.failureReason ?? "unknown reason")")
+        case "expired":
+            throw LookupError(.assetExpired, "output \(index) expired at the provider before it was archived: \(asset.failureReason ?? "unknown reason")")
+        default:
+            let wait = asset.state == "pending" ? max(Self.defaultRetryAfter, asset.secondsUntilNextAttempt) : Self.defaultRetryAfter
+            throw LookupError(.assetNotReady, "output \(index) is \(asset.state == "pending" ? "waiting to be archived" : "being archived")",
+                              retryAfter: min(wait, 3600))
+        }
+    }
+
+    func list(_ request: Request) throws -> Response {
+        var filter = LookupStore.Filter()
+        if let state = request.query["state"], !state.isEmpty {
+            guard LookupStore.states.contains(state) else {
+                throw LookupError(.invalidParameter, "state must be one of pending, in_flight, stored, failed, expired")
+            }
+            filter.state = state
+        }
+        if let provider = request.query["provider"], !provider.isEmpty {
+            filter.provider = try Self.checked(provider, name: "provider", maxBytes: Self.maxProviderBytes)
+        }
+        if let limit = request.query["limit"] {
+            guard let value = Int(limit), (1...LookupStore.maxPageSize).contains(value) else {
+                throw LookupError(.invalidParameter, "limit must be between 1 and \(LookupStore.maxPageSize)")
+            }
+            filter.limit = value
+        }
+        if let after = request.query["after"], !after.isEmpty {
+            guard let value = Int64(after), value >= 0 else {
+                throw LookupError(.invalidParameter, "after must be the next_after value of the previous page")
+            }
+            filter.after = value
+        }
+        let page = try pool.withConnection { try store.assets(filter, on: $0) }
+        var json = JSONWriter(capacity: 256 + page.assets.count * 512)
+        json.objectStart()
+        json.key("assets")
+        json.arrayStart()
+        for asset in page.assets { Self.write(asset, url: nil, into: &json) }
+        json.arrayEnd()
+        json.field("next_after", page.nextAfter)
+        json.objectEnd()
+        return .json(raw: json.bytes)
+    }
+
+    func retry(_ request: Request) throws -> Response {
+        guard let text = request.pathParameters["id"], text.utf8.count <= 19, let id = Int64(text), id > 0 else {
+            throw LookupError(.invalidParameter, "the asset id must be a positive whole number")
+        }
+        let asset = try pool.withConnection { try store.retry(assetID: id, on: $0) }
+        logger.info("asset re-queued", metadata: ["asset": "\(id)", "prediction": "\(asset.provider)/\(asset.predictionID)"])
+        var json = JSONWriter()
+        Self.write(asset, url: nil, into: &json)
+        return .json(raw: json.bytes)
+    }
+
+    // MARK: Helpers
+
+    static func predictionParameters(_ request: Request) throws(LookupError) -> (String, String) {
+        (try checked(request.pathParameters["provider"] ?? "", name: "provider", maxBytes: maxProviderBytes),
+         try checked(request.pathParameters["id"] ?? "", name: "prediction id", maxBytes: maxIDBytes))
+    }
+
+    /// Path and query values go into SQL parameters and log lines: bounded, no control characters.
+    static func checked(_ value: String, name: String, maxBytes: Int) throws(LookupError) -> String {
+        guard !value.isEmpty, value.utf8.count <= maxBytes, !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            throw LookupError(.invalidParameter, "\(name) must be 1 to \(maxBytes) bytes without control characters")
+        }
+        return value
+    }
+
+    /// One asset object; `url` only for stored assets of a prediction lookup.
+    static func write(_ asset: AssetView, url: Presigner.Signed?, into json: inout JSONWriter) {
+        json.objectStart()
+        json.field("id", asset.id)
+        json.field("provider", asset.provider)
+        json.field("prediction_id", asset.predictionID)
+        json.field("index", asset.index)
+        json.field("pointer", asset.pointer)
+        json.field("state", asset.state)
+        json.field("attempts", asset.attempts)
+        json.field("size", asset.size)
+        json.field("sha256", asset.sha256)
+        json.field("content_type", asset.contentType)
+        json.field("key", asset.key)
+        json.field("failure_reason", asset.failureReason)
+        json.field("created_at", asset.createdAt)
+        json.field("updated_at", asset.updatedAt)
+        json.field("stored_at", asset.storedAt)
+        if let url {
+            json.field("url", url.url)
+            json.field("url_expires_at", Self.iso8601(url.expiresAt))
+        }
+        json.objectEnd()
+    }
+
+    /// `2026-11-21T10:00:00Z`, written by hand: Foundation's formatters are slow on Linux and this runs
+    /// once per stored asset of every lookup.
+    static func iso8601(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import PQ
+
+/// One output file as the lookup API and the `assets` commands show it.
+public struct AssetView: Sendable, Equatable {
+    public let id: Int64
+    public let provider: String
+    public let predictionID: String
+    public let index: Int
+    public let pointer: String
+    /// pending, in_flight, stored, failed or expired.
+    public let state: String
+    public let attempts: Int
+    public let size: Int64?
+    public let sha256: String?
+    public let contentType: String?
+    public let key: String?
+    public let failureReason: String?
+    /// Timestamps are ISO 8601 UTC text formatted by PostgreSQL, ready for JSON and terminals.
+    public let createdAt: String
+    public let updatedAt: String
+    public let storedAt: String?
+    /// Seconds until the next try is due (0 when due now); how long a client should wait before asking again.
+    public let secondsUntilNextAttempt: Int
+
+    public var isStored: Bool { state == "stored" && key != nil }
+}
+
+/// One prediction with its outputs in walk order.
+public struct PredictionView: Sendable {
+    public let provider: String
+    public let id: String
+    public let status: String
+    public let model: String?
+    public let version: String?
+    /// The prediction's input as JSON text (PostgreSQL's rendering of the jsonb column).
+    public let inputJSON: String?
+    public let error: String?
+    public let dataRemoved: Bool
+    public let createdAt: String?
+    public let startedAt: String?
+    public let completedAt: String?
+    public let firstSeenAt: String
+    public let updatedAt: String
+    public let assets: [AssetView]
+}
+
+/// A page of the asset listing and the cursor for the next one (nil on the last page).
+public struct AssetPage: Sendable {
+    public let assets: [AssetView]
+    public let nextAfter: Int64?
+}
+
+/// The lookup API's SQL. Each call is one statement (the retry is one transaction), so a lookup costs one
+/// round trip, comparable with `pgbench -S`.
+public struct LookupStore: Sendable {
+    public static let states: Set<String> = ["pending", "in_flight", "stored", "failed", "expired"]
+    public static let maxPageSize = 1000
+    public static let defaultPageSize = 100
+
+    public init() {}
+
+    /// ISO 8601 in UTC with milliseconds, formatted by the server (cheaper than parsing and re-formatting).
+    static func iso(_ column: String) -> String {
+        "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    }
+
+    /// The asset columns every query returns, in `decodeAsset`'s order.
+    static let assetColumns = """
+        a.id, a.provider, a.prediction_id, a.output_index, a.pointer, a.state, a.attempts, a.size_bytes, a.sha256,
+        a.content_type, a.storage_key, a.failure_reason, \(iso("a.created_at")), \(iso("a.updated_at")),
+        \(iso("a.stored_at")), greatest(0, ceil(extract(epoch FROM a.next_attempt_at - now())))::bigint
+        """
+    static let assetColumnCount = 16
+
+    static func decodeAsset(_ row: Row, from c: Int) throws -> AssetView {
+        AssetView(
+            id: try row.decode(c, as: Int64.self), provider: try row.decode(c + 1), predictionID: try row.decode(c + 2),
+            index: try row.decode(c + 3), pointer: try row.decode(c + 4), state: try row.decode(c + 5),
+            attempts: try row.decode(c + 6), size: try row.decode(c + 7), sha256: try row.decode(c + 8),
+            contentType: try row.decode(c + 9), key: try row.decode(c + 10), failureReason: try row.decode(c + 11),
+            createdAt: try row.decode(c + 12), updatedAt: try row.decode(c + 13), storedAt: try row.decode(c + 14),
+            secondsUntilNextAttempt: Int(clamping: try row.decode(c + 15, as: Int64.self)))
+    }
+
+    /// migrations/0003_lookup.sql: the join, planned once per session.
+    static let predictionSQL = "SELECT * FROM afterimage_prediction_lookup($1, $2)"
+
+    /// The prediction and all its assets in one statement; nil when there is no such prediction.
+    public func prediction(provider: String, id: String, on connection: Connection) throws -> PredictionView? {
+        let rows = try connection.query(Self.predictionSQL, [provider, id])
+        guard let first = rows.first else { return nil }
+        var assets: [AssetView] = []
+        assets.reserveCapacity(rows.count)
+        for row in rows where !row.isNull(11) { assets.append(try Self.decodeAsset(row, from: 11)) }
+        return PredictionView(
+            provider: provider, id: id, status: try first.decode(0), model: try first.decode(1), version: try first.decode(2),
+            inputJSON: try first.decode(3), error: try first.decode(4), dataRemoved: try first.decode(5),
+            createdAt: try first.decode(6), startedAt: try first.decode(7), completedAt: try first.decode(8),
+            firstSeenAt: try first.decode(9), updatedAt: try first.decode(10), assets: assets)
+    }
+
+    /// migrations/0003_lookup.sql.
+    static let outputSQL = "SELECT * FROM afterimage_output_lookup($1, $2, $3::integer)"
+
+    /// Output `index` of a prediction; nil when the prediction or that output is unknown.
+    public func output(provider: String, predictionID: String, index: Int, on connection: Connection) throws -> AssetView? {
+        guard let row = try connection.query(Self.outputSQL, [provider, predictionID, index]).first else { return nil }
+        return try Self.decodeAsset(row, from: 0)
+    }
+
+    public struct Filter: Sendable {
+        public var state: String?
+        public var provider: String?
+        /// Only assets with a larger id: the keyset cursor.
+        public var after: Int64
+        public var limit: Int
+
+        public init(state: String? = nil, provider: String? = nil, after: Int64 = 0, limit: Int = LookupStore.defaultPageSize) {
+            self.state = state
+            self.provider = provider
+            self.after = after
+            self.limit = limit
+        }
+    }
+
+    /// Assets in id order after the cursor. Keyset pagination: rows inserted while a client pages through
+    /// get larger ids, so they never shift the pages it has not read yet, and nothing repeats.
+    public func assets(_ filter: Filter, on connection: Connection) throws -> AssetPage {
+        let limit = min(max(filter.limit, 1), Self.maxPageSize)
+        let rows = try connection.query("""
+            SELECT \(Self.assetColumns) FROM assets a
+            WHERE a.id > $1 AND ($2::text IS NULL OR a.state = $2) AND ($3::text IS NULL OR a.provider = $3)
+            ORDER BY a.id LIMIT $4
+            """, [filter.after, filter.state, filter.provider, limit + 1])
+        var assets: [AssetView] = []
+        for row in rows.prefix(limit) { assets.append(try Self.decodeAsset(row, from: 0)) }
+        return AssetPage(assets: assets, nextAfter: rows.count > limit ? assets.last?.id : nil)
+    }
+
+    public func asset(id: Int64, on connection: Connection) throws -> AssetView? {
+        guard let row = try connection.query("SELECT \(Self.assetColumns) FROM assets a WHERE a.id = $1", [id]).first else {
+            return nil
+        }
+        return try Self.decodeAsset(row, from: 0)
+    }
+
+    /// Puts a failed or expired asset back in the queue as if new (tries reset, due now, reason cleared) and
+    /// wakes the workers. A spool file left by an earlier try is reused when still intact; otherwise the
+    /// worker downloads again. Throws `assetNotFound` or `notRetryable`.
+    public func retry(assetID: Int64, on connection: Connection) throws -> AssetView {
+        try connection.transaction { tx in
+            let updated = try tx.query("""
+                UPDATE assets AS a SET state = 'pending', attempts = 0, next_attempt_at = now(), failure_reason = NULL,
+                                       last_error = NULL, claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
+                                       updated_at = now()
+                WHERE a.id = $1 AND a.state IN ('failed', 'expired')
+                RETURNING \(Self.assetColumns)
+                """, [assetID])
+            guard let row = updated.first else {
+                guard let current = try asset(id: assetID, on: tx) else {
+                    throw LookupError(.assetNotFound, "no asset \(assetID)")
+                }
+                throw LookupError(.notRetryable, "asset \(assetID) is \(current.state); only failed or expired assets can be retried")
+            }
+            let asset = try Self.decodeAsset(row, from: 0)
+            try tx.notify(ReplicateIntake.assetsChannel, payload: "\(asset.provider)/\(asset.predictionID)")
+            return asset
+        }
+    }
+}
+
+extension LookupStore {
+    /// Runs `body` on a connection of its own, for commands that run without a daemon and its pool.
+    public func withConnection<T>(databaseURL: String, _ body: (LookupStore, Connection) throws -> T) throws -> T {
+        let connection = try Connection.connect(url: databaseURL)
+        defer { connection.close() }
+        return try body(self, connection)
+    }
+}

@@ -1,0 +1,366 @@
+import Crypto
+import Curl
+import Foundation
+import PQ
+import Testing
+import TestSupport
+@testable import Afterimage
+
+/// Issue 4 end to end: the real daemon answers lookups with presigned URLs that SeaweedFS honours, refuses
+/// what it must, and every response matches openapi.yaml.
+@Suite("Lookup: presigned URLs for archived outputs", .serialized)
+struct LookupTests {
+    /// A daemon with one plain token; `workers: 0` keeps seeded pending rows where they are.
+    func start(_ harness: ArchiveHarness, token: String, workers: Int? = nil) throws -> (DaemonProcess, LookupClient) {
+        var extra = ["AFTERIMAGE_API_TOKENS": token]
+        if let workers { extra["AFTERIMAGE_WORKERS_COUNT"] = String(workers) }
+        let daemon = try harness.startDaemon(extra: extra)
+        return (daemon, try LookupClient(port: daemon.port, token: token))
+    }
+
+    func assets(_ object: [String: Any]) -> [[String: Any]] { object["assets"] as? [[String: Any]] ?? [] }
+
+    @Test func storedOutputsArePresignedAndTheBucketServesTheSourceBytes() throws {
+        let harness = try ArchiveHarness()
+        let token = randomToken()
+        let (daemon, client) = try start(harness, token: token)
+        let id = "lk\(UUID().uuidString.prefix(8).lowercased())"
+        let names = ["\(id)-a.png", "\(id)-b.png"]
+        let sizes = [70_000, 1234]
+        let output = zip(names, sizes).map { harness.fake.url($0, "size=\($1)&type=image/png") }
+        #expect(try harness.post(harness.prediction(id: id, output: output), to: daemon).status == 200)
+        try harness.waitForAssets("stored", count: 2)
+
+        let answer = try client.send("GET", "/v1/predictions/replicate/\(id)")
+        #expect(answer.status == 200)
+        #expect(answer.headers["cache-control"] == "no-store")
+        let prediction = try client.json(answer)
+        #expect(prediction["status"] as? String == "succeeded")
+        #expect(prediction["model"] as? String == "test/model")
+        #expect((prediction["input"] as? [String: Any])?["prompt"] as? String == "a cat")
+        let listed = assets(prediction)
+        #expect(listed.count == 2)
+        for (index, asset) in listed.enumerated() {
+            let expected = FakeProvider.bytes(names[index], size: sizes[index])
+            #expect(asset["index"] as? Int == index)
+            #expect(asset["state"] as? String == "stored")
+            #expect(asset["size"] as? Int == sizes[index])
+            #expect(asset["sha256"] as? String == FakeProvider.sha256Hex(expected))
+            #expect(asset["content_type"] as? String == "image/png")
+            let url = try #require(asset["url"] as? String)
+            #expect(url.hasPrefix(harness.s3.endpoint + "/" + harness.s3.bucket + "/"))
+            #expect(url.contains("X-Amz-Expires=3600"))
+            #expect(asset["url_expires_at"] is String)
+            let fetched = try LookupClient.fetch(url)
+            #expect(fetched.status == 200)
+            #expect(fetched.body == expected, "bytes behind the presigned URL of output \(index) differ from the source")
+        }
+
+        // outputs/{n}: a 302 to a URL that works, with the requested lifetime and download name.
+        let redirect = try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/1?download=\(pathSegment("cat picture ü.png"))")
+        #expect(redirect.status == 302)
+        let location = try #require(redirect.headers["location"])
+        #expect(location.contains("response-content-disposition=attachment"))
+        let downloaded = try LookupClient.fetch(location)
+        #expect(downloaded.status == 200)
+        #expect(downloaded.body == FakeProvider.bytes(names[1], size: sizes[1]))
+        #expect(downloaded.headers["content-disposition"]?.contains("cat picture") == true,
+                "SeaweedFS did not apply response-content-disposition: \(downloaded.headers)")
+        #expect(try client.json(redirect)["url"] as? String == location)
+        let capped = try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?expires=99999999")
+        #expect(try #require(capped.headers["location"]).contains("X-Amz-Expires=604800"))
+        #expect(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?expires=0").status == 400)
+        #expect(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?download=a%2Fb").status == 400)
+
+        // One character of the signature changed: the bucket refuses it.
+        let good = try #require(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0").headers["location"])
+        let signature = try #require(good.range(of: "X-Amz-Signature="))
+        var tampered = good
+        let position = signature.upperBound
+        tampered.replaceSubrange(position...position, with: good[position] == "0" ? "1" : "0")
+        #expect(tampered != good)
+        #expect(try LookupClient.fetch(tampered).status == 403)
+        #expect(try LookupClient.fetch(good).status == 200)
+
+        // A short-lived URL works, then stops working once it has expired.
+        let brief = try #require(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?expires=2").headers["location"])
+        #expect(try LookupClient.fetch(brief).status == 200)
+        try waitUntil(timeout: .seconds(20), pollEvery: .milliseconds(250), "the 2-second URL to be refused") {
+            try LookupClient.fetch(brief).status == 403
+        }
+
+        // The command line prints the same kind of URLs, read from the database and signed locally.
+        let environment = harness.environment(port: freePort())
+        let (status, out, err) = try runAfterimage(["presign", "replicate", id], environment: environment)
+        #expect(status == 0, "\(err)")
+        let urls = out.split(separator: "\n").map(String.init)
+        #expect(urls.count == 2)
+        for (index, url) in urls.enumerated() {
+            #expect(try LookupClient.fetch(url).body == FakeProvider.bytes(names[index], size: sizes[index]))
+        }
+        let (one, single, _) = try runAfterimage(["presign", "replicate", id, "--output", "1", "--expires", "60"], environment: environment)
+        #expect(one == 0)
+        #expect(single.contains("X-Amz-Expires=60"))
+        #expect(try LookupClient.fetch(single.trimmingCharacters(in: .whitespacesAndNewlines)).body == FakeProvider.bytes(names[1], size: sizes[1]))
+        let (unknown, _, unknownErr) = try runAfterimage(["presign", "replicate", "nope-\(id)"], environment: environment)
+        #expect(unknown == 1)
+        #expect(unknownErr.contains("no prediction"))
+
+        try client.validateCaptured()
+        try daemon.stop()
+    }
+
+    /// Keys with spaces, unicode, `+`, `=` and `/` (in the prefix, the prediction id and the file name) are
+    /// encoded by S3's rules, so the bucket finds the object behind each URL.
+    @Test func awkwardKeysRoundTrip() throws {
+        let harness = try ArchiveHarness()
+        let token = randomToken()
+        let (daemon, client) = try start(harness, token: token, workers: 0)
+        let storage = try harness.storage()
+        let id = "awk ward+id=ü/\(UUID().uuidString.prefix(6))"
+        try harness.seedPrediction(id)
+        let keys = [
+            "\(harness.prefix)sp ace+plus=eq/ünïcødé 日本/\(id)/0 a+b=c.png",
+            "\(harness.prefix)replicate/\(id)/1~tilde%percent&amp;.png",
+            "\(harness.prefix)replicate/\(id)//double-slash 2.png",
+        ]
+        var contents: [[UInt8]] = []
+        for (index, key) in keys.enumerated() {
+            let bytes = Array("object \(index) behind \(key)".utf8) + (0..<1000).map { UInt8(($0 * 7 + index) % 256) }
+            try storage.putObject(key: key, body: .bytes(bytes), contentType: "image/png")
+            try harness.seedAsset(predictionID: id, index: index, .init(key: key, size: Int64(bytes.count),
+                                                                        sha256: FakeProvider.sha256Hex(bytes)))
+            contents.append(bytes)
+        }
+        let answer = try client.send("GET", "/v1/predictions/replicate/\(pathSegment(id))")
+        #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
+        let listed = assets(try client.json(answer))
+        #expect(listed.count == keys.count)
+        for (index, asset) in listed.enumerated() {
+            #expect(asset["key"] as? String == keys[index])
+            let url = try #require(asset["url"] as? String)
+            let fetched = try LookupClient.fetch(url)
+            #expect(fetched.status == 200, "\(keys[index]): \(String(decoding: fetched.body, as: UTF8.self))")
+            #expect(fetched.body == contents[index], "\(keys[index]) did not round-trip")
+            let redirect = try client.send("GET", "/v1/predictions/replicate/\(pathSegment(id))/outputs/\(index)")
+            #expect(try LookupClient.fetch(try #require(redirect.headers["location"])).body == contents[index])
+        }
+        try client.validateCaptured()
+        try daemon.stop()
+    }
+
+    @Test func pendingInFlightLostAndUnknownOutputs() throws {
+        let harness = try ArchiveHarness()
+        let token = randomToken()
+        let (daemon, client) = try start(harness, token: token, workers: 0)
+        let id = "st\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(id)
+        try harness.seedAsset(predictionID: id, index: 0, .init(state: "pending", nextAttemptInSeconds: 40))
+        try harness.seedAsset(predictionID: id, index: 1, .init(state: "in_flight"))
+        try harness.seedAsset(predictionID: id, index: 2, .init(state: "failed", failureReason: "the file is larger than fetch.max_bytes (10)"))
+        try harness.seedAsset(predictionID: id, index: 3, .init(state: "expired", failureReason: "the source answered 404 after its deadline"))
+        try harness.seedAsset(predictionID: id, index: 4, .init(state: "pending"))
+        let base = "/v1/predictions/replicate/\(id)/outputs"
+
+        let later = try client.send("GET", "\(base)/0")
+        #expect(later.status == 409)
+        #expect(client.errorCode(later) == "asset_not_ready")
+        let wait = try #require(Int(later.headers["retry-after"] ?? ""))
+        #expect((35...41).contains(wait), "Retry-After \(wait) for a try due in 40 s")
+        let inFlight = try client.send("GET", "\(base)/1")
+        #expect(inFlight.status == 409)
+        #expect(Int(inFlight.headers["retry-after"] ?? "") ?? 0 >= 1)
+        let due = try client.send("GET", "\(base)/4")
+        #expect(due.status == 409)
+        #expect(Int(due.headers["retry-after"] ?? "") ?? 0 >= 1)
+
+        let failed = try client.send("GET", "\(base)/2")
+        #expect(failed.status == 410)
+        #expect(client.errorCode(failed) == "asset_failed")
+        #expect(String(decoding: failed.body, as: UTF8.self).contains("larger than fetch.max_bytes"))
+        let expired = try client.send("GET", "\(base)/3")
+        #expect(expired.status == 410)
+        #expect(client.errorCode(expired) == "asset_expired")
+        #expect(String(decoding: expired.body, as: UTF8.self).contains("after its deadline"))
+
+        let noOutput = try client.send("GET", "\(base)/9")
+        #expect(noOutput.status == 404)
+        #expect(client.errorCode(noOutput) == "output_not_found")
+        let noPrediction = try client.send("GET", "/v1/predictions/replicate/unknown-\(id)")
+        #expect(noPrediction.status == 404)
+        #expect(client.errorCode(noPrediction) == "prediction_not_found")
+        #expect(try client.send("GET", "/v1/predictions/replicate/unknown-\(id)/outputs/0").status == 404)
+        #expect(try client.send("GET", "\(base)/abc").status == 400)
+        #expect(try client.send("GET", "/v1/predictions/replicate/\(String(repeating: "x", count: 300))").status == 400)
+
+        // The prediction lists every asset with its state; none has a URL.
+        let listed = assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)")))
+        #expect(listed.map { $0["state"] as? String } == ["pending", "in_flight", "failed", "expired", "pending"])
+        #expect(listed.allSatisfy { $0["url"] == nil })
+        #expect(listed[2]["failure_reason"] as? String == "the file is larger than fetch.max_bytes (10)")
+
+        try client.validateCaptured()
+        try daemon.stop()
+    }
+
+    @Test func listingPagesStayStableWhileAssetsAreInserted() throws {
+        let harness = try ArchiveHarness()
+        let token = randomToken()
+        let (daemon, client) = try start(harness, token: token, workers: 0)
+        let id = "pg\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(id)
+        try harness.seedPrediction(id, provider: "stability")
+        var seeded: [Int64] = []
+        for index in 0..<25 {
+            seeded.append(try harness.seedAsset(predictionID: id, index: index, .init(state: index % 5 == 0 ? "failed" : "stored",
+                                                                                    key: index % 5 == 0 ? nil : "k/\(index)",
+                                                                                    failureReason: index % 5 == 0 ? "gone" : nil)))
+        }
+        var seen: [Int64] = []
+        var after: Int64? = 0
+        var pages = 0
+        var inserted: [Int64] = []
+        while let cursor = after, pages < 20 {
+            let page = try client.json(try client.send("GET", "/v1/assets?limit=10&after=\(cursor)"))
+            seen += assets(page).compactMap { ($0["id"] as? Int).map(Int64.init) }
+            after = (page["next_after"] as? Int).map(Int64.init)
+            pages += 1
+            if pages == 1 {
+                // Rows arriving mid-listing land after the cursor: no page shifts, nothing repeats.
+                for index in 25..<32 { inserted.append(try harness.seedAsset(predictionID: id, index: index, .init(key: "k/\(index)"))) }
+            }
+        }
+        #expect(pages == 4)
+        #expect(seen == seeded + inserted, "ids out of order, repeated or missing")
+        #expect(Set(seen).count == seen.count)
+
+        let failed = try client.json(try client.send("GET", "/v1/assets?state=failed"))
+        #expect(assets(failed).count == 5)
+        #expect(assets(failed).allSatisfy { $0["state"] as? String == "failed" && $0["failure_reason"] as? String == "gone" })
+        #expect(failed["next_after"] is NSNull)
+        let stability = try harness.seedAsset(predictionID: id, index: 0, provider: "stability", .init(state: "pending"))
+        let byProvider = try client.json(try client.send("GET", "/v1/assets?provider=stability&state=pending"))
+        #expect(assets(byProvider).compactMap { $0["id"] as? Int } == [Int(stability)])
+        #expect(try client.send("GET", "/v1/assets?state=lost").status == 400)
+        #expect(try client.send("GET", "/v1/assets?limit=0").status == 400)
+        #expect(try client.send("GET", "/v1/assets?limit=1001").status == 400)
+        #expect(try client.send("GET", "/v1/assets?after=-4").status == 400)
+
+        // The command line lists the same rows.
+        let (status, out, _) = try runAfterimage(["assets", "list", "--state", "failed"], environment: harness.environment(port: freePort()))
+        #expect(status == 0)
+        #expect(out.split(separator: "\n").count == 5)
+        #expect(out.split(separator: "\n").allSatisfy { $0.contains("\tfailed\t") && $0.hasSuffix("\tgone") })
+
+        try client.validateCaptured()
+        try daemon.stop()
+    }
+
+    /// A failed asset whose spool file is gone is re-queued, downloaded again, stored, and then served.
+    @Test func retryOfAFailedAssetThenSucceeds() throws {
+        let harness = try ArchiveHarness()
+        let token = randomToken()
+        let (daemon, client) = try start(harness, token: token)
+        let id = "rt\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(id)
+        let names = ["\(id)-0.png", "\(id)-1.png"]
+        let first = try harness.seedAsset(predictionID: id, index: 0, .init(
+            state: "failed", key: nil, sourceURL: harness.fake.url(names[0], "size=5000&type=image/png"),
+            failureReason: "the source answered 500 25 times", spoolPath: harness.spoolDirectory + "/gone-\(UUID())", spoolSize: 5000))
+        let second = try harness.seedAsset(predictionID: id, index: 1, .init(
+            state: "expired", key: nil, sourceURL: harness.fake.url(names[1], "size=777&type=image/png"), failureReason: "gave up"))
+        #expect(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0").status == 410)
+
+        let retried = try client.send("POST", "/v1/assets/\(first)/retry")
+        #expect(retried.status == 200, "\(String(decoding: retried.body, as: UTF8.self))")
+        let asset = try client.json(retried)
+        #expect(asset["state"] as? String == "pending")
+        #expect(asset["attempts"] as? Int == 0)
+        #expect(asset["failure_reason"] is NSNull)
+
+        // The command line re-queues the other one.
+        let environment = harness.environment(port: freePort())
+        let (status, out, err) = try runAfterimage(["assets", "retry", String(second)], environment: environment)
+        #expect(status == 0, "\(err)")
+        #expect(out.contains("pending again"))
+        try harness.waitForAssets("stored", count: 2)
+
+        for (index, name) in names.enumerated() {
+            let redirect = try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/\(index)")
+            #expect(redirect.status == 302)
+            let fetched = try LookupClient.fetch(try #require(redirect.headers["location"]))
+            #expect(fetched.body == FakeProvider.bytes(name, size: index == 0 ? 5000 : 777))
+            #expect(try harness.fake.count(name) == 1, "\(name) should be downloaded exactly once")
+        }
+
+        let again = try client.send("POST", "/v1/assets/\(first)/retry")
+        #expect(again.status == 409)
+        #expect(client.errorCode(again) == "asset_not_retryable")
+        #expect(try client.send("POST", "/v1/assets/99999999/retry").status == 404)
+        #expect(try client.send("POST", "/v1/assets/x/retry").status == 400)
+        let (missing, _, missingErr) = try runAfterimage(["assets", "retry", "99999999"], environment: environment)
+        #expect(missing == 1)
+        #expect(missingErr.contains("no asset"))
+
+        try client.validateCaptured()
+        try daemon.stop()
+    }
+
+    @Test func tokensAreRequiredAndNeverLogged() throws {
+        let harness = try ArchiveHarness()
+        let plain = randomToken()
+        let hashedOnly = randomToken()
+        let digest = SHA256.hash(data: Array(hashedOnly.utf8)).map { String(format: "%02x", $0) }.joined()
+        let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_API_TOKENS": "\(plain), sha256:\(digest)"])
+        let client = try LookupClient(port: daemon.port, token: plain)
+        let id = "tk\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(id)
+        let path = "/v1/predictions/replicate/\(id)"
+
+        #expect(try client.send("GET", path).status == 200)
+        #expect(try client.send("GET", path, authorization: "Bearer \(hashedOnly)").status == 200)
+        #expect(try client.send("GET", path, authorization: "bearer \(plain)").status == 200)
+        for (authorization, code) in [("", "token_missing"), ("Bearer \(plain)x", "token_invalid"), ("Bearer \(digest)", "token_invalid"),
+                                      ("Bearer sha256:\(digest)", "token_invalid"), ("Basic \(plain)", "token_missing"),
+                                      ("Bearer ", "token_invalid")] {
+            for route in [("GET", path), ("GET", path + "/outputs/0"), ("GET", "/v1/assets"), ("POST", "/v1/assets/1/retry")] {
+                let refused = try client.send(route.0, route.1, authorization: authorization)
+                #expect(refused.status == 401, "\(route) with \(authorization.prefix(6))…")
+                #expect(refused.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
+                #expect(client.errorCode(refused) == code)
+            }
+        }
+        // Lookup routes take no webhook signatures...
+        let body = Array("{}".utf8)
+        let timestamp = Int64(Date().timeIntervalSince1970)
+        let signature = StandardWebhooksVerifier.sign(secret: harness.secret, id: "msg_1", timestamp: timestamp, body: body)
+        #expect(try client.send("GET", path, authorization: "", headers: [("webhook-id", "msg_1"), ("webhook-timestamp", String(timestamp)),
+                                                                     ("webhook-signature", signature)]).status == 401)
+        // ...and webhook routes take no tokens.
+        let webhook = try client.send("POST", "/v1/webhooks/replicate", headers: [("Content-Type", "application/json")],
+                                      body: Array(harness.prediction(id: id, output: nil)))
+        #expect(webhook.status == 401)
+        #expect(try harness.scalar("SELECT count(*) FROM deliveries", as: Int.self) == 0)
+        let signed = try harness.post(harness.prediction(id: "\(id)-w", output: nil), to: daemon)
+        #expect(signed.status == 200)
+        #expect(try client.send("GET", "/healthz", authorization: "").status == 200)
+        #expect(try client.send("GET", "/readyz", authorization: "").status == 200)
+
+        try daemon.stop()
+        let log = daemon.log
+        #expect(!log.isEmpty)
+        for secret in [plain, hashedOnly, digest] { #expect(!log.contains(secret), "a token appears in the daemon log") }
+
+        // No api.tokens at all: the lookup API is closed, whatever is presented.
+        let closed = try harness.startDaemon()
+        let anyone = try LookupClient(port: closed.port, token: plain)
+        #expect(try anyone.send("GET", path).status == 401)
+        #expect(try anyone.send("GET", path, authorization: "").status == 401)
+        #expect(try anyone.send("GET", "/v1/assets", authorization: "Bearer ").status == 401)
+        try closed.stop()
+        #expect(closed.log.contains("api.tokens is empty"))
+
+        try client.validateCaptured()
+        try anyone.validateCaptured()
+    }
+}
