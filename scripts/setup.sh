@@ -15,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then
   sudo_cmd=(sudo)
 fi
 
-packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl)
+packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl systemd)
 # Any python3 that can make a virtual environment will do (Debian's needs python3-venv for that).
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
