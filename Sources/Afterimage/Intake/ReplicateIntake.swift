@@ -90,7 +90,7 @@ public struct ReplicateIntake: Sendable {
                     if seen.insert(item.prediction.id).inserted { round.append(item) } else { later.append(item) }
                 }
                 let merged = try upsertPredictions(round.map(\.prediction), on: tx)
-                var assets: [[String: Any]] = []
+                var assets: [PendingAsset] = []
                 var assetCounts: [String: Int] = [:]
                 for item in round {
                     guard let state = merged[item.prediction.id] else { continue }
@@ -98,8 +98,8 @@ public struct ReplicateIntake: Sendable {
                     assetCounts[item.prediction.id] = found.count
                     let deadline = (state.completedAt ?? deliveries[item.index].receivedAt).addingTimeInterval(retention)
                     for (n, url) in found.enumerated() {
-                        assets.append(["prediction_id": item.prediction.id, "pointer": url.pointer, "output_index": n,
-                                       "source_url": url.url, "deadline": deadline.timeIntervalSince1970])
+                        assets.append(PendingAsset(predictionID: item.prediction.id, pointer: url.pointer, index: n,
+                                                   sourceURL: url.url, deadline: deadline))
                     }
                 }
                 queuedAssets += try insertAssets(assets, on: tx)
@@ -118,29 +118,33 @@ public struct ReplicateIntake: Sendable {
     /// Inserts the raw deliveries; returns the webhook ids that were new (the rest were recorded before).
     func insertDeliveries(_ deliveries: [Delivery], parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>],
                           on tx: Connection) throws -> Set<String> {
-        let records: [[String: Any]] = deliveries.enumerated().map { index, delivery in
-            var record: [String: Any] = [
-                "webhook_id": delivery.webhookID, "source": delivery.source,
-                "body": Data(delivery.body).base64EncodedString(), "received_at": delivery.receivedAt.timeIntervalSince1970,
-            ]
-            if let timestamp = delivery.timestamp { record["webhook_timestamp"] = timestamp.timeIntervalSince1970 }
+        var json = JSONWriter(capacity: deliveries.reduce(64) { $0 + $1.body.count * 4 / 3 + 160 })
+        json.arrayStart()
+        for (index, delivery) in deliveries.enumerated() {
+            json.objectStart()
+            json.field("webhook_id", delivery.webhookID)
+            json.field("source", delivery.source)
+            json.key("body"); json.raw("\"" + Data(delivery.body).base64EncodedString() + "\"")
+            json.field("received_at", Self.microseconds(delivery.receivedAt))
+            json.field("webhook_timestamp", delivery.timestamp.map(Self.microseconds))
             if case .failure(let error) = parsed[index] {
-                record["outcome"] = "unparseable"
-                record["error"] = error.message
+                json.field("outcome", "unparseable")
+                json.field("error", error.message)
             } else {
-                record["outcome"] = "accepted"
+                json.field("outcome", "accepted")
             }
-            return record
+            json.objectEnd()
         }
+        json.arrayEnd()
         let rows = try tx.query("""
             INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            SELECT $1, d.webhook_id, to_timestamp(d.webhook_timestamp), d.source, decode(d.body, 'base64'),
-                   to_timestamp(d.received_at), d.outcome, d.error
-            FROM jsonb_to_recordset($2::jsonb) AS d(webhook_id text, webhook_timestamp double precision, source text,
-                                                    body text, received_at double precision, outcome text, error text)
+            SELECT $1, d.webhook_id, \(Self.timestamp("d.webhook_timestamp")), d.source, decode(d.body, 'base64'),
+                   \(Self.timestamp("d.received_at")), d.outcome, d.error
+            FROM jsonb_to_recordset($2::jsonb) AS d(webhook_id text, webhook_timestamp bigint, source text,
+                                                    body text, received_at bigint, outcome text, error text)
             ON CONFLICT (provider, webhook_id) DO NOTHING
             RETURNING webhook_id
-            """, [Self.provider, PQJSON(try Self.json(records))])
+            """, [Self.provider, PQJSON(json.text)])
         return Set(try rows.map { try $0.decode(0, as: String.self) })
     }
 
@@ -167,32 +171,41 @@ public struct ReplicateIntake: Sendable {
         func fill(_ column: String) -> String {
             "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
         }
-        let records: [[String: Any]] = predictions.map { p in
-            var record: [String: Any] = ["id": p.id, "status": p.status, "data_removed": p.dataRemoved]
-            // Absent keys become SQL NULL in jsonb_to_recordset.
-            let optional: [(String, Any?)] = [
-                ("model", p.model), ("version", p.version), ("input", p.inputJSON), ("output", p.outputJSON),
-                ("error", p.error), ("metrics", p.metricsJSON), ("created_at", p.createdAt?.timeIntervalSince1970),
-                ("started_at", p.startedAt?.timeIntervalSince1970), ("completed_at", p.completedAt?.timeIntervalSince1970),
-            ]
-            for case let (key, value?) in optional { record[key] = value }
-            return record
+        var json = JSONWriter(capacity: 1024 * predictions.count)
+        json.arrayStart()
+        for p in predictions {
+            json.objectStart()
+            json.field("id", p.id)
+            json.field("status", p.status)
+            json.field("data_removed", p.dataRemoved)
+            json.field("model", p.model)
+            json.field("version", p.version)
+            // input, output and metrics travel as JSON text (cast to jsonb in SQL), so they are strings here.
+            json.field("input", p.inputJSON)
+            json.field("output", p.outputJSON)
+            json.field("error", p.error)
+            json.field("metrics", p.metricsJSON)
+            json.field("created_at", p.createdAt.map(Self.microseconds))
+            json.field("started_at", p.startedAt.map(Self.microseconds))
+            json.field("completed_at", p.completedAt.map(Self.microseconds))
+            json.objectEnd()
         }
+        json.arrayEnd()
         let rows = try tx.query("""
             INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
                                                     created_at, started_at, completed_at, data_removed)
             SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
-                   to_timestamp(p.created_at), to_timestamp(p.started_at), to_timestamp(p.completed_at), p.data_removed
+                   \(Self.timestamp("p.created_at")), \(Self.timestamp("p.started_at")), \(Self.timestamp("p.completed_at")), p.data_removed
             FROM jsonb_to_recordset($2::jsonb) AS p(id text, status text, model text, version text, input text, output text,
-                                                    error text, metrics text, created_at double precision,
-                                                    started_at double precision, completed_at double precision, data_removed boolean)
+                                                    error text, metrics text, created_at bigint,
+                                                    started_at bigint, completed_at bigint, data_removed boolean)
             ON CONFLICT (provider, id) DO UPDATE SET
                 status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE predictions.status END,
                 \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at"].map(fill).joined(separator: ",\n    "))
                 , data_removed = predictions.data_removed OR EXCLUDED.data_removed
                 , updated_at = now()
             RETURNING id, status, output::text, completed_at, data_removed
-            """, [Self.provider, PQJSON(try Self.json(records))])
+            """, [Self.provider, PQJSON(json.text)])
         var merged: [String: MergedPrediction] = [:]
         for row in rows {
             merged[try row.decode(0, as: String.self)] = MergedPrediction(
@@ -201,19 +214,44 @@ public struct ReplicateIntake: Sendable {
         return merged
     }
 
-    /// Queues one asset per output URL (unique per prediction and JSON pointer); returns how many are new.
-    func insertAssets(_ assets: [[String: Any]], on tx: Connection) throws -> Int {
-        guard !assets.isEmpty else { return 0 }
-        return try tx.execute("""
-            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
-            SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, to_timestamp(a.deadline)
-            FROM jsonb_to_recordset($2::jsonb) AS a(prediction_id text, pointer text, output_index int, source_url text,
-                                                    deadline double precision)
-            ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
-            """, [Self.provider, PQJSON(try Self.json(assets))])
+    struct PendingAsset {
+        let predictionID: String
+        let pointer: String
+        let index: Int
+        let sourceURL: String
+        let deadline: Date
     }
 
-    static func json(_ records: [[String: Any]]) throws -> String {
-        String(decoding: try JSONSerialization.data(withJSONObject: records, options: []), as: UTF8.self)
+    /// Queues one asset per output URL (unique per prediction and JSON pointer); returns how many are new.
+    func insertAssets(_ assets: [PendingAsset], on tx: Connection) throws -> Int {
+        guard !assets.isEmpty else { return 0 }
+        var json = JSONWriter(capacity: 256 * assets.count)
+        json.arrayStart()
+        for asset in assets {
+            json.objectStart()
+            json.field("prediction_id", asset.predictionID)
+            json.field("pointer", asset.pointer)
+            json.field("output_index", asset.index)
+            json.field("source_url", asset.sourceURL)
+            json.field("deadline", Self.microseconds(asset.deadline))
+            json.objectEnd()
+        }
+        json.arrayEnd()
+        return try tx.execute("""
+            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
+            SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, \(Self.timestamp("a.deadline"))
+            FROM jsonb_to_recordset($2::jsonb) AS a(prediction_id text, pointer text, output_index int, source_url text,
+                                                    deadline bigint)
+            ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
+            """, [Self.provider, PQJSON(json.text)])
     }
+
+    /// Instants travel as whole microseconds since the Unix epoch: exact, unlike a Double of seconds.
+    static func microseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+    static func timestamp(_ column: String) -> String { "(timestamptz 'epoch' + \(column) * interval '1 microsecond')" }
+}
+
+extension JSONWriter {
+    /// The document as a String, for a `PQJSON` parameter.
+    var text: String { String(decoding: bytes, as: UTF8.self) }
 }

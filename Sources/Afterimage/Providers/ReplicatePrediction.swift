@@ -61,13 +61,44 @@ public struct ReplicatePrediction: Sendable {
             case let other?: return json(other)
             }
         }
+        // input, output and metrics are kept as the provider wrote them (jsonb normalises them anyway):
+        // slicing them out of the body is far cheaper than re-serialising the parsed trees.
+        let raw = rawMembers(body, ["input", "output", "metrics"])
+        func kept(_ key: String) -> String? {
+            if let slice = raw?[key] { return slice == "null" ? nil : slice }
+            return raw == nil ? json(object[key]) : nil
+        }
         return ReplicatePrediction(
             id: id, status: status,
             model: object["model"] as? String, version: object["version"] as? String,
-            inputJSON: json(object["input"]), outputJSON: json(object["output"]), metricsJSON: json(object["metrics"]),
+            inputJSON: kept("input"), outputJSON: kept("output"), metricsJSON: kept("metrics"),
             error: errorText(object["error"]),
             createdAt: try date("created_at"), startedAt: try date("started_at"), completedAt: try date("completed_at"),
             dataRemoved: (object["data_removed"] as? Bool) ?? false)
+    }
+
+    /// The raw JSON text of the top-level members named in `keys` (absent ones are missing from the
+    /// result); nil when the scanner cannot walk the body, and the caller re-serialises instead.
+    static func rawMembers(_ body: [UInt8], _ keys: Set<String>) -> [String: String]? {
+        body.withUnsafeBufferPointer { buffer -> [String: String]? in
+            var scanner = JSONByteScanner(buffer)
+            var found: [String: String] = [:]
+            do throws(JSONByteScanner.Failure) {
+                try scanner.forEachMember { (scanner: inout JSONByteScanner, key: JSONByteScanner.StringSpan) throws(JSONByteScanner.Failure) in
+                    let name = scanner.string(key, limit: 64)
+                    _ = scanner.peek()
+                    let start = scanner.offset
+                    try scanner.skipValue(depth: 1)
+                    if let name, keys.contains(name) {
+                        // A later duplicate key wins, as it does in JSONSerialization.
+                        found[name] = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<scanner.offset]), as: UTF8.self)
+                    }
+                }
+            } catch {
+                return nil
+            }
+            return found
+        }
     }
 
     /// Re-serialises a parsed JSON value (nil and null stay nil: jsonb NULL, not the JSON null).
