@@ -128,6 +128,12 @@ struct ReplicateArchiveTests {
         #expect(try harness.scalar("SELECT count(*) FROM deliveries", as: Int.self) == 0)
         #expect(try harness.scalar("SELECT count(*) FROM predictions", as: Int.self) == 0)
         // A signed body that is not a prediction is kept raw and answered 400.
+        // Well-formed JSON that jsonb cannot hold (a NUL escape): kept raw, answered 400, never a 503 loop.
+        let nul = Array(#"{"id": "nul1", "status": "succeeded", "input": {"prompt": "a\u0000b"}, "output": null}"#.utf8)
+        let refused = try harness.post(nul, to: daemon, webhookID: "msg_nul")
+        #expect(refused.status == 400, "\(String(decoding: refused.body, as: UTF8.self))")
+        #expect(try harness.scalar("SELECT body FROM deliveries WHERE webhook_id = 'msg_nul'", as: [UInt8].self) == nul)
+        #expect(try harness.scalar("SELECT outcome FROM deliveries WHERE webhook_id = 'msg_nul'", as: String.self) == "unparseable")
         let odd = Array(#"{"hello": "world"}"#.utf8)
         let answer = try harness.post(odd, to: daemon, webhookID: "msg_odd")
         #expect(answer.status == 400)

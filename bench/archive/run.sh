@@ -64,11 +64,11 @@ start_daemon() {
   AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY=$secret_key AFTERIMAGE_STORAGE_PREFIX="$1" AFTERIMAGE_REPLICATE_WEBHOOK_SECRET=$secret \
   AFTERIMAGE_FETCH_ALLOWED_HOSTS=127.0.0.1 AFTERIMAGE_FETCH_ALLOWED_SCHEMES=http AFTERIMAGE_FETCH_ALLOW_PRIVATE_NETWORKS=true \
   AFTERIMAGE_WORKERS_SPOOL_DIR=$work/spool AFTERIMAGE_LOG_LEVEL=warning \
-    "$bin" serve > "$work/daemon-$1.log" 2>&1 &
+    "$bin" serve > "$work/daemon-${1%/}.log" 2>&1 &
   daemon=$!
   pids+=($daemon)
   for _ in $(seq 1 100); do curl -sf "127.0.0.1:$http_port/readyz" >/dev/null && return; sleep 0.1; done
-  echo "daemon not ready" >&2; cat "$work/daemon-$1.log" >&2; exit 1
+  echo "daemon not ready" >&2; cat "$work/daemon-${1%/}.log" >&2; exit 1
 }
 post_webhooks() {  # prefix, list of file names
   python3 - "$secret" "$http_port" "$files_port" "$@" <<'PY'
@@ -103,30 +103,36 @@ wait_stored() {  # count
 names=$(cd "$work/files" && ls f*.png | tr '\n' ' ')
 total_mb=$(python3 -c "print($files * $size / 1e6)")
 
-# --- A: afterimage
-start_daemon "a/"
-post_webhooks $names
-wait_stored "$files"
-a_seconds=$("$PGBIN/psql" -tAq "$url" -c "SELECT extract(epoch FROM (SELECT max(stored_at) FROM assets) - (SELECT min(received_at) FROM deliveries))")
-kill "$daemon"; wait "$daemon" 2>/dev/null || true
-
-# --- B: rclone, same files, same server, same store
+# --- A and B alternate, ROUNDS times (the machine is shared: alternation spreads its noise over both)
 export RCLONE_CONFIG_DEST_TYPE=s3 RCLONE_CONFIG_DEST_PROVIDER=Other RCLONE_CONFIG_DEST_ENDPOINT=http://127.0.0.1:$s3_port \
        RCLONE_CONFIG_DEST_ACCESS_KEY_ID=$access RCLONE_CONFIG_DEST_SECRET_ACCESS_KEY=$secret_key RCLONE_CONFIG_DEST_REGION=us-east-1
-b_start=$(date +%s.%N)
-.venv/bin/rclone copy --http-url "http://127.0.0.1:$files_port/" :http: "DEST:bench/rclone" --transfers "$workers" --s3-upload-cutoff 64M -q
-b_seconds=$(python3 -c "print($(date +%s.%N) - $b_start)")
-b_count=$(.venv/bin/rclone size DEST:bench/rclone --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
-
-a_mbs=$(python3 -c "print(round($total_mb / $a_seconds, 1))")
-b_mbs=$(python3 -c "print(round($total_mb / $b_seconds, 1))")
-echo "archive: afterimage ${a_mbs} MB/s (${files} files in $(printf %.2f "$a_seconds") s, workers=$workers) | rclone ${b_mbs} MB/s (${b_count} files in $(printf %.2f "$b_seconds") s, --transfers $workers) | ratio $(python3 -c "print(round($a_mbs / $b_mbs, 2))")"
+start_daemon "a/"
+ratios=()
+for round in $(seq 1 "${ROUNDS:-3}"); do
+  # A: afterimage, from the first webhook received to the last object stored (both read from PostgreSQL)
+  since=$("$PGBIN/psql" -tAq "$url" -c "SELECT now()")
+  post_webhooks $names
+  wait_stored $((files * round))
+  a_seconds=$("$PGBIN/psql" -tAq "$url" -c "SELECT extract(epoch FROM (SELECT max(stored_at) FROM assets WHERE created_at >= '$since') - (SELECT min(received_at) FROM deliveries WHERE received_at >= '$since'))")
+  # B: rclone, same files, same server, same store, one process
+  b_start=$(date +%s.%N)
+  .venv/bin/rclone copy --http-url "http://127.0.0.1:$files_port/" :http: "DEST:bench/rclone-$round" --transfers "$workers" --s3-upload-cutoff 64M -q
+  b_seconds=$(python3 -c "print($(date +%s.%N) - $b_start)")
+  b_count=$(.venv/bin/rclone size "DEST:bench/rclone-$round" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+  a_mbs=$(python3 -c "print(round($total_mb / $a_seconds, 1))")
+  b_mbs=$(python3 -c "print(round($total_mb / $b_seconds, 1))")
+  ratio=$(python3 -c "print(round($a_mbs / $b_mbs, 2))")
+  ratios+=("$ratio")
+  echo "archive round $round: afterimage ${a_mbs} MB/s (${files} files in $(printf %.2f "$a_seconds") s, workers=$workers) | rclone ${b_mbs} MB/s (${b_count} files in $(printf %.2f "$b_seconds") s, --transfers $workers) | ratio ${ratio}"
+done
+echo "archive: median ratio $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') over ${#ratios[@]} rounds"
+kill "$daemon"; wait "$daemon" 2>/dev/null || true
 
 # --- C: peak RSS while archiving one 1 GiB file
 head -c $((1 << 30)) /dev/urandom > "$work/files/big.bin"
 start_daemon "c/"
 idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$daemon/status)
 post_webhooks big.bin
-wait_stored $((files + 1))
+wait_stored $((files * ${ROUNDS:-3} + 1))
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$daemon/status)
 echo "memory: peak RSS $((hwm / 1024)) MiB while archiving a 1 GiB file (idle RSS $((idle_rss / 1024)) MiB; target < 64 MiB)"

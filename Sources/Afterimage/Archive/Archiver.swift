@@ -51,7 +51,7 @@ public struct Archiver: Sendable {
         log[metadataKey: "prediction"] = "\(job.provider)/\(job.predictionID)"
         do {
             var spooled: (path: String, sha256: String, size: Int64, contentType: String?)
-            if let path = job.spoolPath, let sha = job.spoolSHA256, let size = job.spoolSize, spool.isIntact(path: path, size: size) {
+            if let path = job.spoolPath, let sha = job.spoolSHA256, let size = job.spoolSize, spool.isIntact(path: path, size: size, sha256: sha) {
                 spooled = (path, sha, size, job.contentType)
                 log.info("uploading from spool left by an earlier try")
             } else {
@@ -137,7 +137,7 @@ public struct Archiver: Sendable {
             writer.discard()
             throw ArchiveError(.sourceStatus, "the source answered \(response.status)", status: response.status)
         }
-        let (path, sha) = try writer.finish()
+        let (path, sha) = try writer.finish(durable: false)
         AfterimageMetrics.transfer(.download, provider: job.provider, bytes: writer.size, since: started)
         return (path, sha, writer.size, response.headers["content-type"])
     }

@@ -51,10 +51,13 @@ public struct Spool: Sendable {
             size += Int64(bytes.count)
         }
 
-        /// fsyncs and renames into place; returns the path and the hex SHA-256.
-        public func finish() throws -> (path: String, sha256: String) {
+        /// Renames into place; returns the path and the hex SHA-256. `durable` fsyncs first: required for
+        /// inline bytes (the spool holds the only copy once the webhook is acknowledged), skipped for
+        /// downloads, whose source still exists and whose spool is re-hashed before any reuse (`isIntact`),
+        /// so a file torn by a power cut is downloaded again rather than uploaded.
+        public func finish(durable: Bool = true) throws -> (path: String, sha256: String) {
             defer { close(descriptor) }
-            guard fsync(descriptor) == 0 else { throw ArchiveError(.spool, "fsync of the spool file failed: \(String(cString: strerror(errno)))") }
+            guard !durable || fsync(descriptor) == 0 else { throw ArchiveError(.spool, "fsync of the spool file failed: \(String(cString: strerror(errno)))") }
             guard rename(path, finalPath) == 0 else { throw ArchiveError(.spool, "rename of the spool file failed: \(String(cString: strerror(errno)))") }
             return (finalPath, hasher.finalize().hexString)
         }
@@ -69,11 +72,16 @@ public struct Spool: Sendable {
         try Writer(path: partPath(assetID: assetID), finalPath: finalPath(assetID: assetID))
     }
 
-    /// True when `path` still holds `size` bytes: the spool of an earlier try can be uploaded as it is.
-    public func isIntact(path: String, size: Int64) -> Bool {
+    /// True when `path` still holds exactly the recorded bytes (size, then SHA-256): the spool of an earlier
+    /// try can be uploaded as it is. Hashing costs one read of the file, only on this retry path.
+    public func isIntact(path: String, size: Int64, sha256: String) -> Bool {
         guard path.hasPrefix(directory + "/"), let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let fileSize = attributes[.size] as? NSNumber else { return false }
-        return fileSize.int64Value == size
+              let fileSize = attributes[.size] as? NSNumber, fileSize.int64Value == size,
+              let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        var hasher = SHA256Hasher()
+        while let chunk = try? handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(chunk) }
+        return hasher.hex() == sha256
     }
 
     public func remove(_ path: String) {

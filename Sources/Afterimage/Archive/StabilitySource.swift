@@ -44,7 +44,7 @@ public struct StabilitySource: Sendable {
         }
         switch response.status {
         case 200:
-            let (path, sha256) = try writer.finish()
+            let (path, sha256) = try writer.finish(durable: false)
             return Fetched(path: path, sha256: sha256, size: writer.size, contentType: response.headers["content-type"],
                            finishReason: response.headers["finish-reason"].map { String($0.prefix(64)) },
                            seed: response.headers["seed"].flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) })

@@ -103,6 +103,16 @@ public final class IntakeBatcher: Sendable {
                 pending.done.signal()
             }
         } catch {
+            if batch.count == 1, let error = error as? PQError, Self.isDataError(error) {
+                let pending = batch[0]
+                pending.result = Result {
+                    try pool.withConnection {
+                        try intake.recordRejected(pending.delivery, reason: "the database refused a value in it (\(error.message))", on: $0)
+                    }
+                }
+                pending.done.signal()
+                return
+            }
             guard batch.count > 1, !Self.isUnavailable(error) else {
                 for pending in batch {
                     pending.result = .failure(error)
@@ -116,6 +126,13 @@ public final class IntakeBatcher: Sendable {
             for pending in batch {
                 do {
                     pending.result = .success(try pool.withConnection { try intake.record(pending.delivery, on: $0) })
+                } catch let error as PQError where Self.isDataError(error) {
+                    // The body is well-formed JSON the database cannot hold: keep it raw and say so.
+                    pending.result = Result {
+                        try pool.withConnection {
+                            try intake.recordRejected(pending.delivery, reason: "the database refused a value in it (\(error.message))", on: $0)
+                        }
+                    }
                 } catch {
                     pending.result = .failure(error)
                 }
@@ -123,6 +140,9 @@ public final class IntakeBatcher: Sendable {
             }
         }
     }
+
+    /// SQLSTATE class 22 (data exception): the delivery's content, not the database, is the problem.
+    static func isDataError(_ error: PQError) -> Bool { error.sqlState?.hasPrefix("22") ?? false }
 
     /// Errors that say the database is away (retrying each delivery alone would only wait longer).
     static func isUnavailable(_ error: any Error) -> Bool {

@@ -115,6 +115,17 @@ public struct ReplicateIntake: Sendable {
         }
     }
 
+    /// Keeps a delivery that PostgreSQL refused to interpret (a value jsonb cannot hold, such as a `\u0000`
+    /// escape): the raw body is stored with the reason, so nothing a provider sent is lost, and the answer is
+    /// 400 rather than a 503 the provider would retry for ever.
+    public func recordRejected(_ delivery: Delivery, reason: String, on connection: Connection) throws -> IntakeOutcome {
+        try connection.transaction { tx in
+            let parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>] = [.failure(.init(message: reason))]
+            _ = try insertDeliveries([delivery], parsed: parsed, on: tx)
+            return .unparseable(message: reason)
+        }
+    }
+
     /// Inserts the raw deliveries; returns the webhook ids that were new (the rest were recorded before).
     func insertDeliveries(_ deliveries: [Delivery], parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>],
                           on tx: Connection) throws -> Set<String> {
