@@ -72,7 +72,9 @@ final class ArchiveHarness: @unchecked Sendable {
         let signature = StandardWebhooksVerifier.sign(secret: secret ?? self.secret, id: webhookID, timestamp: timestamp, body: body)
         var options = CurlOptions()
         options.allowedProtocols = ["http"]
-        options.totalTimeout = .seconds(30)
+        // A safety bound, not a speed check: a 40 MiB Stability body through a debug build on a busy
+        // 2-core machine can take a while.
+        options.totalTimeout = .seconds(120)
         let sent = tamper ? body + Array(" ".utf8) : body
         return try CurlSession().perform(CurlRequest(
             method: "POST", url: "http://127.0.0.1:\(daemon.port)\(route)",

@@ -6,31 +6,13 @@ import TestSupport
 /// Tests/Fakes/fake_provider.py run as a child process: output files with scripted behaviour, and
 /// per-path request counters.
 final class FakeProvider: @unchecked Sendable {
-    // `process` is touched only by the owning test.
-    let process = Process()
-    let port: Int
+    private let server: PythonFake
+    var port: Int { server.port }
 
     init() throws {
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("Tests/Fakes/fake_provider.py").path
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try launchWithDefaultSignals(process)
-        // The first line is "PORT n"; read byte by byte so nothing after it is consumed.
-        var line = [UInt8]()
-        while let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { line.append(byte) }
-        guard let port = Int(String(decoding: line, as: UTF8.self).replacingOccurrences(of: "PORT ", with: "")) else {
-            throw TestSupportError("fake provider did not start")
-        }
-        self.port = port
+        server = try PythonFake(script: "fake_provider.py", arguments: [])
     }
 
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
-    }
 
     func url(_ name: String, _ query: String = "") -> String {
         "http://127.0.0.1:\(port)/files/\(name)\(query.isEmpty ? "" : "?" + query)"

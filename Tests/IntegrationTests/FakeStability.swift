@@ -5,33 +5,15 @@ import TestSupport
 /// Tests/Fakes/fake_stability.py run as a child process: `GET /v2beta/results/{id}` scripted per id
 /// (`202,202,200`, `404`, ...), checking the bearer key, counting requests per id.
 final class FakeStability: @unchecked Sendable {
-    // `process` is touched only by the owning test.
-    let process = Process()
-    let port: Int
+    private let server: PythonFake
+    var port: Int { server.port }
     let apiKey: String
 
     init(apiKey: String = "sk-test-\(UUID().uuidString)") throws {
         self.apiKey = apiKey
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("Tests/Fakes/fake_stability.py").path
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, apiKey]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try launchWithDefaultSignals(process)
-        // The first line is "PORT n"; read byte by byte so nothing after it is consumed.
-        var line = [UInt8]()
-        while let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { line.append(byte) }
-        guard let port = Int(String(decoding: line, as: UTF8.self).replacingOccurrences(of: "PORT ", with: "")) else {
-            throw TestSupportError("fake Stability API did not start")
-        }
-        self.port = port
+        server = try PythonFake(script: "fake_stability.py", arguments: [apiKey])
     }
 
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
-    }
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
 

@@ -5,32 +5,14 @@ import TestSupport
 /// Tests/Fakes/fake_replicate_api.py run as a child process: Replicate's prediction list and get
 /// endpoints over predictions a test loads, with scripted 429s, 5xx, gated pages and request counters.
 final class FakeReplicateAPI: @unchecked Sendable {
-    // `process` is touched only by the owning test.
-    let process = Process()
-    let port: Int
+    private let server: PythonFake
+    var port: Int { server.port }
     let token = "r8_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
 
     init() throws {
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("Tests/Fakes/fake_replicate_api.py").path
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try launchWithDefaultSignals(process)
-        // The first line is "PORT n"; read byte by byte so nothing after it is consumed.
-        var line = [UInt8]()
-        while line.count < 64, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { line.append(byte) }
-        guard let port = Int(String(decoding: line, as: UTF8.self).replacingOccurrences(of: "PORT ", with: "")) else {
-            throw TestSupportError("fake Replicate API did not start")
-        }
-        self.port = port
+        server = try PythonFake(script: "fake_replicate_api.py", arguments: [])
     }
 
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
-    }
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
 

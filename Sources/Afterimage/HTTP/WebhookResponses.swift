@@ -1,0 +1,64 @@
+import Foundation
+import Logging
+import MicroHTTP
+
+/// What every webhook route does before and after its provider-specific intake: check the Standard
+/// Webhooks signature (401 and nothing written when it fails), turn the headers into a `Delivery`, and turn
+/// the intake's outcome into the HTTP answer. One place, so the providers cannot drift apart.
+struct WebhookEnvelope {
+    let provider: String
+    let logger: Logger
+
+    /// The verified delivery, or the refusal to send.
+    func delivery(from request: Request, verifier: StandardWebhooksVerifier) -> Result<ReplicateIntake.Delivery, WebhookRefusal> {
+        let webhookID = request.header("webhook-id")
+        let timestamp = request.header("webhook-timestamp")
+        do {
+            try verifier.verify(id: webhookID, timestamp: timestamp, signature: request.header("webhook-signature"), body: request.body)
+        } catch {
+            logger.notice("webhook refused", metadata: ["provider": "\(provider)", "reason": "\(error.code.rawValue)"])
+            return .failure(WebhookRefusal(.error(status: 401, code: error.code.rawValue, message: error.message)))
+        }
+        guard let webhookID, webhookID.utf8.count <= 256 else {
+            return .failure(WebhookRefusal(.error(status: 400, code: "webhook_id_invalid", message: "webhook-id must be at most 256 bytes")))
+        }
+        return .success(ReplicateIntake.Delivery(
+            webhookID: webhookID, timestamp: timestamp.flatMap(Int64.init).map { Date(timeIntervalSince1970: TimeInterval($0)) },
+            body: request.body))
+    }
+
+    struct Accepted: Encodable {
+        let status: String
+        let prediction_id: String?
+        let assets: Int?
+    }
+
+    /// `kind` names what the body should have been ("a prediction", "a Stability result") in a 400.
+    func response(for outcome: IntakeOutcome, delivery: ReplicateIntake.Delivery, kind: String) -> Response {
+        switch outcome {
+        case .accepted(let predictionID, let assets):
+            logger.info("webhook accepted", metadata: ["provider": "\(provider)", "prediction": "\(predictionID)", "assets": "\(assets)",
+                                                      "bytes": "\(delivery.body.count)"])
+            return .json(Accepted(status: "accepted", prediction_id: predictionID, assets: assets))
+        case .duplicate(let predictionID):
+            AfterimageMetrics.webhookDuplicate(provider: provider)
+            return .json(Accepted(status: "duplicate", prediction_id: predictionID.flatMap { $0.isEmpty ? nil : $0 }, assets: nil))
+        case .unparseable(let message):
+            logger.warning("webhook kept but not understood", metadata: ["provider": "\(provider)", "webhook_id": "\(delivery.webhookID)", "reason": "\(message)"])
+            return .error(status: 400, code: "body_unparseable", message: "kept, but not \(kind): \(message)")
+        }
+    }
+
+    /// A database that is down or saturated is the provider's cue to retry later, not a lost delivery:
+    /// 503 with Retry-After, because nothing was committed.
+    func databaseFailure(_ error: any Error) -> Response {
+        logger.error("webhook not recorded: database unavailable", metadata: ["provider": "\(provider)", "error": "\(error)"])
+        return .error(status: 503, code: "database_unavailable",
+                      message: "the delivery was not recorded; retry later", headers: [("Retry-After", "5")])
+    }
+}
+
+struct WebhookRefusal: Error {
+    let response: Response
+    init(_ response: Response) { self.response = response }
+}
