@@ -22,6 +22,16 @@ public struct AssetView: Sendable, Equatable {
     public let storedAt: String?
     /// Seconds until the next try is due (0 when due now); how long a client should wait before asking again.
     public let secondsUntilNextAttempt: Int
+    /// Where the bytes come from: `url` (downloaded), `inline` (decoded from the webhook body) or
+    /// `stability_result` (polled from Stability's results API).
+    public let sourceKind: String
+    /// The provider's download link, for `url` assets only. An inline asset's `inline:` marker is not a link
+    /// and a Stability results endpoint needs the API key, so both are nil: nothing shows them as links.
+    public let sourceURL: String?
+    /// What Stability reported (`SUCCESS`, `CONTENT_FILTERED`, …); nil for other providers.
+    public let finishReason: String?
+    /// The generation seed Stability reported; nil for other providers.
+    public let seed: Int64?
 
     public var isStored: Bool { state == "stored" && key != nil }
 }
@@ -69,9 +79,10 @@ public struct LookupStore: Sendable {
     static let assetColumns = """
         a.id, a.provider, a.prediction_id, a.output_index, a.pointer, a.state, a.attempts, a.size_bytes, a.sha256,
         a.content_type, a.storage_key, a.failure_reason, \(iso("a.created_at")), \(iso("a.updated_at")),
-        \(iso("a.stored_at")), greatest(0, ceil(extract(epoch FROM a.next_attempt_at - now())))::bigint
+        \(iso("a.stored_at")), greatest(0, ceil(extract(epoch FROM a.next_attempt_at - now())))::bigint,
+        a.source_kind, CASE WHEN a.source_kind = 'url' THEN a.source_url END, a.finish_reason, a.seed
         """
-    static let assetColumnCount = 16
+    static let assetColumnCount = 20
 
     static func decodeAsset(_ row: Row, from c: Int) throws -> AssetView {
         AssetView(
@@ -80,10 +91,12 @@ public struct LookupStore: Sendable {
             attempts: try row.decode(c + 6), size: try row.decode(c + 7), sha256: try row.decode(c + 8),
             contentType: try row.decode(c + 9), key: try row.decode(c + 10), failureReason: try row.decode(c + 11),
             createdAt: try row.decode(c + 12), updatedAt: try row.decode(c + 13), storedAt: try row.decode(c + 14),
-            secondsUntilNextAttempt: Int(clamping: try row.decode(c + 15, as: Int64.self)))
+            secondsUntilNextAttempt: Int(clamping: try row.decode(c + 15, as: Int64.self)),
+            sourceKind: try row.decode(c + 16), sourceURL: try row.decode(c + 17), finishReason: try row.decode(c + 18),
+            seed: try row.decode(c + 19))
     }
 
-    /// migrations/0003_lookup.sql: the join, planned once per session.
+    /// migrations/0004_lookup_stability.sql (first written in 0003): the join, planned once per session.
     static let predictionSQL = "SELECT * FROM afterimage_prediction_lookup($1, $2)"
 
     /// The prediction and all its assets in one statement; nil when there is no such prediction.
@@ -100,7 +113,7 @@ public struct LookupStore: Sendable {
             firstSeenAt: try first.decode(9), updatedAt: try first.decode(10), assets: assets)
     }
 
-    /// migrations/0003_lookup.sql.
+    /// migrations/0004_lookup_stability.sql.
     static let outputSQL = "SELECT * FROM afterimage_output_lookup($1, $2, $3::integer)"
 
     /// Output `index` of a prediction; nil when the prediction or that output is unknown.
