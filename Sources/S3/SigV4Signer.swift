@@ -97,10 +97,17 @@ public struct SigV4Signer: Sendable {
         ]
         if let token = credentials.sessionToken { query.append(("X-Amz-Security-Token", token)) }
         query += extraQuery
-        // Existing query items of the URL come first (decoded), then ours.
-        let existing = parts?.query.map(Self.splitQuery) ?? []
-        let canonicalQuery = Self.canonicalQuery(
-            existing + query.map { (Self.encodeComponent($0.0), Self.encodeComponent($0.1)) })
+        let canonicalQuery: String
+        if parts?.query == nil, query.count == 5 {
+            // The usual presign (no query in the URL, no token, no extra parameters): our five names are already
+            // in canonical order and only the credential's value has characters to encode.
+            canonicalQuery = query.map { "\($0.0)=\($0.0 == "X-Amz-Credential" ? Self.encodeComponent($0.1) : $0.1)" }
+                .joined(separator: "&")
+        } else {
+            // Existing query items of the URL come first (decoded), then ours.
+            let existing = parts?.query.map(Self.splitQuery) ?? []
+            canonicalQuery = Self.canonicalQuery(existing + query.map { (Self.encodeComponent($0.0), Self.encodeComponent($0.1)) })
+        }
         let path = Self.canonicalPath(parts?.path ?? "")
         let host = parts?.hostHeader ?? ""
         let creq = [method, path, canonicalQuery, "host:\(host)\n", "host", Self.unsignedPayload]

@@ -54,3 +54,31 @@ struct SigningKeyCacheTests {
         for (index, url) in results { #expect(url == expected[index]) }
     }
 }
+
+/// The presign fast path (no query, no token, no extra parameters) must write exactly the general rule's
+/// canonical query; the documentation vector covers one URL, this covers keys and lifetimes of every shape.
+@Suite("SigV4 presign fast path")
+struct PresignFastPathTests {
+    @Test func theCanonicalQueryIsTheGeneralRulesForManyKeys() throws {
+        let signer = SigV4Signer(credentials: S3Credentials(accessKeyID: "AK/with+odd=chars", secretAccessKey: "secret"),
+                                 region: "eu-central-1")
+        let date = Date(timeIntervalSince1970: 1_763_700_000)
+        for key in ["a.png", "replicate/p1/0.webp", "dir/with space/ü.png", "a%2Fb", "x//y", "~tilde_-.", "plus+sign=eq"] {
+            for expires in [1, 3600, 604_800] {
+                let details = signer.presignDetails(method: "GET", url: "http://127.0.0.1:9000/bucket/\(key)", expires: expires, date: date)
+                let queryLine = try #require(details.canonicalRequest.split(separator: "\n", omittingEmptySubsequences: false).dropFirst(2).first)
+                let pairs: [(String, String)] = [
+                    ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+                    ("X-Amz-Credential", "AK/with+odd=chars/20251121/eu-central-1/s3/aws4_request"),
+                    ("X-Amz-Date", SigV4Signer.amzDate(date)),
+                    ("X-Amz-Expires", String(expires)),
+                    ("X-Amz-SignedHeaders", "host"),
+                ]
+                let general = pairs.map { "\(S3URIEncoding.encode($0.0, encodeSlash: true))=\(S3URIEncoding.encode($0.1, encodeSlash: true))" }
+                    .sorted().joined(separator: "&")
+                #expect(String(queryLine) == general, "\(key), \(expires)")
+                #expect(details.url.contains("?" + general + "&X-Amz-Signature="))
+            }
+        }
+    }
+}
