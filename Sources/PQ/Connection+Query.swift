@@ -7,43 +7,8 @@ extension Connection {
     public func query(_ sql: String, _ parameters: [any PQEncodable] = []) throws(PQError) -> QueryResult {
         let handle = try liveHandle()
         try Self.checkNoNUL(sql, what: "the SQL text")
-        guard parameters.count <= Int(CPQ_QUERY_PARAM_MAX_LIMIT) else {
-            throw PQError(code: .invalidParameter, message: "\(parameters.count) parameters; the protocol allows \(CPQ_QUERY_PARAM_MAX_LIMIT)")
-        }
-        var types: [Oid] = []
-        var offsets: [Int?] = []
-        var lengths: [Int32] = []
-        var formats: [Int32] = []
-        var buffer: [UInt8] = []  // every parameter's bytes, one allocation, each text value NUL-terminated
-        for (index, parameter) in parameters.enumerated() {
-            var oid = type(of: parameter).pqTypeOID
-            switch parameter.pqValue {
-            case .null:
-                offsets.append(nil); lengths.append(0); formats.append(0)
-            case .text(let text):
-                // Text parameters are NUL-terminated C strings: an embedded NUL would silently
-                // truncate the value, so refuse it (PostgreSQL text cannot hold NUL anyway).
-                try Self.checkNoNUL(text, what: "parameter $\(index + 1)")
-                offsets.append(buffer.count)
-                buffer.append(contentsOf: text.utf8)
-                buffer.append(0)
-                lengths.append(Int32(clamping: text.utf8.count)); formats.append(0)
-            case .bytea(let bytes):
-                guard bytes.count < Int(Int32.max) else {
-                    throw PQError(code: .invalidParameter, message: "parameter $\(index + 1) is larger than PostgreSQL's 1 GB limit")
-                }
-                oid = PQTypeOID.bytea
-                offsets.append(buffer.count)
-                buffer.append(contentsOf: bytes)
-                lengths.append(Int32(bytes.count)); formats.append(1)
-            }
-            types.append(oid)
-        }
-        buffer.append(0)  // never empty, so every non-NULL parameter has a non-NULL pointer
-        let result = buffer.withUnsafeBufferPointer { storage in
-            let base = UnsafeRawPointer(storage.baseAddress!).assumingMemoryBound(to: CChar.self)
-            let values: [UnsafePointer<CChar>?] = offsets.map { offset in offset.map { base + $0 } }
-            return PQexecParams(handle, sql, Int32(parameters.count), types, values, lengths, formats, 0)
+        let result = try Self.withParameters(parameters) { layout in
+            PQexecParams(handle, sql, layout.count, layout.types, layout.values, layout.lengths, layout.formats, 0)
         }
         return try consume(result, handle: handle)
     }
@@ -109,14 +74,14 @@ extension Connection {
         }
     }
 
-    private static func checkNoNUL(_ text: String, what: String) throws(PQError) {
+    static func checkNoNUL(_ text: String, what: String) throws(PQError) {
         if text.utf8.contains(0) {
             throw PQError(code: .invalidParameter, message: "\(what) contains a NUL byte")
         }
     }
 
     /// Turns a `PGresult` into a `QueryResult` or a `PQError`, and always clears it.
-    private func consume(_ result: OpaquePointer?, handle: OpaquePointer) throws(PQError) -> QueryResult {
+    func consume(_ result: OpaquePointer?, handle: OpaquePointer) throws(PQError) -> QueryResult {
         guard let result else {
             // NULL: out of memory, or the command could not even be sent.
             throw PQError(code: PQstatus(handle) == CONNECTION_OK ? .queryFailed : .connectionLost,

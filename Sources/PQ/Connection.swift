@@ -13,6 +13,9 @@ import Foundation
 public final class Connection: @unchecked Sendable {
     /// The libpq handle; nil once closed.
     private(set) var handle: OpaquePointer?
+    /// Statements `query(prepared:)` has prepared in this session. They live and die with the session: a
+    /// replaced connection is a new `Connection` with an empty cache.
+    var preparedStatements = PreparedStatementCache()
 
     private init(handle: OpaquePointer) {
         self.handle = handle
@@ -61,6 +64,7 @@ public final class Connection: @unchecked Sendable {
     public func close() {
         if let handle { PQfinish(handle) }
         handle = nil
+        preparedStatements.removeAll()
     }
 
     /// The open handle, or `invalidUse` after `close()`.

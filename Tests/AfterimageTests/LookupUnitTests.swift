@@ -111,4 +111,17 @@ struct LookupUnitTests {
         #expect(response.headers.contains { $0.0 == "Retry-After" && $0.1 == "7" })
         #expect(LookupRoutes.iso8601(Date(timeIntervalSince1970: 1_800_000_000)) == "2027-01-15T08:00:00Z")
     }
+
+    @Test func postgresTimestampTextBecomesISO8601WithMilliseconds() {
+        #expect(LookupStore.isoTimestamp("2026-11-21 10:00:00.123456+00") == "2026-11-21T10:00:00.123Z")
+        #expect(LookupStore.isoTimestamp("2026-11-21 10:00:00.5+00") == "2026-11-21T10:00:00.500Z")
+        #expect(LookupStore.isoTimestamp("2026-11-21 10:00:00.999999+00") == "2026-11-21T10:00:00.999Z", "truncated like to_char MS")
+        #expect(LookupStore.isoTimestamp("2026-11-21 23:59:59+00") == "2026-11-21T23:59:59.000Z")
+        #expect(LookupStore.isoTimestamp("0099-01-02 03:04:05.06+00") == "0099-01-02T03:04:05.060Z")
+        // Shapes a UTC session does not produce for real instants are passed through, never mangled.
+        for text in ["infinity", "-infinity", "2026-11-21 10:00:00+01", "0044-03-15 12:00:00+00 BC", "12026-11-21 10:00:00+00", ""] {
+            #expect(LookupStore.isoTimestamp(text) == text)
+        }
+        #expect(LookupStore.isoTimestamp(String?.none) == nil)
+    }
 }

@@ -214,6 +214,10 @@ public struct LookupRoutes: Sendable {
         json.field("created_at", asset.createdAt)
         json.field("updated_at", asset.updatedAt)
         json.field("stored_at", asset.storedAt)
+        json.field("source_kind", asset.sourceKind)
+        json.field("source_url", asset.sourceURL)
+        json.field("finish_reason", asset.finishReason)
+        json.field("seed", asset.seed)
         if let url {
             json.field("url", url.url)
             json.field("url_expires_at", Self.iso8601(url.expiresAt))

@@ -22,6 +22,16 @@ public struct AssetView: Sendable, Equatable {
     public let storedAt: String?
     /// Seconds until the next try is due (0 when due now); how long a client should wait before asking again.
     public let secondsUntilNextAttempt: Int
+    /// Where the bytes come from: `url` (downloaded), `inline` (decoded from the webhook body) or
+    /// `stability_result` (polled from Stability's results API).
+    public let sourceKind: String
+    /// The provider's download link, for `url` assets only. An inline asset's `inline:` marker is not a link
+    /// and a Stability results endpoint needs the API key, so both are nil: nothing shows them as links.
+    public let sourceURL: String?
+    /// What Stability reported (`SUCCESS`, `CONTENT_FILTERED`, …); nil for other providers.
+    public let finishReason: String?
+    /// The generation seed Stability reported; nil for other providers.
+    public let seed: Int64?
 
     public var isStored: Bool { state == "stored" && key != nil }
 }
@@ -60,18 +70,16 @@ public struct LookupStore: Sendable {
 
     public init() {}
 
-    /// ISO 8601 in UTC with milliseconds, formatted by the server (cheaper than parsing and re-formatting).
-    static func iso(_ column: String) -> String {
-        "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-    }
-
-    /// The asset columns every query returns, in `decodeAsset`'s order.
+    /// The asset columns every query returns, in `decodeAsset`'s order. Timestamps come as PostgreSQL's own
+    /// text (`2026-11-21 10:00:00.123456+00`, the session runs in UTC) and are rewritten by `isoTimestamp`:
+    /// `to_char` on the server cost more than the rest of the row.
     static let assetColumns = """
         a.id, a.provider, a.prediction_id, a.output_index, a.pointer, a.state, a.attempts, a.size_bytes, a.sha256,
-        a.content_type, a.storage_key, a.failure_reason, \(iso("a.created_at")), \(iso("a.updated_at")),
-        \(iso("a.stored_at")), greatest(0, ceil(extract(epoch FROM a.next_attempt_at - now())))::bigint
+        a.content_type, a.storage_key, a.failure_reason, a.created_at, a.updated_at, a.stored_at,
+        greatest(0, ceil(extract(epoch FROM a.next_attempt_at - now())))::bigint,
+        a.source_kind, CASE WHEN a.source_kind = 'url' THEN a.source_url END, a.finish_reason, a.seed
         """
-    static let assetColumnCount = 16
+    static let assetColumnCount = 20
 
     static func decodeAsset(_ row: Row, from c: Int) throws -> AssetView {
         AssetView(
@@ -79,16 +87,27 @@ public struct LookupStore: Sendable {
             index: try row.decode(c + 3), pointer: try row.decode(c + 4), state: try row.decode(c + 5),
             attempts: try row.decode(c + 6), size: try row.decode(c + 7), sha256: try row.decode(c + 8),
             contentType: try row.decode(c + 9), key: try row.decode(c + 10), failureReason: try row.decode(c + 11),
-            createdAt: try row.decode(c + 12), updatedAt: try row.decode(c + 13), storedAt: try row.decode(c + 14),
-            secondsUntilNextAttempt: Int(clamping: try row.decode(c + 15, as: Int64.self)))
+            createdAt: isoTimestamp(try row.decode(c + 12, as: String.self)), updatedAt: isoTimestamp(try row.decode(c + 13, as: String.self)),
+            storedAt: isoTimestamp(try row.decode(c + 14, as: String?.self)),
+            secondsUntilNextAttempt: Int(clamping: try row.decode(c + 15, as: Int64.self)),
+            sourceKind: try row.decode(c + 16), sourceURL: try row.decode(c + 17), finishReason: try row.decode(c + 18),
+            seed: try row.decode(c + 19))
     }
 
-    /// migrations/0003_lookup.sql: the join, planned once per session.
-    static let predictionSQL = "SELECT * FROM afterimage_prediction_lookup($1, $2)"
+    /// The prediction and its assets, joined. Sent as a prepared statement (`query(prepared:)`): each pooled
+    /// connection parses and plans it once, which was two thirds of the server's time per lookup otherwise
+    /// (bench/lookup), without the PL/pgSQL indirection 0003 used for the same purpose.
+    static let predictionSQL = """
+        SELECT p.status, p.model, p.version, p.input::text, p.error, p.data_removed, p.created_at, p.started_at,
+               p.completed_at, p.first_seen_at, p.updated_at, \(assetColumns)
+        FROM predictions p LEFT JOIN assets a ON a.provider = p.provider AND a.prediction_id = p.id
+        WHERE p.provider = $1 AND p.id = $2
+        ORDER BY a.output_index, a.id
+        """
 
     /// The prediction and all its assets in one statement; nil when there is no such prediction.
     public func prediction(provider: String, id: String, on connection: Connection) throws -> PredictionView? {
-        let rows = try connection.query(Self.predictionSQL, [provider, id])
+        let rows = try connection.query(prepared: Self.predictionSQL, [provider, id])
         guard let first = rows.first else { return nil }
         var assets: [AssetView] = []
         assets.reserveCapacity(rows.count)
@@ -96,18 +115,50 @@ public struct LookupStore: Sendable {
         return PredictionView(
             provider: provider, id: id, status: try first.decode(0), model: try first.decode(1), version: try first.decode(2),
             inputJSON: try first.decode(3), error: try first.decode(4), dataRemoved: try first.decode(5),
-            createdAt: try first.decode(6), startedAt: try first.decode(7), completedAt: try first.decode(8),
-            firstSeenAt: try first.decode(9), updatedAt: try first.decode(10), assets: assets)
+            createdAt: Self.isoTimestamp(try first.decode(6, as: String?.self)),
+            startedAt: Self.isoTimestamp(try first.decode(7, as: String?.self)),
+            completedAt: Self.isoTimestamp(try first.decode(8, as: String?.self)),
+            firstSeenAt: Self.isoTimestamp(try first.decode(9, as: String.self)),
+            updatedAt: Self.isoTimestamp(try first.decode(10, as: String.self)), assets: assets)
     }
 
-    /// migrations/0003_lookup.sql.
-    static let outputSQL = "SELECT * FROM afterimage_output_lookup($1, $2, $3::integer)"
+    static let outputSQL = """
+        SELECT \(assetColumns) FROM assets a
+        WHERE a.provider = $1 AND a.prediction_id = $2 AND a.output_index = $3::integer
+        ORDER BY a.id LIMIT 1
+        """
 
     /// Output `index` of a prediction; nil when the prediction or that output is unknown.
     public func output(provider: String, predictionID: String, index: Int, on connection: Connection) throws -> AssetView? {
-        guard let row = try connection.query(Self.outputSQL, [provider, predictionID, index]).first else { return nil }
+        guard let row = try connection.query(prepared: Self.outputSQL, [provider, predictionID, index]).first else { return nil }
         return try Self.decodeAsset(row, from: 0)
     }
+
+    /// `2026-11-21T10:00:00.123Z` (ISO 8601, UTC, milliseconds, the API's form) from PostgreSQL's ISO text of
+    /// a `timestamptz` in a UTC session (`2026-11-21 10:00:00.123456+00`; fraction digits vary, none on a
+    /// whole second). The fraction is truncated to milliseconds. Text of any other shape (infinity, BC
+    /// dates, years past 9999) is returned unchanged rather than guessed at.
+    static func isoTimestamp(_ text: String) -> String {
+        var bytes = Array(text.utf8)
+        guard bytes.count >= 22, bytes[10] == UInt8(ascii: " "), bytes[4] == UInt8(ascii: "-"),
+              bytes[13] == UInt8(ascii: ":"), bytes[bytes.count - 3] == UInt8(ascii: "+"),
+              bytes[bytes.count - 2] == UInt8(ascii: "0"), bytes[bytes.count - 1] == UInt8(ascii: "0") else { return text }
+        bytes.removeLast(3)  // "+00"
+        bytes[10] = UInt8(ascii: "T")
+        var fraction: [UInt8] = []
+        if bytes.count > 19 {
+            guard bytes[19] == UInt8(ascii: ".") else { return text }
+            fraction = Array(bytes[20...].prefix(3))
+            bytes.removeSubrange(19...)
+        }
+        while fraction.count < 3 { fraction.append(UInt8(ascii: "0")) }
+        bytes.append(UInt8(ascii: "."))
+        bytes.append(contentsOf: fraction)
+        bytes.append(UInt8(ascii: "Z"))
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func isoTimestamp(_ text: String?) -> String? { text.map { isoTimestamp($0) } }
 
     public struct Filter: Sendable {
         public var state: String?
@@ -128,7 +179,7 @@ public struct LookupStore: Sendable {
     /// get larger ids, so they never shift the pages it has not read yet, and nothing repeats.
     public func assets(_ filter: Filter, on connection: Connection) throws -> AssetPage {
         let limit = min(max(filter.limit, 1), Self.maxPageSize)
-        let rows = try connection.query("""
+        let rows = try connection.query(prepared: """
             SELECT \(Self.assetColumns) FROM assets a
             WHERE a.id > $1 AND ($2::text IS NULL OR a.state = $2) AND ($3::text IS NULL OR a.provider = $3)
             ORDER BY a.id LIMIT $4
@@ -139,7 +190,7 @@ public struct LookupStore: Sendable {
     }
 
     public func asset(id: Int64, on connection: Connection) throws -> AssetView? {
-        guard let row = try connection.query("SELECT \(Self.assetColumns) FROM assets a WHERE a.id = $1", [id]).first else {
+        guard let row = try connection.query(prepared: "SELECT \(Self.assetColumns) FROM assets a WHERE a.id = $1", [id]).first else {
             return nil
         }
         return try Self.decodeAsset(row, from: 0)
