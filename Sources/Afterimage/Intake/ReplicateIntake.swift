@@ -147,7 +147,7 @@ public struct ReplicateIntake: Sendable {
             json.objectEnd()
         }
         json.arrayEnd()
-        let rows = try tx.query("""
+        let rows = try tx.query(prepared: """
             INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
             SELECT $1, d.webhook_id, \(Self.timestamp("d.webhook_timestamp")), d.source, decode(d.body, 'base64'),
                    \(Self.timestamp("d.received_at")), d.outcome, d.error
@@ -202,7 +202,7 @@ public struct ReplicateIntake: Sendable {
             json.objectEnd()
         }
         json.arrayEnd()
-        let rows = try tx.query("""
+        let rows = try tx.query(prepared: """
             INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
                                                     created_at, started_at, completed_at, data_removed)
             SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
@@ -248,13 +248,13 @@ public struct ReplicateIntake: Sendable {
             json.objectEnd()
         }
         json.arrayEnd()
-        return try tx.execute("""
+        return try tx.query(prepared: """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
             SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, \(Self.timestamp("a.deadline"))
             FROM jsonb_to_recordset($2::jsonb) AS a(prediction_id text, pointer text, output_index int, source_url text,
                                                     deadline bigint)
             ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
-            """, [Self.provider, PQJSON(json.text)])
+            """, [Self.provider, PQJSON(json.text)]).rowsAffected
     }
 
     /// Instants travel as whole microseconds since the Unix epoch: exact, unlike a Double of seconds.
