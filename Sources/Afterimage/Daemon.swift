@@ -35,7 +35,7 @@ public final class Daemon: Sendable {
         let databaseURL = try settings.requireDatabaseURL()
         pool = Pool(url: databaseURL, size: settings.database.poolSize,
                     acquireTimeout: .milliseconds(settings.database.acquireTimeoutMilliseconds))
-        storage = try Self.makeStorageClient(settings.storage)
+        storage = try settings.storage.makeClient()
         let reloadable = ReloadableSettings(settings)
         self.reloadable = reloadable
         self.notifier = notifier
@@ -76,16 +76,6 @@ public final class Daemon: Sendable {
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
             connectionLimit: settings.http.connectionLimit,
             defaultMaxBodyBytes: settings.http.maxBodyBytes))
-    }
-
-    /// The storage client from settings; `validateForServe` has already made sure the keys are present.
-    static func makeStorageClient(_ storage: Settings.Storage) throws -> S3Client {
-        let endpoint = try S3Endpoint(endpoint: storage.endpoint ?? "", region: storage.region,
-                                      bucket: storage.bucket ?? "", pathStyle: storage.pathStyle,
-                                      prefix: storage.prefix)
-        let credentials = S3Credentials(accessKeyID: storage.accessKeyID ?? "",
-                                        secretAccessKey: storage.secretAccessKey ?? "", sessionToken: nil)
-        return S3Client(endpoint: endpoint, credentials: credentials)
     }
 
     /// Applies migrations (unless `database.migrate = false`), starts the workers, then listens.

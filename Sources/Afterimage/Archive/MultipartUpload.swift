@@ -28,7 +28,8 @@ struct MultipartUpload {
                     let offset = Int64(number - 1) * partSize
                     let length = min(partSize, size - offset)
                     do {
-                        let sha = try Self.sha256(path: path, offset: offset, length: length)
+                        // Each part is signed with its own payload hash.
+                        let sha = try SHA256Hasher.hexDigest(ofFile: path, offset: offset, length: length)
                         let etag = try storage.uploadPart(key: key, uploadId: uploadID, partNumber: number,
                                                           body: .file(path: path, offset: offset, length: length), payloadSHA256Hex: sha)
                         results.withLock { $0.etags[number] = etag }
@@ -56,21 +57,5 @@ struct MultipartUpload {
             try? storage.abortMultipartUpload(key: key, uploadId: uploadID)
             throw error
         }
-    }
-
-    /// Each part is signed with its own payload hash, computed from the file in 1 MiB reads.
-    static func sha256(path: String, offset: Int64, length: Int64) throws -> String {
-        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-        defer { try? handle.close() }
-        try handle.seek(toOffset: UInt64(offset))
-        var hasher = SHA256Hasher()
-        var remaining = length
-        while remaining > 0 {
-            let chunk = try handle.read(upToCount: Int(min(remaining, 1 << 20))) ?? Data()
-            guard !chunk.isEmpty else { throw ArchiveError(.spool, "the spool file is shorter than recorded") }
-            hasher.update(chunk)
-            remaining -= Int64(chunk.count)
-        }
-        return hasher.hex()
     }
 }

@@ -76,12 +76,8 @@ public struct Spool: Sendable {
     /// try can be uploaded as it is. Hashing costs one read of the file, only on this retry path.
     public func isIntact(path: String, size: Int64, sha256: String) -> Bool {
         guard path.hasPrefix(directory + "/"), let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let fileSize = attributes[.size] as? NSNumber, fileSize.int64Value == size,
-              let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        var hasher = SHA256Hasher()
-        while let chunk = try? handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(chunk) }
-        return hasher.hex() == sha256
+              let fileSize = attributes[.size] as? NSNumber, fileSize.int64Value == size else { return false }
+        return (try? SHA256Hasher.hexDigest(ofFile: path, length: size)) == sha256
     }
 
     public func remove(_ path: String) {

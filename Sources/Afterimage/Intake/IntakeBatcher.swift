@@ -103,17 +103,8 @@ public final class IntakeBatcher: Sendable {
                 pending.done.signal()
             }
         } catch {
-            if batch.count == 1, let error = error as? PQError, Self.isDataError(error) {
-                let pending = batch[0]
-                pending.result = Result {
-                    try pool.withConnection {
-                        try intake.recordRejected(pending.delivery, reason: "the database refused a value in it (\(error.message))", on: $0)
-                    }
-                }
-                pending.done.signal()
-                return
-            }
-            guard batch.count > 1, !Self.isUnavailable(error) else {
+            if Self.isUnavailable(error) {
+                // The database is away: recording each alone would only wait longer. Nothing was committed.
                 for pending in batch {
                     pending.result = .failure(error)
                     pending.done.signal()
@@ -122,21 +113,25 @@ public final class IntakeBatcher: Sendable {
             }
             // Something in the batch made the transaction fail: record each on its own so one bad delivery
             // cannot fail its neighbours.
-            logger.warning("batch commit failed; recording its deliveries one by one", metadata: ["size": "\(batch.count)", "error": "\(error)"])
+            if batch.count > 1 {
+                logger.warning("batch commit failed; recording its deliveries one by one", metadata: ["size": "\(batch.count)", "error": "\(error)"])
+            }
             for pending in batch {
-                do {
-                    pending.result = .success(try pool.withConnection { try intake.record(pending.delivery, on: $0) })
-                } catch let error as PQError where Self.isDataError(error) {
-                    // The body is well-formed JSON the database cannot hold: keep it raw and say so.
-                    pending.result = Result {
-                        try pool.withConnection {
-                            try intake.recordRejected(pending.delivery, reason: "the database refused a value in it (\(error.message))", on: $0)
-                        }
-                    }
-                } catch {
-                    pending.result = .failure(error)
-                }
+                pending.result = Result { try recordAlone(pending.delivery) }
                 pending.done.signal()
+            }
+        }
+    }
+
+    /// One delivery in its own transaction. A body PostgreSQL refuses to interpret (well-formed JSON that
+    /// jsonb cannot hold) is kept raw and answered as unparseable, never turned into a 503 the provider
+    /// would retry for ever.
+    private func recordAlone(_ delivery: ReplicateIntake.Delivery) throws -> IntakeOutcome {
+        do {
+            return try pool.withConnection { try intake.record(delivery, on: $0) }
+        } catch let error as PQError where Self.isDataError(error) {
+            return try pool.withConnection {
+                try intake.recordRejected(delivery, reason: "the database refused a value in it (\(error.message))", on: $0)
             }
         }
     }

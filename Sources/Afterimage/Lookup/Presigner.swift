@@ -21,16 +21,7 @@ public struct Presigner: Sendable {
 
     /// A presigner from the `storage.*` settings alone, for commands that run without a daemon.
     public static func make(_ settings: Settings.Storage) throws -> Presigner {
-        for (key, value) in [("storage.endpoint", settings.endpoint), ("storage.bucket", settings.bucket),
-                             ("storage.access_key_id", settings.accessKeyID),
-                             ("storage.secret_access_key", settings.secretAccessKey)] {
-            guard let value, !value.isEmpty else { throw ConfigurationError(key: key, "is required to presign URLs") }
-        }
-        let endpoint = try S3Endpoint(endpoint: settings.endpoint ?? "", region: settings.region, bucket: settings.bucket ?? "",
-                                      pathStyle: settings.pathStyle, prefix: settings.prefix)
-        let credentials = S3Credentials(accessKeyID: settings.accessKeyID ?? "", secretAccessKey: settings.secretAccessKey ?? "",
-                                        sessionToken: nil)
-        return Presigner(storage: S3Client(endpoint: endpoint, credentials: credentials), defaultTTL: settings.presignTTL)
+        Presigner(storage: try settings.makeClient(), defaultTTL: settings.presignTTL)
     }
 
     public struct Signed: Sendable, Equatable {

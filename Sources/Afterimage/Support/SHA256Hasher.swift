@@ -7,4 +7,21 @@ struct SHA256Hasher {
     mutating func update(_ data: Data) { inner.update(data: data) }
     mutating func update(_ bytes: UnsafeRawBufferPointer) { inner.update(bufferPointer: bytes) }
     func hex() -> String { inner.finalize().hexString }
+
+    /// SHA-256 of `length` bytes of a file from `offset`, read 1 MiB at a time (memory stays flat).
+    /// Throws when the file is shorter than that: a spool that lost bytes must never pass as intact.
+    static func hexDigest(ofFile path: String, offset: Int64 = 0, length: Int64) throws -> String {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seek(toOffset: UInt64(offset))
+        var hasher = SHA256Hasher()
+        var remaining = length
+        while remaining > 0 {
+            let chunk = try handle.read(upToCount: Int(min(remaining, 1 << 20))) ?? Data()
+            guard !chunk.isEmpty else { throw ArchiveError(.spool, "the spool file is shorter than recorded") }
+            hasher.update(chunk)
+            remaining -= Int64(chunk.count)
+        }
+        return hasher.hex()
+    }
 }
