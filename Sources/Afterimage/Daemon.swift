@@ -15,6 +15,7 @@ public final class Daemon: Sendable {
     let server: HTTPServer
     let workers: ArchiveWorkers
     let intake: IntakeBatcher
+    let lookupCacheInvalidator: LookupCacheInvalidator
     /// What SIGHUP may change while running (secrets, tokens, log level, fetch limits).
     public let reloadable: ReloadableSettings
     let notifier: SystemdNotifier
@@ -64,13 +65,15 @@ public final class Daemon: Sendable {
         HealthRoutes(pool: pool, storage: storage).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
         intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention), pool: pool, logger: logger)
-        ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, logger: logger)
+        let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
+        lookupCacheInvalidator = LookupCacheInvalidator(cache: lookupCache, databaseURL: databaseURL, logger: logger)
+        ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, lookupCache: lookupCache, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
         StabilityWebhookRoute(verifier: { reloadable.stabilityVerifier }, intake: StabilityIntake(baseURL: settings.stability.baseURL, spool: spool),
-                              pool: pool, logger: logger)
+                              pool: pool, lookupCache: lookupCache, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
         LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
-                     authenticator: { reloadable.apiAuthenticator }, logger: logger).register(on: &router)
+                     authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, logger: logger).register(on: &router)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
@@ -86,6 +89,7 @@ public final class Daemon: Sendable {
         }
         workers.start()
         intake.start()
+        lookupCacheInvalidator.start()
         reconciler?.start()
         try server.start()
         logger.info("listening", metadata: ["host": "\(settings.http.host)", "port": "\(server.boundPort)"])
@@ -105,6 +109,7 @@ public final class Daemon: Sendable {
         monitor.stop()
         server.stop(drainTimeout: .seconds(10))
         intake.stop()
+        lookupCacheInvalidator.stop()
         reconciler?.stop()
         workers.stop(drainTimeout: .seconds(settings.workers.drainTimeoutSeconds))
         pool.close()

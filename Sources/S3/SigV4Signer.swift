@@ -286,18 +286,43 @@ final class SigningKeyCache: Sendable {
         let service: String
     }
 
+    /// The key used last, compared outside the lock: nearly every call signs for today, and many threads
+    /// presign at once, so the lock is held only to take a reference (hashing a scope under it showed up
+    /// as lock contention in bench/lookup).
+    private final class Latest: @unchecked Sendable {
+        // Safe: immutable after init; HMAC<SHA256> is a value (two digest states) that is only copied out.
+        let day: String, region: String, service: String
+        let mac: HMAC<SHA256>
+        init(day: String, region: String, service: String, mac: HMAC<SHA256>) {
+            self.day = day
+            self.region = region
+            self.service = service
+            self.mac = mac
+        }
+    }
+
     static let capacity = 8
     private let entries = Mutex<[Scope: HMAC<SHA256>]>([:])
+    private let latest = Mutex<Latest?>(nil)
 
     func mac(day: Substring, region: String, service: String, derive: () -> HMAC<SHA256>) -> HMAC<SHA256> {
-        let scope = Scope(day: String(day), region: region, service: service)
-        if let key = entries.withLock({ $0[scope] }) { return key }
-        // Derived outside the lock: two threads may both derive a new day's key once; both get the same bytes.
-        let key = derive()
-        entries.withLock { entries in
-            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
-            entries[scope] = key
+        if let last = latest.withLock({ $0 }), last.day == day, last.region == region, last.service == service {
+            return last.mac
         }
+        let scope = Scope(day: String(day), region: region, service: service)
+        let key: HMAC<SHA256>
+        if let known = entries.withLock({ $0[scope] }) {
+            key = known
+        } else {
+            // Derived outside the lock: two threads may both derive a new day's key once; both get the same bytes.
+            key = derive()
+            entries.withLock { entries in
+                if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+                entries[scope] = key
+            }
+        }
+        let newest = Latest(day: scope.day, region: region, service: service, mac: key)
+        latest.withLock { $0 = newest }
         return key
     }
 }

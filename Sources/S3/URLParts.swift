@@ -13,31 +13,50 @@ struct URLParts: Sendable, Equatable {
     /// Query as written, without `?`; nil when there is none.
     var query: Substring?
 
+    /// Parsed over the UTF-8 bytes: every delimiter is ASCII, so byte positions are valid `String`
+    /// indices, and presigning (one parse per lookup answer) avoids Foundation's and `Character`'s costs.
     init?(_ url: String) {
-        guard let schemeEnd = url.range(of: "://") else { return nil }
-        scheme = url[url.startIndex..<schemeEnd.lowerBound].lowercased()
-        let rest = url[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
-        var authority = rest[rest.startIndex..<authorityEnd]
-        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        let bytes = url.utf8
+        func first(_ byte: UInt8, in range: Range<String.Index>) -> String.Index? {
+            bytes[range].firstIndex(of: byte)
+        }
+        // "://"
+        var schemeEnd: String.Index?
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            if bytes[i] == UInt8(ascii: ":") {
+                let slash1 = bytes.index(after: i)
+                if slash1 < bytes.endIndex, bytes[slash1] == UInt8(ascii: "/") {
+                    let slash2 = bytes.index(after: slash1)
+                    if slash2 < bytes.endIndex, bytes[slash2] == UInt8(ascii: "/") { schemeEnd = i; break }
+                }
+            }
+            i = bytes.index(after: i)
+        }
+        guard let schemeEnd else { return nil }
+        scheme = url[url.startIndex..<schemeEnd].lowercased()
+        let restStart = bytes.index(schemeEnd, offsetBy: 3)
+        let authorityEnd = bytes[restStart...].firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") })
+            ?? bytes.endIndex
+        var authorityStart = restStart
+        if let at = bytes[restStart..<authorityEnd].lastIndex(of: UInt8(ascii: "@")) { authorityStart = bytes.index(after: at) }
         // A port follows the last ':' unless that colon is inside an IPv6 literal's brackets.
-        if let colon = authority.lastIndex(of: ":"), !authority[colon...].contains("]") {
-            let portText = authority[authority.index(after: colon)...]
-            guard let p = Int(portText), (0...65535).contains(p) else { return nil }
+        if let colon = bytes[authorityStart..<authorityEnd].lastIndex(of: UInt8(ascii: ":")),
+           first(UInt8(ascii: "]"), in: colon..<authorityEnd) == nil {
+            guard let p = Int(url[bytes.index(after: colon)..<authorityEnd]), (0...65535).contains(p) else { return nil }
             port = p
-            host = String(authority[authority.startIndex..<colon])
+            host = String(url[authorityStart..<colon])
         } else {
             port = nil
-            host = String(authority)
+            host = String(url[authorityStart..<authorityEnd])
         }
         guard !host.isEmpty else { return nil }
-        var afterAuthority = rest[authorityEnd...]
-        if let hash = afterAuthority.firstIndex(of: "#") { afterAuthority = afterAuthority[..<hash] }
-        if let q = afterAuthority.firstIndex(of: "?") {
-            path = afterAuthority[afterAuthority.startIndex..<q]
-            query = afterAuthority[afterAuthority.index(after: q)...]
+        let end = first(UInt8(ascii: "#"), in: authorityEnd..<bytes.endIndex) ?? bytes.endIndex
+        if let q = first(UInt8(ascii: "?"), in: authorityEnd..<end) {
+            path = url[authorityEnd..<q]
+            query = url[bytes.index(after: q)..<end]
         } else {
-            path = afterAuthority
+            path = url[authorityEnd..<end]
             query = nil
         }
     }

@@ -11,9 +11,10 @@ import TestSupport
 @Suite("Lookup: presigned URLs for archived outputs", .serialized)
 struct LookupTests {
     /// A daemon with one plain token; `workers: 0` keeps seeded pending rows where they are.
-    func start(_ harness: ArchiveHarness, token: String, workers: Int? = nil) throws -> (DaemonProcess, LookupClient) {
+    func start(_ harness: ArchiveHarness, token: String, workers: Int? = nil, cacheSeconds: Int? = nil) throws -> (DaemonProcess, LookupClient) {
         var extra = ["AFTERIMAGE_API_TOKENS": token]
         if let workers { extra["AFTERIMAGE_WORKERS_COUNT"] = String(workers) }
+        if let cacheSeconds { extra["AFTERIMAGE_API_LOOKUP_CACHE_SECONDS"] = String(cacheSeconds) }
         let daemon = try harness.startDaemon(extra: extra)
         return (daemon, try LookupClient(port: daemon.port, token: token))
     }
@@ -260,7 +261,8 @@ struct LookupTests {
     @Test func retryOfAFailedAssetThenSucceeds() throws {
         let harness = try ArchiveHarness()
         let token = randomToken()
-        let (daemon, client) = try start(harness, token: token)
+        // A long cache lifetime: only invalidation can make the retries visible in the lookups below.
+        let (daemon, client) = try start(harness, token: token, cacheSeconds: 300)
         let id = "rt\(UUID().uuidString.prefix(8).lowercased())"
         try harness.seedPrediction(id)
         let names = ["\(id)-0.png", "\(id)-1.png"]
@@ -270,19 +272,32 @@ struct LookupTests {
         let second = try harness.seedAsset(predictionID: id, index: 1, .init(
             state: "expired", key: nil, sourceURL: harness.fake.url(names[1], "size=777&type=image/png"), failureReason: "gave up"))
         #expect(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0").status == 410)
+        // Settled (terminal, every asset failed or expired): this answer is now kept in memory.
+        func states() throws -> [String?] {
+            assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)"))).map { $0["state"] as? String }
+        }
+        #expect(try states() == ["failed", "expired"])
 
+        // The command line, another process, re-queues the second: its NOTIFY reaches the daemon's cache.
+        let environment = harness.environment(port: freePort())
+        let (status, out, err) = try runAfterimage(["assets", "retry", String(second)], environment: environment)
+        #expect(status == 0, "\(err)")
+        #expect(out.contains("pending again"))
+        try waitUntil(timeout: .seconds(5), pollEvery: .milliseconds(50), "the retry from another process to reach the lookup cache") {
+            try states().last != "expired"
+        }
+
+        // Once the second is stored the prediction is settled again, and cached; the API re-queues the
+        // first, and this daemon's own retry shows at once.
+        try harness.waitForAssets("stored", count: 1)
+        #expect(try states() == ["failed", "stored"])
         let retried = try client.send("POST", "/v1/assets/\(first)/retry")
         #expect(retried.status == 200, "\(String(decoding: retried.body, as: UTF8.self))")
         let asset = try client.json(retried)
         #expect(asset["state"] as? String == "pending")
         #expect(asset["attempts"] as? Int == 0)
         #expect(asset["failure_reason"] is NSNull)
-
-        // The command line re-queues the other one.
-        let environment = harness.environment(port: freePort())
-        let (status, out, err) = try runAfterimage(["assets", "retry", String(second)], environment: environment)
-        #expect(status == 0, "\(err)")
-        #expect(out.contains("pending again"))
+        #expect(try states().first != "failed", "the retry must not be hidden by the lookup cache")
         try harness.waitForAssets("stored", count: 2)
 
         for (index, name) in names.enumerated() {
@@ -293,6 +308,9 @@ struct LookupTests {
             #expect(try harness.fake.count(name) == 1, "\(name) should be downloaded exactly once")
         }
 
+        let stored = try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)"))
+        #expect(assets(stored).map { $0["state"] as? String } == ["stored", "stored"])
+
         let again = try client.send("POST", "/v1/assets/\(first)/retry")
         #expect(again.status == 409)
         #expect(client.errorCode(again) == "asset_not_retryable")
@@ -302,6 +320,54 @@ struct LookupTests {
         #expect(missing == 1)
         #expect(missingErr.contains("no asset"))
 
+        try client.validateCaptured()
+        try daemon.stop()
+    }
+
+    /// A settled prediction is answered from memory: a change nobody announces (here a direct SQL update)
+    /// is not seen at once, but within `api.lookup_cache_seconds`; a webhook recorded by this daemon is
+    /// seen at once. Presigned URLs stay fresh for every answer.
+    @Test func settledLookupsComeFromMemoryForABoundedTime() throws {
+        let harness = try ArchiveHarness()
+        let token = randomToken()
+        let (daemon, client) = try start(harness, token: token, workers: 0, cacheSeconds: 2)
+        let id = "mc\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(id)
+        _ = try harness.seedAsset(predictionID: id, index: 0, .init(state: "stored", key: "cache/\(id).png",
+                                                                  sourceURL: harness.fake.url("\(id).png", "size=10")))
+        let first = try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)"))
+        #expect(first["model"] as? String != "changed-behind-its-back")
+
+        let connection = try harness.connection()
+        defer { connection.close() }
+        try connection.execute("UPDATE predictions SET model = 'changed-behind-its-back' WHERE id = $1", [id])
+        let cached = try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)?expires=77"))
+        #expect(cached["model"] as? String == first["model"] as? String, "a settled prediction should come from memory")
+        let url = try #require(assets(cached).first?["url"] as? String)
+        #expect(url.contains("X-Amz-Expires=77"), "presigned URLs are signed per answer, never cached")
+
+        var seen: String?
+        try waitUntil(timeout: .seconds(15), pollEvery: .milliseconds(100), "the direct change to show once the entry's lifetime is over") {
+            seen = try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)"))["model"] as? String
+            return seen == "changed-behind-its-back"
+        }
+
+        // A pending asset is never cached: the queue's progress shows at once.
+        let other = "mp\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(other)
+        let pending = try harness.seedAsset(predictionID: other, index: 0, .init(state: "pending", key: nil,
+                                                                                sourceURL: harness.fake.url("\(other).png", "size=10")))
+        #expect(assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(other)"))).first?["state"] as? String == "pending")
+        try connection.execute("UPDATE assets SET state = 'stored', storage_key = 'k/x.png' WHERE id = $1", [pending])
+        #expect(assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(other)"))).first?["state"] as? String == "stored")
+
+        // A webhook recorded by this daemon fills in a field of a cached prediction: seen at once.
+        let late = "ml\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(late)
+        #expect(try client.json(try client.send("GET", "/v1/predictions/replicate/\(late)"))["started_at"] is NSNull)
+        let body = Array(#"{"id":"\#(late)","status":"succeeded","started_at":"2026-11-21T09:59:59.000Z","output":null}"#.utf8)
+        #expect(try harness.post(body, to: daemon).status == 200)
+        #expect(try client.json(try client.send("GET", "/v1/predictions/replicate/\(late)"))["started_at"] as? String == "2026-11-21T09:59:59.000Z")
         try client.validateCaptured()
         try daemon.stop()
     }

@@ -34,29 +34,38 @@ public final class ReloadableSettings: Sendable {
         "fetch.allow_private_networks", "fetch.max_bytes",
     ]
 
-    private let state: Mutex<Snapshot>
-
-    public init(_ settings: Settings) {
-        state = Mutex(Snapshot(settings))
+    /// Boxed so that a reader holds the lock only to take one reference: every lookup and webhook reads
+    /// this, from up to 64 connection threads, and copying the whole snapshot under the lock made it a
+    /// point of contention (bench/lookup).
+    private final class Box: Sendable {
+        let snapshot: Snapshot
+        init(_ snapshot: Snapshot) { self.snapshot = snapshot }
     }
 
-    public var snapshot: Snapshot { state.withLock { $0 } }
+    private let state: Mutex<Box>
+
+    public init(_ settings: Settings) {
+        state = Mutex(Box(Snapshot(settings)))
+    }
+
+    private var box: Box { state.withLock { $0 } }
+    public var snapshot: Snapshot { box.snapshot }
     /// The effective settings (start-up values for fixed keys, latest reload for reloadable ones).
-    public var current: Settings { snapshot.settings }
-    public var replicateVerifier: StandardWebhooksVerifier { snapshot.replicateVerifier }
-    public var stabilityVerifier: StandardWebhooksVerifier { snapshot.stabilityVerifier }
-    public var fetchPolicy: FetchPolicy { snapshot.fetchPolicy }
-    public var apiAuthenticator: BearerAuthenticator { snapshot.apiAuthenticator }
+    public var current: Settings { box.snapshot.settings }
+    public var replicateVerifier: StandardWebhooksVerifier { box.snapshot.replicateVerifier }
+    public var stabilityVerifier: StandardWebhooksVerifier { box.snapshot.stabilityVerifier }
+    public var fetchPolicy: FetchPolicy { box.snapshot.fetchPolicy }
+    public var apiAuthenticator: BearerAuthenticator { box.snapshot.apiAuthenticator }
     /// `api.tokens` entries, plain or `sha256:<hex>`; compare in constant time.
-    public var apiTokens: [String] { snapshot.settings.api.tokens }
+    public var apiTokens: [String] { box.snapshot.settings.api.tokens }
 
     /// Takes the reloadable parts of `new` and keeps everything else as it was. Returns the keys
     /// whose value changed in `new` but cannot change without a restart (so the operator is told).
     /// `new` must already be validated: a configuration that does not load is never applied.
     @discardableResult
     public func apply(_ new: Settings) -> [String] {
-        state.withLock { snapshot in
-            var merged = snapshot.settings
+        state.withLock { box in
+            var merged = box.snapshot.settings
             merged.replicate.webhookSecrets = new.replicate.webhookSecrets
             merged.stability.webhookSecrets = new.stability.webhookSecrets
             merged.api.tokens = new.api.tokens
@@ -64,8 +73,8 @@ public final class ReloadableSettings: Sendable {
             merged.stability.apiKey = new.stability.apiKey
             merged.logLevel = new.logLevel
             merged.fetch = new.fetch
-            let ignored = Self.changedKeys(snapshot.settings, new).filter { !Self.reloadableKeys.contains($0) }
-            snapshot = Snapshot(merged)
+            let ignored = Self.changedKeys(box.snapshot.settings, new).filter { !Self.reloadableKeys.contains($0) }
+            box = Box(Snapshot(merged))
             return ignored
         }
     }

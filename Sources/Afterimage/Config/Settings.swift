@@ -74,6 +74,10 @@ public struct Settings: Sendable {
     public struct API: Sendable {
         /// Plain tokens or `sha256:<hex>` digests of them.
         public var tokens: [String] = []
+        /// How long a settled prediction's lookup answer may be served from memory; 0 turns the cache off.
+        /// It bounds how late a change made by another instance (other than a retry, which is announced)
+        /// shows up in this one's answers.
+        public var lookupCacheSeconds = 5
     }
 
     public var http = HTTP()

@@ -37,7 +37,7 @@ extension Settings {
             ("fetch.allow_private_networks", "\(fetch.allowPrivateNetworks)"), ("fetch.max_bytes", "\(fetch.maxBytes)"),
             ("workers.count", "\(workers.count)"), ("workers.spool_dir", plain(workers.spoolDirectory)),
             ("workers.lease_seconds", "\(workers.leaseSeconds)"), ("workers.drain_timeout", "\(workers.drainTimeoutSeconds)"),
-            ("api.tokens", secrets(api.tokens)),
+            ("api.tokens", secrets(api.tokens)), ("api.lookup_cache_seconds", "\(api.lookupCacheSeconds)"),
             ("log.level", plain(logLevel)),
         ]
         return lines.map { "\($0.0) = \($0.1)" }.joined(separator: "\n")

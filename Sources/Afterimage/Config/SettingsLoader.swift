@@ -30,7 +30,7 @@ public enum SettingsLoader {
         ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
         ("workers.count", false), ("workers.spool_dir", false), ("workers.lease_seconds", false),
         ("workers.drain_timeout", false),
-        ("api.tokens", true),
+        ("api.tokens", true), ("api.lookup_cache_seconds", false),
         ("log.level", false),
     ]
 
@@ -137,6 +137,8 @@ public enum SettingsLoader {
                 throw ConfigurationError(key: "api.tokens", "an entry starting with sha256: must carry 64 hex digits")
             }
         }
+
+        s.api.lookupCacheSeconds = try v.int("api.lookup_cache_seconds", in: 0...300) ?? s.api.lookupCacheSeconds
 
         s.logLevel = try v.string("log.level") ?? s.logLevel
         guard LogSetup.level(named: s.logLevel) != nil else {

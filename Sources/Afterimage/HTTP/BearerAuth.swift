@@ -35,21 +35,36 @@ public struct BearerAuthenticator: Sendable {
     public var isConfigured: Bool { !digests.isEmpty }
 
     /// Checks an `Authorization` header value. The token itself never leaves this function.
+    /// Works on the header's bytes (it runs for every lookup): blanks are space and tab, as in HTTP, and the
+    /// scheme name is compared case-insensitively in ASCII.
     public func check(authorization: String?) -> Outcome {
-        guard let header = authorization?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return .missing }
-        guard header.utf8.count <= Self.maxHeaderBytes else { return .invalid }
-        guard let space = header.firstIndex(of: " ") else {
-            return header.lowercased() == "bearer" ? .invalid : .missing  // "Bearer" alone: an empty token
+        guard let authorization else { return .missing }
+        guard authorization.utf8.count <= 2 * Self.maxHeaderBytes else { return .invalid }
+        let bytes = Array(authorization.utf8)
+        func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
+        var start = 0, end = bytes.count
+        while start < end, isBlank(bytes[start]) { start += 1 }
+        while end > start, isBlank(bytes[end - 1]) { end -= 1 }
+        guard start < end else { return .missing }
+        guard end - start <= Self.maxHeaderBytes else { return .invalid }
+        guard let space = bytes[start..<end].firstIndex(of: 0x20) else {
+            return Self.isBearer(bytes[start..<end]) ? .invalid : .missing  // "Bearer" alone: an empty token
         }
-        guard header[..<space].lowercased() == "bearer" else {
+        guard Self.isBearer(bytes[start..<space]) else {
             return .missing  // another scheme (Basic…): not a bearer credential
         }
-        let token = header[header.index(after: space)...].trimmingCharacters(in: .whitespaces)
-        guard !token.isEmpty, !token.contains(" ") else { return .invalid }
-        let presented = Array(SHA256.hash(data: Array(token.utf8)))
+        var tokenStart = space + 1
+        while tokenStart < end, isBlank(bytes[tokenStart]) { tokenStart += 1 }
+        let token = bytes[tokenStart..<end]
+        guard !token.isEmpty, !token.contains(0x20) else { return .invalid }
+        let presented = Array(SHA256.hash(data: token))
         var matched = false
         for digest in digests where constantTimeEquals(digest, presented) { matched = true }
         return matched ? .allowed : .invalid
+    }
+
+    private static func isBearer(_ scheme: ArraySlice<UInt8>) -> Bool {
+        scheme.count == 6 && zip(scheme, "bearer".utf8).allSatisfy { $0 | 0x20 == $1 }
     }
 
     private static func bytes(hex: Substring) -> [UInt8]? {

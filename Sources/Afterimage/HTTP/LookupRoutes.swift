@@ -14,6 +14,8 @@ public struct LookupRoutes: Sendable {
     /// Read per request so a reload (SIGHUP) can change tokens without a restart.
     let authenticator: @Sendable () -> BearerAuthenticator
     let logger: Logger
+    /// Settled predictions served from memory; see `LookupCache` for what keeps it correct.
+    let cache: LookupCache
     let store = LookupStore()
 
     /// Bounds on path parameters: they become SQL parameters and log metadata.
@@ -22,10 +24,12 @@ public struct LookupRoutes: Sendable {
     /// What a client should wait while an asset is in flight, or pending and already due.
     static let defaultRetryAfter = 2
 
-    public init(pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator, logger: Logger) {
+    public init(pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator,
+                cache: LookupCache = LookupCache(lifetimeSeconds: 0), logger: Logger) {
         self.pool = pool
         self.presigner = presigner
         self.authenticator = authenticator
+        self.cache = cache
         self.logger = logger
     }
 
@@ -73,9 +77,7 @@ public struct LookupRoutes: Sendable {
     func prediction(_ request: Request) throws -> Response {
         let (provider, id) = try Self.predictionParameters(request)
         let expires = try Presigner.parseExpires(request.query["expires"])
-        guard let view = try pool.withConnection({ try store.prediction(provider: provider, id: id, on: $0) }) else {
-            throw LookupError(.predictionNotFound, "no prediction \(provider)/\(id)")
-        }
+        let view = try predictionView(provider: provider, id: id)
         let now = Date()
         var json = JSONWriter(capacity: 512 + view.assets.count * 768)
         json.objectStart()
@@ -110,7 +112,13 @@ public struct LookupRoutes: Sendable {
         }
         let expires = try Presigner.parseExpires(request.query["expires"])
         let download = try Presigner.validateDownloadName(request.query["download"])
-        guard let asset = try pool.withConnection({ try store.output(provider: provider, predictionID: id, index: index, on: $0) }) else {
+        let found: AssetView?
+        if let cached = cache.view(for: LookupCache.Key(provider: provider, id: id)) {
+            found = cached.assets.first { $0.index == index }  // in (index, id) order, like the query
+        } else {
+            found = try pool.withConnection { try store.output(provider: provider, predictionID: id, index: index, on: $0) }
+        }
+        guard let asset = found else {
             throw LookupError(.outputNotFound, "no output \(index) of prediction \(provider)/\(id)")
         }
         switch asset.state {
@@ -175,6 +183,7 @@ public struct LookupRoutes: Sendable {
             throw LookupError(.invalidParameter, "the asset id must be a positive whole number")
         }
         let asset = try pool.withConnection { try store.retry(assetID: id, on: $0) }
+        cache.invalidate(LookupCache.Key(provider: asset.provider, id: asset.predictionID))
         logger.info("asset re-queued", metadata: ["asset": "\(id)", "prediction": "\(asset.provider)/\(asset.predictionID)"])
         var json = JSONWriter()
         Self.write(asset, url: nil, into: &json)
@@ -182,6 +191,18 @@ public struct LookupRoutes: Sendable {
     }
 
     // MARK: Helpers
+
+    /// From the cache when settled and fresh, otherwise from the database (and then kept if settled).
+    func predictionView(provider: String, id: String) throws -> PredictionView {
+        let key = LookupCache.Key(provider: provider, id: id)
+        if let cached = cache.view(for: key) { return cached }
+        let generation = cache.generation()  // before the read: a concurrent invalidation wins
+        guard let view = try pool.withConnection({ try store.prediction(provider: provider, id: id, on: $0) }) else {
+            throw LookupError(.predictionNotFound, "no prediction \(provider)/\(id)")
+        }
+        cache.store(view, readAt: generation)
+        return view
+    }
 
     static func predictionParameters(_ request: Request) throws(LookupError) -> (String, String) {
         (try checked(request.pathParameters["provider"] ?? "", name: "provider", maxBytes: maxProviderBytes),

@@ -10,13 +10,17 @@ public struct StabilityWebhookRoute: Sendable {
     let verifier: @Sendable () -> StandardWebhooksVerifier
     let intake: StabilityIntake
     let pool: Pool
+    /// Told about every recorded prediction, so a lookup never serves an answer older than this write.
+    let lookupCache: LookupCache?
     let logger: Logger
 
     /// `verifier` is read per request so a reload can swap secrets without a restart.
-    public init(verifier: @escaping @Sendable () -> StandardWebhooksVerifier, intake: StabilityIntake, pool: Pool, logger: Logger) {
+    public init(verifier: @escaping @Sendable () -> StandardWebhooksVerifier, intake: StabilityIntake, pool: Pool,
+                lookupCache: LookupCache? = nil, logger: Logger) {
         self.verifier = verifier
         self.intake = intake
         self.pool = pool
+        self.lookupCache = lookupCache
         self.logger = logger
     }
 
@@ -34,7 +38,9 @@ public struct StabilityWebhookRoute: Sendable {
         case .failure(let refusal): return refusal.response
         }
         do {
-            return envelope.response(for: try intake.record(delivery, pool: pool), delivery: delivery, kind: "a Stability result")
+            let outcome = try intake.record(delivery, pool: pool)
+            if case .accepted(let id, _) = outcome { lookupCache?.invalidate(.init(provider: StabilityIntake.provider, id: id)) }
+            return envelope.response(for: outcome, delivery: delivery, kind: "a Stability result")
         } catch let error as ArchiveError {
             // The spool could not take the bytes (disk full, permissions): nothing was acknowledged.
             logger.error("webhook not recorded: spool failure", metadata: ["provider": "stability", "error": "\(error)"])

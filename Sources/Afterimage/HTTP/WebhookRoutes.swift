@@ -7,12 +7,16 @@ import PQ
 public struct ReplicateWebhookRoute: Sendable {
     let verifier: @Sendable () -> StandardWebhooksVerifier
     let batcher: IntakeBatcher
+    /// Told about every recorded prediction, so a lookup never serves an answer older than this write.
+    let lookupCache: LookupCache?
     let logger: Logger
 
     /// `verifier` is read per request so a reload (SIGHUP) can swap secrets without a restart.
-    public init(verifier: @escaping @Sendable () -> StandardWebhooksVerifier, batcher: IntakeBatcher, logger: Logger) {
+    public init(verifier: @escaping @Sendable () -> StandardWebhooksVerifier, batcher: IntakeBatcher,
+                lookupCache: LookupCache? = nil, logger: Logger) {
         self.verifier = verifier
         self.batcher = batcher
+        self.lookupCache = lookupCache
         self.logger = logger
     }
 
@@ -29,7 +33,9 @@ public struct ReplicateWebhookRoute: Sendable {
         case .failure(let refusal): return refusal.response
         }
         do {
-            return envelope.response(for: try batcher.record(delivery), delivery: delivery, kind: "a prediction")
+            let outcome = try batcher.record(delivery)
+            if case .accepted(let id, _) = outcome { lookupCache?.invalidate(.init(provider: ReplicateIntake.provider, id: id)) }
+            return envelope.response(for: outcome, delivery: delivery, kind: "a prediction")
         } catch {
             return envelope.databaseFailure(error)
         }

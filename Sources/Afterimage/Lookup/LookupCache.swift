@@ -1,0 +1,174 @@
+import Foundation
+import Synchronization
+
+/// Settled predictions kept in memory so that most lookups never reach PostgreSQL.
+///
+/// Apps poll for their images, so the same prediction is looked up again and again once it is archived,
+/// and by then its answer hardly changes. Only a *settled* prediction is kept: a terminal status and every
+/// asset stored, failed or expired. What can still change one, and how the cache learns of it:
+/// - a retry (`POST /v1/assets/{id}/retry`, `afterimage assets retry`, any instance): it sends NOTIFY with
+///   `provider/prediction`, which `LookupCacheInvalidator` turns into `invalidate`; a retry answered by
+///   this process also invalidates directly;
+/// - a later webhook filling in fields of a terminal prediction: the route that recorded it invalidates;
+///   one recorded by another instance is seen when the entry's time runs out (`api.lookup_cache_seconds`),
+///   which bounds how stale any answer can be.
+/// Presigned URLs are never cached: each answer is signed afresh.
+///
+/// A lookup that read the database before an invalidation must not put its older answer back: every
+/// invalidation bumps a generation, and `store` refuses a view read under an earlier one.
+public final class LookupCache: Sendable {
+    public struct Key: Hashable, Sendable {
+        public let provider: String
+        public let id: String
+        public init(provider: String, id: String) {
+            self.provider = provider
+            self.id = id
+        }
+    }
+
+    /// A class, so that handing an entry out of the lock is one retain rather than a copy of every field.
+    final class Entry: Sendable {
+        let view: PredictionView
+        let expiresAt: ContinuousClock.Instant
+        let bytes: Int
+        init(view: PredictionView, expiresAt: ContinuousClock.Instant, bytes: Int) {
+            self.view = view
+            self.expiresAt = expiresAt
+            self.bytes = bytes
+        }
+    }
+
+    struct Shard {
+        var entries: [Key: Entry] = [:]
+        var bytes = 0
+    }
+
+    /// A `Mutex` cannot live in an array (it is not copyable); each shard's lives in a box.
+    final class LockedShard: Sendable {
+        let mutex = Mutex(Shard())
+        func withLock<T>(_ body: (inout Shard) -> T) -> T { mutex.withLock { body(&$0) } }
+    }
+
+    /// How long an entry is trusted; zero turns the cache off.
+    public let lifetime: Duration
+    /// Rough bound on the memory the entries take (their text plus a fixed cost per asset).
+    public let maxBytes: Int
+    /// Sixty-four connection threads look up at once: one lock would have them queue (it was 10% of the
+    /// lookup path's CPU in bench/lookup), so keys are spread over independently locked shards.
+    private let shards: [LockedShard]
+    private let shardBudget: Int
+    /// Bumped by every invalidation, before the entry is removed (see `store`).
+    private let generationCounter = Atomic<UInt64>(0)
+    private let clock = ContinuousClock()
+
+    static let shardCount = 16
+    /// A prediction larger than this share of a shard's budget is not cached (it would evict too much).
+    static let maxEntryShare = 4
+
+    public init(lifetimeSeconds: Int, maxBytes: Int = 16 << 20) {
+        lifetime = .seconds(max(0, lifetimeSeconds))
+        self.maxBytes = max(0, maxBytes)
+        shardBudget = self.maxBytes / Self.shardCount
+        shards = (0..<Self.shardCount).map { _ in LockedShard() }
+    }
+
+    public var isEnabled: Bool { lifetime > .zero && shardBudget > 0 }
+
+    private func shard(_ key: Key) -> LockedShard {
+        shards[Int(UInt(bitPattern: key.hashValue) % UInt(Self.shardCount))]
+    }
+
+    /// The generation to pass to `store` after reading the database; read it *before* the query.
+    public func generation() -> UInt64 { generationCounter.load(ordering: .acquiring) }
+
+    /// The cached view, if it is still within its lifetime.
+    public func view(for key: Key) -> PredictionView? {
+        guard isEnabled else { return nil }
+        let entry = shard(key).withLock { $0.entries[key] }
+        guard let entry else { return nil }
+        guard entry.expiresAt > clock.now else {
+            shard(key).withLock { shard in
+                if shard.entries[key] === entry {
+                    shard.entries[key] = nil
+                    shard.bytes -= entry.bytes
+                }
+            }
+            return nil
+        }
+        return entry.view
+    }
+
+    /// Keeps `view` if it is settled and nothing was invalidated since `generation` was read.
+    ///
+    /// Why this is enough: an invalidation bumps the generation first and then removes the key under the
+    /// shard's lock. A store that checks the generation under that lock either sees the bump and refuses,
+    /// or comes before the removal, which then takes its entry away.
+    public func store(_ view: PredictionView, readAt generation: UInt64) {
+        guard isEnabled, view.isSettled else { return }
+        let size = Self.approximateBytes(of: view)
+        guard size <= shardBudget / Self.maxEntryShare else { return }
+        let now = clock.now
+        let entry = Entry(view: view, expiresAt: now.advanced(by: lifetime), bytes: size)
+        let key = Key(provider: view.provider, id: view.id)
+        let budget = shardBudget
+        shard(key).withLock { shard in
+            guard generationCounter.load(ordering: .acquiring) == generation else { return }
+            if let old = shard.entries.removeValue(forKey: key) { shard.bytes -= old.bytes }
+            if shard.bytes + size > budget {
+                // Expired entries go first; if that is not enough, arbitrary ones (each is only a shortcut).
+                for (k, e) in shard.entries where e.expiresAt <= now {
+                    shard.entries[k] = nil
+                    shard.bytes -= e.bytes
+                }
+                while shard.bytes + size > budget, let victim = shard.entries.first {
+                    shard.entries.remove(at: shard.entries.startIndex)
+                    shard.bytes -= victim.value.bytes
+                }
+            }
+            shard.entries[key] = entry
+            shard.bytes += size
+        }
+    }
+
+    /// Forgets one prediction (after a write that may have changed it).
+    public func invalidate(_ key: Key) {
+        generationCounter.add(1, ordering: .acquiringAndReleasing)
+        shard(key).withLock { shard in
+            if let old = shard.entries.removeValue(forKey: key) { shard.bytes -= old.bytes }
+        }
+    }
+
+    /// Forgets everything: after the invalidation feed was interrupted, any entry may be stale.
+    public func invalidateAll() {
+        generationCounter.add(1, ordering: .acquiringAndReleasing)
+        for shard in shards {
+            shard.withLock { shard in
+                shard.entries.removeAll()
+                shard.bytes = 0
+            }
+        }
+    }
+
+    var count: Int { shards.reduce(0) { total, shard in total + shard.withLock { $0.entries.count } } }
+    var bytesUsed: Int { shards.reduce(0) { total, shard in total + shard.withLock { $0.bytes } } }
+
+    static func approximateBytes(of view: PredictionView) -> Int {
+        func n(_ s: String?) -> Int { s?.utf8.count ?? 0 }
+        var total = 256 + n(view.provider) + n(view.id) + n(view.status) + n(view.model) + n(view.version)
+            + n(view.inputJSON) + n(view.error) + 5 * 32
+        for a in view.assets {
+            total += 320 + n(a.provider) + n(a.predictionID) + n(a.pointer) + n(a.sha256) + n(a.contentType) + n(a.key)
+                + n(a.failureReason) + n(a.sourceURL) + n(a.finishReason)
+        }
+        return total
+    }
+}
+
+extension PredictionView {
+    static let settledAssetStates: Set<String> = ["stored", "failed", "expired"]
+
+    /// Nothing about it changes any more except through a retry or a late fill-in (see `LookupCache`).
+    public var isSettled: Bool {
+        ReplicatePrediction.terminalStatuses.contains(status) && assets.allSatisfy { Self.settledAssetStates.contains($0.state) }
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Logging
+import PQ
+import Synchronization
+
+/// Keeps a `LookupCache` honest when other processes change predictions: LISTENs on the assets channel,
+/// where a retry (from any instance or the `assets retry` command) announces `provider/prediction`, and
+/// forgets that prediction. While the LISTEN connection is down nothing is heard, so the cache is emptied
+/// when it drops and again when it is back.
+public final class LookupCacheInvalidator: Sendable {
+    let cache: LookupCache
+    let databaseURL: String
+    let logger: Logger
+    private let running = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(cache: LookupCache, databaseURL: String, logger: Logger) {
+        self.cache = cache
+        self.databaseURL = databaseURL
+        self.logger = logger
+    }
+
+    public func start() {
+        guard cache.isEnabled, !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let thread = Thread { [self] in
+            listenLoop()
+            finished.signal()
+        }
+        thread.name = "afterimage-lookup-cache"
+        thread.start()
+    }
+
+    /// Returns once the LISTEN connection is closed (within about half a second).
+    public func stop() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        finished.wait()
+    }
+
+    /// `provider/prediction` → the key; other payloads (intake's bare provider name) name no prediction.
+    static func key(fromPayload payload: String) -> LookupCache.Key? {
+        guard let slash = payload.firstIndex(of: "/") else { return nil }
+        let provider = payload[..<slash], id = payload[payload.index(after: slash)...]
+        guard !provider.isEmpty, !id.isEmpty else { return nil }
+        return LookupCache.Key(provider: String(provider), id: String(id))
+    }
+
+    private func listenLoop() {
+        while running.load(ordering: .acquiring) {
+            var connection: Connection?
+            do {
+                let listener = try Connection.connect(url: databaseURL)
+                connection = listener
+                try listener.listen(ReplicateIntake.assetsChannel)
+                cache.invalidateAll()  // whatever changed while nobody was listening
+                while running.load(ordering: .acquiring) {
+                    for notification in try listener.waitForNotifications(timeout: .milliseconds(500)) {
+                        if let key = Self.key(fromPayload: notification.payload) { cache.invalidate(key) }
+                    }
+                }
+            } catch {
+                cache.invalidateAll()
+                logger.debug("lookup cache: LISTEN connection failed; entries expire by age until it is back",
+                             metadata: ["error": "\(error)"])
+                for _ in 0..<5 where running.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.2) }
+            }
+            connection?.close()
+        }
+    }
+}
