@@ -30,9 +30,10 @@ let package = Package(
         .target(name: "MicroHTTP", dependencies: ["CMicroHTTPD"], swiftSettings: strict),
         .target(name: "PQ", dependencies: ["CLibPQ"], swiftSettings: strict),
         .target(name: "Curl", dependencies: ["CCurl"], swiftSettings: strict),
+        .target(name: "ReadMostly", swiftSettings: strict),
         .target(
             name: "S3",
-            dependencies: ["Curl", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Curl", "ReadMostly", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
 
@@ -40,7 +41,7 @@ let package = Package(
         .target(
             name: "Afterimage",
             dependencies: [
-                "MicroHTTP", "PQ", "Curl", "S3",
+                "MicroHTTP", "PQ", "Curl", "S3", "ReadMostly",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -66,7 +67,7 @@ let package = Package(
         .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "S3Tests",
-            dependencies: ["S3", "Curl", "TestSupport"],
+            dependencies: ["S3", "Curl", "ReadMostly", "TestSupport"],
             resources: [.copy("Vectors")],
             swiftSettings: strict
         ),

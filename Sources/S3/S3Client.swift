@@ -128,6 +128,10 @@ public final class S3Client: Sendable {
     /// (e.g. `attachment; filename="x.png"`).
     public func presignedGetURL(key: String, expires: Int, responseContentDisposition: String? = nil,
                                 date: Date = Date()) -> String {
+        if responseContentDisposition == nil, signer.credentials.sessionToken == nil {
+            return signer.presignSimple(method: "GET", origin: endpoint.objectOrigin, canonicalPath: endpoint.objectPath(key: key),
+                                        host: endpoint.objectHost, expires: expires, date: date).url
+        }
         var extra: [(String, String)] = []
         if let responseContentDisposition { extra.append(("response-content-disposition", responseContentDisposition)) }
         return signer.presign(method: "GET", url: endpoint.objectURL(key: key), expires: expires, date: date, extraQuery: extra)

@@ -15,6 +15,11 @@ public struct S3Endpoint: Sendable {
     public let prefix: String
 
     let parts: URLParts
+    /// What every object URL shares, computed once: `scheme://host[:port]`, the path up to the key's
+    /// slash, and the Host header. Presigning builds from these instead of parsing a URL per answer.
+    let objectOrigin: String
+    let objectPathPrefix: String
+    let objectHost: String
 
     public init(endpoint: String, region: String, bucket: String, pathStyle: Bool = true, prefix: String = "") throws(S3Error) {
         var trimmed = endpoint.trimmingCharacters(in: .whitespaces)
@@ -38,11 +43,22 @@ public struct S3Endpoint: Sendable {
         self.pathStyle = pathStyle
         self.prefix = prefix
         self.parts = parts
+        let root = pathStyle ? parts.origin + "/" + S3URIEncoding.encode(bucket, encodeSlash: true)
+                             : "\(parts.scheme)://\(bucket).\(parts.host)\(parts.port.map { ":\($0)" } ?? "")"
+        let rootParts = URLParts(root + "/")!  // built from validated parts: always parses
+        objectOrigin = rootParts.origin
+        objectPathPrefix = String(rootParts.path.dropLast())
+        objectHost = rootParts.hostHeader
+    }
+
+    /// The canonical (encoded-once) path of `key`, as `objectURL` spells it.
+    func objectPath(key: String) -> String {
+        objectPathPrefix + "/" + S3URIEncoding.encode(key, encodeSlash: false)
     }
 
     /// The URL of `key` (the full key, prefix included), encoded once with its slashes kept.
     public func objectURL(key: String) -> String {
-        bucketRoot + "/" + S3URIEncoding.encode(key, encodeSlash: false)
+        objectOrigin + objectPath(key: key)
     }
 
     /// The bucket itself (HeadBucket, listings).

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ReadMostly
 import Synchronization
 
 /// AWS Signature Version 4, written for S3's rules.
@@ -86,8 +87,12 @@ public struct SigV4Signer: Sendable {
     public func presignDetails(
         method: String, url: String, expires: Int, date: Date, extraQuery: [(String, String)] = []
     ) -> Presigned {
-        let amzDate = AMZDate(date)
         let parts = URLParts(url)
+        if parts?.query == nil, credentials.sessionToken == nil, extraQuery.isEmpty {
+            return presignSimple(method: method, origin: parts?.origin ?? "", canonicalPath: Self.canonicalPath(parts?.path ?? ""),
+                                 host: parts?.hostHeader ?? "", expires: expires, date: date)
+        }
+        let amzDate = AMZDate(date)
         var query: [(String, String)] = [
             ("X-Amz-Algorithm", Self.algorithm),
             ("X-Amz-Credential", "\(credentials.accessKeyID)/\(scope(amzDate))"),
@@ -97,17 +102,9 @@ public struct SigV4Signer: Sendable {
         ]
         if let token = credentials.sessionToken { query.append(("X-Amz-Security-Token", token)) }
         query += extraQuery
-        let canonicalQuery: String
-        if parts?.query == nil, query.count == 5 {
-            // The usual presign (no query in the URL, no token, no extra parameters): our five names are already
-            // in canonical order and only the credential's value has characters to encode.
-            canonicalQuery = query.map { "\($0.0)=\($0.0 == "X-Amz-Credential" ? Self.encodeComponent($0.1) : $0.1)" }
-                .joined(separator: "&")
-        } else {
-            // Existing query items of the URL come first (decoded), then ours.
-            let existing = parts?.query.map(Self.splitQuery) ?? []
-            canonicalQuery = Self.canonicalQuery(existing + query.map { (Self.encodeComponent($0.0), Self.encodeComponent($0.1)) })
-        }
+        // Existing query items of the URL come first (decoded), then ours.
+        let existing = parts?.query.map(Self.splitQuery) ?? []
+        let canonicalQuery = Self.canonicalQuery(existing + query.map { (Self.encodeComponent($0.0), Self.encodeComponent($0.1)) })
         let path = Self.canonicalPath(parts?.path ?? "")
         let host = parts?.hostHeader ?? ""
         let creq = [method, path, canonicalQuery, "host:\(host)\n", "host", Self.unsignedPayload]
@@ -118,6 +115,23 @@ public struct SigV4Signer: Sendable {
         return Presigned(
             url: "\(origin)\(path)?\(canonicalQuery)&X-Amz-Signature=\(sig)",
             canonicalRequest: creq, stringToSign: sts, signature: sig)
+    }
+
+    /// The usual presign: no query in the URL, no session token, no extra parameters, from parts already in
+    /// canonical form (`canonicalPath` encoded once, `host` the Host header). Our five parameter names are
+    /// then in canonical order and only the credential has characters to encode, so the query is written
+    /// directly. `S3Client` calls this with parts it computed once per endpoint: a lookup answer then
+    /// neither builds nor re-parses a URL.
+    func presignSimple(method: String, origin: String, canonicalPath: String, host: String, expires: Int, date: Date) -> Presigned {
+        let amzDate = AMZDate(date)
+        let credential = Self.encodeComponent("\(credentials.accessKeyID)/\(scope(amzDate))")
+        let canonicalQuery = "X-Amz-Algorithm=\(Self.algorithm)&X-Amz-Credential=\(credential)&X-Amz-Date=\(amzDate.timestamp)"
+            + "&X-Amz-Expires=\(min(max(expires, 1), 604_800))&X-Amz-SignedHeaders=host"
+        let creq = "\(method)\n\(canonicalPath)\n\(canonicalQuery)\nhost:\(host)\n\nhost\n\(Self.unsignedPayload)"
+        let sts = stringToSign(canonicalRequest: creq, amzDate: amzDate)
+        let sig = signature(stringToSign: sts, amzDate: amzDate)
+        return Presigned(url: "\(origin)\(canonicalPath)?\(canonicalQuery)&X-Amz-Signature=\(sig)",
+                         canonicalRequest: creq, stringToSign: sts, signature: sig)
     }
 
     // MARK: The steps, exposed for tests
@@ -286,9 +300,8 @@ final class SigningKeyCache: Sendable {
         let service: String
     }
 
-    /// The key used last, compared outside the lock: nearly every call signs for today, and many threads
-    /// presign at once, so the lock is held only to take a reference (hashing a scope under it showed up
-    /// as lock contention in bench/lookup).
+    /// The key used last: nearly every call signs for today, and many threads presign at once, so readers
+    /// share a reader-writer lock and take one reference (see `ReadMostly`).
     private final class Latest: @unchecked Sendable {
         // Safe: immutable after init; HMAC<SHA256> is a value (two digest states) that is only copied out.
         let day: String, region: String, service: String
@@ -303,10 +316,10 @@ final class SigningKeyCache: Sendable {
 
     static let capacity = 8
     private let entries = Mutex<[Scope: HMAC<SHA256>]>([:])
-    private let latest = Mutex<Latest?>(nil)
+    private let latest = ReadMostly<Latest?>(nil)
 
     func mac(day: Substring, region: String, service: String, derive: () -> HMAC<SHA256>) -> HMAC<SHA256> {
-        if let last = latest.withLock({ $0 }), last.day == day, last.region == region, last.service == service {
+        if let last = latest.read(), last.day == day, last.region == region, last.service == service {
             return last.mac
         }
         let scope = Scope(day: String(day), region: region, service: service)
@@ -322,7 +335,7 @@ final class SigningKeyCache: Sendable {
             }
         }
         let newest = Latest(day: scope.day, region: region, service: service, mac: key)
-        latest.withLock { $0 = newest }
+        latest.replace(with: newest)
         return key
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ReadMostly
 import Synchronization
 
 /// The settings that `SIGHUP` may change while the daemon runs: webhook secrets, API tokens (the
@@ -34,21 +35,22 @@ public final class ReloadableSettings: Sendable {
         "fetch.allow_private_networks", "fetch.max_bytes",
     ]
 
-    /// Boxed so that a reader holds the lock only to take one reference: every lookup and webhook reads
-    /// this, from up to 64 connection threads, and copying the whole snapshot under the lock made it a
-    /// point of contention (bench/lookup).
+    /// Boxed so that a reader takes one reference under a shared read lock: every lookup and webhook reads
+    /// this, from up to 64 connection threads, and under a mutex it was a point of contention (bench/lookup).
     private final class Box: Sendable {
         let snapshot: Snapshot
         init(_ snapshot: Snapshot) { self.snapshot = snapshot }
     }
 
-    private let state: Mutex<Box>
+    private let state: ReadMostly<Box>
+    /// Serialises reloads (read, merge, replace), which are rare.
+    private let applying = Mutex(())
 
     public init(_ settings: Settings) {
-        state = Mutex(Box(Snapshot(settings)))
+        state = ReadMostly(Box(Snapshot(settings)))
     }
 
-    private var box: Box { state.withLock { $0 } }
+    private var box: Box { state.read() }
     public var snapshot: Snapshot { box.snapshot }
     /// The effective settings (start-up values for fixed keys, latest reload for reloadable ones).
     public var current: Settings { box.snapshot.settings }
@@ -64,7 +66,8 @@ public final class ReloadableSettings: Sendable {
     /// `new` must already be validated: a configuration that does not load is never applied.
     @discardableResult
     public func apply(_ new: Settings) -> [String] {
-        state.withLock { box in
+        applying.withLock { _ in
+            let box = state.read()
             var merged = box.snapshot.settings
             merged.replicate.webhookSecrets = new.replicate.webhookSecrets
             merged.stability.webhookSecrets = new.stability.webhookSecrets
@@ -74,7 +77,7 @@ public final class ReloadableSettings: Sendable {
             merged.logLevel = new.logLevel
             merged.fetch = new.fetch
             let ignored = Self.changedKeys(box.snapshot.settings, new).filter { !Self.reloadableKeys.contains($0) }
-            box = Box(Snapshot(merged))
+            state.replace(with: Box(Snapshot(merged)))
             return ignored
         }
     }

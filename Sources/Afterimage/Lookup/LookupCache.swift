@@ -108,7 +108,9 @@ public final class LookupCache: Sendable {
         let size = Self.approximateBytes(of: view)
         guard size <= shardBudget / Self.maxEntryShare else { return }
         let now = clock.now
-        let entry = Entry(view: view, expiresAt: now.advanced(by: lifetime), bytes: size)
+        // Each entry lives a random 50–100% of the lifetime: entries filled together (a burst of lookups, a
+        // start) would otherwise expire together and send a burst of misses to the database at once.
+        let entry = Entry(view: view, expiresAt: now.advanced(by: lifetime * Double.random(in: 0.5...1.0)), bytes: size)
         let key = Key(provider: view.provider, id: view.id)
         let budget = shardBudget
         shard(key).withLock { shard in

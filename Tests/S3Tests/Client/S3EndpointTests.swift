@@ -1,3 +1,4 @@
+import Foundation
 import S3
 import Testing
 
@@ -43,6 +44,31 @@ struct S3EndpointTests {
             Issue.record("accepted an endpoint with user info")
         } catch {
             #expect(!error.description.contains("hunter2"))
+        }
+    }
+}
+
+/// The client presigns from parts its endpoint computed once; the result must be exactly what signing the
+/// object URL gives, for every key shape and both URL styles.
+@Suite("S3 presign from precomputed endpoint parts")
+struct PrecomputedPresignTests {
+    static let keys = ["plain/key.png", "a b/ሴ+c=d.png", "100%/x~y", "double//slash/", "query?and#hash", "ünïcödé/日本.webp", "k"]
+
+    @Test(arguments: [
+        ("http://127.0.0.1:8333", true), ("https://s3.us-east-1.amazonaws.com", false),
+        ("https://s3.example.com:9443", false), ("http://[::1]:9000", true), ("https://minio.local", true),
+    ])
+    func sameURLAsSigningTheObjectURL(endpoint: String, pathStyle: Bool) throws {
+        let s3Endpoint = try S3Endpoint(endpoint: endpoint, region: "eu-west-3", bucket: "bucket-1", pathStyle: pathStyle)
+        let credentials = S3Credentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+        let client = S3Client(endpoint: s3Endpoint, credentials: credentials)
+        let signer = SigV4Signer(credentials: credentials, region: "eu-west-3")
+        let date = Date(timeIntervalSince1970: 1_790_000_000)
+        for key in Self.keys {
+            let fast = client.presignedGetURL(key: key, expires: 900, date: date)
+            let generic = signer.presign(method: "GET", url: s3Endpoint.objectURL(key: key), expires: 900, date: date)
+            #expect(fast == generic, "\(key) on \(endpoint)")
+            #expect(fast.hasPrefix(s3Endpoint.objectURL(key: key) + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&"))
         }
     }
 }
