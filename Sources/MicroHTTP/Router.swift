@@ -80,8 +80,22 @@ struct PathPattern: Sendable, CustomStringConvertible {
     }
 
     /// Segments after the leading "/"; empty segments are kept so "/a/" does not match "/a".
+    /// Scans bytes rather than `Character`s (it runs for every request; "/" is ASCII, so byte positions
+    /// are valid indices).
     static func split(_ path: String) -> [Substring] {
-        Array(path.split(separator: "/", omittingEmptySubsequences: false).dropFirst())
+        var segments: [Substring] = []
+        let bytes = path.utf8
+        var start = bytes.startIndex
+        var index = start
+        while index < bytes.endIndex {
+            if bytes[index] == UInt8(ascii: "/") {
+                segments.append(path[start..<index])
+                start = bytes.index(after: index)
+            }
+            index = bytes.index(after: index)
+        }
+        segments.append(path[start..<bytes.endIndex])
+        return Array(segments.dropFirst())
     }
 
     /// The parameters when `path` (decoded segments) matches, else nil.
