@@ -53,11 +53,12 @@ struct ArchiveQueueTests {
         #expect(second.claimToken != first.claimToken)
         #expect(second.attempts == 2)
         let result = ArchiveQueue.Stored(key: "k", size: 1, sha256: String(repeating: "0", count: 64), contentType: nil, etag: nil)
-        #expect(try queue.markStored(first, result, on: connection) == false)
+        #expect(try queue.markStored(first, result, on: connection) == nil)
         #expect(try queue.retry(first, at: Date(), error: "late", on: connection) == false)
         #expect(try queue.finish(first, state: "failed", reason: "late", on: connection) == false)
         #expect(try queue.renew([(first.assetID, first.claimToken)], on: connection) == [first.assetID])
-        #expect(try queue.markStored(second, result, on: connection) == true)
+        let timing = try #require(try queue.markStored(second, result, on: connection))
+        #expect(timing.secondsSinceWebhook >= 0 && timing.secondsSinceWebhook < 3600)
         #expect(try connection.query("SELECT state FROM assets").first?.decode(0, as: String.self) == "stored")
     }
 }

@@ -34,7 +34,7 @@ public struct ArchiveQueue: Sendable {
 
     public func claim(on connection: Connection) throws -> ArchiveJob? {
         let token = UUID()
-        let rows = try Self.withoutWaitingForFlush(connection) { tx in try tx.query("""
+        let rows = try Self.withoutWaitingForFlush(connection) { tx in try tx.query(prepared: """
             WITH next AS (
                 SELECT id FROM assets
                 WHERE state = 'pending' AND next_attempt_at <= now()
@@ -121,13 +121,24 @@ public struct ArchiveQueue: Sendable {
         public var etag: String?
     }
 
-    public func markStored(_ job: ArchiveJob, _ stored: Stored, on connection: Connection) throws -> Bool {
-        try connection.execute("""
+    /// What recording an outcome reports for the metrics: seconds from the webhook to storage, and whether
+    /// that was past the deadline. Nil when the lease was lost and nothing was written.
+    public struct StoredTiming: Sendable {
+        public let secondsSinceWebhook: Double
+        public let late: Bool
+    }
+
+    public func markStored(_ job: ArchiveJob, _ stored: Stored, on connection: Connection) throws -> StoredTiming? {
+        guard let row = try connection.query(prepared: """
             UPDATE assets SET state = 'stored', storage_key = $3, size_bytes = $4, sha256 = $5, content_type = $6, etag = $7,
                               stored_at = now(), claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
                               spool_path = NULL, last_error = NULL, failure_reason = NULL, updated_at = now()
             WHERE id = $1 AND claim_token = $2
-            """, [job.assetID, job.claimToken, stored.key, stored.size, stored.sha256, stored.contentType, stored.etag]) == 1
+            RETURNING extract(epoch FROM stored_at - created_at)::float8, coalesce(stored_at > deadline, false)
+            """, [job.assetID, job.claimToken, stored.key, stored.size, stored.sha256, stored.contentType, stored.etag]).first else {
+            return nil
+        }
+        return StoredTiming(secondsSinceWebhook: try row.decode(0), late: try row.decode(1))
     }
 
     /// Schedules another try.

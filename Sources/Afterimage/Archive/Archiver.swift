@@ -68,13 +68,13 @@ public struct Archiver: Sendable {
                                   contentType: spooled.contentType, sourceURL: job.sourceURL)
             AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: spooled.size, since: uploadStarted)
             let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
-            guard try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
+            guard let timing = try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
                 // Another owner has the job now; it will store the same bytes under the same key.
                 log.warning("stored, but the lease was lost before recording; the new owner records it")
                 return
             }
             spool.remove(spooled.path)
-            AfterimageMetrics.stored(assetID: job.assetID, provider: job.provider, pool: pool)
+            AfterimageMetrics.stored(provider: job.provider, timing)
             log.info("stored", metadata: ["key": "\(key)", "bytes": "\(spooled.size)", "sha256": "\(spooled.sha256)"])
         } catch let error as ArchiveError {
             settle(job, error: error, logger: log)

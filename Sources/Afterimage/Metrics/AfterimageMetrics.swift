@@ -79,17 +79,12 @@ public enum AfterimageMetrics {
     }
 
     /// An asset recorded as stored: how long since its webhook arrived, and whether it beat its deadline.
-    /// Reads the row's own timestamps (the database's clock for both) on the caller's pool.
-    public static func stored(assetID: Int64, provider: String, pool: Pool) {
-        guard let row = try? pool.withConnection({ connection in
-            try connection.query("""
-                SELECT extract(epoch FROM stored_at - created_at)::float8, coalesce(stored_at > deadline, false)
-                FROM assets WHERE id = $1 AND state = 'stored'
-                """, [assetID]).first
-        }), let seconds = try? row.decode(0, as: Double.self), let late = try? row.decode(1, as: Bool.self) else { return }
+    /// The timing comes from the row's own timestamps (the database's clock for both), returned by the
+    /// statement that recorded the outcome.
+    public static func stored(provider: String, _ timing: ArchiveQueue.StoredTiming) {
         Metrics.Timer(label: Name.webhookToStored, dimensions: [("provider", provider)])
-            .recordNanoseconds(Int64(max(0, seconds) * 1e9))
-        if late { deadlineMissed(provider: provider) }
+            .recordNanoseconds(Int64(max(0, timing.secondsSinceWebhook) * 1e9))
+        if timing.late { deadlineMissed(provider: provider) }
     }
 
     /// An asset stored after its deadline, or given up as expired.
