@@ -18,20 +18,22 @@ public struct StandardWebhooksVerifier: Sendable {
     /// Five minutes either way, as the specification recommends: replays of old deliveries are refused.
     public static let defaultTolerance: TimeInterval = 300
 
-    private let keys: [SymmetricKey]
+    /// One HMAC already keyed per secret: each verification copies it and feeds the message, instead of
+    /// hashing the key again (it runs for every delivery).
+    private let keyed: [HMAC<SHA256>]
     public let tolerance: TimeInterval
 
     /// `secrets` are `whsec_<base64>` strings (already validated by the configuration loader); an entry that
     /// does not decode is skipped rather than turned into a key that could match nothing useful.
     public init(secrets: [String], tolerance: TimeInterval = defaultTolerance) {
-        keys = secrets.compactMap { secret in
+        keyed = secrets.compactMap { secret in
             let body = secret.hasPrefix("whsec_") ? String(secret.dropFirst(6)) : secret
-            return Data(base64Encoded: body).map { SymmetricKey(data: $0) }
+            return Data(base64Encoded: body).map { HMAC<SHA256>(key: SymmetricKey(data: $0)) }
         }
         self.tolerance = tolerance
     }
 
-    public var hasSecrets: Bool { !keys.isEmpty }
+    public var hasSecrets: Bool { !keyed.isEmpty }
 
     /// Checks the three headers against the raw body. `now` is injectable for tests.
     public func verify(id: String?, timestamp: String?, signature: String?, body: [UInt8], now: Date = Date()) throws(Failure) {
@@ -44,11 +46,10 @@ public struct StandardWebhooksVerifier: Sendable {
         guard abs(now.timeIntervalSince1970 - TimeInterval(seconds)) <= tolerance else {
             throw Failure(code: .staleTimestamp, message: "webhook-timestamp is more than \(Int(tolerance)) s away from now")
         }
-        guard !keys.isEmpty else {
+        guard !keyed.isEmpty else {
             throw Failure(code: .invalid, message: "no webhook secret is configured for this route")
         }
-        var signed = Array("\(id).\(timestamp).".utf8)
-        signed.append(contentsOf: body)
+        let prefix = Array("\(id).\(timestamp).".utf8)
         let candidates: [[UInt8]] = signature.split(separator: " ").compactMap { entry in
             let parts = entry.split(separator: ",", maxSplits: 1)
             guard parts.count == 2, parts[0] == "v1", let decoded = Data(base64Encoded: String(parts[1])) else { return nil }
@@ -56,8 +57,11 @@ public struct StandardWebhooksVerifier: Sendable {
         }
         // Every key against every candidate, without an early exit that would time the match.
         var matched = false
-        for key in keys {
-            let expected = Array(HMAC<SHA256>.authenticationCode(for: signed, using: key))
+        for key in keyed {
+            var mac = key
+            mac.update(data: prefix)
+            mac.update(data: body)  // the body is hashed where it lies, not copied after the prefix
+            let expected = Array(mac.finalize())
             for candidate in candidates where constantTimeEquals(expected, candidate) {
                 matched = true
             }
