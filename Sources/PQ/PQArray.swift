@@ -121,12 +121,17 @@ extension Bool: PQArrayElement {
 
 extension [UInt8] {
     mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
-        withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+        var shift = T.bitWidth
+        while shift > 0 {
+            shift -= 8
+            append(UInt8(truncatingIfNeeded: value >> shift))
+        }
     }
 
     mutating func storeBigEndian(_ value: Int32, at offset: Int) {
-        withUnsafeBytes(of: value.bigEndian) { raw in
-            for i in 0..<4 { self[offset + i] = raw[i] }
-        }
+        self[offset] = UInt8(truncatingIfNeeded: value >> 24)
+        self[offset + 1] = UInt8(truncatingIfNeeded: value >> 16)
+        self[offset + 2] = UInt8(truncatingIfNeeded: value >> 8)
+        self[offset + 3] = UInt8(truncatingIfNeeded: value)
     }
 }

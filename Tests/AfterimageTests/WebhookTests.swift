@@ -89,6 +89,8 @@ struct ReplicatePredictionTests {
             #expect(prediction.status == status, "\(name)")
             let output = try prediction.outputJSON.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
             #expect(OutputURLWalker.urls(in: output).map(\.pointer) == pointers, "\(name)")
+            // What intake archives when this event creates the prediction: the same URLs, found while parsing.
+            #expect(prediction.outputURLs == OutputURLWalker.urls(in: output), "\(name)")
         }
         let nested = try ReplicatePrediction.parse(try fixture("succeeded-nested.json"))
         #expect(nested.completedAt == RFC3339.parse("2026-11-20T12:00:09.900Z"))
