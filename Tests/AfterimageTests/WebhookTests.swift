@@ -113,6 +113,27 @@ struct ReplicatePredictionTests {
         ])
     }
 
+    /// The byte-wise check for ASCII strings must answer as the Character rules (kept for other strings) do.
+    @Test func fetchableURLsByteWiseAsByCharacters() {
+        func characterRule(_ string: String) -> Bool {
+            let lower = string.prefix(8).lowercased()
+            guard lower.hasPrefix("https://") || lower.hasPrefix("http://") else { return false }
+            let rest = string.drop(while: { $0 != ":" }).dropFirst(3)
+            return !rest.isEmpty && !rest.hasPrefix("/") && !string.contains(where: { $0.isWhitespace })
+        }
+        let cases = ["https://x.example/a.png", "HTTP://X", "Https://h", "http://", "https://", "https:///path", "http:/x",
+                     "https://a b", "https://a\tb", "https://a\r\n", "http://a\u{0B}", "https://a\u{1C}", "ftp://x", "httpsx://y",
+                     "http", "", " https://x", "https://x\u{A0}y", "https://x\u{2003}", "https://é.example", "https://\u{301}x",
+                     "HTTPS://ÉXAMPLE", "http://x\u{85}", "data:image/png;base64,AAA", "https://x/" + String(repeating: "a", count: 300)]
+        for string in cases {
+            #expect(OutputURLWalker.isFetchableURL(string) == characterRule(string), "\(string.debugDescription)")
+        }
+        #expect(OutputURLWalker.isFetchableURL("https://x.example/a.png"))
+        #expect(!OutputURLWalker.isFetchableURL("https://a b"))
+        // A string bridged from NSString may not be contiguous UTF-8.
+        #expect(OutputURLWalker.isFetchableURL(NSString(string: "https://bridged.example/1") as String))
+    }
+
     @Test func timestamps() {
         let base = RFC3339.parse("2026-11-20T12:00:00Z")!
         #expect(RFC3339.parse("2026-11-20T12:00:00.5Z") == base.addingTimeInterval(0.5))

@@ -153,15 +153,8 @@ public struct ReplicateIntake: Sendable {
                 try errors.append(nil)
             }
         }
-        let rows = try tx.query(prepared: """
-            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            SELECT $1, d.webhook_id, \(Self.timestamp("d.webhook_timestamp")), d.source, d.body,
-                   \(Self.timestamp("d.received_at")), d.outcome, d.error
-            FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[])
-                 AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            ON CONFLICT (provider, webhook_id) DO NOTHING
-            RETURNING webhook_id
-            """, [Self.provider, webhookIDs, timestamps, sources, bodies, receivedAt, outcomes, errors])
+        let rows = try tx.query(prepared: Self.insertDeliveriesSQL,
+                                [Self.provider, webhookIDs, timestamps, sources, bodies, receivedAt, outcomes, errors])
         return Set(try rows.map { try $0.decode(0, as: String.self) })
     }
 
@@ -184,13 +177,6 @@ public struct ReplicateIntake: Sendable {
 
     /// Upserts predictions so that a later event never moves one backwards; returns each merged row.
     func upsertPredictions(_ predictions: [ReplicatePrediction], on tx: Connection) throws -> [String: MergedPrediction] {
-        // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,
-        // or equally far but not terminal (a terminal status is never replaced, even by another one).
-        let rank = { (column: String) in "(CASE \(column) WHEN 'starting' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)" }
-        let newer = "(\(rank("EXCLUDED.status")) > \(rank("predictions.status")) OR (\(rank("EXCLUDED.status")) = \(rank("predictions.status")) AND \(rank("predictions.status")) < 2))"
-        func fill(_ column: String) -> String {
-            "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
-        }
         let count = predictions.count
         var ids = PQArray<String>(capacity: 32 * count), statuses = PQArray<String>(capacity: 16 * count)
         var models = PQArray<String>(capacity: 32 * count), versions = PQArray<String>(capacity: 72 * count)
@@ -207,24 +193,9 @@ public struct ReplicateIntake: Sendable {
             try createdAt.append(p.createdAt.map(Self.microseconds)); try startedAt.append(p.startedAt.map(Self.microseconds))
             try completedAt.append(p.completedAt.map(Self.microseconds)); try dataRemoved.append(p.dataRemoved)
         }
-        let rows = try tx.query(prepared: """
-            INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
-                                                    created_at, started_at, completed_at, data_removed)
-            SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
-                   \(Self.timestamp("p.created_at")), \(Self.timestamp("p.started_at")), \(Self.timestamp("p.completed_at")), p.data_removed
-            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                        $10::int8[], $11::int8[], $12::int8[], $13::bool[])
-                 AS p(id, status, model, version, input, output, error, metrics, created_at, started_at, completed_at, data_removed)
-            ON CONFLICT (provider, id) DO UPDATE SET
-                status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE predictions.status END,
-                \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at"].map(fill).joined(separator: ",\n    "))
-                , data_removed = predictions.data_removed OR EXCLUDED.data_removed
-                , updated_at = now()
-            RETURNING id, xmax = 0,
-                      CASE WHEN xmax <> 0 THEN status END, CASE WHEN xmax <> 0 THEN output::text END,
-                      CASE WHEN xmax <> 0 THEN completed_at END, CASE WHEN xmax <> 0 THEN data_removed END
-            """, [Self.provider, ids, statuses, models, versions, inputs, outputs, errors, metrics,
-                    createdAt, startedAt, completedAt, dataRemoved])
+        let rows = try tx.query(prepared: Self.upsertPredictionsSQL,
+                                [Self.provider, ids, statuses, models, versions, inputs, outputs, errors, metrics,
+                                 createdAt, startedAt, completedAt, dataRemoved])
         // xmax is 0 on a row version this statement inserted, and set (to our own transaction) on one the
         // ON CONFLICT branch updated.
         var merged: [String: MergedPrediction] = [:]
@@ -260,14 +231,55 @@ public struct ReplicateIntake: Sendable {
             try indexes.append(Int32(clamping: asset.index)); try urls.append(asset.sourceURL)
             try deadlines.append(Self.microseconds(asset.deadline))
         }
-        return try tx.query(prepared: """
+        return try tx.query(prepared: Self.insertAssetsSQL,
+                            [Self.provider, predictionIDs, pointers, indexes, urls, deadlines]).rowsAffected
+    }
+
+    // The statements, built once: fixed SQL, so each pooled connection prepares each of them once.
+    static let insertDeliveriesSQL = """
+            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+            SELECT $1, d.webhook_id, \(Self.timestamp("d.webhook_timestamp")), d.source, d.body,
+                   \(Self.timestamp("d.received_at")), d.outcome, d.error
+            FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[])
+                 AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+            ON CONFLICT (provider, webhook_id) DO NOTHING
+            RETURNING webhook_id
+            """
+
+    static let upsertPredictionsSQL: String = {
+        // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,
+        // or equally far but not terminal (a terminal status is never replaced, even by another one).
+        let rank = { (column: String) in "(CASE \(column) WHEN 'starting' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)" }
+        let newer = "(\(rank("EXCLUDED.status")) > \(rank("predictions.status")) OR (\(rank("EXCLUDED.status")) = \(rank("predictions.status")) AND \(rank("predictions.status")) < 2))"
+        func fill(_ column: String) -> String {
+            "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
+        }
+        return """
+            INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
+                                                    created_at, started_at, completed_at, data_removed)
+            SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
+                   \(Self.timestamp("p.created_at")), \(Self.timestamp("p.started_at")), \(Self.timestamp("p.completed_at")), p.data_removed
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                        $10::int8[], $11::int8[], $12::int8[], $13::bool[])
+                 AS p(id, status, model, version, input, output, error, metrics, created_at, started_at, completed_at, data_removed)
+            ON CONFLICT (provider, id) DO UPDATE SET
+                status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE predictions.status END,
+                \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at"].map(fill).joined(separator: ",\n    "))
+                , data_removed = predictions.data_removed OR EXCLUDED.data_removed
+                , updated_at = now()
+            RETURNING id, xmax = 0,
+                      CASE WHEN xmax <> 0 THEN status END, CASE WHEN xmax <> 0 THEN output::text END,
+                      CASE WHEN xmax <> 0 THEN completed_at END, CASE WHEN xmax <> 0 THEN data_removed END
+            """
+    }()
+
+    static let insertAssetsSQL = """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
             SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, \(Self.timestamp("a.deadline"))
             FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int8[])
                  AS a(prediction_id, pointer, output_index, source_url, deadline)
             ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
-            """, [Self.provider, predictionIDs, pointers, indexes, urls, deadlines]).rowsAffected
-    }
+            """
 
     /// Instants travel as whole microseconds since the Unix epoch: exact, unlike a Double of seconds.
     static func microseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
