@@ -1,4 +1,5 @@
 import CLibPQ
+import Glibc
 
 extension Connection {
     /// Runs one statement with parameters bound separately from the SQL text (PQexecParams), so a
@@ -74,8 +75,15 @@ extension Connection {
         }
     }
 
+    /// libpq takes text as C strings, so a NUL would silently cut the value short. Native strings are scanned
+    /// with memchr over their contiguous UTF-8 (intake sends 10 KB-sized parameters many times a second; a
+    /// byte-by-byte `contains` showed in its profile); bridged ones fall back to the iterator.
     static func checkNoNUL(_ text: String, what: String) throws(PQError) {
-        if text.utf8.contains(0) {
+        let found = text.utf8.withContiguousStorageIfAvailable { buffer in
+            guard let base = buffer.baseAddress, !buffer.isEmpty else { return false }
+            return memchr(base, 0, buffer.count) != nil
+        } ?? text.utf8.contains(0)
+        if found {
             throw PQError(code: .invalidParameter, message: "\(what) contains a NUL byte")
         }
     }

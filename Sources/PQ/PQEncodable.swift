@@ -6,6 +6,8 @@ public enum PQValue: Sendable, Hashable {
     case null
     case text(String)
     case bytea([UInt8])
+    /// Bytes already in the binary send format of the type `oid` (see `PQArray`), sent in binary format.
+    case binary(oid: UInt32, bytes: [UInt8])
 }
 
 /// PostgreSQL type OIDs PQ sends with parameters (from pg_type.dat; stable across versions).
@@ -20,6 +22,11 @@ public enum PQTypeOID {
     public static let float8: UInt32 = 701
     public static let timestamptz: UInt32 = 1184
     public static let uuid: UInt32 = 2950
+    public static let boolArray: UInt32 = 1000
+    public static let byteaArray: UInt32 = 1001
+    public static let int4Array: UInt32 = 1007
+    public static let textArray: UInt32 = 1009
+    public static let int8Array: UInt32 = 1016
 }
 
 /// A Swift value that can be a query parameter.

@@ -19,7 +19,7 @@ extension Connection {
     static let directParameterBytes = 16 * 1024
 
     /// Lays out `parameters` for libpq and runs `body` with them: text values NUL-terminated (refused when
-    /// they contain NUL, which would silently truncate them), `bytea` in binary format, NULL as a NULL
+    /// they contain NUL, which would silently truncate them), `bytea` and `.binary` in binary format, NULL as a NULL
     /// pointer. Small values are copied into one staging buffer; large ones are pinned in place (see
     /// `directParameterBytes`) for the duration of `body`.
     static func withParameters<R>(_ parameters: [any PQEncodable], _ body: (ParameterLayout) -> R) throws(PQError) -> R {
@@ -53,11 +53,11 @@ extension Connection {
                     buffer.append(0)
                 }
                 lengths.append(Int32(clamping: count)); formats.append(0)
-            case .bytea(let bytes):
+            case .bytea(let bytes), .binary(_, let bytes):
                 guard bytes.count < Int(Int32.max) else {
                     throw PQError(code: .invalidParameter, message: "parameter $\(index + 1) is larger than PostgreSQL's 1 GB limit")
                 }
-                oid = PQTypeOID.bytea
+                if case .binary(let binaryOID, _) = value { oid = binaryOID } else { oid = PQTypeOID.bytea }
                 if bytes.count >= directParameterBytes {
                     slots.append(.pinned(pinned.count)); pinned.append(value)
                 } else {
@@ -99,7 +99,7 @@ extension Connection {
         guard let first = values.first else { return body(pointers) }
         let rest = values.dropFirst()
         switch first {
-        case .bytea(let bytes):
+        case .bytea(let bytes), .binary(_, let bytes):
             return bytes.withUnsafeBufferPointer { buffer in
                 let pointer = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
                 return withPinned(rest, pointers: pointers + [pointer], body)

@@ -89,6 +89,8 @@ struct ReplicatePredictionTests {
             #expect(prediction.status == status, "\(name)")
             let output = try prediction.outputJSON.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
             #expect(OutputURLWalker.urls(in: output).map(\.pointer) == pointers, "\(name)")
+            // What intake archives when this event creates the prediction: the same URLs, found while parsing.
+            #expect(prediction.outputURLs == OutputURLWalker.urls(in: output), "\(name)")
         }
         let nested = try ReplicatePrediction.parse(try fixture("succeeded-nested.json"))
         #expect(nested.completedAt == RFC3339.parse("2026-11-20T12:00:09.900Z"))
@@ -109,6 +111,27 @@ struct ReplicatePredictionTests {
             .init(pointer: "/a~1b", url: "https://x.example/1"),
             .init(pointer: "/t~0/0", url: "http://y.example/2"),
         ])
+    }
+
+    /// The byte-wise check for ASCII strings must answer as the Character rules (kept for other strings) do.
+    @Test func fetchableURLsByteWiseAsByCharacters() {
+        func characterRule(_ string: String) -> Bool {
+            let lower = string.prefix(8).lowercased()
+            guard lower.hasPrefix("https://") || lower.hasPrefix("http://") else { return false }
+            let rest = string.drop(while: { $0 != ":" }).dropFirst(3)
+            return !rest.isEmpty && !rest.hasPrefix("/") && !string.contains(where: { $0.isWhitespace })
+        }
+        let cases = ["https://x.example/a.png", "HTTP://X", "Https://h", "http://", "https://", "https:///path", "http:/x",
+                     "https://a b", "https://a\tb", "https://a\r\n", "http://a\u{0B}", "https://a\u{1C}", "ftp://x", "httpsx://y",
+                     "http", "", " https://x", "https://x\u{A0}y", "https://x\u{2003}", "https://é.example", "https://\u{301}x",
+                     "HTTPS://ÉXAMPLE", "http://x\u{85}", "data:image/png;base64,AAA", "https://x/" + String(repeating: "a", count: 300)]
+        for string in cases {
+            #expect(OutputURLWalker.isFetchableURL(string) == characterRule(string), "\(string.debugDescription)")
+        }
+        #expect(OutputURLWalker.isFetchableURL("https://x.example/a.png"))
+        #expect(!OutputURLWalker.isFetchableURL("https://a b"))
+        // A string bridged from NSString may not be contiguous UTF-8.
+        #expect(OutputURLWalker.isFetchableURL(NSString(string: "https://bridged.example/1") as String))
     }
 
     @Test func timestamps() {

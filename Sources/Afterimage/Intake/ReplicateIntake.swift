@@ -15,8 +15,9 @@ public enum IntakeOutcome: Sendable, Equatable {
 /// and one asset per output URL, in one transaction, so a 2xx means all of it is durable.
 ///
 /// Works on batches: concurrent webhooks are committed together (see `IntakeBatcher`), and a batch costs
-/// a fixed handful of statements whatever its size — each statement takes the whole batch as one JSON
-/// parameter expanded by `jsonb_to_recordset`. A batch of one is the plain case.
+/// a fixed handful of statements whatever its size — each statement takes the batch as one binary array
+/// per column (`PQArray`) expanded by `unnest`, so neither side encodes or parses JSON or base64 for the
+/// batch itself; only input, output and metrics are parsed, once, into jsonb. A batch of one is the plain case.
 public struct ReplicateIntake: Sendable {
     public static let provider = "replicate"
     /// Channel the workers LISTEN on; a notification means "new pending assets".
@@ -94,9 +95,11 @@ public struct ReplicateIntake: Sendable {
                 var assetCounts: [String: Int] = [:]
                 for item in round {
                     guard let state = merged[item.prediction.id] else { continue }
-                    let found = state.outputURLs
+                    // A prediction this event created is this event: its URLs were found when it was parsed.
+                    let found = state.inserted ? item.prediction.outputURLs : state.outputURLs
+                    let completedAt = state.inserted ? item.prediction.completedAt : state.completedAt
                     assetCounts[item.prediction.id] = found.count
-                    let deadline = (state.completedAt ?? deliveries[item.index].receivedAt).addingTimeInterval(retention)
+                    let deadline = (completedAt ?? deliveries[item.index].receivedAt).addingTimeInterval(retention)
                     for (n, url) in found.enumerated() {
                         assets.append(PendingAsset(predictionID: item.prediction.id, pointer: url.pointer, index: n,
                                                    sourceURL: url.url, deadline: deadline))
@@ -129,37 +132,36 @@ public struct ReplicateIntake: Sendable {
     /// Inserts the raw deliveries; returns the webhook ids that were new (the rest were recorded before).
     func insertDeliveries(_ deliveries: [Delivery], parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>],
                           on tx: Connection) throws -> Set<String> {
-        var json = JSONWriter(capacity: deliveries.reduce(64) { $0 + $1.body.count * 4 / 3 + 160 })
-        json.arrayStart()
+        var webhookIDs = PQArray<String>(capacity: 48 * deliveries.count)
+        var timestamps = PQArray<Int64>(capacity: 12 * deliveries.count)
+        var sources = PQArray<String>(capacity: 12 * deliveries.count)
+        var bodies = PQArray<[UInt8]>(capacity: deliveries.reduce(0) { $0 + $1.body.count + 4 })
+        var receivedAt = PQArray<Int64>(capacity: 12 * deliveries.count)
+        var outcomes = PQArray<String>(capacity: 16 * deliveries.count)
+        var errors = PQArray<String>(capacity: 4 * deliveries.count)
         for (index, delivery) in deliveries.enumerated() {
-            json.objectStart()
-            json.field("webhook_id", delivery.webhookID)
-            json.field("source", delivery.source)
-            json.key("body"); json.raw("\"" + Data(delivery.body).base64EncodedString() + "\"")
-            json.field("received_at", Self.microseconds(delivery.receivedAt))
-            json.field("webhook_timestamp", delivery.timestamp.map(Self.microseconds))
+            try webhookIDs.append(delivery.webhookID)
+            try timestamps.append(delivery.timestamp.map(Self.microseconds))
+            try sources.append(delivery.source)
+            try bodies.append(delivery.body)
+            try receivedAt.append(Self.microseconds(delivery.receivedAt))
             if case .failure(let error) = parsed[index] {
-                json.field("outcome", "unparseable")
-                json.field("error", error.message)
+                try outcomes.append("unparseable")
+                try errors.append(error.message)
             } else {
-                json.field("outcome", "accepted")
+                try outcomes.append("accepted")
+                try errors.append(nil)
             }
-            json.objectEnd()
         }
-        json.arrayEnd()
-        let rows = try tx.query(prepared: """
-            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            SELECT $1, d.webhook_id, \(Self.timestamp("d.webhook_timestamp")), d.source, decode(d.body, 'base64'),
-                   \(Self.timestamp("d.received_at")), d.outcome, d.error
-            FROM jsonb_to_recordset($2::jsonb) AS d(webhook_id text, webhook_timestamp bigint, source text,
-                                                    body text, received_at bigint, outcome text, error text)
-            ON CONFLICT (provider, webhook_id) DO NOTHING
-            RETURNING webhook_id
-            """, [Self.provider, PQJSON(json.text)])
+        let rows = try tx.query(prepared: Self.insertDeliveriesSQL,
+                                [Self.provider, webhookIDs, timestamps, sources, bodies, receivedAt, outcomes, errors])
         return Set(try rows.map { try $0.decode(0, as: String.self) })
     }
 
     struct MergedPrediction {
+        /// True when this statement created the row, which is then exactly the incoming event; only the
+        /// other fields of an updated row are read back (an inserted one comes back with nothing else).
+        let inserted: Bool
         let status: String
         let outputJSON: String?
         let completedAt: Date?
@@ -175,52 +177,37 @@ public struct ReplicateIntake: Sendable {
 
     /// Upserts predictions so that a later event never moves one backwards; returns each merged row.
     func upsertPredictions(_ predictions: [ReplicatePrediction], on tx: Connection) throws -> [String: MergedPrediction] {
-        // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,
-        // or equally far but not terminal (a terminal status is never replaced, even by another one).
-        let rank = { (column: String) in "(CASE \(column) WHEN 'starting' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)" }
-        let newer = "(\(rank("EXCLUDED.status")) > \(rank("predictions.status")) OR (\(rank("EXCLUDED.status")) = \(rank("predictions.status")) AND \(rank("predictions.status")) < 2))"
-        func fill(_ column: String) -> String {
-            "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
-        }
-        var json = JSONWriter(capacity: 1024 * predictions.count)
-        json.arrayStart()
+        let count = predictions.count
+        var ids = PQArray<String>(capacity: 32 * count), statuses = PQArray<String>(capacity: 16 * count)
+        var models = PQArray<String>(capacity: 32 * count), versions = PQArray<String>(capacity: 72 * count)
+        var inputs = PQArray<String>(capacity: 256 * count), outputs = PQArray<String>(capacity: 128 * count)
+        var errors = PQArray<String>(capacity: 4 * count), metrics = PQArray<String>(capacity: 64 * count)
+        var createdAt = PQArray<Int64>(capacity: 12 * count), startedAt = PQArray<Int64>(capacity: 12 * count)
+        var completedAt = PQArray<Int64>(capacity: 12 * count), dataRemoved = PQArray<Bool>(capacity: 5 * count)
         for p in predictions {
-            json.objectStart()
-            json.field("id", p.id)
-            json.field("status", p.status)
-            json.field("data_removed", p.dataRemoved)
-            json.field("model", p.model)
-            json.field("version", p.version)
-            // input, output and metrics travel as JSON text (cast to jsonb in SQL), so they are strings here.
-            json.field("input", p.inputJSON)
-            json.field("output", p.outputJSON)
-            json.field("error", p.error)
-            json.field("metrics", p.metricsJSON)
-            json.field("created_at", p.createdAt.map(Self.microseconds))
-            json.field("started_at", p.startedAt.map(Self.microseconds))
-            json.field("completed_at", p.completedAt.map(Self.microseconds))
-            json.objectEnd()
+            try ids.append(p.id); try statuses.append(p.status)
+            try models.append(p.model); try versions.append(p.version)
+            // input, output and metrics travel as the provider's JSON text, parsed once by the ::jsonb casts.
+            try inputs.append(p.inputJSON); try outputs.append(p.outputJSON)
+            try errors.append(p.error); try metrics.append(p.metricsJSON)
+            try createdAt.append(p.createdAt.map(Self.microseconds)); try startedAt.append(p.startedAt.map(Self.microseconds))
+            try completedAt.append(p.completedAt.map(Self.microseconds)); try dataRemoved.append(p.dataRemoved)
         }
-        json.arrayEnd()
-        let rows = try tx.query(prepared: """
-            INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
-                                                    created_at, started_at, completed_at, data_removed)
-            SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
-                   \(Self.timestamp("p.created_at")), \(Self.timestamp("p.started_at")), \(Self.timestamp("p.completed_at")), p.data_removed
-            FROM jsonb_to_recordset($2::jsonb) AS p(id text, status text, model text, version text, input text, output text,
-                                                    error text, metrics text, created_at bigint,
-                                                    started_at bigint, completed_at bigint, data_removed boolean)
-            ON CONFLICT (provider, id) DO UPDATE SET
-                status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE predictions.status END,
-                \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at"].map(fill).joined(separator: ",\n    "))
-                , data_removed = predictions.data_removed OR EXCLUDED.data_removed
-                , updated_at = now()
-            RETURNING id, status, output::text, completed_at, data_removed
-            """, [Self.provider, PQJSON(json.text)])
+        let rows = try tx.query(prepared: Self.upsertPredictionsSQL,
+                                [Self.provider, ids, statuses, models, versions, inputs, outputs, errors, metrics,
+                                 createdAt, startedAt, completedAt, dataRemoved])
+        // xmax is 0 on a row version this statement inserted, and set (to our own transaction) on one the
+        // ON CONFLICT branch updated.
         var merged: [String: MergedPrediction] = [:]
+        merged.reserveCapacity(rows.count)
         for row in rows {
-            merged[try row.decode(0, as: String.self)] = MergedPrediction(
-                status: try row.decode(1), outputJSON: try row.decode(2), completedAt: try row.decode(3), dataRemoved: try row.decode(4))
+            let id = try row.decode(0, as: String.self)
+            if try row.decode(1, as: Bool.self) {
+                merged[id] = MergedPrediction(inserted: true, status: "", outputJSON: nil, completedAt: nil, dataRemoved: false)
+            } else {
+                merged[id] = MergedPrediction(inserted: false, status: try row.decode(2), outputJSON: try row.decode(3),
+                                              completedAt: try row.decode(4), dataRemoved: try row.decode(5))
+            }
         }
         return merged
     }
@@ -236,33 +223,65 @@ public struct ReplicateIntake: Sendable {
     /// Queues one asset per output URL (unique per prediction and JSON pointer); returns how many are new.
     func insertAssets(_ assets: [PendingAsset], on tx: Connection) throws -> Int {
         guard !assets.isEmpty else { return 0 }
-        var json = JSONWriter(capacity: 256 * assets.count)
-        json.arrayStart()
+        var predictionIDs = PQArray<String>(capacity: 32 * assets.count), pointers = PQArray<String>(capacity: 16 * assets.count)
+        var indexes = PQArray<Int32>(capacity: 8 * assets.count), urls = PQArray<String>(capacity: 128 * assets.count)
+        var deadlines = PQArray<Int64>(capacity: 12 * assets.count)
         for asset in assets {
-            json.objectStart()
-            json.field("prediction_id", asset.predictionID)
-            json.field("pointer", asset.pointer)
-            json.field("output_index", asset.index)
-            json.field("source_url", asset.sourceURL)
-            json.field("deadline", Self.microseconds(asset.deadline))
-            json.objectEnd()
+            try predictionIDs.append(asset.predictionID); try pointers.append(asset.pointer)
+            try indexes.append(Int32(clamping: asset.index)); try urls.append(asset.sourceURL)
+            try deadlines.append(Self.microseconds(asset.deadline))
         }
-        json.arrayEnd()
-        return try tx.query(prepared: """
+        return try tx.query(prepared: Self.insertAssetsSQL,
+                            [Self.provider, predictionIDs, pointers, indexes, urls, deadlines]).rowsAffected
+    }
+
+    // The statements, built once: fixed SQL, so each pooled connection prepares each of them once.
+    static let insertDeliveriesSQL = """
+            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+            SELECT $1, d.webhook_id, \(Self.timestamp("d.webhook_timestamp")), d.source, d.body,
+                   \(Self.timestamp("d.received_at")), d.outcome, d.error
+            FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[])
+                 AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+            ON CONFLICT (provider, webhook_id) DO NOTHING
+            RETURNING webhook_id
+            """
+
+    static let upsertPredictionsSQL: String = {
+        // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,
+        // or equally far but not terminal (a terminal status is never replaced, even by another one).
+        let rank = { (column: String) in "(CASE \(column) WHEN 'starting' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)" }
+        let newer = "(\(rank("EXCLUDED.status")) > \(rank("predictions.status")) OR (\(rank("EXCLUDED.status")) = \(rank("predictions.status")) AND \(rank("predictions.status")) < 2))"
+        func fill(_ column: String) -> String {
+            "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
+        }
+        return """
+            INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
+                                                    created_at, started_at, completed_at, data_removed)
+            SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
+                   \(Self.timestamp("p.created_at")), \(Self.timestamp("p.started_at")), \(Self.timestamp("p.completed_at")), p.data_removed
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                        $10::int8[], $11::int8[], $12::int8[], $13::bool[])
+                 AS p(id, status, model, version, input, output, error, metrics, created_at, started_at, completed_at, data_removed)
+            ON CONFLICT (provider, id) DO UPDATE SET
+                status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE predictions.status END,
+                \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at"].map(fill).joined(separator: ",\n    "))
+                , data_removed = predictions.data_removed OR EXCLUDED.data_removed
+                , updated_at = now()
+            RETURNING id, xmax = 0,
+                      CASE WHEN xmax <> 0 THEN status END, CASE WHEN xmax <> 0 THEN output::text END,
+                      CASE WHEN xmax <> 0 THEN completed_at END, CASE WHEN xmax <> 0 THEN data_removed END
+            """
+    }()
+
+    static let insertAssetsSQL = """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
             SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, \(Self.timestamp("a.deadline"))
-            FROM jsonb_to_recordset($2::jsonb) AS a(prediction_id text, pointer text, output_index int, source_url text,
-                                                    deadline bigint)
+            FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int8[])
+                 AS a(prediction_id, pointer, output_index, source_url, deadline)
             ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
-            """, [Self.provider, PQJSON(json.text)]).rowsAffected
-    }
+            """
 
     /// Instants travel as whole microseconds since the Unix epoch: exact, unlike a Double of seconds.
     static func microseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
     static func timestamp(_ column: String) -> String { "(timestamptz 'epoch' + \(column) * interval '1 microsecond')" }
-}
-
-extension JSONWriter {
-    /// The document as a String, for a `PQJSON` parameter.
-    var text: String { String(decoding: bytes, as: UTF8.self) }
 }

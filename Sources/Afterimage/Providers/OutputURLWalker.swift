@@ -31,11 +31,41 @@ public enum OutputURLWalker {
     }
 
     /// Only absolute http(s) URLs with a host count: captions, data: URIs and relative paths are text.
+    ///
+    /// Every output string of every webhook passes here, and a Character-wise scan showed in the intake
+    /// profile, so ASCII strings (nearly all URLs) are checked on their UTF-8 bytes; the rest keep the
+    /// Character rules (Unicode lower-casing and White_Space), which give the same answers for ASCII.
     static func isFetchableURL(_ string: String) -> Bool {
+        var string = string
+        if let answer = string.utf8.withContiguousStorageIfAvailable(isFetchableASCIIURL), let answer { return answer }
+        string.makeContiguousUTF8()
+        if let answer = string.utf8.withContiguousStorageIfAvailable(isFetchableASCIIURL), let answer { return answer }
         let lower = string.prefix(8).lowercased()
         guard lower.hasPrefix("https://") || lower.hasPrefix("http://") else { return false }
         let rest = string.drop(while: { $0 != ":" }).dropFirst(3)
         return !rest.isEmpty && !rest.hasPrefix("/") && !string.contains(where: { $0.isWhitespace })
+    }
+
+    /// The answer for an ASCII string; nil when a byte is not ASCII.
+    private static func isFetchableASCIIURL(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool? {
+        var whitespace = false
+        for byte in bytes {
+            switch byte {
+            case 0x80...: return nil
+            case 0x09...0x0D, 0x20: whitespace = true
+            default: continue
+            }
+        }
+        func hasPrefix(_ prefix: StaticString) -> Bool {
+            guard bytes.count >= prefix.utf8CodeUnitCount else { return false }
+            for i in 0..<prefix.utf8CodeUnitCount {
+                let byte = bytes[i]
+                if (byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) != prefix.utf8Start[i] { return false }
+            }
+            return true
+        }
+        let schemeLength = hasPrefix("https://") ? 8 : hasPrefix("http://") ? 7 : 0
+        return schemeLength > 0 && bytes.count > schemeLength && bytes[schemeLength] != UInt8(ascii: "/") && !whitespace
     }
 
     static func escape(_ key: String) -> String {

@@ -19,6 +19,10 @@ public struct ReplicatePrediction: Sendable {
     public let startedAt: Date?
     public let completedAt: Date?
     public let dataRemoved: Bool
+    /// The output files this event alone asks to archive: the URLs in its `output`, found in the tree parsed
+    /// here, once terminal and unless the provider removed the data. When the event creates the prediction
+    /// the merged row is this event, so intake uses these instead of parsing the stored output again.
+    public let outputURLs: [OutputURLWalker.Found]
 
     public var isTerminal: Bool { Self.terminalStatuses.contains(status) }
 
@@ -68,13 +72,15 @@ public struct ReplicatePrediction: Sendable {
             if let slice = raw?[key] { return slice == "null" ? nil : slice }
             return raw == nil ? json(object[key]) : nil
         }
+        let dataRemoved = (object["data_removed"] as? Bool) ?? false
+        let urls = terminalStatuses.contains(status) && !dataRemoved ? OutputURLWalker.urls(in: object["output"]) : []
         return ReplicatePrediction(
             id: id, status: status,
             model: object["model"] as? String, version: object["version"] as? String,
             inputJSON: kept("input"), outputJSON: kept("output"), metricsJSON: kept("metrics"),
             error: errorText(object["error"]),
             createdAt: try date("created_at"), startedAt: try date("started_at"), completedAt: try date("completed_at"),
-            dataRemoved: (object["data_removed"] as? Bool) ?? false)
+            dataRemoved: dataRemoved, outputURLs: urls)
     }
 
     /// The raw JSON text of the top-level members named in `keys` (absent ones are missing from the
