@@ -372,6 +372,29 @@ struct LookupTests {
         try daemon.stop()
     }
 
+    /// Another instance (here: the intake code on its own connection) records new assets for a prediction
+    /// this daemon has cached as settled: its NOTIFY reaches the cache long before the entry's lifetime ends.
+    @Test func newAssetsRecordedElsewhereReachTheCache() throws {
+        let harness = try ArchiveHarness()
+        let token = randomToken()
+        let (daemon, client) = try start(harness, token: token, workers: 0, cacheSeconds: 300)
+        let id = "na\(UUID().uuidString.prefix(8).lowercased())"
+        try harness.seedPrediction(id)  // succeeded, no output yet: settled with no assets
+        func assetCount() throws -> Int {
+            assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)"))).count
+        }
+        #expect(try assetCount() == 0)
+        let connection = try harness.connection()
+        defer { connection.close() }
+        let body = Array(#"{"id":"\#(id)","status":"succeeded","output":["https://replicate.delivery/x/\#(id).png"]}"#.utf8)
+        let outcome = try ReplicateIntake(retentionSeconds: 3600).record(.init(webhookID: "msg_\(id)", timestamp: Date(), body: body), on: connection)
+        #expect(outcome == .accepted(predictionID: id, assets: 1))
+        try waitUntil(timeout: .seconds(5), pollEvery: .milliseconds(50), "the other instance's new asset to show") {
+            try assetCount() == 1
+        }
+        try daemon.stop()
+    }
+
     @Test func tokensAreRequiredAndNeverLogged() throws {
         let harness = try ArchiveHarness()
         let plain = randomToken()

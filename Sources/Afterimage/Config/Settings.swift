@@ -75,9 +75,10 @@ public struct Settings: Sendable {
         /// Plain tokens or `sha256:<hex>` digests of them.
         public var tokens: [String] = []
         /// How long a settled prediction's lookup answer may be served from memory; 0 turns the cache off.
-        /// It bounds how late a change made by another instance (other than a retry, which is announced)
-        /// shows up in this one's answers.
-        public var lookupCacheSeconds = 5
+        /// Retries and new assets are announced to every instance at once; this bounds only how late an
+        /// unannounced change (another instance filling in a field of a finished prediction, a hand edit in
+        /// SQL) shows up in this one's answers.
+        public var lookupCacheSeconds = 30
     }
 
     public var http = HTTP()

@@ -82,7 +82,7 @@ public struct ReplicateIntake: Sendable {
             // One upsert statement cannot touch a row twice: a prediction that occurs twice in the batch goes
             // in a later round (rounds are rare: they need two events of one prediction at the same instant).
             var remaining = fresh
-            var queuedAssets = 0
+            var queuedFor = Set<String>()
             while !remaining.isEmpty {
                 var seen = Set<String>()
                 var round: [(index: Int, prediction: ReplicatePrediction)] = []
@@ -105,14 +105,18 @@ public struct ReplicateIntake: Sendable {
                                                    sourceURL: url.url, deadline: deadline))
                     }
                 }
-                queuedAssets += try insertAssets(assets, on: tx)
+                queuedFor.formUnion(try insertAssets(assets, on: tx))
                 for item in round {
                     outcomes[item.index] = .accepted(predictionID: item.prediction.id, assets: assetCounts[item.prediction.id] ?? 0)
                 }
                 remaining = later
             }
-            if queuedAssets > 0 {
-                try tx.notify(Self.assetsChannel, payload: Self.provider)
+            if !queuedFor.isEmpty {
+                // One notification per prediction, `replicate/<id>`: workers wake on any, and every instance's
+                // lookup cache forgets that prediction (it has new assets to show).
+                var ids = PQArray<String>(capacity: 40 * queuedFor.count)
+                for id in queuedFor.sorted() { try ids.append(id) }
+                try tx.query(prepared: Self.notifySQL, [Self.assetsChannel, Self.provider + "/", ids])
             }
             return outcomes.map { $0! }
         }
@@ -220,9 +224,10 @@ public struct ReplicateIntake: Sendable {
         let deadline: Date
     }
 
-    /// Queues one asset per output URL (unique per prediction and JSON pointer); returns how many are new.
-    func insertAssets(_ assets: [PendingAsset], on tx: Connection) throws -> Int {
-        guard !assets.isEmpty else { return 0 }
+    /// Queues one asset per output URL (unique per prediction and JSON pointer); returns the predictions
+    /// that got a new one.
+    func insertAssets(_ assets: [PendingAsset], on tx: Connection) throws -> Set<String> {
+        guard !assets.isEmpty else { return [] }
         var predictionIDs = PQArray<String>(capacity: 32 * assets.count), pointers = PQArray<String>(capacity: 16 * assets.count)
         var indexes = PQArray<Int32>(capacity: 8 * assets.count), urls = PQArray<String>(capacity: 128 * assets.count)
         var deadlines = PQArray<Int64>(capacity: 12 * assets.count)
@@ -231,8 +236,8 @@ public struct ReplicateIntake: Sendable {
             try indexes.append(Int32(clamping: asset.index)); try urls.append(asset.sourceURL)
             try deadlines.append(Self.microseconds(asset.deadline))
         }
-        return try tx.query(prepared: Self.insertAssetsSQL,
-                            [Self.provider, predictionIDs, pointers, indexes, urls, deadlines]).rowsAffected
+        let rows = try tx.query(prepared: Self.insertAssetsSQL, [Self.provider, predictionIDs, pointers, indexes, urls, deadlines])
+        return Set(try rows.map { try $0.decode(0, as: String.self) })
     }
 
     // The statements, built once: fixed SQL, so each pooled connection prepares each of them once.
@@ -279,7 +284,10 @@ public struct ReplicateIntake: Sendable {
             FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int8[])
                  AS a(prediction_id, pointer, output_index, source_url, deadline)
             ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
+            RETURNING prediction_id
             """
+
+    static let notifySQL = "SELECT pg_notify($1, $2 || id) FROM unnest($3::text[]) AS id"
 
     /// Instants travel as whole microseconds since the Unix epoch: exact, unlike a Double of seconds.
     static func microseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }

@@ -6,12 +6,13 @@ import Synchronization
 /// Apps poll for their images, so the same prediction is looked up again and again once it is archived,
 /// and by then its answer hardly changes. Only a *settled* prediction is kept: a terminal status and every
 /// asset stored, failed or expired. What can still change one, and how the cache learns of it:
-/// - a retry (`POST /v1/assets/{id}/retry`, `afterimage assets retry`, any instance): it sends NOTIFY with
-///   `provider/prediction`, which `LookupCacheInvalidator` turns into `invalidate`; a retry answered by
-///   this process also invalidates directly;
-/// - a later webhook filling in fields of a terminal prediction: the route that recorded it invalidates;
-///   one recorded by another instance is seen when the entry's time runs out (`api.lookup_cache_seconds`),
-///   which bounds how stale any answer can be.
+/// - a retry (`POST /v1/assets/{id}/retry`, `afterimage assets retry`, any instance) or new assets (a
+///   late webhook with the output, any instance): both send NOTIFY with `provider/prediction`, which
+///   `LookupCacheInvalidator` turns into `invalidate`; a write answered by this process also invalidates
+///   directly;
+/// - a later webhook filling in other fields of a terminal prediction: the route that recorded it
+///   invalidates; one recorded by another instance (or a hand edit in SQL) is seen when the entry's time
+///   runs out (`api.lookup_cache_seconds`), which bounds how stale any answer can be.
 /// Presigned URLs are never cached: each answer is signed afresh.
 ///
 /// A lookup that read the database before an invalidation must not put its older answer back: every

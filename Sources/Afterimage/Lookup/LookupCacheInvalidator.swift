@@ -4,8 +4,8 @@ import PQ
 import Synchronization
 
 /// Keeps a `LookupCache` honest when other processes change predictions: LISTENs on the assets channel,
-/// where a retry (from any instance or the `assets retry` command) announces `provider/prediction`, and
-/// forgets that prediction. While the LISTEN connection is down nothing is heard, so the cache is emptied
+/// where retries (from any instance or the `assets retry` command) and intakes that queue new assets
+/// announce `provider/prediction`, and forgets that prediction. While the LISTEN connection is down nothing is heard, so the cache is emptied
 /// when it drops and again when it is back.
 public final class LookupCacheInvalidator: Sendable {
     let cache: LookupCache
