@@ -41,9 +41,10 @@ if [ -n "${PERF_SECONDS:-}" ]; then
   # Profile the daemon under load instead of measuring: perf samples (cpu-clock) while wrk runs.
   python3 bench/intake/make_requests.py "$secret" 80000 "$work/requests.tsv"
   wrk -t2 -c64 -d$((PERF_SECONDS + 4))s -s bench/intake/webhooks.lua "http://127.0.0.1:$http_port" -- "$work/requests.tsv" 2 > "$work/wrk.txt" &
+  wrk_pid=$!
   sleep 2
   perf record -F 999 -g -p "$pid" -o "${PERF_OUT:-/tmp/afterimage-intake.perf}" -- sleep "$PERF_SECONDS" 2>/dev/null
-  wait
+  wait "$wrk_pid"  # not the daemon, which runs until the trap stops it
   grep Requests "$work/wrk.txt"
   exit 0
 fi
