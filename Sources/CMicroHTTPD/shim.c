@@ -30,6 +30,8 @@ struct MHD_Daemon *cmhd_start_daemon(const cmhd_daemon_options *o) {
     if (o->keep_url_escaped)
         items[n++] = (struct MHD_OptionItem){ MHD_OPTION_UNESCAPE_CALLBACK,
                                               (intptr_t) &cmhd_keep_escaped, NULL };
+    if (o->thread_pool_size > 0)
+        items[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, (intptr_t) o->thread_pool_size, NULL };
     if (o->listen_fd >= 0)
         items[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, (intptr_t) o->listen_fd, NULL };
     else if (o->bind_address != NULL)

@@ -35,7 +35,34 @@ nonisolated func microHTTPAccessHandler(
         }
     }
     if context.answeredEarly { return .YES }
-    return queue(finish(core, context, connection), on: connection, draining: core.draining.load(ordering: .relaxed))
+    let draining = core.draining.load(ordering: .relaxed)
+    if context.dispatched {
+        // Called again after the pool thread resumed the connection: its answer is waiting.
+        guard let response = context.pending.take() else { return .YES }
+        return queue(response, on: connection, draining: draining)
+    }
+    switch finish(core, context, connection) {
+    case .answer(let response):
+        return queue(response, on: connection, draining: draining)
+    case .block(let handler, let request):
+        context.dispatched = true
+        MHD_suspend_connection(connection)
+        let suspended = SuspendedConnection(pointer: connection)
+        let pending = context.pending
+        core.handlers.submit {
+            pending.set(handler(request))
+            MHD_resume_connection(suspended.pointer)
+        }
+        return .YES
+    }
+}
+
+/// A suspended connection, handed to the pool thread that will resume it. @unchecked Sendable:
+/// MHD_resume_connection is the one call libmicrohttpd allows from any thread, and the connection
+/// cannot go away while suspended (suspended connections do not time out, and the server stops the
+/// daemon only once the pool is idle).
+struct SuspendedConnection: @unchecked Sendable {
+    let pointer: OpaquePointer
 }
 
 /// MHD_RequestCompletedCallback: the one place a RequestContext is released, whatever ended the
@@ -96,12 +123,20 @@ private func beginRequest(
     return queue(early, on: connection, draining: core.draining.load(ordering: .relaxed))
 }
 
-/// Last call: the body is complete (or was over the limit and dropped).
-private func finish(_ core: ServerCore, _ context: RequestContext, _ connection: OpaquePointer) -> Response {
-    if context.overLimit { return payloadTooLarge(context.maxBodyBytes) }
+private enum Outcome {
+    /// Queue this now.
+    case answer(Response)
+    /// Run this on the handler pool, the connection suspended meanwhile.
+    case block(Handler, Request)
+}
+
+/// Last call: the body is complete (or was over the limit and dropped). The request is built here, on
+/// the event thread, because only it may read the connection's headers and arguments.
+private func finish(_ core: ServerCore, _ context: RequestContext, _ connection: OpaquePointer) -> Outcome {
+    if context.overLimit { return .answer(payloadTooLarge(context.maxBodyBytes)) }
     switch context.plan {
     case .answer(let response):
-        return response
+        return .answer(response)
     case .handle(let route, let parameters):
         let request = Request(
             method: context.method,
@@ -112,7 +147,8 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
             pathParameters: parameters,
             remoteAddress: clientAddress(connection)
         )
-        return route.handler(request)
+        if let immediate = route.immediate, let response = immediate(request) { return .answer(response) }
+        return .block(route.handler, request)
     }
 }
 

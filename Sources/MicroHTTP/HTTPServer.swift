@@ -8,10 +8,13 @@ import Darwin
 
 /// An HTTP/1.1 server over libmicrohttpd 0.9.75.
 ///
-/// Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION with an internal polling
-/// thread that accepts). Handlers are synchronous and may block on the database; libmicrohttpd's
-/// manual allows blocking handlers only in this mode (or with suspend/resume, which would need a
-/// thread pool of our own anyway). The connection limit therefore also bounds the thread count.
+/// Threading: a few event threads (libmicrohttpd's internal thread pool, epoll on Linux) do all the
+/// socket work for every connection and answer what needs no waiting (`Router.add(immediate:)`).
+/// Handlers that may block (the database, a group commit) run on `HandlerPool` threads while their
+/// connection is suspended (MHD_suspend_connection / MHD_resume_connection). Thread per connection,
+/// the first design, put 64 runnable threads on two cores under load and let the scheduler decide
+/// the order of answers (bench/lookup: p99 ten times the mean); this keeps the runnable set small.
+/// The connection limit bounds the pool's threads.
 public final class HTTPServer: Sendable {
     public struct Configuration: Sendable {
         /// Address to bind (numeric or a name resolved once at start).
@@ -23,10 +26,13 @@ public final class HTTPServer: Sendable {
         /// Idle seconds after which a connection is closed; libmicrohttpd's default is never,
         /// which lets slow or silent clients hold a thread forever.
         public var connectionTimeoutSeconds: Int
-        /// Most connections (and so connection threads) at once; connections past it are closed.
+        /// Most connections served at once (and so handler threads); past it libmicrohttpd stops accepting
+        /// and new clients wait in the kernel's listen backlog.
         public var connectionLimit: Int
         /// Body limit for routes that do not set their own.
         public var defaultMaxBodyBytes: Int
+        /// libmicrohttpd event threads; 0 picks twice the processor count (at least 2).
+        public var eventThreads: Int
         /// How much of an oversized chunked body is read and thrown away so the client can still
         /// be told 413 (libmicrohttpd only lets a response be queued once the body is complete).
         /// Past it the connection is closed without an answer.
@@ -35,7 +41,7 @@ public final class HTTPServer: Sendable {
         public init(
             host: String = "127.0.0.1", port: Int = 8080, listeningSocket: Int32? = nil,
             connectionTimeoutSeconds: Int = 30, connectionLimit: Int = 256,
-            defaultMaxBodyBytes: Int = 1_048_576, maxDiscardBytes: Int = 1_048_576
+            defaultMaxBodyBytes: Int = 1_048_576, maxDiscardBytes: Int = 1_048_576, eventThreads: Int = 0
         ) {
             self.host = host
             self.port = port
@@ -44,6 +50,12 @@ public final class HTTPServer: Sendable {
             self.connectionLimit = connectionLimit
             self.defaultMaxBodyBytes = defaultMaxBodyBytes
             self.maxDiscardBytes = maxDiscardBytes
+            self.eventThreads = eventThreads
+        }
+
+        var resolvedEventThreads: Int {
+            // libmicrohttpd splits the connection limit among its event threads: never more threads than that.
+            min(connectionLimit, eventThreads > 0 ? eventThreads : max(2, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
         }
     }
 
@@ -70,8 +82,21 @@ public final class HTTPServer: Sendable {
     }
 
     deinit {
-        // Joins every connection thread, so no callback can run once `core` is released.
-        if let daemon = state.withLock({ $0.daemon }) { MHD_stop_daemon(daemon.pointer) }
+        // Joins the event threads, so no callback can run once `core` is released.
+        if let daemon = state.withLock({ $0.daemon }) {
+            Self.waitForHandlers(core, until: nil)
+            MHD_stop_daemon(daemon.pointer)
+        }
+        core.handlers.shutdown()
+    }
+
+    /// libmicrohttpd must not be stopped while a connection is suspended: handlers still running are
+    /// waited for (their own timeouts bound them), and each resumes its connection when done.
+    private static func waitForHandlers(_ core: ServerCore, until deadline: ContinuousClock.Instant?) {
+        while core.handlers.pending > 0 {
+            if let deadline, ContinuousClock.now >= deadline { return }
+            usleep(5_000)
+        }
     }
 
     /// Binds (or adopts the inherited socket) and starts serving on libmicrohttpd's threads.
@@ -110,10 +135,10 @@ public final class HTTPServer: Sendable {
     }
 
     /// Graceful stop: quiesce, wait until in-flight requests finish or `drainTimeout` passes, then
-    /// stop the daemon, which closes remaining connections. libmicrohttpd joins connection threads
-    /// when stopping, so a handler still blocked past the deadline delays the return until it
-    /// returns; keep handlers' own timeouts shorter than the stop budget. Never call it from a
-    /// handler: the daemon would wait for the very thread that is calling it.
+    /// stop the daemon, which closes remaining connections. A handler still running past the deadline
+    /// delays the return until it returns (a suspended connection must be resumed before the daemon
+    /// stops); keep handlers' own timeouts shorter than the stop budget. Never call it from a
+    /// handler: it would wait for itself.
     public func stop(drainTimeout: Duration = .seconds(10)) {
         quiesce()
         let clock = ContinuousClock()
@@ -121,11 +146,17 @@ public final class HTTPServer: Sendable {
         while core.inFlight.load(ordering: .acquiring) > 0, clock.now < deadline {
             usleep(5_000)  // polling a counter: 5 ms is short against any request, cheap on CPU
         }
+        Self.waitForHandlers(core, until: nil)
         let daemon = state.withLock { state -> DaemonHandle? in
             defer { state.daemon = nil; state.phase = .stopped }
             return state.daemon
         }
-        if let daemon { MHD_stop_daemon(daemon.pointer) }
+        if let daemon {
+            // A handler that finished after the wait above resumed its connection: let the event
+            // thread queue that answer before the daemon closes everything.
+            Self.waitForHandlers(core, until: nil)
+            MHD_stop_daemon(daemon.pointer)
+        }
     }
 
     private func validate(_ c: Configuration) throws(HTTPServerError) {
@@ -143,11 +174,16 @@ public final class HTTPServer: Sendable {
     }
 
     private func startDaemon(_ c: Configuration) throws(HTTPServerError) -> OpaquePointer {
-        // MHD_USE_POLL: connection threads poll() rather than select(), which fails on descriptors
-        // above FD_SETSIZE (1024) that a busy daemon with a database pool and spool files reaches.
-        // MHD_USE_ITC: required for MHD_quiesce_daemon in thread-per-connection mode.
-        var flags = MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue
-            | MHD_USE_POLL.rawValue | MHD_USE_ITC.rawValue
+        // Internal event threads (a pool of them, MHD_OPTION_THREAD_POOL_SIZE), epoll on Linux and
+        // poll() elsewhere: never select(), which fails on descriptors above FD_SETSIZE (1024) that a busy
+        // daemon with a database pool and spool files reaches. MHD_ALLOW_SUSPEND_RESUME (implies
+        // MHD_USE_ITC, which MHD_quiesce_daemon also needs) for handlers that run on the pool.
+        #if os(Linux)
+        let polling = MHD_USE_EPOLL.rawValue
+        #else
+        let polling = MHD_USE_POLL.rawValue
+        #endif
+        var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | polling | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ITC.rawValue
         var address: SocketAddress?
         if c.listeningSocket == nil {
             address = try SocketAddress(host: c.host, port: c.port)
@@ -161,6 +197,7 @@ public final class HTTPServer: Sendable {
         options.connection_timeout_seconds = UInt32(c.connectionTimeoutSeconds)
         options.connection_limit = UInt32(c.connectionLimit)
         options.keep_url_escaped = 1
+        options.thread_pool_size = UInt32(c.resolvedEventThreads)
         options.access_handler = microHTTPAccessHandler
         options.access_handler_context = context
         options.request_completed = microHTTPRequestCompleted

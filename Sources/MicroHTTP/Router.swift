@@ -1,6 +1,12 @@
-/// A synchronous request handler. Handlers may block (database calls): each connection has its
-/// own thread. They cannot throw, so no error can escape into libmicrohttpd's C frames.
+/// A synchronous request handler. Handlers may block (database calls): they run on a pool thread of
+/// their own while their connection waits, suspended. They cannot throw, so no error can escape into
+/// libmicrohttpd's C frames.
 public typealias Handler = @Sendable (Request) -> Response
+
+/// An answer that needs no waiting (memory only, no database, no network), or nil to hand the request
+/// to the route's blocking `Handler`. It runs on one of the few event threads that serve every
+/// connection, so it must never block: a cache hit, a fixed reply, a refusal.
+public typealias ImmediateHandler = @Sendable (Request) -> Response?
 
 /// Maps method + path pattern to handlers. Patterns are literal segments and `{name}` segments,
 /// e.g. "/v1/predictions/{provider}/{id}/outputs/{n}"; a parameter matches one whole segment.
@@ -10,6 +16,7 @@ public struct Router: Sendable {
         let pattern: PathPattern
         /// nil: the server's `defaultMaxBodyBytes`.
         let maxBodyBytes: Int?
+        let immediate: ImmediateHandler?
         let handler: Handler
     }
 
@@ -20,9 +27,13 @@ public struct Router: Sendable {
     /// Registers a handler. `maxBodyBytes` overrides the server's default body limit for this
     /// route only (webhooks carrying inline images need more than the lookup API).
     /// A malformed pattern is a programming error and traps at registration, not per request.
-    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, _ handler: @escaping Handler) {
+    /// `immediate`, when given, is tried first on the event thread; only when it returns nil does the
+    /// request go to `handler` on a pool thread.
+    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, immediate: ImmediateHandler? = nil,
+                             _ handler: @escaping Handler) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
-        routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes, handler: handler))
+        routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
+                            immediate: immediate, handler: handler))
     }
 
     enum Resolution {

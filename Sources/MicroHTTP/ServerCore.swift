@@ -1,11 +1,13 @@
 import Synchronization
 
-/// What libmicrohttpd's callbacks need, shared by every connection thread. Passed to C as an
-/// unretained pointer: `HTTPServer` owns it and stops the daemon (which joins every connection
-/// thread) before letting it go, so no callback can outlive it.
+/// What libmicrohttpd's callbacks need, shared by its event threads and the handler pool. Passed to C
+/// as an unretained pointer: `HTTPServer` owns it and stops the daemon (which joins its threads) and the
+/// pool before letting it go, so no callback can outlive it.
 final class ServerCore: Sendable {
     let router: Router
     let configuration: HTTPServer.Configuration
+    /// Where handlers that may block run while their connection is suspended.
+    let handlers: HandlerPool
     /// Requests between their first access-handler call and their completion callback.
     let inFlight = Atomic<Int>(0)
     /// Set by quiesce: answers then carry `Connection: close` so keep-alive clients move away.
@@ -14,12 +16,21 @@ final class ServerCore: Sendable {
     init(router: Router, configuration: HTTPServer.Configuration) {
         self.router = router
         self.configuration = configuration
+        handlers = HandlerPool(maxThreads: configuration.connectionLimit)
     }
 }
 
+/// A pool thread's answer, handed to the event thread that resumes the connection.
+final class PendingResponse: Sendable {
+    private let slot = Mutex<Response?>(nil)
+    func set(_ response: Response) { slot.withLock { $0 = response } }
+    func take() -> Response? { slot.withLock { value in defer { value = nil }; return value } }
+}
+
 /// Per-request state kept in libmicrohttpd's `con_cls` slot between the calls of the access
-/// handler. Only the connection's own thread touches it (thread-per-connection), and it is
-/// released exactly once, by the completion callback, which also clears the slot.
+/// handler. Only the event thread serving the connection touches it (a pool thread only sees its
+/// `pending` slot), and it is released exactly once, by the completion callback, which also clears
+/// the slot.
 final class RequestContext {
     enum Plan {
         /// Run this route's handler once the body is in.
@@ -38,6 +49,9 @@ final class RequestContext {
     private(set) var overLimit = false
     /// A response was queued on the first call; libmicrohttpd will not call the handler again.
     var answeredEarly = false
+    /// The request went to the handler pool and its connection is suspended until `pending` is set.
+    var dispatched = false
+    let pending = PendingResponse()
 
     init(method: String, rawPath: String, plan: Plan, maxBodyBytes: Int, expectedBytes: Int?) {
         self.method = method

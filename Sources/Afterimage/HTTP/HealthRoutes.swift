@@ -16,7 +16,9 @@ public struct HealthRoutes: Sendable {
     }
 
     public func register(on router: inout Router) {
-        router.add("GET", "/healthz") { _ in .json(raw: Array(#"{"status":"ok"}"#.utf8)) }
+        // Liveness needs no waiting: answered on the event thread.
+        let alive = Response.json(raw: Array(#"{"status":"ok"}"#.utf8))
+        router.add("GET", "/healthz", immediate: { _ in alive }) { _ in alive }
         router.add("GET", "/readyz") { _ in self.readiness() }
     }
 

@@ -37,7 +37,9 @@ public struct LookupRoutes: Sendable {
         if !authenticator().isConfigured {
             logger.warning("api.tokens is empty: the lookup API refuses every request with 401")
         }
-        router.add("GET", "/v1/predictions/{provider}/{id}") { request in self.guarded(request, self.prediction) }
+        router.add("GET", "/v1/predictions/{provider}/{id}", immediate: { request in self.fromMemory(request) }) { request in
+            self.guarded(request, self.prediction)
+        }
         router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}") { request in self.guarded(request, self.output) }
         router.add("GET", "/v1/assets") { request in self.guarded(request, self.list) }
         router.add("POST", "/v1/assets/{id}/retry", maxBodyBytes: 1024) { request in self.guarded(request, self.retry) }
@@ -45,11 +47,10 @@ public struct LookupRoutes: Sendable {
 
     // MARK: Authentication and errors
 
-    /// How many lookups run at once; the others wait their turn in order. Every connection has its own
-    /// thread, and with 64 busy connections on two cores the scheduler, not arrival order, decided who ran
-    /// next: lookups' p99 was 14–17 ms at a 2 ms mean (bench/lookup). Letting a few run and queueing the
-    /// rest brought p99 under 8 ms at the same throughput. Work here is short (memory, one prepared
-    /// query), so a small multiple of the cores keeps them busy.
+    /// How many lookups run on pool threads at once; the others wait their turn in order. With many
+    /// runnable threads on few cores the scheduler, not arrival order, decides who runs next (bench/lookup:
+    /// p99 from 14–17 ms to 8–10 ms when this was added, before the event-thread server). Work here is
+    /// short (memory, one prepared query), so a small multiple of the cores keeps them busy.
     static let concurrentLookups = max(4, 4 * ProcessInfo.processInfo.activeProcessorCount)
     private let admission = DispatchSemaphore(value: LookupRoutes.concurrentLookups)
 
@@ -58,17 +59,7 @@ public struct LookupRoutes: Sendable {
     func guarded(_ request: Request, _ handler: (Request) throws -> Response) -> Response {
         admission.wait()
         defer { admission.signal() }
-        switch authenticator().check(authorization: request.header("authorization")) {
-        case .allowed:
-            break
-        case .missing:
-            return .error(status: 401, code: "token_missing", message: "an Authorization: Bearer token is required",
-                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage""#)])
-        case .invalid:
-            logger.notice("lookup refused: invalid bearer token", metadata: ["path": "\(request.path)"])
-            return .error(status: 401, code: "token_invalid", message: "the bearer token is not valid",
-                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage", error="invalid_token""#)])
-        }
+        if let refusal = refusal(request) { return refusal }
         do {
             return try handler(request)
         } catch let error as LookupError {
@@ -83,12 +74,46 @@ public struct LookupRoutes: Sendable {
         }
     }
 
+    /// The answer for a settled prediction in the cache, on the event thread (no database, no waiting);
+    /// nil hands the request to `prediction` on a pool thread. A refused token is answered here too.
+    func fromMemory(_ request: Request) -> Response? {
+        guard cache.isEnabled else { return nil }
+        if let refusal = refusal(request) { return refusal }
+        do throws(LookupError) {
+            let (provider, id) = try Self.predictionParameters(request)
+            let expires = try Presigner.parseExpires(request.query["expires"])
+            guard let view = cache.view(for: LookupCache.Key(provider: provider, id: id)) else { return nil }
+            return render(view, expires: expires)
+        } catch {
+            return error.response
+        }
+    }
+
+    /// The 401 for a missing or wrong token; nil when the token is good.
+    func refusal(_ request: Request) -> Response? {
+        switch authenticator().check(authorization: request.header("authorization")) {
+        case .allowed:
+            return nil
+        case .missing:
+            return .error(status: 401, code: "token_missing", message: "an Authorization: Bearer token is required",
+                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage""#)])
+        case .invalid:
+            logger.notice("lookup refused: invalid bearer token", metadata: ["path": "\(request.path)"])
+            return .error(status: 401, code: "token_invalid", message: "the bearer token is not valid",
+                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage", error="invalid_token""#)])
+        }
+    }
+
     // MARK: Routes
 
     func prediction(_ request: Request) throws -> Response {
         let (provider, id) = try Self.predictionParameters(request)
         let expires = try Presigner.parseExpires(request.query["expires"])
-        let view = try predictionView(provider: provider, id: id)
+        return render(try predictionView(provider: provider, id: id), expires: expires)
+    }
+
+    /// The prediction as JSON, each stored asset with a URL signed now.
+    func render(_ view: PredictionView, expires: Int?) -> Response {
         let now = Date()
         var json = JSONWriter(capacity: 512 + view.assets.count * 768)
         json.objectStart()

@@ -30,11 +30,13 @@ typedef struct cmhd_daemon_options {
     int listen_fd;
     /* Seconds of inactivity after which MHD closes a connection (MHD's default is never). */
     unsigned int connection_timeout_seconds;
-    /* Most connections served at once; MHD closes connections accepted past it. */
+    /* Most connections served at once; past it MHD stops accepting (clients wait in the backlog). */
     unsigned int connection_limit;
     /* Non-zero: hand the URL path and query arguments to the application still
      * percent-encoded, so that "%2F" inside a path segment cannot be mistaken for "/". */
     int keep_url_escaped;
+    /* Threads of an internal epoll thread pool (MHD_OPTION_THREAD_POOL_SIZE); 0: not a pool. */
+    unsigned int thread_pool_size;
     MHD_AccessHandlerCallback access_handler;
     void *access_handler_context;
     MHD_RequestCompletedCallback request_completed;
