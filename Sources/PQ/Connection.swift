@@ -4,7 +4,7 @@ import Foundation
 /// One PostgreSQL session over libpq, with a blocking API.
 ///
 /// Blocking is deliberate: callers are our own worker threads and libmicrohttpd's
-/// thread-per-connection handlers, never Swift concurrency's cooperative pool.
+/// HTTP handler pool (`MicroHTTP.HandlerPool`), never Swift concurrency's cooperative pool.
 ///
 /// Thread rule (libpq's): a connection is used by one thread at a time. It is `@unchecked
 /// Sendable` only so the `Pool` can hand it from thread to thread: the pool's mutex orders each

@@ -36,7 +36,7 @@ public final class ReloadableSettings: Sendable {
     ]
 
     /// Boxed so that a reader takes one reference under a shared read lock: every lookup and webhook reads
-    /// this, from up to 64 connection threads, and under a mutex it was a point of contention (bench/lookup).
+    /// this from many threads at once, and under a mutex it was a point of contention (bench/lookup).
     private final class Box: Sendable {
         let snapshot: Snapshot
         init(_ snapshot: Snapshot) { self.snapshot = snapshot }

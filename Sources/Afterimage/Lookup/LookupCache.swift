@@ -54,7 +54,7 @@ public final class LookupCache: Sendable {
     public let lifetime: Duration
     /// Rough bound on the memory the entries take (their text plus a fixed cost per asset).
     public let maxBytes: Int
-    /// Sixty-four connection threads look up at once: one lock would have them queue (it was 10% of the
+    /// Many threads look up at once: one lock would have them queue (it was 10% of the
     /// lookup path's CPU in bench/lookup), so keys are spread over independently locked shards.
     private let shards: [LockedShard]
     private let shardBudget: Int
