@@ -3,7 +3,7 @@ import Foundation
 
 /// One PostgreSQL session over libpq, with a blocking API.
 ///
-/// Blocking is deliberate: callers are our own worker threads and libmicrohttpd's
+/// Blocking is deliberate: callers are our own worker threads and the
 /// HTTP handler pool (`MicroHTTP.HandlerPool`), never Swift concurrency's cooperative pool.
 ///
 /// Thread rule (libpq's): a connection is used by one thread at a time. It is `@unchecked
