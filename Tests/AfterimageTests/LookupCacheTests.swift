@@ -66,6 +66,23 @@ struct LookupCacheTests {
         #expect(cache.count == 0)
     }
 
+    @Test func oneReaderIsAskedToRefreshPastHalfTheLifetime() throws {
+        let cache = LookupCache(lifetimeSeconds: 2)
+        cache.store(Self.view(), readAt: cache.generation())
+        #expect(cache.lookup(Self.key)?.refresh == false, "a fresh entry needs no refresh")
+        // Half the (jittered, 1–2 s) lifetime is 0.5–1 s.
+        let deadline = ContinuousClock.now + .seconds(3)
+        var asked = false
+        while !asked, ContinuousClock.now < deadline {
+            asked = cache.lookup(Self.key)?.refresh == true
+            if !asked { Thread.sleep(forTimeInterval: 0.02) }
+        }
+        #expect(asked)
+        #expect(cache.lookup(Self.key)?.refresh == false, "only one reader is asked")
+        cache.store(Self.view(), readAt: cache.generation())  // the refreshed copy
+        #expect(cache.lookup(Self.key)?.refresh == false)
+    }
+
     @Test func memoryStaysWithinItsBudget() {
         let budget = 256 * 1024
         let cache = LookupCache(lifetimeSeconds: 60, maxBytes: budget)

@@ -16,6 +16,7 @@ public struct LookupRoutes: Sendable {
     let logger: Logger
     /// Settled predictions served from memory; see `LookupCache` for what keeps it correct.
     let cache: LookupCache
+    let refresher: LookupRefresher
     let store = LookupStore()
 
     /// Bounds on path parameters: they become SQL parameters and log metadata.
@@ -31,6 +32,7 @@ public struct LookupRoutes: Sendable {
         self.authenticator = authenticator
         self.cache = cache
         self.logger = logger
+        refresher = LookupRefresher(pool: pool, cache: cache)
     }
 
     public func register(on router: inout Router) {
@@ -82,7 +84,8 @@ public struct LookupRoutes: Sendable {
         do throws(LookupError) {
             let (provider, id) = try Self.predictionParameters(request)
             let expires = try Presigner.parseExpires(request.query["expires"])
-            guard let view = cache.view(for: LookupCache.Key(provider: provider, id: id)) else { return nil }
+            guard let (view, refresh) = cache.lookup(LookupCache.Key(provider: provider, id: id)) else { return nil }
+            if refresh { refresher.refresh(provider: provider, id: id) }
             return render(view, expires: expires)
         } catch {
             return error.response
@@ -227,6 +230,7 @@ public struct LookupRoutes: Sendable {
     }
 
     // MARK: Helpers
+
 
     /// From the cache when settled and fresh, otherwise from the database (and then kept if settled).
     func predictionView(provider: String, id: String) throws -> PredictionView {

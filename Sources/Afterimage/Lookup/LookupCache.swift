@@ -31,10 +31,14 @@ public final class LookupCache: Sendable {
     final class Entry: Sendable {
         let view: PredictionView
         let expiresAt: ContinuousClock.Instant
+        /// Past this, the first reader asks for the entry to be read again before it expires.
+        let refreshAfter: ContinuousClock.Instant
+        let refreshClaimed = Atomic<Bool>(false)
         let bytes: Int
-        init(view: PredictionView, expiresAt: ContinuousClock.Instant, bytes: Int) {
+        init(view: PredictionView, expiresAt: ContinuousClock.Instant, refreshAfter: ContinuousClock.Instant, bytes: Int) {
             self.view = view
             self.expiresAt = expiresAt
+            self.refreshAfter = refreshAfter
             self.bytes = bytes
         }
     }
@@ -83,11 +87,18 @@ public final class LookupCache: Sendable {
     public func generation() -> UInt64 { generationCounter.load(ordering: .acquiring) }
 
     /// The cached view, if it is still within its lifetime.
-    public func view(for key: Key) -> PredictionView? {
+    public func view(for key: Key) -> PredictionView? { lookup(key)?.view }
+
+    /// The cached view, and whether this caller should read it again from the database now (true for
+    /// one caller only, once the entry is past half its lifetime): refreshing ahead keeps popular
+    /// predictions from ever missing, so their lookups never wait for the database, while the lifetime
+    /// still bounds how stale an answer can be.
+    public func lookup(_ key: Key) -> (view: PredictionView, refresh: Bool)? {
         guard isEnabled else { return nil }
         let entry = shard(key).withLock { $0.entries[key] }
         guard let entry else { return nil }
-        guard entry.expiresAt > clock.now else {
+        let now = clock.now
+        guard entry.expiresAt > now else {
             shard(key).withLock { shard in
                 if shard.entries[key] === entry {
                     shard.entries[key] = nil
@@ -96,7 +107,9 @@ public final class LookupCache: Sendable {
             }
             return nil
         }
-        return entry.view
+        let refresh = now >= entry.refreshAfter
+            && entry.refreshClaimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+        return (entry.view, refresh)
     }
 
     /// Keeps `view` if it is settled and nothing was invalidated since `generation` was read.
@@ -111,7 +124,8 @@ public final class LookupCache: Sendable {
         let now = clock.now
         // Each entry lives a random 50–100% of the lifetime: entries filled together (a burst of lookups, a
         // start) would otherwise expire together and send a burst of misses to the database at once.
-        let entry = Entry(view: view, expiresAt: now.advanced(by: lifetime * Double.random(in: 0.5...1.0)), bytes: size)
+        let life = lifetime * Double.random(in: 0.5...1.0)
+        let entry = Entry(view: view, expiresAt: now.advanced(by: life), refreshAfter: now.advanced(by: life / 2), bytes: size)
         let key = Key(provider: view.provider, id: view.id)
         let budget = shardBudget
         shard(key).withLock { shard in
