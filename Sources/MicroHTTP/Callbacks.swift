@@ -49,9 +49,11 @@ nonisolated func microHTTPAccessHandler(
         MHD_suspend_connection(connection)
         let suspended = SuspendedConnection(pointer: connection)
         let pending = context.pending
-        core.handlers.submit {
+        core.handlers.submit { [core] in
             pending.set(handler(request))
-            MHD_resume_connection(suspended.pointer)
+            core.resumeGate.withLock { stopping in
+                if !stopping { MHD_resume_connection(suspended.pointer) }
+            }
         }
         return .YES
     }

@@ -84,7 +84,8 @@ public final class HTTPServer: Sendable {
     deinit {
         // Joins the event threads, so no callback can run once `core` is released.
         if let daemon = state.withLock({ $0.daemon }) {
-            Self.waitForHandlers(core, until: nil)
+            Self.waitForHandlers(core)
+            core.resumeGate.withLock { $0 = true }
             MHD_stop_daemon(daemon.pointer)
         }
         core.handlers.shutdown()
@@ -92,11 +93,8 @@ public final class HTTPServer: Sendable {
 
     /// libmicrohttpd must not be stopped while a connection is suspended: handlers still running are
     /// waited for (their own timeouts bound them), and each resumes its connection when done.
-    private static func waitForHandlers(_ core: ServerCore, until deadline: ContinuousClock.Instant?) {
-        while core.handlers.pending > 0 {
-            if let deadline, ContinuousClock.now >= deadline { return }
-            usleep(5_000)
-        }
+    private static func waitForHandlers(_ core: ServerCore) {
+        while core.handlers.pending > 0 { usleep(5_000) }
     }
 
     /// Binds (or adopts the inherited socket) and starts serving on libmicrohttpd's threads.
@@ -146,15 +144,17 @@ public final class HTTPServer: Sendable {
         while core.inFlight.load(ordering: .acquiring) > 0, clock.now < deadline {
             usleep(5_000)  // polling a counter: 5 ms is short against any request, cheap on CPU
         }
-        Self.waitForHandlers(core, until: nil)
+        Self.waitForHandlers(core)
         let daemon = state.withLock { state -> DaemonHandle? in
             defer { state.daemon = nil; state.phase = .stopped }
             return state.daemon
         }
         if let daemon {
             // A handler that finished after the wait above resumed its connection: let the event
-            // thread queue that answer before the daemon closes everything.
-            Self.waitForHandlers(core, until: nil)
+            // thread queue that answer before the daemon closes everything. Any handler still running
+            // after this (a request on a kept-alive connection that arrived meanwhile) will not resume.
+            Self.waitForHandlers(core)
+            core.resumeGate.withLock { $0 = true }
             MHD_stop_daemon(daemon.pointer)
         }
     }

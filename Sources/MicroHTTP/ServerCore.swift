@@ -12,6 +12,9 @@ final class ServerCore: Sendable {
     let inFlight = Atomic<Int>(0)
     /// Set by quiesce: answers then carry `Connection: close` so keep-alive clients move away.
     let draining = Atomic<Bool>(false)
+    /// True once the daemon is being stopped: a handler finishing after that must not resume its
+    /// connection (libmicrohttpd closes it, and the pointer may be gone). Resumes happen under this lock.
+    let resumeGate = Mutex(false)
 
     init(router: Router, configuration: HTTPServer.Configuration) {
         self.router = router
