@@ -136,24 +136,15 @@ public final class ArchiveWorkers: Sendable {
         }
     }
 
-    /// LISTEN on its own connection (a pooled one would be handed to others); reconnects after failures.
+    /// Wakes idle workers on every notification, and once listening again (anything queued meanwhile).
     private func listenLoop() {
-        while running.load(ordering: .acquiring) {
-            var connection: Connection?
-            do {
-                let listener = try Connection.connect(url: databaseURL)
-                connection = listener
-                try listener.listen(ReplicateIntake.assetsChannel)
-                wake.broadcast()  // anything queued while we were not listening
-                while running.load(ordering: .acquiring) {
-                    if !(try listener.waitForNotifications(timeout: .milliseconds(500))).isEmpty { wake.broadcast() }
-                }
-            } catch {
-                logger.debug("LISTEN connection failed; polling until it is back", metadata: ["error": "\(error)"])
-                wake.sleep(timeout: 1, unlessStopped: { !self.running.load(ordering: .acquiring) })
-            }
-            connection?.close()
-        }
+        let isRunning = { self.running.load(ordering: .acquiring) }
+        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel).run(
+            while: isRunning,
+            connected: { wake.broadcast() },
+            received: { _ in wake.broadcast() },
+            failed: { error in logger.debug("LISTEN connection failed; polling until it is back", metadata: ["error": "\(error)"]) },
+            pause: { wake.sleep(timeout: 1, unlessStopped: { !isRunning() }) })
     }
 }
 

@@ -45,25 +45,20 @@ public final class LookupCacheInvalidator: Sendable {
     }
 
     private func listenLoop() {
-        while running.load(ordering: .acquiring) {
-            var connection: Connection?
-            do {
-                let listener = try Connection.connect(url: databaseURL)
-                connection = listener
-                try listener.listen(ReplicateIntake.assetsChannel)
-                cache.invalidateAll()  // whatever changed while nobody was listening
-                while running.load(ordering: .acquiring) {
-                    for notification in try listener.waitForNotifications(timeout: .milliseconds(500)) {
-                        if let key = Self.key(fromPayload: notification.payload) { cache.invalidate(key) }
-                    }
+        let isRunning = { self.running.load(ordering: .acquiring) }
+        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel).run(
+            while: isRunning,
+            connected: { cache.invalidateAll() },  // whatever changed while nobody was listening
+            received: { notifications in
+                for notification in notifications {
+                    if let key = Self.key(fromPayload: notification.payload) { cache.invalidate(key) }
                 }
-            } catch {
+            },
+            failed: { error in
                 cache.invalidateAll()
                 logger.debug("lookup cache: LISTEN connection failed; entries expire by age until it is back",
                              metadata: ["error": "\(error)"])
-                for _ in 0..<5 where running.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.2) }
-            }
-            connection?.close()
-        }
+            },
+            pause: { for _ in 0..<5 where isRunning() { Thread.sleep(forTimeInterval: 0.2) } })
     }
 }
