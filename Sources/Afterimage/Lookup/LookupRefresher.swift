@@ -39,7 +39,4 @@ public final class LookupRefresher: Sendable {
             }
         }
     }
-
-    /// Refreshes queued and not yet done (for tests).
-    var pending: Int { backlog.load(ordering: .relaxed) }
 }
