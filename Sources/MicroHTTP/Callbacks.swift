@@ -56,13 +56,18 @@ nonisolated func microHTTPAccessHandler(
             }
         }
         return .YES
+    case .later(let start):
+        context.dispatched = true
+        MHD_suspend_connection(connection)
+        start(Responder(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending))
+        return .YES
     }
 }
 
 /// A suspended connection, handed to the pool thread that will resume it. @unchecked Sendable:
 /// MHD_resume_connection is the one call libmicrohttpd allows from any thread, and the connection
 /// cannot go away while suspended (suspended connections do not time out, and the server stops the
-/// daemon only once the pool is idle).
+/// daemon only once the pool is idle and every responder has answered).
 struct SuspendedConnection: @unchecked Sendable {
     let pointer: OpaquePointer
 }
@@ -130,6 +135,8 @@ private enum Outcome {
     case answer(Response)
     /// Run this on the handler pool, the connection suspended meanwhile.
     case block(Handler, Request)
+    /// Suspend the connection and give its responder to this.
+    case later(@Sendable (Responder) -> Void)
 }
 
 /// Last call: the body is complete (or was over the limit and dropped). The request is built here, on
@@ -150,7 +157,15 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
             remoteAddress: clientAddress(connection)
         )
         if let immediate = route.immediate, let response = immediate(request) { return .answer(response) }
-        return .block(route.handler, request)
+        switch route.work {
+        case .blocking(let handler):
+            return .block(handler, request)
+        case .deferred(let handler):
+            switch handler(request) {
+            case .now(let response): return .answer(response)
+            case .later(let start): return .later(start)
+            }
+        }
     }
 }
 

@@ -93,10 +93,11 @@ public final class HTTPServer: Sendable {
         core.handlers.shutdown()
     }
 
-    /// libmicrohttpd must not be stopped while a connection is suspended: handlers still running are
-    /// waited for (their own timeouts bound them), and each resumes its connection when done.
+    /// libmicrohttpd must not be stopped while a connection is suspended: handlers still running and
+    /// responders not yet answered are waited for (their own timeouts bound them), and each resumes its
+    /// connection when done.
     private static func waitForHandlers(_ core: ServerCore) {
-        while core.handlers.pending > 0 { usleep(5_000) }
+        while core.handlers.pending > 0 || core.unanswered.load(ordering: .acquiring) > 0 { usleep(5_000) }
     }
 
     /// Binds (or adopts the inherited socket) and starts serving on libmicrohttpd's threads.

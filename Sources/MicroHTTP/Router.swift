@@ -8,6 +8,20 @@ public typealias Handler = @Sendable (Request) -> Response
 /// connection, so it must never block: a cache hit, a fixed reply, a refusal.
 public typealias ImmediateHandler = @Sendable (Request) -> Response?
 
+/// What a `DeferredHandler` decides on the event thread.
+public enum DeferredAnswer: Sendable {
+    /// Answer at once (a refusal, a fixed reply); nothing is suspended.
+    case now(Response)
+    /// Suspend the connection and pass its `Responder` to this closure, which must hand it to whatever
+    /// will answer (from any thread, exactly once). The closure runs on the event thread: it must not block.
+    case later(@Sendable (Responder) -> Void)
+}
+
+/// A handler for work that waits on something else (a group commit) without holding a thread while it
+/// waits: it runs on the event thread, so like an `ImmediateHandler` it must never block, and it either
+/// answers at once or arranges for a `Responder` to be answered later.
+public typealias DeferredHandler = @Sendable (Request) -> DeferredAnswer
+
 /// Maps method + path pattern to handlers. Patterns are literal segments and `{name}` segments,
 /// e.g. "/v1/predictions/{provider}/{id}/outputs/{n}"; a parameter matches one whole segment.
 public struct Router: Sendable {
@@ -17,7 +31,12 @@ public struct Router: Sendable {
         /// nil: the server's `defaultMaxBodyBytes`.
         let maxBodyBytes: Int?
         let immediate: ImmediateHandler?
-        let handler: Handler
+        let work: Work
+    }
+
+    enum Work: Sendable {
+        case blocking(Handler)
+        case deferred(DeferredHandler)
     }
 
     private(set) var routes: [Route] = []
@@ -33,7 +52,15 @@ public struct Router: Sendable {
                              _ handler: @escaping Handler) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
         routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: immediate, handler: handler))
+                            immediate: immediate, work: .blocking(handler)))
+    }
+
+    /// Registers a handler that answers later through a `Responder` instead of blocking a pool thread
+    /// (see `DeferredHandler`).
+    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, deferred: @escaping DeferredHandler) {
+        precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
+        routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
+                            immediate: nil, work: .deferred(deferred)))
     }
 
     enum Resolution {

@@ -8,6 +8,8 @@ final class ServerCore: Sendable {
     let configuration: HTTPServer.Configuration
     /// Where handlers that may block run while their connection is suspended.
     let handlers: HandlerPool
+    /// Responders handed out and not yet answered: their connections are suspended.
+    let unanswered = Atomic<Int>(0)
     /// Requests between their first access-handler call and their completion callback.
     let inFlight = Atomic<Int>(0)
     /// Set by quiesce: answers then carry `Connection: close` so keep-alive clients move away.

@@ -3,7 +3,7 @@ import Logging
 import PQ
 import Synchronization
 
-/// Group commit for webhook intake. Handlers hand their delivery to the batcher and wait; a few committer
+/// Group commit for webhook intake. Handlers hand their delivery to the batcher (and are called back); a few committer
 /// threads each take everything queued so far and record it in one transaction, so under load one fsync
 /// and a fixed handful of statements acknowledge many webhooks. There is no artificial delay: an idle
 /// committer takes a lone request at once, and batches form only while earlier commits are running.
@@ -20,12 +20,25 @@ public final class IntakeBatcher: Sendable {
         public init() {}
     }
 
-    final class Pending: @unchecked Sendable {
-        // `result` is written once by a committer before `done.signal()` and read by the waiter after it.
+    /// One delivery waiting for its commit. `finish` answers it exactly once: a committer and the
+    /// timeout sweep may both try.
+    final class Pending: Sendable {
         let delivery: ReplicateIntake.Delivery
-        let done = DispatchSemaphore(value: 0)
-        var result: Result<IntakeOutcome, any Error>?
-        init(_ delivery: ReplicateIntake.Delivery) { self.delivery = delivery }
+        let enqueuedAt = ContinuousClock.now
+        private let completion: @Sendable (Result<IntakeOutcome, any Error>) -> Void
+        private let finished = Atomic<Bool>(false)
+
+        init(_ delivery: ReplicateIntake.Delivery, completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void) {
+            self.delivery = delivery
+            self.completion = completion
+        }
+
+        func finish(_ result: Result<IntakeOutcome, any Error>) {
+            guard !finished.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            completion(result)
+        }
+
+        var isFinished: Bool { finished.load(ordering: .acquiring) }
     }
 
     let intake: ReplicateIntake
@@ -33,56 +46,82 @@ public final class IntakeBatcher: Sendable {
     let configuration: Configuration
     let logger: Logger
     private let queue = Mutex<[Pending]>([])
+    /// The batch each committer is recording, for the timeout sweep.
+    private let committing: Mutex<[[Pending]]>
     private let wake = NSConditionBox()
+    private let sweeperWake = NSConditionBox()
     private let running = Atomic<Bool>(false)
-    private let committers = DispatchGroup()
+    private let threads = DispatchGroup()
 
     public init(intake: ReplicateIntake, pool: Pool, configuration: Configuration = Configuration(), logger: Logger) {
         self.intake = intake
         self.pool = pool
         self.configuration = configuration
         self.logger = logger
+        committing = Mutex(Array(repeating: [], count: max(1, configuration.committers)))
     }
 
     public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for index in 0..<max(1, configuration.committers) {
-            committers.enter()
-            let thread = Thread { [self] in
-                defer { committers.leave() }
-                commitLoop()
-            }
-            thread.name = "afterimage-intake-\(index)"
-            thread.start()
+            spawn("afterimage-intake-\(index)") { [self] in commitLoop(index) }
         }
+        spawn("afterimage-intake-timeouts") { [self] in sweepLoop() }
+    }
+
+    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        threads.enter()
+        let thread = Thread { [threads] in
+            defer { threads.leave() }
+            body()
+        }
+        thread.name = name
+        thread.start()
     }
 
     /// Commits what is queued, then stops the committers.
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         wake.broadcast()
-        committers.wait()
+        sweeperWake.broadcast()
+        threads.wait()
     }
 
     /// Records `delivery` durably, together with whatever else is waiting; blocks until committed.
     public func record(_ delivery: ReplicateIntake.Delivery) throws -> IntakeOutcome {
-        guard running.load(ordering: .acquiring) else {
-            return try pool.withConnection { try intake.record(delivery, on: $0) }
+        let done = DispatchSemaphore(value: 0)
+        let slot = Mutex<Result<IntakeOutcome, any Error>?>(nil)
+        submit(delivery) { result in
+            slot.withLock { $0 = result }
+            done.signal()
         }
-        let pending = Pending(delivery)
+        done.wait()
+        return try slot.withLock { $0! }.get()
+    }
+
+    /// Queues `delivery` for the next group commit and returns at once; `completion` is called exactly
+    /// once, on a committer thread, after COMMIT (or with the error, or with a timeout after
+    /// `waitTimeout`). Nothing here blocks, so the HTTP event thread can call it: no thread waits per
+    /// webhook.
+    public func submit(_ delivery: ReplicateIntake.Delivery,
+                       completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void) {
+        guard running.load(ordering: .acquiring) else {
+            // Not started or stopping: record it alone, off the caller's thread.
+            DispatchQueue.global().async { [intake, pool] in
+                completion(Result { try pool.withConnection { try intake.record(delivery, on: $0) } })
+            }
+            return
+        }
+        let pending = Pending(delivery, completion: completion)
         queue.withLock { $0.append(pending) }
         wake.broadcast()
-        guard pending.done.wait(timeout: .now() + configuration.waitTimeout) == .success, let result = pending.result else {
-            throw IntakeTimeout()
-        }
-        return try result.get()
     }
 
     struct IntakeTimeout: Error, CustomStringConvertible {
         var description: String { "the database did not commit the delivery in time" }
     }
 
-    private func commitLoop() {
+    private func commitLoop(_ index: Int) {
         while true {
             let batch = queue.withLock { pending -> [Pending] in
                 let take = Array(pending.prefix(configuration.maxBatch))
@@ -94,24 +133,42 @@ public final class IntakeBatcher: Sendable {
                 wake.wait(timeout: 0.5)
                 continue
             }
+            committing.withLock { $0[index] = batch }
             commit(batch)
+            committing.withLock { $0[index] = [] }
+        }
+    }
+
+    /// Answers 503 (through `IntakeTimeout`) for deliveries waiting longer than `waitTimeout`, queued or
+    /// inside a commit that hangs (a database that stopped answering). The commit may still succeed
+    /// later; the provider's retry is then a duplicate, so nothing is lost either way.
+    private func sweepLoop() {
+        let limit = Duration.milliseconds(Int64(configuration.waitTimeout * 1000))
+        while running.load(ordering: .acquiring) {
+            sweeperWake.wait(timeout: min(1, configuration.waitTimeout / 4))
+            let now = ContinuousClock.now
+            var late: [Pending] = []
+            queue.withLock { queued in
+                for pending in queued {
+                    guard now - pending.enqueuedAt > limit else { break }  // oldest first
+                    late.append(pending)
+                }
+            }
+            committing.withLock { batches in
+                for batch in batches { late.append(contentsOf: batch.filter { now - $0.enqueuedAt > limit }) }
+            }
+            for pending in late where !pending.isFinished { pending.finish(.failure(IntakeTimeout())) }
         }
     }
 
     private func commit(_ batch: [Pending]) {
         do {
             let outcomes = try pool.withConnection { try intake.recordBatch(batch.map(\.delivery), on: $0) }
-            for (pending, outcome) in zip(batch, outcomes) {
-                pending.result = .success(outcome)
-                pending.done.signal()
-            }
+            for (pending, outcome) in zip(batch, outcomes) { pending.finish(.success(outcome)) }
         } catch {
             if Self.isUnavailable(error) {
                 // The database is away: recording each alone would only wait longer. Nothing was committed.
-                for pending in batch {
-                    pending.result = .failure(error)
-                    pending.done.signal()
-                }
+                for pending in batch { pending.finish(.failure(error)) }
                 return
             }
             // Something in the batch made the transaction fail: record each on its own so one bad delivery
@@ -119,10 +176,7 @@ public final class IntakeBatcher: Sendable {
             if batch.count > 1 {
                 logger.warning("batch commit failed; recording its deliveries one by one", metadata: ["size": "\(batch.count)", "error": "\(error)"])
             }
-            for pending in batch {
-                pending.result = Result { try recordAlone(pending.delivery) }
-                pending.done.signal()
-            }
+            for pending in batch { pending.finish(Result { try recordAlone(pending.delivery) }) }
         }
     }
 

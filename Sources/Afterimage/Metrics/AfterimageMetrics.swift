@@ -50,18 +50,23 @@ public enum AfterimageMetrics {
         { request in
             let started = ContinuousClock.now
             let response = handler(request)
-            let outcome = switch response.status {
-            case 200..<300: "accepted"
-            case 401: "unauthorized"
-            case 413: "too_large"
-            case 400..<500: "invalid"
-            case 503: "unavailable"
-            default: "error"
-            }
-            Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", outcome)]).increment()
-            Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)]).record(duration: ContinuousClock.now - started)
+            webhookAnswered(provider: provider, status: response.status, since: started)
             return response
         }
+    }
+
+    /// Counts one webhook answer by outcome and records how long it took to give.
+    public static func webhookAnswered(provider: String, status: Int, since started: ContinuousClock.Instant) {
+        let outcome = switch status {
+        case 200..<300: "accepted"
+        case 401: "unauthorized"
+        case 413: "too_large"
+        case 400..<500: "invalid"
+        case 503: "unavailable"
+        default: "error"
+        }
+        Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", outcome)]).increment()
+        Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)]).record(duration: ContinuousClock.now - started)
     }
 
     /// A delivery seen before (same webhook-id): acknowledged again, nothing new recorded.
