@@ -1,0 +1,142 @@
+import Curl
+import Foundation
+import Logging
+import MicroHTTP
+import PQ
+import Synchronization
+import Testing
+import TestSupport
+@testable import Afterimage
+
+/// Group commit with callbacks: deliveries submitted at once share transactions, every one is answered
+/// exactly once, a hung commit is answered 503 in time (and still commits), and a dead database is a 503
+/// with Retry-After through the real route, never a hang.
+@Suite("Intake batcher")
+struct IntakeBatcherTests {
+    static let secret = "whsec_" + Data("intake-batcher-test-secret".utf8).base64EncodedString()
+
+    func migratedDatabase() throws -> String {
+        let url = try TestEnvironment.freshDatabase(prefix: "batcher")
+        try Migrator().migrate(databaseURL: url, logger: Logger(label: "test"))
+        return url
+    }
+
+    func body(_ id: String, status: String = "succeeded") -> [UInt8] {
+        Array("""
+            {"id":"\(id)","status":"\(status)","model":"m/x","version":"v","input":{"prompt":"a"},
+             "output":["https://replicate.delivery/\(id)/0.png"],"created_at":"2026-11-21T10:00:00.000Z",
+             "completed_at":"2026-11-21T10:00:05.000Z","error":null}
+            """.utf8)
+    }
+
+    /// Collects completions; each delivery must be answered exactly once.
+    final class Answers: Sendable {
+        private let state = Mutex<[String: [Result<IntakeOutcome, any Error>]]>([:])
+        func add(_ id: String, _ result: Result<IntakeOutcome, any Error>) { state.withLock { $0[id, default: []].append(result) } }
+        var count: Int { state.withLock { $0.count } }
+        var all: [String: [Result<IntakeOutcome, any Error>]] { state.withLock { $0 } }
+    }
+
+    @Test("200 deliveries submitted at once: all committed, answered once each, in far fewer transactions")
+    func submissionsShareTransactions() throws {
+        let url = try migratedDatabase()
+        let pool = Pool(url: url, size: 4)
+        defer { pool.close() }
+        let batcher = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: 3600), pool: pool, logger: Logger(label: "test"))
+        batcher.start()
+        defer { batcher.stop() }
+        let answers = Answers()
+        for n in 0..<200 {
+            let id = "p\(n)"
+            batcher.submit(.init(webhookID: "msg_\(n)", timestamp: Date(), body: body(id))) { answers.add(id, $0) }
+        }
+        // The same webhook id again: a duplicate, answered as such.
+        let again = Answers()
+        try waitUntil(timeout: .seconds(30), "200 answers") { answers.count == 200 }
+        batcher.submit(.init(webhookID: "msg_7", timestamp: Date(), body: body("p7"))) { again.add("p7", $0) }
+        try waitUntil(timeout: .seconds(10), "the duplicate's answer") { again.count == 1 }
+
+        for (id, results) in answers.all {
+            #expect(results.count == 1, "\(id) answered \(results.count) times")
+            #expect((try? results[0].get()) == .accepted(predictionID: id, assets: 1), "\(id): \(results[0])")
+        }
+        #expect((try? again.all["p7"]?[0].get()) == .duplicate(predictionID: "p7"))
+        let connection = try Connection.connect(url: url)
+        defer { connection.close() }
+        let counts = try #require(try connection.query("""
+            SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM predictions), (SELECT count(*) FROM assets),
+                   (SELECT count(DISTINCT xmin::text) FROM deliveries)
+            """).first)
+        #expect(try counts.decode(0, as: Int.self) == 200)
+        #expect(try counts.decode(1, as: Int.self) == 200)
+        #expect(try counts.decode(2, as: Int.self) == 200)
+        // Each row's xmin is the transaction that wrote it: one per delivery would mean no group commit.
+        let transactions = try counts.decode(3, as: Int.self)
+        #expect(transactions <= 50, "200 deliveries took \(transactions) transactions")
+    }
+
+    @Test("a commit that hangs is answered with a timeout in time, and the delivery still commits afterwards")
+    func hungCommitTimesOut() throws {
+        let url = try migratedDatabase()
+        let pool = Pool(url: url, size: 4)
+        defer { pool.close() }
+        var configuration = IntakeBatcher.Configuration()
+        configuration.waitTimeout = 1
+        let batcher = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: 3600), pool: pool, configuration: configuration,
+                                    logger: Logger(label: "test"))
+        batcher.start()
+        defer { batcher.stop() }
+
+        let blocker = try Connection.connect(url: url)
+        defer { blocker.close() }
+        try blocker.execute("BEGIN")
+        try blocker.execute("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE")
+        let answers = Answers()
+        let submitted = ContinuousClock.now
+        batcher.submit(.init(webhookID: "msg_hung", timestamp: Date(), body: body("hung"))) { answers.add("hung", $0) }
+        try waitUntil(timeout: .seconds(10), "an answer while the table is locked") { answers.count == 1 }
+        #expect(ContinuousClock.now - submitted < .seconds(5))
+        let result = try #require(answers.all["hung"]?.first)
+        #expect(throws: IntakeBatcher.IntakeTimeout.self) { try result.get() }
+
+        try blocker.execute("ROLLBACK")
+        // Nothing lost: the commit that was waiting goes through, and its late outcome is not a second answer.
+        try waitUntil(timeout: .seconds(10), "the delivery committed after the lock") {
+            (try? pool.withConnection { try $0.query("SELECT count(*) FROM deliveries WHERE webhook_id = 'msg_hung'").first?.decode(0, as: Int.self) }) == 1
+        }
+        #expect(answers.all["hung"]?.count == 1)
+    }
+
+    @Test("with the database gone the webhook route answers 503 with Retry-After, quickly")
+    func deadDatabaseIs503() throws {
+        // A port nobody listens on: every connection attempt is refused at once.
+        let pool = Pool(url: "postgresql://afterimage@127.0.0.1:\(freePort())/none", size: 2, acquireTimeout: .seconds(1))
+        defer { pool.close() }
+        let batcher = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: 3600), pool: pool, logger: Logger(label: "test"))
+        batcher.start()
+        defer { batcher.stop() }
+        let route = ReplicateWebhookRoute(verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }, batcher: batcher,
+                                          logger: Logger(label: "test"))
+        var router = Router()
+        route.register(on: &router, maxBodyBytes: 1 << 20)
+        let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(host: "127.0.0.1", port: 0))
+        try server.start()
+        defer { server.stop(drainTimeout: .seconds(2)) }
+
+        let payload = body("down")
+        let timestamp = Int64(Date().timeIntervalSince1970)
+        var options = CurlOptions()
+        options.allowedProtocols = ["http"]
+        options.totalTimeout = .seconds(30)
+        let started = ContinuousClock.now
+        let answer = try CurlSession().perform(CurlRequest(
+            method: "POST", url: "http://127.0.0.1:\(server.boundPort)/v1/webhooks/replicate",
+            headers: [("Content-Type", "application/json"), ("webhook-id", "msg_down"), ("webhook-timestamp", String(timestamp)),
+                      ("webhook-signature", StandardWebhooksVerifier.sign(secret: Self.secret, id: "msg_down", timestamp: timestamp, body: payload))],
+            body: .bytes(payload)), options: options)
+        #expect(answer.status == 503)
+        #expect(answer.headers["Retry-After"] == "5")
+        #expect(String(decoding: answer.body, as: UTF8.self).contains("database_unavailable"))
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+}
