@@ -75,6 +75,42 @@ struct IntakeBatcherTests {
         #expect(transactions <= 50, "200 deliveries took \(transactions) transactions")
     }
 
+    @Test("repeated webhook ids and outputs inside a batch of new ones: the batch is recorded again with checks, nothing lost or doubled")
+    func duplicatesFallBackToCheckedStatements() throws {
+        let url = try migratedDatabase()
+        let pool = Pool(url: url, size: 4)
+        defer { pool.close() }
+        let batcher = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: 3600), pool: pool, logger: Logger(label: "test"))
+        batcher.start()
+        defer { batcher.stop() }
+        let first = Answers()
+        for n in 0..<20 { batcher.submit(.init(webhookID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { first.add("p\(n)", $0) } }
+        try waitUntil(timeout: .seconds(30), "the first 20 answers") { first.count == 20 }
+
+        // Submitted together, so they share batches with plain INSERTs first: new deliveries, a webhook id
+        // seen before (deliveries conflict), and a new webhook id for a completed prediction (assets conflict).
+        let second = Answers()
+        for n in 20..<60 { batcher.submit(.init(webhookID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { second.add("p\(n)", $0) } }
+        batcher.submit(.init(webhookID: "msg_3", timestamp: Date(), body: body("p3"))) { second.add("again-3", $0) }
+        batcher.submit(.init(webhookID: "msg_resent_5", timestamp: Date(), body: body("p5"))) { second.add("resent-5", $0) }
+        try waitUntil(timeout: .seconds(30), "42 answers") { second.count == 42 }
+
+        let answers = second.all
+        for n in 20..<60 { #expect((try? answers["p\(n)"]?[0].get()) == .accepted(predictionID: "p\(n)", assets: 1), "p\(n)") }
+        #expect((try? answers["again-3"]?[0].get()) == .duplicate(predictionID: "p3"))
+        #expect((try? answers["resent-5"]?[0].get()) == .accepted(predictionID: "p5", assets: 1))
+        #expect(answers.values.allSatisfy { $0.count == 1 })
+        #expect(batcher.conflictRetries.load(ordering: .relaxed) >= 1, "the plain INSERTs never met the duplicates")
+        let connection = try Connection.connect(url: url)
+        defer { connection.close() }
+        let counts = try #require(try connection.query("""
+            SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM predictions), (SELECT count(*) FROM assets)
+            """).first)
+        #expect(try counts.decode(0, as: Int.self) == 61)  // 60 ids and the resent one
+        #expect(try counts.decode(1, as: Int.self) == 60)
+        #expect(try counts.decode(2, as: Int.self) == 60)
+    }
+
     @Test("a commit that hangs is answered with a timeout in time, and the delivery still commits afterwards")
     func hungCommitTimesOut() throws {
         let url = try migratedDatabase()

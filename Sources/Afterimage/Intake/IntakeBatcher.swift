@@ -51,6 +51,9 @@ public final class IntakeBatcher: Sendable {
     private let wake = NSConditionBox()
     private let sweeperWake = NSConditionBox()
     private let running = Atomic<Bool>(false)
+    private let conflictCooldown = Atomic<Int>(0)
+    /// Batches whose plain INSERTs met a duplicate and were recorded again with checks (for tests).
+    let conflictRetries = Atomic<Int>(0)
     private let threads = DispatchGroup()
 
     public init(intake: ReplicateIntake, pool: Pool, configuration: Configuration = Configuration(), logger: Logger) {
@@ -163,7 +166,7 @@ public final class IntakeBatcher: Sendable {
 
     private func commit(_ batch: [Pending]) {
         do {
-            let outcomes = try pool.withConnection { try intake.recordBatch(batch.map(\.delivery), on: $0) }
+            let outcomes = try recordBatch(batch.map(\.delivery))
             for (pending, outcome) in zip(batch, outcomes) { pending.finish(.success(outcome)) }
         } catch {
             if Self.isUnavailable(error) {
@@ -179,6 +182,31 @@ public final class IntakeBatcher: Sendable {
             for pending in batch { pending.finish(Result { try recordAlone(pending.delivery) }) }
         }
     }
+
+    /// Batches after a conflict that use the checking statements again before trying the plain ones.
+    static let conflictCooldownBatches = 32
+
+    /// Records a batch, first with plain INSERTs for deliveries and assets (a repeated webhook id or output
+    /// is rare, and ON CONFLICT's arbiter-index probe was about a fifth of PostgreSQL's intake CPU). A
+    /// duplicate makes that transaction fail with unique_violation, nothing of it is kept, and the batch is
+    /// recorded again with ON CONFLICT; the next batches then check too for a while (a provider retrying
+    /// many deliveries at once should not cost two transactions per batch).
+    private func recordBatch(_ deliveries: [ReplicateIntake.Delivery]) throws -> [IntakeOutcome] {
+        let cooldown = conflictCooldown.load(ordering: .relaxed)
+        if cooldown > 0 {
+            conflictCooldown.store(cooldown - 1, ordering: .relaxed)  // a lost decrement between committers is harmless
+        } else {
+            do {
+                return try pool.withConnection { try intake.recordBatch(deliveries, expectingDuplicates: false, on: $0) }
+            } catch let error as PQError where error.sqlState == Self.uniqueViolation {
+                conflictCooldown.store(Self.conflictCooldownBatches, ordering: .relaxed)
+                conflictRetries.add(1, ordering: .relaxed)
+            }
+        }
+        return try pool.withConnection { try intake.recordBatch(deliveries, on: $0) }
+    }
+
+    static let uniqueViolation = "23505"
 
     /// One delivery in its own transaction. A body PostgreSQL refuses to interpret (well-formed JSON that
     /// jsonb cannot hold) is kept raw and answered as unparseable, never turned into a 503 the provider

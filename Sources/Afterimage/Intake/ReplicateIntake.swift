@@ -52,7 +52,11 @@ public struct ReplicateIntake: Sendable {
     }
 
     /// Records several deliveries in one transaction; outcomes come back in the same order.
-    public func recordBatch(_ deliveries: [Delivery], on connection: Connection) throws -> [IntakeOutcome] {
+    ///
+    /// `expectingDuplicates: false` inserts deliveries and assets without ON CONFLICT: cheaper, but a webhook id
+    /// or output recorded before then fails the whole transaction with unique_violation (23505), and the
+    /// caller must record the batch again with the default.
+    public func recordBatch(_ deliveries: [Delivery], expectingDuplicates: Bool = true, on connection: Connection) throws -> [IntakeOutcome] {
         guard !deliveries.isEmpty else { return [] }
         let parsed = deliveries.map { delivery -> Result<ReplicatePrediction, ReplicatePrediction.ParseError> in
             do throws(ReplicatePrediction.ParseError) {
@@ -62,7 +66,7 @@ public struct ReplicateIntake: Sendable {
             }
         }
         return try connection.transaction { tx in
-            let inserted = try insertDeliveries(deliveries, parsed: parsed, on: tx)
+            let inserted = try insertDeliveries(deliveries, parsed: parsed, checking: expectingDuplicates, on: tx)
             // First occurrence of a new webhook id wins; later copies in the same batch are duplicates.
             var claimed = Set<String>()
             var fresh: [(index: Int, prediction: ReplicatePrediction)] = []
@@ -105,7 +109,7 @@ public struct ReplicateIntake: Sendable {
                                                    sourceURL: url.url, deadline: deadline))
                     }
                 }
-                queuedFor.formUnion(try insertAssets(assets, on: tx))
+                queuedFor.formUnion(try insertAssets(assets, checking: expectingDuplicates, on: tx))
                 for item in round {
                     outcomes[item.index] = .accepted(predictionID: item.prediction.id, assets: assetCounts[item.prediction.id] ?? 0)
                 }
@@ -135,7 +139,7 @@ public struct ReplicateIntake: Sendable {
 
     /// Inserts the raw deliveries; returns the webhook ids that were new (the rest were recorded before).
     func insertDeliveries(_ deliveries: [Delivery], parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>],
-                          on tx: Connection) throws -> Set<String> {
+                          checking: Bool = true, on tx: Connection) throws -> Set<String> {
         var webhookIDs = PQArray<String>(capacity: 48 * deliveries.count)
         var timestamps = PQArray<Int64>(capacity: 12 * deliveries.count)
         var sources = PQArray<String>(capacity: 12 * deliveries.count)
@@ -157,8 +161,13 @@ public struct ReplicateIntake: Sendable {
                 try errors.append(nil)
             }
         }
-        let rows = try tx.query(prepared: Self.insertDeliveriesSQL,
-                                [Self.provider, webhookIDs, timestamps, sources, bodies, receivedAt, outcomes, errors])
+        let parameters: [any PQEncodable] = [Self.provider, webhookIDs, timestamps, sources, bodies, receivedAt, outcomes, errors]
+        guard checking else {
+            // Every row went in, or the statement failed with unique_violation.
+            try tx.query(prepared: Self.insertNewDeliveriesSQL, parameters)
+            return Set(deliveries.map(\.webhookID))
+        }
+        let rows = try tx.query(prepared: Self.insertDeliveriesSQL, parameters)
         return Set(try rows.map { try $0.decode(0, as: String.self) })
     }
 
@@ -226,7 +235,7 @@ public struct ReplicateIntake: Sendable {
 
     /// Queues one asset per output URL (unique per prediction and JSON pointer); returns the predictions
     /// that got a new one.
-    func insertAssets(_ assets: [PendingAsset], on tx: Connection) throws -> Set<String> {
+    func insertAssets(_ assets: [PendingAsset], checking: Bool = true, on tx: Connection) throws -> Set<String> {
         guard !assets.isEmpty else { return [] }
         var predictionIDs = PQArray<String>(capacity: 32 * assets.count), pointers = PQArray<String>(capacity: 16 * assets.count)
         var indexes = PQArray<Int32>(capacity: 8 * assets.count), urls = PQArray<String>(capacity: 128 * assets.count)
@@ -236,17 +245,25 @@ public struct ReplicateIntake: Sendable {
             try indexes.append(Int32(clamping: asset.index)); try urls.append(asset.sourceURL)
             try deadlines.append(Self.microseconds(asset.deadline))
         }
-        let rows = try tx.query(prepared: Self.insertAssetsSQL, [Self.provider, predictionIDs, pointers, indexes, urls, deadlines])
+        let parameters: [any PQEncodable] = [Self.provider, predictionIDs, pointers, indexes, urls, deadlines]
+        guard checking else {
+            try tx.query(prepared: Self.insertNewAssetsSQL, parameters)
+            return Set(assets.map(\.predictionID))
+        }
+        let rows = try tx.query(prepared: Self.insertAssetsSQL, parameters)
         return Set(try rows.map { try $0.decode(0, as: String.self) })
     }
 
     // The statements, built once: fixed SQL, so each pooled connection prepares each of them once.
-    static let insertDeliveriesSQL = """
+    static let insertNewDeliveriesSQL = """
             INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
             SELECT $1, d.webhook_id, \(Self.timestamp("d.webhook_timestamp")), d.source, d.body,
                    \(Self.timestamp("d.received_at")), d.outcome, d.error
             FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[])
                  AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+            """
+    static let insertDeliveriesSQL = insertNewDeliveriesSQL + """
+
             ON CONFLICT (provider, webhook_id) DO NOTHING
             RETURNING webhook_id
             """
@@ -278,11 +295,14 @@ public struct ReplicateIntake: Sendable {
             """
     }()
 
-    static let insertAssetsSQL = """
+    static let insertNewAssetsSQL = """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
             SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, \(Self.timestamp("a.deadline"))
             FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int8[])
                  AS a(prediction_id, pointer, output_index, source_url, deadline)
+            """
+    static let insertAssetsSQL = insertNewAssetsSQL + """
+
             ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
             RETURNING prediction_id
             """
