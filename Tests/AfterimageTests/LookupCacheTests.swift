@@ -95,11 +95,37 @@ struct LookupCacheTests {
         #expect(cache.view(for: .init(provider: "replicate", id: "huge")) == nil)
     }
 
-    @Test func notificationPayloadsNameAPrediction() {
-        #expect(LookupCacheInvalidator.key(fromPayload: "replicate/abc/def") == .init(provider: "replicate", id: "abc/def"))
-        #expect(LookupCacheInvalidator.key(fromPayload: "stability/x") == .init(provider: "stability", id: "x"))
-        #expect(LookupCacheInvalidator.key(fromPayload: "replicate") == nil)
-        #expect(LookupCacheInvalidator.key(fromPayload: "/x") == nil)
-        #expect(LookupCacheInvalidator.key(fromPayload: "replicate/") == nil)
+    @Test func notificationPayloadsNamePredictions() {
+        typealias Key = LookupCache.Key
+        func keys(_ payload: String) -> LookupCacheInvalidator.Invalidation { LookupCacheInvalidator.invalidation(fromPayload: payload) }
+        #expect(keys("replicate/abc/def") == .predictions([Key(provider: "replicate", id: "abc/def")]))
+        #expect(keys("stability/x") == .predictions([Key(provider: "stability", id: "x")]))
+        #expect(keys("replicate/a\nreplicate/b") == .predictions([Key(provider: "replicate", id: "a"), Key(provider: "replicate", id: "b")]))
+        #expect(keys("replicate") == .predictions([]))
+        #expect(keys("/x\nreplicate/\n\nreplicate/ok") == .predictions([Key(provider: "replicate", id: "ok")]))
+        #expect(keys("*") == .everything)
+    }
+
+    /// What intake sends is what the invalidator reads back: every id, in payloads PostgreSQL accepts.
+    @Test func intakeNotificationsRoundTrip() throws {
+        let ids = Set((0..<400).map { "prediction-\($0)-" + String(repeating: "x", count: $0 % 200) })
+        let payloads = ReplicateIntake.notificationPayloads(for: ids)
+        #expect(payloads.count > 1, "400 long ids must not fit one payload")
+        #expect(payloads.allSatisfy { $0.utf8.count < 8000 })
+        var named = Set<String>()
+        for payload in payloads {
+            guard case .predictions(let keys) = LookupCacheInvalidator.invalidation(fromPayload: payload) else {
+                Issue.record("unexpected payload \(payload.prefix(40))"); continue
+            }
+            for key in keys {
+                #expect(key.provider == "replicate")
+                named.insert(key.id)
+            }
+        }
+        #expect(named == ids)
+
+        // An id with a line break cannot be listed: the others still are, and the caches are emptied.
+        let odd = ReplicateIntake.notificationPayloads(for: ["a", "b\nc"])
+        #expect(odd.map(LookupCacheInvalidator.invalidation(fromPayload:)) == [.predictions([.init(provider: "replicate", id: "a")]), .everything])
     }
 }

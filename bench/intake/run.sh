@@ -56,10 +56,11 @@ for round in $(seq 1 "$rounds"); do
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
-  non200=$(awk '/non-200/ {print $3}' "$work/wrk.txt")
+  non200=$(awk '/Non-2xx/ {print $5}' "$work/wrk.txt"); non200=${non200:-0}
+  sent=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
   "$PGBIN/pgbench" -n -c 64 -j 2 -T "$duration" -f "$work/insert.sql" "$url" > "$work/pgbench.txt" 2>&1
   tps=$(awk '/^tps/ {print $3; exit}' "$work/pgbench.txt")
   pglat=$(awk '/latency average/ {print $4 " " $5}' "$work/pgbench.txt")
   ratio=$(python3 -c "print(round($rps / $tps, 2))")
-  echo "round $round: afterimage ${rps} acks/s (p50 ${p50}, p99 ${p99}, non-200 ${non200}, rows committed $((after - before))) | pgbench ${tps} tps (avg ${pglat}) | ratio ${ratio}"
+  echo "round $round: afterimage ${rps} acks/s (p50 ${p50}, p99 ${p99}, non-200 ${non200}, requests ${sent}, rows committed $((after - before))) | pgbench ${tps} tps (avg ${pglat}) | ratio ${ratio}"
 done

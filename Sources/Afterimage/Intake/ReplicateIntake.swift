@@ -116,11 +116,8 @@ public struct ReplicateIntake: Sendable {
                 remaining = later
             }
             if !queuedFor.isEmpty {
-                // One notification per prediction, `replicate/<id>`: workers wake on any, and every instance's
-                // lookup cache forgets that prediction (it has new assets to show).
-                var ids = PQArray<String>(capacity: 40 * queuedFor.count)
-                for id in queuedFor.sorted() { try ids.append(id) }
-                try tx.query(prepared: Self.notifySQL, [Self.assetsChannel, Self.provider + "/", ids])
+                let payloads = try PQArray<String>(Self.notificationPayloads(for: queuedFor).map { Optional($0) })
+                try tx.query(prepared: Self.notifySQL, [Self.assetsChannel, payloads])
             }
             return outcomes.map { $0! }
         }
@@ -307,7 +304,34 @@ public struct ReplicateIntake: Sendable {
             RETURNING prediction_id
             """
 
-    static let notifySQL = "SELECT pg_notify($1, $2 || id) FROM unnest($3::text[]) AS id"
+    static let notifySQL = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+
+    /// Tells every instance's lookup cache to forget all it holds (see `notificationPayloads`).
+    public static let invalidateEverythingPayload = "*"
+    /// PostgreSQL refuses payloads of 8000 bytes or more.
+    static let maxPayloadBytes = 7900
+
+    /// The notifications for predictions that got new assets: workers wake on any, and every instance's
+    /// lookup cache forgets the predictions named, one `replicate/<id>` per line. Usually one per batch
+    /// (a notification per prediction cost PostgreSQL and each listener a queue entry and a wake-up per
+    /// webhook). An id with a line break in it cannot be listed, so it turns into `*`.
+    static func notificationPayloads(for ids: Set<String>) -> [String] {
+        var payloads: [String] = []
+        var current = ""
+        var everything = false
+        for id in ids.sorted() {
+            if id.utf8.contains(UInt8(ascii: "\n")) { everything = true; continue }
+            let line = provider + "/" + id
+            if !current.isEmpty, current.utf8.count + 1 + line.utf8.count > maxPayloadBytes {
+                payloads.append(current)
+                current = ""
+            }
+            current += current.isEmpty ? line : "\n" + line
+        }
+        if !current.isEmpty { payloads.append(current) }
+        if everything { payloads.append(invalidateEverythingPayload) }
+        return payloads
+    }
 
     /// Instants travel as whole microseconds since the Unix epoch: exact, unlike a Double of seconds.
     static func microseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }

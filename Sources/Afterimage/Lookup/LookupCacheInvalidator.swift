@@ -36,12 +36,23 @@ public final class LookupCacheInvalidator: Sendable {
         finished.wait()
     }
 
-    /// `provider/prediction` → the key; other payloads (intake's bare provider name) name no prediction.
-    static func key(fromPayload payload: String) -> LookupCache.Key? {
-        guard let slash = payload.firstIndex(of: "/") else { return nil }
-        let provider = payload[..<slash], id = payload[payload.index(after: slash)...]
-        guard !provider.isEmpty, !id.isEmpty else { return nil }
-        return LookupCache.Key(provider: String(provider), id: String(id))
+    /// What a notification's payload asks the cache to forget.
+    enum Invalidation: Equatable {
+        case predictions([LookupCache.Key])
+        case everything
+    }
+
+    /// The payload is one `provider/prediction` per line (intake sends one notification per batch);
+    /// `*` means everything (intake's answer for a prediction id with a line break in it). Lines that
+    /// name no prediction (an older daemon's bare provider name) are skipped.
+    static func invalidation(fromPayload payload: String) -> Invalidation {
+        if payload == ReplicateIntake.invalidateEverythingPayload { return .everything }
+        return .predictions(payload.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
+            guard let slash = line.firstIndex(of: "/") else { return nil }
+            let provider = line[..<slash], id = line[line.index(after: slash)...]
+            guard !provider.isEmpty, !id.isEmpty else { return nil }
+            return LookupCache.Key(provider: String(provider), id: String(id))
+        })
     }
 
     private func listenLoop() {
@@ -51,7 +62,10 @@ public final class LookupCacheInvalidator: Sendable {
             connected: { cache.invalidateAll() },  // whatever changed while nobody was listening
             received: { notifications in
                 for notification in notifications {
-                    if let key = Self.key(fromPayload: notification.payload) { cache.invalidate(key) }
+                    switch Self.invalidation(fromPayload: notification.payload) {
+                    case .everything: cache.invalidateAll()
+                    case .predictions(let keys): for key in keys { cache.invalidate(key) }
+                    }
                 }
             },
             failed: { error in
