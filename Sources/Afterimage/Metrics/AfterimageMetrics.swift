@@ -65,9 +65,36 @@ public enum AfterimageMetrics {
         case 503: "unavailable"
         default: "error"
         }
-        Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", outcome)]).increment()
-        Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)]).record(duration: ContinuousClock.now - started)
+        let elapsed = ContinuousClock.now - started
+        if let instruments = webhookInstruments[provider] {
+            instruments.outcomes[outcome]?.increment()
+            instruments.ackTime.record(duration: elapsed)
+        } else {
+            Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", outcome)]).increment()
+            Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)]).record(duration: elapsed)
+        }
     }
+
+    /// A webhook provider's counters and timer, made once: asking swift-metrics for them per request (a
+    /// registry lookup under a lock, label hashing) showed in the intake profile. Created on first use,
+    /// which is after `bootstrap()` in `serve` (made earlier they would stay no-ops).
+    final class WebhookInstruments: Sendable {
+        static let outcomeNames = ["accepted", "unauthorized", "too_large", "invalid", "unavailable", "error"]
+        let outcomes: [String: Metrics.Counter]
+        let ackTime: Metrics.Timer
+
+        init(provider: String) {
+            outcomes = Dictionary(uniqueKeysWithValues: Self.outcomeNames.map {
+                ($0, Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", $0)]))
+            })
+            ackTime = Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)])
+        }
+    }
+
+    static let webhookInstruments: [String: WebhookInstruments] = [
+        "replicate": WebhookInstruments(provider: "replicate"),
+        "stability": WebhookInstruments(provider: "stability"),
+    ]
 
     /// A delivery seen before (same webhook-id): acknowledged again, nothing new recorded.
     public static func webhookDuplicate(provider: String) {
