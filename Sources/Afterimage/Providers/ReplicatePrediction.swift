@@ -139,22 +139,45 @@ public struct ReplicatePrediction: Sendable {
     private enum Field {
         case id, status, model, version, error, createdAt, startedAt, completedAt, dataRemoved, input, output, metrics
 
-        static let names: [(StaticString, Field)] = [
-            ("id", .id), ("status", .status), ("model", .model), ("version", .version), ("error", .error),
-            ("created_at", .createdAt), ("started_at", .startedAt), ("completed_at", .completedAt),
-            ("data_removed", .dataRemoved), ("input", .input), ("output", .output), ("metrics", .metrics),
-        ]
-
         /// The field a key names; an escaped key (`"\u0069d"`) names the field its value spells.
         init?(_ key: JSONByteScanner.StringSpan, in scanner: JSONByteScanner) {
             if key.hasEscapes {
-                guard let name = scanner.string(key, limit: 128) else { return nil }
-                guard let match = Self.names.first(where: { $0.0.description == name }) else { return nil }
-                self = match.1
+                guard var name = scanner.string(key, limit: 128) else { return nil }
+                let field = name.withUTF8 { Self(name: $0) }
+                guard let field else { return nil }
+                self = field
                 return
             }
-            guard let match = Self.names.first(where: { scanner.span(key, equals: $0.0) }) else { return nil }
-            self = match.1
+            guard let field = Self(name: UnsafeBufferPointer(rebasing: scanner.bytes[key.range])) else { return nil }
+            self = field
+        }
+
+        /// Every key of every webhook passes here: dispatch on the length, then compare the bytes.
+        private init?(name: UnsafeBufferPointer<UInt8>) {
+            func equals(_ text: StaticString) -> Bool {
+                text.utf8CodeUnitCount == name.count && memcmp(text.utf8Start, name.baseAddress!, name.count) == 0
+            }
+            switch name.count {
+            case 2: if equals("id") { self = .id; return }
+            case 5:
+                if equals("model") { self = .model; return }
+                if equals("error") { self = .error; return }
+                if equals("input") { self = .input; return }
+            case 6:
+                if equals("status") { self = .status; return }
+                if equals("output") { self = .output; return }
+            case 7:
+                if equals("version") { self = .version; return }
+                if equals("metrics") { self = .metrics; return }
+            case 10:
+                if equals("created_at") { self = .createdAt; return }
+                if equals("started_at") { self = .startedAt; return }
+            case 12:
+                if equals("completed_at") { self = .completedAt; return }
+                if equals("data_removed") { self = .dataRemoved; return }
+            default: break
+            }
+            return nil
         }
     }
 
