@@ -19,8 +19,8 @@ public struct ReplicatePrediction: Sendable {
     public let startedAt: Date?
     public let completedAt: Date?
     public let dataRemoved: Bool
-    /// The output files this event alone asks to archive: the URLs in its `output`, found in the tree parsed
-    /// here, once terminal and unless the provider removed the data. When the event creates the prediction
+    /// The output files this event alone asks to archive: the URLs in its `output`, found during the parse's
+    /// single pass, once terminal and unless the provider removed the data. When the event creates the prediction
     /// the merged row is this event, so intake uses these instead of parsing the stored output again.
     public let outputURLs: [OutputURLWalker.Found]
 
