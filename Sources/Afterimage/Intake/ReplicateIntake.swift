@@ -180,8 +180,7 @@ public struct ReplicateIntake: Sendable {
         /// The output files to archive: only once terminal, and never when the provider removed the data.
         var outputURLs: [OutputURLWalker.Found] {
             guard ReplicatePrediction.terminalStatuses.contains(status), !dataRemoved, let outputJSON else { return [] }
-            let output = try? JSONSerialization.jsonObject(with: Data(outputJSON.utf8), options: [.fragmentsAllowed])
-            return OutputURLWalker.urls(in: output)
+            return OutputURLWalker.urls(inJSON: outputJSON)
         }
     }
 

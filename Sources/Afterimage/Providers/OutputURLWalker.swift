@@ -17,6 +17,88 @@ public enum OutputURLWalker {
         return found
     }
 
+    /// The same walk over `output`'s JSON text, as stored for a prediction; empty when it is not JSON
+    /// the scanner can walk (then there is nothing to archive, as before).
+    public static func urls(inJSON output: String) -> [Found] {
+        var output = output
+        return output.withUTF8 { bytes in
+            var scanner = JSONByteScanner(bytes)
+            do throws(JSONByteScanner.Failure) {
+                let found = try walk(&scanner, depth: 0)
+                try scanner.expectEnd()
+                return found
+            } catch {
+                return []
+            }
+        }
+    }
+
+    /// Walks the JSON value at the scanner's position, consuming it, and returns its URLs with pointers
+    /// relative to it: the same answer as `urls(in:)` on the parsed value, without building the tree.
+    /// The bytes must already be known to be UTF-8 (a Swift string, or a body checked with
+    /// `JSONByteScanner.isValidUTF8`); structure and escapes are checked here.
+    static func walk(_ scanner: inout JSONByteScanner, depth: Int) throws(JSONByteScanner.Failure) -> [Found] {
+        switch scanner.peek() {
+        case UInt8(ascii: "\""):
+            let span = try scanner.scanString()
+            guard let url = fetchableURL(span, in: scanner) else { return [] }
+            return [Found(pointer: "", url: url)]
+        case UInt8(ascii: "["):
+            var found: [Found] = []
+            try scanner.forEachElement(depth: depth) { (scanner: inout JSONByteScanner, index: Int) throws(JSONByteScanner.Failure) in
+                for inner in try walk(&scanner, depth: depth + 1) {
+                    found.append(Found(pointer: "/\(index)" + inner.pointer, url: inner.url))
+                }
+            }
+            return found
+        case UInt8(ascii: "{"):
+            // Sorting needs every key, and a later duplicate replaces an earlier one even when it holds
+            // no URL; keys are only decoded when some member holds one.
+            var members: [(key: JSONByteScanner.StringSpan, found: [Found])] = []
+            var anyFound = false
+            try scanner.forEachMember(depth: depth) { (scanner: inout JSONByteScanner, key: JSONByteScanner.StringSpan) throws(JSONByteScanner.Failure) in
+                let found = try walk(&scanner, depth: depth + 1)
+                anyFound = anyFound || !found.isEmpty
+                members.append((key, found))
+            }
+            guard anyFound else { return [] }
+            // As in a Swift dictionary: keys are equal when canonically equivalent, the first spelling
+            // stays, the last value wins.
+            var slots: [String: Int] = [:]
+            var kept: [(key: String, found: [Found])] = []
+            for member in members {
+                guard let key = scanner.string(member.key, limit: .max) else { throw scanner.failure("malformed key") }
+                if let slot = slots[key] {
+                    kept[slot].found = member.found
+                } else {
+                    slots[key] = kept.count
+                    kept.append((key, member.found))
+                }
+            }
+            kept.sort { $0.key < $1.key }
+            var found: [Found] = []
+            for member in kept where !member.found.isEmpty {
+                let prefix = "/" + escape(member.key)
+                for inner in member.found { found.append(Found(pointer: prefix + inner.pointer, url: inner.url)) }
+            }
+            return found
+        default:
+            try scanner.skipValue(depth: depth)
+            return []
+        }
+    }
+
+    /// The string's value when it is a fetchable URL. Unescaped ASCII (nearly every URL) is checked on
+    /// the body's bytes and only copied into a String when it is one.
+    private static func fetchableURL(_ span: JSONByteScanner.StringSpan, in scanner: JSONByteScanner) -> String? {
+        if !span.hasEscapes {
+            let raw = UnsafeBufferPointer(rebasing: scanner.bytes[span.range])
+            if let answer = isFetchableASCIIURL(raw) { return answer ? String(decoding: raw, as: UTF8.self) : nil }
+        }
+        guard let text = scanner.string(span, limit: .max) else { return nil }
+        return isFetchableURL(text) ? text : nil
+    }
+
     private static func walk(_ value: Any?, pointer: String, into found: inout [Found]) {
         switch value {
         case let string as String:

@@ -19,8 +19,8 @@ public struct ReplicatePrediction: Sendable {
     public let startedAt: Date?
     public let completedAt: Date?
     public let dataRemoved: Bool
-    /// The output files this event alone asks to archive: the URLs in its `output`, found in the tree parsed
-    /// here, once terminal and unless the provider removed the data. When the event creates the prediction
+    /// The output files this event alone asks to archive: the URLs in its `output`, found during the parse's
+    /// single pass, once terminal and unless the provider removed the data. When the event creates the prediction
     /// the merged row is this event, so intake uses these instead of parsing the stored output again.
     public let outputURLs: [OutputURLWalker.Found]
 
@@ -33,84 +33,180 @@ public struct ReplicatePrediction: Sendable {
 
     /// Parses a webhook body. Throws when the body is not a prediction (the caller keeps it raw and
     /// answers 400); unknown extra fields are fine, Replicate adds fields over time.
+    ///
+    /// Every webhook passes here, so this is one pass of the byte scanner over the body instead of a
+    /// Foundation tree: the members Afterimage keeps are located (a later duplicate key wins, as in
+    /// JSONSerialization), the output's URLs are found on the way, and only the kept values become
+    /// Strings. The body is checked as strictly as JSONSerialization did (UTF-8, escapes, numbers,
+    /// nothing after the object), except that nesting deeper than `JSONByteScanner.maxDepth` is refused.
     public static func parse(_ body: [UInt8]) throws(ParseError) -> ReplicatePrediction {
-        let object: [String: Any]
-        do {
-            guard let parsed = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
-                throw ParseError(message: "the body is not a JSON object")
-            }
-            object = parsed
-        } catch let error as ParseError {
-            throw error
-        } catch {
-            throw ParseError(message: "the body is not valid JSON")
+        let result = body.withUnsafeBufferPointer { buffer in
+            Result { () throws(ParseError) in try parse(buffer) }
         }
-        guard let id = object["id"] as? String, !id.isEmpty, id.utf8.count <= 256 else {
+        return try result.get()
+    }
+
+    static func parse(_ body: UnsafeBufferPointer<UInt8>) throws(ParseError) -> ReplicatePrediction {
+        let invalid = ParseError(message: "the body is not valid JSON")
+        guard JSONByteScanner.isValidUTF8(body) else { throw invalid }
+        var scanner = JSONByteScanner(body)
+        switch scanner.peek() {
+        case UInt8(ascii: "{"):
+            break
+        case UInt8(ascii: "["):
+            // Valid JSON but no object: the message says which.
+            do throws(JSONByteScanner.Failure) {
+                try scanner.skipValue()
+                try scanner.expectEnd()
+            } catch {
+                throw invalid
+            }
+            throw ParseError(message: "the body is not a JSON object")
+        default:
+            throw invalid
+        }
+        var members = Members()
+        do throws(JSONByteScanner.Failure) {
+            try scanner.forEachMember { (scanner: inout JSONByteScanner, key: JSONByteScanner.StringSpan) throws(JSONByteScanner.Failure) in
+                let field = Field(key, in: scanner)
+                _ = scanner.peek()
+                let start = scanner.offset
+                var span: JSONByteScanner.StringSpan?
+                var urls: [OutputURLWalker.Found] = []
+                if field == .output {
+                    urls = try OutputURLWalker.walk(&scanner, depth: 1)
+                } else if scanner.peek() == UInt8(ascii: "\"") {
+                    span = try scanner.scanString()
+                } else {
+                    try scanner.skipValue(depth: 1)
+                }
+                guard let field else { return }
+                members.set(field, Member(range: start..<scanner.offset, string: span))
+                if field == .output { members.outputURLs = urls }
+            }
+            try scanner.expectEnd()
+        } catch {
+            throw invalid
+        }
+
+        func string(_ member: Member?, limit: Int = .max) -> String? {
+            guard let span = member?.string else { return nil }
+            return scanner.string(span, limit: limit)
+        }
+        func text(_ member: Member) -> String {
+            String(decoding: UnsafeBufferPointer(rebasing: body[member.range]), as: UTF8.self)
+        }
+        func isNull(_ member: Member) -> Bool { body[member.range.lowerBound] == UInt8(ascii: "n") }
+        // An id of 256 bytes may be written with up to six escaped bytes for each.
+        guard let id = string(members.id, limit: 6 * 256), !id.isEmpty, id.utf8.count <= 256 else {
             throw ParseError(message: "a prediction needs a string id")
         }
-        guard let status = object["status"] as? String, statuses.contains(status) else {
+        guard let status = string(members.status), statuses.contains(status) else {
             throw ParseError(message: "a prediction needs a status among \(statuses.sorted().joined(separator: ", "))")
         }
-        func date(_ key: String) throws(ParseError) -> Date? {
-            guard let value = object[key], !(value is NSNull) else { return nil }
-            guard let text = value as? String, let parsed = RFC3339.parse(text) else {
+        func date(_ member: Member?, _ key: String) throws(ParseError) -> Date? {
+            guard let member, !isNull(member) else { return nil }
+            guard let text = string(member), let parsed = RFC3339.parse(text) else {
                 throw ParseError(message: "\(key) is not an RFC 3339 timestamp")
             }
             return parsed
         }
-        func errorText(_ value: Any?) -> String? {
-            switch value {
-            case nil, is NSNull: return nil
-            case let text as String: return text
-            case let other?: return json(other)
-            }
+        // input, output and metrics are kept as the provider wrote them (jsonb normalises them anyway).
+        func kept(_ member: Member?) -> String? {
+            guard let member, !isNull(member) else { return nil }
+            return text(member)
         }
-        // input, output and metrics are kept as the provider wrote them (jsonb normalises them anyway):
-        // slicing them out of the body is far cheaper than re-serialising the parsed trees.
-        let raw = rawMembers(body, ["input", "output", "metrics"])
-        func kept(_ key: String) -> String? {
-            if let slice = raw?[key] { return slice == "null" ? nil : slice }
-            return raw == nil ? json(object[key]) : nil
+        // error is text for people: a string as itself, anything else as its JSON text.
+        func errorText(_ member: Member?) -> String? {
+            guard let member, !isNull(member) else { return nil }
+            return string(member) ?? text(member)
         }
-        let dataRemoved = (object["data_removed"] as? Bool) ?? false
-        let urls = terminalStatuses.contains(status) && !dataRemoved ? OutputURLWalker.urls(in: object["output"]) : []
+        let createdAt = try date(members.createdAt, "created_at")
+        let startedAt = try date(members.startedAt, "started_at")
+        let completedAt = try date(members.completedAt, "completed_at")
+        let dataRemoved = members.dataRemoved.map { body[$0.range.lowerBound] == UInt8(ascii: "t") } ?? false
         return ReplicatePrediction(
             id: id, status: status,
-            model: object["model"] as? String, version: object["version"] as? String,
-            inputJSON: kept("input"), outputJSON: kept("output"), metricsJSON: kept("metrics"),
-            error: errorText(object["error"]),
-            createdAt: try date("created_at"), startedAt: try date("started_at"), completedAt: try date("completed_at"),
-            dataRemoved: dataRemoved, outputURLs: urls)
+            model: string(members.model), version: string(members.version),
+            inputJSON: kept(members.input), outputJSON: kept(members.output), metricsJSON: kept(members.metrics),
+            error: errorText(members.error),
+            createdAt: createdAt, startedAt: startedAt, completedAt: completedAt,
+            dataRemoved: dataRemoved,
+            outputURLs: terminalStatuses.contains(status) && !dataRemoved ? members.outputURLs : [])
     }
 
-    /// The raw JSON text of the top-level members named in `keys` (absent ones are missing from the
-    /// result); nil when the scanner cannot walk the body, and the caller re-serialises instead.
-    static func rawMembers(_ body: [UInt8], _ keys: Set<String>) -> [String: String]? {
-        body.withUnsafeBufferPointer { buffer -> [String: String]? in
-            var scanner = JSONByteScanner(buffer)
-            var found: [String: String] = [:]
-            do throws(JSONByteScanner.Failure) {
-                try scanner.forEachMember { (scanner: inout JSONByteScanner, key: JSONByteScanner.StringSpan) throws(JSONByteScanner.Failure) in
-                    let name = scanner.string(key, limit: 64)
-                    _ = scanner.peek()
-                    let start = scanner.offset
-                    try scanner.skipValue(depth: 1)
-                    if let name, keys.contains(name) {
-                        // A later duplicate key wins, as it does in JSONSerialization.
-                        found[name] = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<scanner.offset]), as: UTF8.self)
-                    }
-                }
-            } catch {
-                return nil
+    /// The top-level members Afterimage reads.
+    private enum Field {
+        case id, status, model, version, error, createdAt, startedAt, completedAt, dataRemoved, input, output, metrics
+
+        /// The field a key names; an escaped key (`"\u0069d"`) names the field its value spells.
+        init?(_ key: JSONByteScanner.StringSpan, in scanner: JSONByteScanner) {
+            if key.hasEscapes {
+                guard var name = scanner.string(key, limit: 128) else { return nil }
+                let field = name.withUTF8 { Self(name: $0) }
+                guard let field else { return nil }
+                self = field
+                return
             }
-            return found
+            guard let field = Self(name: UnsafeBufferPointer(rebasing: scanner.bytes[key.range])) else { return nil }
+            self = field
+        }
+
+        /// Every key of every webhook passes here: dispatch on the length, then compare the bytes.
+        private init?(name: UnsafeBufferPointer<UInt8>) {
+            func equals(_ text: StaticString) -> Bool {
+                text.utf8CodeUnitCount == name.count && memcmp(text.utf8Start, name.baseAddress!, name.count) == 0
+            }
+            switch name.count {
+            case 2: if equals("id") { self = .id; return }
+            case 5:
+                if equals("model") { self = .model; return }
+                if equals("error") { self = .error; return }
+                if equals("input") { self = .input; return }
+            case 6:
+                if equals("status") { self = .status; return }
+                if equals("output") { self = .output; return }
+            case 7:
+                if equals("version") { self = .version; return }
+                if equals("metrics") { self = .metrics; return }
+            case 10:
+                if equals("created_at") { self = .createdAt; return }
+                if equals("started_at") { self = .startedAt; return }
+            case 12:
+                if equals("completed_at") { self = .completedAt; return }
+                if equals("data_removed") { self = .dataRemoved; return }
+            default: break
+            }
+            return nil
         }
     }
 
-    /// Re-serialises a parsed JSON value (nil and null stay nil: jsonb NULL, not the JSON null).
-    static func json(_ value: Any?) -> String? {
-        guard let value, !(value is NSNull) else { return nil }
-        guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+    /// Where a member's value lies in the body; `string` when the value is a string.
+    private struct Member {
+        let range: Range<Int>
+        let string: JSONByteScanner.StringSpan?
+    }
+
+    /// The last occurrence of each field, and the URLs found in the last `output`.
+    private struct Members {
+        var id, status, model, version, error, createdAt, startedAt, completedAt, dataRemoved, input, output, metrics: Member?
+        var outputURLs: [OutputURLWalker.Found] = []
+
+        mutating func set(_ field: Field, _ member: Member) {
+            switch field {
+            case .id: id = member
+            case .status: status = member
+            case .model: model = member
+            case .version: version = member
+            case .error: error = member
+            case .createdAt: createdAt = member
+            case .startedAt: startedAt = member
+            case .completedAt: completedAt = member
+            case .dataRemoved: dataRemoved = member
+            case .input: input = member
+            case .output: output = member
+            case .metrics: metrics = member
+            }
+        }
     }
 }
