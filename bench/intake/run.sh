@@ -39,7 +39,7 @@ echo "INSERT INTO bench_rows (payload) VALUES ('{\"id\":\"bench\",\"status\":\"s
 
 if [ -n "${PERF_SECONDS:-}" ]; then
   # Profile the daemon under load instead of measuring: perf samples (cpu-clock) while wrk runs.
-  python3 bench/intake/make_requests.py "$secret" 80000 "$work/requests.tsv"
+  python3 bench/intake/make_requests.py "$secret" $(((PERF_SECONDS + 4) * 25000)) "$work/requests.tsv"
   wrk -t2 -c64 -d$((PERF_SECONDS + 4))s -s bench/intake/webhooks.lua "http://127.0.0.1:$http_port" -- "$work/requests.tsv" 2 > "$work/wrk.txt" &
   wrk_pid=$!
   sleep 2
@@ -49,7 +49,9 @@ if [ -n "${PERF_SECONDS:-}" ]; then
   exit 0
 fi
 for round in $(seq 1 "$rounds"); do
-  python3 bench/intake/make_requests.py "$secret" "${REQUESTS:-150000}" "$work/requests.tsv"
+  # More distinct webhooks than a round can send (25,000/s): a wrapped list would resend, and measure, duplicates.
+  requests=${REQUESTS:-$((duration * 25000))}
+  python3 bench/intake/make_requests.py "$secret" "$requests" "$work/requests.tsv"
   before=$("$PGBIN/psql" -tAq "$url" -c "SELECT count(*) FROM deliveries")
   wrk -t2 -c64 -d"${duration}s" --latency -s bench/intake/webhooks.lua "http://127.0.0.1:$http_port" -- "$work/requests.tsv" 2 > "$work/wrk.txt"
   after=$("$PGBIN/psql" -tAq "$url" -c "SELECT count(*) FROM deliveries")
@@ -58,6 +60,7 @@ for round in $(seq 1 "$rounds"); do
   p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
   non200=$(awk '/Non-2xx/ {print $5}' "$work/wrk.txt"); non200=${non200:-0}
   sent=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+  [ "$sent" -le "$requests" ] || echo "warning: wrk sent $sent requests from a list of $requests; the rest were duplicates" >&2
   "$PGBIN/pgbench" -n -c 64 -j 2 -T "$duration" -f "$work/insert.sql" "$url" > "$work/pgbench.txt" 2>&1
   tps=$(awk '/^tps/ {print $3; exit}' "$work/pgbench.txt")
   pglat=$(awk '/latency average/ {print $4 " " $5}' "$work/pgbench.txt")
