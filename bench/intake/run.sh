@@ -48,12 +48,28 @@ if [ -n "${PERF_SECONDS:-}" ]; then
   grep Requests "$work/wrk.txt"
   exit 0
 fi
+# CPU accounting from /proc, in clock ticks: a process's own time, and PostgreSQL's as the postmaster's
+# (with the backends it has reaped) plus its live backends'. Per ack and per pgbench transaction, this shows
+# where the machine's two cores go on each side.
+postmaster=$(head -1 "$work/pg/data/postmaster.pid")
+tick=$(getconf CLK_TCK)
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+  local total children
+  total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$postmaster/stat")
+  for child in $(pgrep -P "$postmaster"); do total=$((total + $(proc_ticks "$child"))); done
+  echo "$total"
+}
+per_unit() { python3 -c "print(round(($2) * 1e6 / $tick / max(1, $1)))"; }
+
 for round in $(seq 1 "$rounds"); do
   # More distinct webhooks than a round can send (25,000/s): a wrapped list would resend, and measure, duplicates.
   requests=${REQUESTS:-$((duration * 25000))}
   python3 bench/intake/make_requests.py "$secret" "$requests" "$work/requests.tsv"
   before=$("$PGBIN/psql" -tAq "$url" -c "SELECT count(*) FROM deliveries")
+  daemon0=$(proc_ticks "$pid"); pg0=$(pg_ticks)
   wrk -t2 -c64 -d"${duration}s" --latency -s bench/intake/webhooks.lua "http://127.0.0.1:$http_port" -- "$work/requests.tsv" 2 > "$work/wrk.txt"
+  daemon1=$(proc_ticks "$pid"); pg1=$(pg_ticks)
   after=$("$PGBIN/psql" -tAq "$url" -c "SELECT count(*) FROM deliveries")
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
@@ -61,9 +77,14 @@ for round in $(seq 1 "$rounds"); do
   non200=$(awk '/Non-2xx/ {print $5}' "$work/wrk.txt"); non200=${non200:-0}
   sent=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
   [ "$sent" -le "$requests" ] || echo "warning: wrk sent $sent requests from a list of $requests; the rest were duplicates" >&2
+  pgb0=$(pg_ticks)
   "$PGBIN/pgbench" -n -c 64 -j 2 -T "$duration" -f "$work/insert.sql" "$url" > "$work/pgbench.txt" 2>&1
+  pgb1=$(pg_ticks)
   tps=$(awk '/^tps/ {print $3; exit}' "$work/pgbench.txt")
+  transactions=$(awk '/number of transactions actually processed/ {print $NF}' "$work/pgbench.txt")
   pglat=$(awk '/latency average/ {print $4 " " $5}' "$work/pgbench.txt")
   ratio=$(python3 -c "print(round($rps / $tps, 2))")
+  acks=$((after - before))
+  echo "round $round CPU: per ack, daemon $(per_unit "$acks" "$daemon1 - $daemon0") µs and PostgreSQL $(per_unit "$acks" "$pg1 - $pg0") µs; per pgbench transaction, PostgreSQL $(per_unit "$transactions" "$pgb1 - $pgb0") µs"
   echo "round $round: afterimage ${rps} acks/s (p50 ${p50}, p99 ${p99}, non-200 ${non200}, requests ${sent}, rows committed $((after - before))) | pgbench ${tps} tps (avg ${pglat}) | ratio ${ratio}"
 done
