@@ -24,6 +24,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 pg_port=$(free_port); http_port=$(free_port)
 scripts/pg.sh start "$work/pg" "$pg_port" bench
 url=$(scripts/pg.sh url "$work/pg" "$pg_port" bench)
+if [ -n "${FLUSH_DELAY_US:-}" ]; then
+  # A supplementary measurement, not the issue's: every WAL flush made to cost FLUSH_DELAY_US more, as on a
+  # disk where a flush takes milliseconds (network block storage), by restarting the cluster under strace,
+  # which delays the fdatasync/fsync calls only (seccomp filter: no other syscall stops). Both sides of
+  # the comparison run on this same server.
+  command -v strace >/dev/null || { echo "install strace (apt-get install strace)" >&2; exit 1; }
+  scripts/pg.sh stop "$work/pg"
+  owner=$(stat -c %U "$work/pg/data")
+  as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u "$owner" -- "$@"; else "$@"; fi; }
+  as_owner strace -f --seccomp-bpf -qq -o /dev/null -e trace=fdatasync,fsync \
+    -e inject=fdatasync:delay_exit="$FLUSH_DELAY_US" -e inject=fsync:delay_exit="$FLUSH_DELAY_US" \
+    "$PGBIN/pg_ctl" -D "$work/pg/data" -l "$work/pg/data/server.log" -w -t 60 -o "-p $pg_port" start >/dev/null &
+  for _ in $(seq 1 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.1; done
+  echo "every WAL flush delayed by ${FLUSH_DELAY_US} µs (strace fault injection)"
+fi
 secret="whsec_$(head -c 24 /dev/urandom | base64)"
 
 AFTERIMAGE_DATABASE_URL=$url AFTERIMAGE_HTTP_PORT=$http_port AFTERIMAGE_WORKERS_COUNT=0 \
