@@ -3,18 +3,19 @@ import Logging
 import PQ
 import Synchronization
 
-/// Group commit for webhook intake. Handlers hand their delivery to the batcher (and are called back); a few committer
-/// threads each take everything queued so far and record it in one transaction, so under load one fsync
+/// Group commit for webhook intake. Routes hand their delivery to the batcher and are called back after
+/// COMMIT; a few committer threads each take everything queued so far and record it in one transaction, so under load one fsync
 /// and a fixed handful of statements acknowledge many webhooks. There is no artificial delay: an idle
 /// committer takes a lone request at once, and batches form only while earlier commits are running.
 public final class IntakeBatcher: Sendable {
     public struct Configuration: Sendable {
-        /// Two, not four: on the 2-core benchmark machine fewer committers make bigger batches, and PostgreSQL's
-        /// CPU per acknowledged webhook fell by about a quarter (bench/intake, CPU per ack of each process) with
-        /// acks/s no lower; a batch still starts as soon as a committer is free.
+        /// Two: on the 2-core benchmark machine fewer committers make bigger batches (PostgreSQL's CPU per
+        /// acknowledged webhook fell by about a quarter from four), while one leaves the machine idle during
+        /// each commit (acks/s 10% lower). With every WAL flush slowed to 2 ms (bench/intake FLUSH_DELAY_US),
+        /// six were far worse than one or two: concurrent batches contend on the same index pages.
         public var committers = 2
         public var maxBatch = 64
-        /// How long a handler waits for its commit before answering 503. The delivery may still commit later;
+        /// How long a delivery waits for its commit before it is answered 503. The delivery may still commit later;
         /// the provider's retry is then answered `duplicate`, so nothing is lost either way.
         public var waitTimeout: TimeInterval = 20
         public init() {}
