@@ -143,6 +143,53 @@ struct IntakeBatcherTests {
         #expect(answers.all["hung"]?.count == 1)
     }
 
+    /// Posts a signed webhook to an in-process server; `tamper` changes the body after signing.
+    func post(_ payload: [UInt8], id: String, port: Int, tamper: Bool = false) throws -> CurlResponse {
+        let timestamp = Int64(Date().timeIntervalSince1970)
+        var options = CurlOptions()
+        options.allowedProtocols = ["http"]
+        options.totalTimeout = .seconds(30)
+        let signature = StandardWebhooksVerifier.sign(secret: Self.secret, id: id, timestamp: timestamp, body: payload)
+        return try CurlSession().perform(CurlRequest(
+            method: "POST", url: "http://127.0.0.1:\(port)/v1/webhooks/replicate",
+            headers: [("Content-Type", "application/json"), ("webhook-id", id), ("webhook-timestamp", String(timestamp)),
+                      ("webhook-signature", signature)],
+            body: .bytes(tamper ? payload + Array(" ".utf8) : payload)), options: options)
+    }
+
+    @Test("bodies too large to verify on the event thread are verified off it: accepted when signed, 401 when tampered")
+    func largeBodiesAreVerifiedOffTheEventThread() throws {
+        let url = try migratedDatabase()
+        let pool = Pool(url: url, size: 2)
+        defer { pool.close() }
+        let batcher = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: 3600), pool: pool, logger: Logger(label: "test"))
+        batcher.start()
+        defer { batcher.stop() }
+        var router = Router()
+        ReplicateWebhookRoute(verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }, batcher: batcher, logger: Logger(label: "test"))
+            .register(on: &router, maxBodyBytes: 1 << 20)
+        let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(host: "127.0.0.1", port: 0))
+        try server.start()
+        defer { server.stop(drainTimeout: .seconds(2)) }
+
+        let prompt = String(repeating: "a long prompt ", count: 30_000)
+        let large = Array(#"{"id":"big","status":"succeeded","input":{"prompt":"\#(prompt)"},"output":"https://replicate.delivery/big.png","completed_at":"2026-11-21T10:00:05.000Z"}"#.utf8)
+        #expect(large.count > ReplicateWebhookRoute.eventThreadBodyLimit)
+        #expect(try post(large, id: "msg_big_tampered", port: server.boundPort, tamper: true).status == 401)
+        let accepted = try post(large, id: "msg_big", port: server.boundPort)
+        #expect(accepted.status == 200, "\(String(decoding: accepted.body, as: UTF8.self))")
+        #expect(String(decoding: accepted.body, as: UTF8.self).contains("accepted"))
+        // And a small one still takes the event-thread path.
+        #expect(try post(body("small"), id: "msg_small", port: server.boundPort).status == 200)
+        let connection = try Connection.connect(url: url)
+        defer { connection.close() }
+        let stored = try connection.query("SELECT webhook_id, length(body) FROM deliveries ORDER BY webhook_id").map {
+            (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self))
+        }
+        #expect(stored.map(\.0) == ["msg_big", "msg_small"], "the tampered one must write nothing")
+        #expect(stored.first?.1 == large.count)
+    }
+
     @Test("with the database gone the webhook route answers 503 with Retry-After, quickly")
     func deadDatabaseIs503() throws {
         // A port nobody listens on: every connection attempt is refused at once.

@@ -27,29 +27,51 @@ public struct ReplicateWebhookRoute: Sendable {
         router.add("POST", "/v1/webhooks/replicate", maxBodyBytes: maxBodyBytes, deferred: { request in self.handle(request) })
     }
 
+    /// Bodies above this are verified off the event thread: an HMAC over megabytes (`http.max_body_bytes`
+    /// may be raised) would hold up every other connection that thread serves.
+    static let eventThreadBodyLimit = 256 * 1024
+
     func handle(_ request: Request) -> DeferredAnswer {
         let started = ContinuousClock.now
-        let envelope = WebhookEnvelope(provider: "replicate", logger: logger)
-        let delivery: ReplicateIntake.Delivery
-        switch envelope.delivery(from: request, verifier: verifier()) {
-        case .success(let verified): delivery = verified
-        case .failure(let refusal):
-            AfterimageMetrics.webhookAnswered(provider: "replicate", status: refusal.response.status, since: started)
-            return .now(refusal.response)
-        }
-        return .later { [batcher, lookupCache] responder in
-            batcher.submit(delivery) { result in
-                let response: Response
-                switch result {
-                case .success(let outcome):
-                    if case .accepted(let id, _) = outcome { lookupCache?.invalidate(.init(provider: ReplicateIntake.provider, id: id)) }
-                    response = envelope.response(for: outcome, delivery: delivery, kind: "a prediction")
-                case .failure(let error):
-                    response = envelope.databaseFailure(error)
+        guard request.body.count <= Self.eventThreadBodyLimit else {
+            return .later { responder in
+                DispatchQueue.global().async {
+                    switch self.verify(request, started: started) {
+                    case .success(let delivery): self.record(delivery, started: started, answer: responder)
+                    case .failure(let refusal): responder.respond(refusal.response)
+                    }
                 }
-                AfterimageMetrics.webhookAnswered(provider: "replicate", status: response.status, since: started)
-                responder.respond(response)
             }
+        }
+        switch verify(request, started: started) {
+        case .success(let delivery): return .later { responder in self.record(delivery, started: started, answer: responder) }
+        case .failure(let refusal): return .now(refusal.response)
+        }
+    }
+
+    /// The signature check; a refusal is counted here.
+    private func verify(_ request: Request, started: ContinuousClock.Instant) -> Result<ReplicateIntake.Delivery, WebhookRefusal> {
+        let result = WebhookEnvelope(provider: "replicate", logger: logger).delivery(from: request, verifier: verifier())
+        if case .failure(let refusal) = result {
+            AfterimageMetrics.webhookAnswered(provider: "replicate", status: refusal.response.status, since: started)
+        }
+        return result
+    }
+
+    /// Hands the delivery to the next group commit; `responder` is answered after COMMIT (or with 503).
+    private func record(_ delivery: ReplicateIntake.Delivery, started: ContinuousClock.Instant, answer responder: Responder) {
+        let envelope = WebhookEnvelope(provider: "replicate", logger: logger)
+        batcher.submit(delivery) { [lookupCache] result in
+            let response: Response
+            switch result {
+            case .success(let outcome):
+                if case .accepted(let id, _) = outcome { lookupCache?.invalidate(.init(provider: ReplicateIntake.provider, id: id)) }
+                response = envelope.response(for: outcome, delivery: delivery, kind: "a prediction")
+            case .failure(let error):
+                response = envelope.databaseFailure(error)
+            }
+            AfterimageMetrics.webhookAnswered(provider: "replicate", status: response.status, since: started)
+            responder.respond(response)
         }
     }
 }
