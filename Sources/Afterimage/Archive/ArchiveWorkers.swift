@@ -44,10 +44,10 @@ public final class ArchiveWorkers: Sendable {
     public func start() {
         guard configuration.count > 0, !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         cleanSpool()
-        spawn("afterimage-listen") { self.listenLoop() }
-        spawn("afterimage-lease") { self.leaseLoop() }
+        startCountedThread("afterimage-listen", in: threads) { self.listenLoop() }
+        startCountedThread("afterimage-lease", in: threads) { self.leaseLoop() }
         for index in 0..<configuration.count {
-            spawn("afterimage-worker-\(index)") { self.workerLoop() }
+            startCountedThread("afterimage-worker-\(index)", in: threads) { self.workerLoop() }
         }
         logger.info("workers started", metadata: ["count": "\(configuration.count)"])
     }
@@ -68,16 +68,6 @@ public final class ArchiveWorkers: Sendable {
 
     /// Wakes idle workers now (new assets were queued by this process).
     public func notifyNewWork() { wake.broadcast() }
-
-    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
-        threads.enter()
-        let thread = Thread { [threads] in
-            defer { threads.leave() }
-            body()
-        }
-        thread.name = name
-        thread.start()
-    }
 
     private func cleanSpool() {
         do {

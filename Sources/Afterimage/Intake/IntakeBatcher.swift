@@ -68,19 +68,9 @@ public final class IntakeBatcher: Sendable {
     public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for index in 0..<max(1, configuration.committers) {
-            spawn("afterimage-intake-\(index)") { [self] in commitLoop(index) }
+            startCountedThread("afterimage-intake-\(index)", in: threads) { [self] in commitLoop(index) }
         }
-        spawn("afterimage-intake-timeouts") { [self] in sweepLoop() }
-    }
-
-    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
-        threads.enter()
-        let thread = Thread { [threads] in
-            defer { threads.leave() }
-            body()
-        }
-        thread.name = name
-        thread.start()
+        startCountedThread("afterimage-intake-timeouts", in: threads) { [self] in sweepLoop() }
     }
 
     /// Commits what is queued, then stops the committers.

@@ -64,7 +64,9 @@ public enum RFC3339 {
         return base.addingTimeInterval(fraction - TimeInterval(offsetSeconds))
     }
 
-    /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil). PQ has the
+    /// same function for PostgreSQL's timestamp text; the modules share no code by design (PQ knows nothing
+    /// of providers), and seven lines of a published algorithm are cheaper than a shared dependency.
     static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
