@@ -81,18 +81,6 @@ public final class IntakeBatcher: Sendable {
         threads.wait()
     }
 
-    /// Records `delivery` durably, together with whatever else is waiting; blocks until committed.
-    public func record(_ delivery: ReplicateIntake.Delivery) throws -> IntakeOutcome {
-        let done = DispatchSemaphore(value: 0)
-        let slot = Mutex<Result<IntakeOutcome, any Error>?>(nil)
-        submit(delivery) { result in
-            slot.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return try slot.withLock { $0! }.get()
-    }
-
     /// Queues `delivery` for the next group commit and returns at once; `completion` is called exactly
     /// once, on a committer thread, after COMMIT (or with the error, or with a timeout after
     /// `waitTimeout`). Nothing here blocks, so the HTTP event thread can call it: no thread waits per
