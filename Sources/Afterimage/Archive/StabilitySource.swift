@@ -54,7 +54,11 @@ public struct StabilitySource: Sendable {
             throw ArchiveError(.notReady, "polled less than \(Int(Self.minimumPollInterval)) s ago; waiting before the next poll",
                                retryAfter: wait)
         }
+        // Marked before the requests (a concurrent claim waits) and again after them: the interval runs
+        // from the last request of a round, however many keys it took.
         memory.polled(job.sourceURL, now: now)
+        let started = Date()
+        defer { memory.polled(job.sourceURL, now: now.addingTimeInterval(Date().timeIntervalSince(started))) }
         let kind = StabilityGenerationKind(resultsURL: job.sourceURL)
         var refusals: [(status: Int, message: String?)] = []
         do {
