@@ -55,7 +55,7 @@ public final class Daemon: Sendable {
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { reloadable.fetchPolicy },
             sourceToken: { provider in provider == ReplicateIntake.provider ? reloadable.current.replicate.apiToken : nil },
             multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize,
-            stability: StabilitySource(apiKey: { reloadable.current.stability.apiKey }), logger: logger)
+            stability: StabilitySource(apiKeys: { reloadable.current.stability.apiKeys }), logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
 

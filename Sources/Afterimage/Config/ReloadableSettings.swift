@@ -73,7 +73,7 @@ public final class ReloadableSettings: Sendable {
             merged.stability.webhookSecrets = new.stability.webhookSecrets
             merged.api.tokens = new.api.tokens
             merged.replicate.apiToken = new.replicate.apiToken
-            merged.stability.apiKey = new.stability.apiKey
+            merged.stability.apiKeys = new.stability.apiKeys
             merged.logLevel = new.logLevel
             merged.fetch = new.fetch
             let ignored = Self.changedKeys(box.snapshot.settings, new).filter { !Self.reloadableKeys.contains($0) }

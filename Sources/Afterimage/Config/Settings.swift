@@ -51,7 +51,8 @@ public struct Settings: Sendable {
 
     public struct Stability: Sendable {
         public var webhookSecrets: [String] = []
-        public var apiKey: String?
+        /// Every key async results may have been created with: a result can be read only with its own key.
+        public var apiKeys: [String] = []
         public var baseURL = "https://api.stability.ai"
     }
 

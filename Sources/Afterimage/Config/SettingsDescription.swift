@@ -32,7 +32,7 @@ extension Settings {
             ("replicate.reconcile_margin", "\(replicate.reconcileMargin)"),
             ("replicate.reconcile_stale_after", "\(replicate.reconcileStaleAfter)"),
             ("stability.webhook_secret", secrets(stability.webhookSecrets)),
-            ("stability.api_key", secret(stability.apiKey)), ("stability.base_url", plain(stability.baseURL)),
+            ("stability.api_key", secrets(stability.apiKeys)), ("stability.base_url", plain(stability.baseURL)),
             ("fetch.allowed_hosts", list(fetch.allowedHosts)), ("fetch.allowed_schemes", list(fetch.allowedSchemes)),
             ("fetch.allow_private_networks", "\(fetch.allowPrivateNetworks)"), ("fetch.max_bytes", "\(fetch.maxBytes)"),
             ("workers.count", "\(workers.count)"), ("workers.spool_dir", plain(workers.spoolDirectory)),

@@ -114,7 +114,7 @@ public enum SettingsLoader {
 
         s.stability.webhookSecrets = try v.list("stability.webhook_secret", secret: true) ?? []
         try validateWebhookSecrets(s.stability.webhookSecrets, key: "stability.webhook_secret")
-        s.stability.apiKey = try v.string("stability.api_key", secret: true)
+        s.stability.apiKeys = StabilitySource.distinct(try v.list("stability.api_key", secret: true) ?? [])
         s.stability.baseURL = try v.string("stability.base_url") ?? s.stability.baseURL
 
         s.fetch.allowedHosts = try v.list("fetch.allowed_hosts") ?? s.fetch.allowedHosts
