@@ -115,6 +115,33 @@ struct FirstRunTests {
             return (object?["assets"] as? [[String: Any]])?.first?["state"] as? String == "stored"
         }
 
+        // ... and the JavaScript example, run by Node. npm's registry is out of reach here, so `standardwebhooks`
+        // is a stand-in with the library's `Webhook` constructor and `sign(msgId, date, payload)`, written from its
+        // source (HMAC-SHA256 of `{id}.{seconds}.{payload}`, base64, keyed by the secret after `whsec_`); the
+        // daemon checks the signature it makes.
+        try ReadmeSnippet.block("stability-forward-js").write(toFile: clone.root + "/forward.mjs", atomically: true, encoding: .utf8)
+        let standIn = clone.root + "/node_modules/standardwebhooks"
+        try FileManager.default.createDirectory(atPath: standIn, withIntermediateDirectories: true)
+        try #"{"name": "standardwebhooks", "type": "module", "main": "index.js"}"#.write(toFile: standIn + "/package.json", atomically: true, encoding: .utf8)
+        try """
+            import { createHmac } from "node:crypto";
+            export class Webhook {
+              constructor(secret) { this.key = Buffer.from(secret.startsWith("whsec_") ? secret.slice(6) : secret, "base64"); }
+              sign(msgId, timestamp, payload) {
+                const seconds = Math.floor(timestamp.getTime() / 1000);
+                return `v1,${createHmac("sha256", this.key).update(`${msgId}.${seconds}.${payload}`).digest("base64")}`;
+              }
+            }
+            """.write(toFile: standIn + "/index.js", atomically: true, encoding: .utf8)
+        let javascriptID = "firstrun-js-" + UUID().uuidString.prefix(8).lowercased()
+        let (node, nodeOutput) = try clone.execute("/usr/bin/env", [
+            "node", "--input-type=module", "-e",
+            "import { forwardToAfterimage } from './forward.mjs'; console.log(JSON.stringify(await forwardToAfterimage(JSON.parse(process.argv[1]), process.argv[2])));",
+            answer, javascriptID,
+        ], environment: ["AFTERIMAGE_URL": clone.baseURL, "AFTERIMAGE_STABILITY_SECRET": stabilitySecret])
+        #expect(node == 0, "\(nodeOutput)")
+        #expect(nodeOutput.contains("\"accepted\""), "\(nodeOutput)")
+
         // 5. Stopped, `make demo` says the daemon is not running and how to start it.
         try clone.stopRun()
         #expect(!FileManager.default.fileExists(atPath: clone.localDirectory + "/pg/data/postmaster.pid"))
