@@ -76,6 +76,8 @@ main:focus { outline: none; }
 .filters label { display: flex; align-items: center; gap: .4rem; }
 
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 11rem), 1fr)); gap: .8rem; }
+/* Phones: two thumbnails a row rather than one screen-high tile each. */
+@media (max-width: 30rem) { .grid { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: .5rem; } .placeholder { padding: .4rem; } }
 .tile { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 8px; overflow: hidden; display: flex; flex-direction: column; }
 .tile .frame { display: block; aspect-ratio: 1; background: var(--bg); }
 .tile .frame img, .tile .frame video { display: block; width: 100%; height: 100%; object-fit: cover; }
@@ -84,8 +86,8 @@ main:focus { outline: none; }
 .tile figcaption { padding: .4rem .55rem .5rem; font-size: .85rem; display: grid; gap: .15rem; min-width: 0; }
 .tile figcaption a { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .placeholder {
-  display: flex; flex-direction: column; align-items: center; justify-content: center; gap: .35rem; height: 100%;
-  padding: .8rem; text-align: center; border: 2px dashed var(--line); border-radius: 6px; margin: .4rem;
+  display: flex; flex-direction: column; align-items: center; justify-content: center; gap: .35rem;
+  height: calc(100% - .8rem); padding: .8rem; text-align: center; border: 2px dashed var(--line); border-radius: 6px; margin: .4rem;
   overflow: hidden; overflow-wrap: anywhere; font-size: .85rem;
 }
 .placeholder .reason { color: var(--muted); display: -webkit-box; -webkit-line-clamp: 4; -webkit-box-orient: vertical; overflow: hidden; }
