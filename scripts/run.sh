@@ -48,13 +48,17 @@ generated_credentials=(
 new_credentials=()
 (umask 077 && mkdir -p "$credentials_dir")
 chmod 700 "$credentials_dir"
+# An earlier make run kept its API token in .local/api-token: it moves here as it is (a console may be signed in with it).
+if [ -s "$local_dir/api-token" ] && [ ! -e "$credentials_dir/api-tokens" ]; then
+  mv "$local_dir/api-token" "$credentials_dir/api-tokens"
+fi
 for entry in "${generated_credentials[@]}"; do
   read -r name kind <<<"$entry"
   file="$credentials_dir/$name"
   [ -s "$file" ] && continue
   case "$kind" in
     whsec) value="whsec_$(head -c 32 /dev/urandom | base64 -w0)";;  # Standard Webhooks: whsec_ + base64
-    token) value="$(random_hex 24)";;
+    token) value="tok_$(random_hex 24)";;
     *) echo "run: unknown credential kind $kind" >&2; exit 1;;
   esac
   (umask 077 && printf '%s\n' "$value" > "$file")
@@ -123,7 +127,7 @@ else
   echo "run: local credentials reused from $rel/ ($(cd "$credentials_dir" && ls | tr '\n' ' ' | sed 's/ $//'))" >&2
 fi
 echo "run: lookups need the API token: curl -H \"Authorization: Bearer \$(cat $rel/api-tokens)\" http://127.0.0.1:$HTTP_PORT/v1/predictions/replicate/ID" >&2
-echo "run: try it from another terminal with: make demo" >&2
+echo "run: console at http://127.0.0.1:$HTTP_PORT/ui/ (sign in with the API token); try it all from another terminal with: make demo" >&2
 echo "run: afterimage serve on http://127.0.0.1:$HTTP_PORT (Ctrl-C stops the daemon, PostgreSQL and SeaweedFS)" >&2
 "$bin" serve --config "$local_dir/config.json" &
 daemon_pid=$!

@@ -74,6 +74,7 @@ public final class Daemon: Sendable {
             .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
         LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
                      authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, logger: logger).register(on: &router)
+        ConsoleRoutes(settings: settings, logger: logger).register(on: &router)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,

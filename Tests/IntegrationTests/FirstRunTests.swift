@@ -33,7 +33,7 @@ struct FirstRunTests {
         let token = try clone.credential("api-tokens")
         let replicateSecret = try clone.credential("replicate-webhook_secret")
         let stabilitySecret = try clone.credential("stability-webhook_secret")
-        #expect(token.count == 48 && token.allSatisfy(\.isHexDigit))
+        #expect(token.hasPrefix("tok_") && token.count == 52 && token.dropFirst(4).allSatisfy(\.isHexDigit))
         for secret in [replicateSecret, stabilitySecret] {
             #expect(secret.hasPrefix("whsec_") && Data(base64Encoded: String(secret.dropFirst(6)))?.count == 32)
         }

@@ -82,6 +82,11 @@ public struct Settings: Sendable {
         public var lookupCacheSeconds = 30
     }
 
+    public struct UI: Sendable {
+        /// Serve the web console at `/ui/` (it reads the lookup API with a token from `api.tokens`).
+        public var enabled = true
+    }
+
     public var http = HTTP()
     public var database = Database()
     public var storage = Storage()
@@ -90,6 +95,7 @@ public struct Settings: Sendable {
     public var fetch = Fetch()
     public var workers = Workers()
     public var api = API()
+    public var ui = UI()
     public var logLevel = "info"
 
     public init() {}

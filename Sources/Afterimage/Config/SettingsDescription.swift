@@ -38,6 +38,7 @@ extension Settings {
             ("workers.count", "\(workers.count)"), ("workers.spool_dir", plain(workers.spoolDirectory)),
             ("workers.lease_seconds", "\(workers.leaseSeconds)"), ("workers.drain_timeout", "\(workers.drainTimeoutSeconds)"),
             ("api.tokens", secrets(api.tokens)), ("api.lookup_cache_seconds", "\(api.lookupCacheSeconds)"),
+            ("ui.enabled", "\(ui.enabled)"),
             ("log.level", plain(logLevel)),
         ]
         return lines.map { "\($0.0) = \($0.1)" }.joined(separator: "\n")

@@ -31,6 +31,7 @@ public enum SettingsLoader {
         ("workers.count", false), ("workers.spool_dir", false), ("workers.lease_seconds", false),
         ("workers.drain_timeout", false),
         ("api.tokens", true), ("api.lookup_cache_seconds", false),
+        ("ui.enabled", false),
         ("log.level", false),
     ]
 
@@ -139,6 +140,7 @@ public enum SettingsLoader {
         }
 
         s.api.lookupCacheSeconds = try v.int("api.lookup_cache_seconds", in: 0...300) ?? s.api.lookupCacheSeconds
+        s.ui.enabled = try v.bool("ui.enabled") ?? s.ui.enabled
 
         s.logLevel = try v.string("log.level") ?? s.logLevel
         guard LogSetup.level(named: s.logLevel) != nil else {
