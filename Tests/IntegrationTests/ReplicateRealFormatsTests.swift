@@ -285,6 +285,36 @@ struct ReplicateRealFormatsTests {
     }
 }
 
+extension ReplicateRealFormatsTests {
+    /// A 15 MiB log-heavy webhook costs the daemon about two copies of its body while it is recorded (the
+    /// HTTP layer's and libpq's send buffer), not three: it is inserted on its own, not copied into the
+    /// batch's array parameter. The same bound as the Stability inline test.
+    @Test func aLargeBodyIsNotCopiedIntoTheBatch() throws {
+        let harness = try ArchiveHarness()
+        let daemon = try harness.startDaemon()
+        let pid = daemon.process.processIdentifier
+        // Warm up (connections, prepared statements, the S3 client) so the baseline is the daemon at work.
+        let warm = "warm\(UUID().uuidString.prefix(6).lowercased())"
+        #expect(try harness.post(harness.prediction(id: warm, output: [harness.fake.url("\(warm).png", "size=100")]), to: daemon).status == 200)
+        try harness.waitForAssets("stored", count: 1)
+        let before = try StabilityRig.memory(pid: pid)
+        let id = "big\(UUID().uuidString.prefix(6).lowercased())"
+        var body = Array(#"{"id":"\#(id)","status":"succeeded","output":null,"logs":""#.utf8)
+        let line = Array("step 000123: loss 0.4321 lr 1e-4 grad_norm 1.23 tokens/s 4567.8\\n".utf8)
+        while body.count < 15 << 20 { body.append(contentsOf: line) }
+        body.append(contentsOf: Array(#""}"#.utf8))
+        let answer = try harness.post(body, to: daemon)
+        #expect(answer.status == 200, "\(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+        let after = try StabilityRig.memory(pid: pid)
+        let bodyMiB = Double(body.count) / 1_048_576
+        let growthMiB = Double(after.peak - before.peak) / 1024
+        print("replicate memory: body \(String(format: "%.1f", bodyMiB)) MiB; daemon VmHWM before \(before.peak / 1024) MiB, after \(after.peak / 1024) MiB; growth \(String(format: "%.1f", growthMiB)) MiB")
+        #expect(growthMiB < bodyMiB * 2.5, "peak grew by \(growthMiB) MiB for a \(bodyMiB) MiB body")
+        #expect(try harness.scalar("SELECT length(body) FROM deliveries ORDER BY id DESC LIMIT 1", as: Int.self) == body.count)
+        #expect(try daemon.stop() == 0)
+    }
+}
+
 private extension Array where Element == UInt8 {
     var data: Data { Data(self) }
 }
