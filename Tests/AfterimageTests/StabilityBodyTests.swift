@@ -105,6 +105,9 @@ struct StabilityBodyTests {
         #expect(message == "unauthorized: bad key [redacted] line")
         #expect(StabilitySource.providerMessage(Array(repeating: UInt8(ascii: "x"), count: 5000), redacting: "k")!.count <= StabilitySource.maxMessageLength + 1)
         #expect(StabilitySource.providerMessage([], redacting: "k") == nil)
+        // With several keys, none of them.
+        let two = Array(#"{"name": "unauthorized", "errors": ["sk-a1 and sk-b2"]}"#.utf8)
+        #expect(StabilitySource.providerMessage(two, redacting: ["sk-a1", "sk-b2"]) == "unauthorized: [redacted] and [redacted]")
     }
 
     @Test func notReadyPollsWithoutCountingAndExpiresAtTheDeadline() {
@@ -116,6 +119,10 @@ struct StabilityBodyTests {
         if case .expire = policy.decide(notReady, attempts: 1, deadline: now.addingTimeInterval(-1), now: now) {} else {
             Issue.record("a generation still in progress after its deadline must expire")
         }
+        // Our own wait between polls is no answer from the source: it never expires, nor is it pulled in.
+        let waiting = ArchiveError(.notReady, "polled less than 10 s ago", retryAfter: 6)
+        #expect(policy.decide(waiting, attempts: 1, deadline: now.addingTimeInterval(-1), now: now) == .retry(at: now.addingTimeInterval(6)))
+        #expect(policy.decide(waiting, attempts: 1, deadline: now.addingTimeInterval(2), now: now) == .retry(at: now.addingTimeInterval(6)))
         // Stability's 429: not before its 60 s.
         let limited = ArchiveError(.sourceStatus, "Stability answered 429", status: 429, retryAfter: 60)
         guard case .retry(let at) = policy.decide(limited, attempts: 1, deadline: now.addingTimeInterval(3600), now: now, jitter: 1) else {
@@ -133,11 +140,115 @@ struct StabilityBodyTests {
                        claimToken: UUID(), spoolPath: nil, spoolSHA256: nil, spoolSize: nil, contentType: nil, sourceKind: .stabilityResult)
         }
         let now = Date()
-        #expect(StabilitySource.pollDelay(job: job(receivedSecondsAgo: 1, now: now), now: now) == 3)
+        // Never sooner than Stability's 10 s between polls.
+        #expect(StabilitySource.pollDelay(job: job(receivedSecondsAgo: 1, now: now), now: now) == 10)
         #expect(StabilitySource.pollDelay(job: job(receivedSecondsAgo: 200, now: now), now: now) == 20)
         #expect(StabilitySource.pollDelay(job: job(receivedSecondsAgo: 5000, now: now), now: now) == 60)
         #expect(StabilitySource.retryAfter("5") == 5)
         #expect(StabilitySource.retryAfter("99999") == 600)
         #expect(StabilitySource.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT") == nil)
+    }
+
+    // MARK: - Issue 12: the real answers of the results endpoints
+
+    @Test func theJSONAnswerOfTheResultsEndpointCarriesTheBytesInResult() throws {
+        let text = try fixture("results-answer.json")
+        let body = try parse(text)
+        let artifact = try #require(body.artifacts.first)
+        #expect(body.artifacts.count == 1)
+        #expect(artifact.pointer == "/result")
+        #expect(artifact.kind == "image")
+        #expect(artifact.seed == 2_718_281_828)
+        #expect(artifact.finishReason == "SUCCESS")
+        #expect(try decoded(text, artifact) == Array(Self.onePixelPNG))
+        #expect(!body.isReference)
+    }
+
+    @Test func the202BodyIsAReferenceToItsGeneration() throws {
+        let body = try parse(try fixture("results-in-progress.json"))
+        #expect(body.isReference)
+        #expect(body.generationID == "9c2d6e41b3a7f05d8e16c4a92b7f3e05d1a8c6b49e27f0d35a1c8e6b72d94f03")
+        #expect(body.kind == .image)
+    }
+
+    @Test func audioReferencesAndAnswers() throws {
+        let reference = try parse(try fixture("audio-reference.json"))
+        #expect(reference.isReference)
+        #expect(reference.kind == .audio)
+        #expect(reference.kind.resultsPath == "/v2beta/audio/results/")
+
+        let text = try fixture("audio-answer.json")
+        let answer = try parse(text)
+        let artifact = try #require(answer.artifacts.first)
+        #expect(artifact.pointer == "/audio")
+        #expect(artifact.seed == 1337)
+        let bytes = try decoded(text, artifact)
+        #expect(MediaSniffer.contentType(head: Array(bytes.prefix(16)), kind: artifact.kind) == "audio/wav")
+
+        // A `result` takes the body's kind: an mp4 container of audio is audio/mp4, not a video.
+        let m4a = Data("\0\0\0\u{18}ftypM4A ".utf8).base64EncodedString()
+        let audioResult = try parse(#"{"result": "\#(m4a)", "kind": "audio"}"#)
+        #expect(audioResult.artifacts.first?.kind == "audio")
+        #expect(try parse(#"{"id": "abc", "kind": null}"#).kind == .image)
+    }
+
+    @Test(arguments: [#"{"id": "abc", "kind": "video"}"#, #"{"id": "abc", "kind": 1}"#, #"{"result": "AAAA", "kind": "AUDIO"}"#])
+    func anUnknownKindIsRefused(_ text: String) {
+        #expect(throws: StabilityBody.ParseError.self) { try parse(text) }
+    }
+
+    @Test func theKindOfAResultsURLAndWhatAPollAccepts() {
+        #expect(StabilityGenerationKind(resultsURL: "https://api.stability.ai/v2beta/audio/results/abc") == .audio)
+        #expect(StabilityGenerationKind(resultsURL: "https://api.stability.ai/v2beta/results/abc") == .image)
+        #expect(StabilityGenerationKind.audio.accept == "audio/*")
+        #expect(StabilityGenerationKind.image.accept == "*/*")
+    }
+
+    @Test func aGenerationIsNotPolledAgainWithinTenSecondsAndItsKeyIsAskedFirst() {
+        let memory = PollMemory()
+        let url = "https://api.stability.ai/v2beta/results/abc"
+        let now = Date()
+        #expect(memory.wait(before: url, now: now) == nil)
+        memory.polled(url, now: now)
+        #expect(memory.wait(before: url, now: now.addingTimeInterval(4)) == 6)
+        #expect(memory.wait(before: url, now: now.addingTimeInterval(10)) == nil)
+        // A clock that went backwards never makes the wait longer than the interval.
+        #expect(memory.wait(before: url, now: now.addingTimeInterval(-100)) == 10)
+        #expect(memory.wait(before: "https://api.stability.ai/v2beta/results/other", now: now) == nil)
+
+        #expect(memory.order(["k1", "k2", "k3"], for: url) == ["k1", "k2", "k3"])
+        memory.remember(owner: "k3", of: url)
+        #expect(memory.order(["k1", "k2", "k3"], for: url) == ["k3", "k1", "k2"])
+        // A key removed by a reload is simply not asked.
+        #expect(memory.order(["k1", "k2"], for: url) == ["k1", "k2"])
+    }
+
+    @Test func thePollMemoryStaysBounded() {
+        let memory = PollMemory()
+        let start = Date()
+        for index in 0..<(PollMemory.capacity + 5) {
+            memory.polled("u\(index)", now: start.addingTimeInterval(Double(index) / 1_000_000))
+        }
+        // Every entry was still inside its interval when the memory filled, so it was emptied rather
+        // than grown: the first is forgotten, the last is remembered.
+        #expect(memory.wait(before: "u0", now: start.addingTimeInterval(1)) == nil)
+        #expect(memory.wait(before: "u\(PollMemory.capacity + 4)", now: start.addingTimeInterval(1)) != nil)
+    }
+
+    @Test func everyKeyRefusingIsOneAnswer() {
+        let one = StabilitySource.everyKeyRefused([(404, "not_found: Generation not found or expired")])
+        #expect(one.status == 404)
+        #expect(one.message == "Stability answered 404: not_found: Generation not found or expired")
+        let three = StabilitySource.everyKeyRefused([(404, "a"), (404, "b"), (404, "c")])
+        #expect(three.status == 404)
+        #expect(three.message == "Stability answered 404 to each of the 3 API keys: a")
+        let mixed = StabilitySource.everyKeyRefused([(401, "unauthorized"), (404, "not_found")])
+        #expect(mixed.status == 404)
+        #expect(mixed.message == "Stability answered 404 or 401 to each of the 2 API keys (401 to 1): not_found")
+        #expect(StabilitySource.everyKeyRefused([(401, nil), (401, nil)]).status == 401)
+        #expect(StabilitySource.distinct(["a", "", "b", "a"]) == ["a", "b"])
+        #expect(StabilitySource.isJSON("application/json; charset=utf-8"))
+        #expect(!StabilitySource.isJSON("image/png"))
+        #expect(!StabilitySource.isJSON(nil))
     }
 }

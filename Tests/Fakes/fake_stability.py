@@ -1,31 +1,42 @@
 #!/usr/bin/env python3
 """A fake Stability AI results API for the integration tests, on 127.0.0.1 only.
 
-  python3 fake_stability.py API_KEY
+  python3 fake_stability.py KEY[,KEY...]
 
-  GET /v2beta/results/ID      requires "Authorization: Bearer API_KEY" (else 401, Stability's error shape).
-                              Answers from the script set for ID, one entry per request, the last repeating:
-                                202   {"id", "status": "in-progress"} (+ Retry-After when the script has one)
-                                200   the bytes of ID (sha256 chain of "ID:i", cut to size), with
-                                      Content-Type, finish-reason and seed headers
-                                4xx/5xx  {"id", "name", "errors": [...]} (429 as Stability's rate limit)
-                              An id without a script answers 404.
-  POST /_script               {"id", "script": "202,202,200", "size": N, "type": "image/png",
-                               "finish_reason": "SUCCESS", "seed": "123", "retry_after": "1"}
-  GET /_stats                 {"counts": {id: n}, "unauthorized": n}
+  GET /v2beta/results/ID          (images) and
+  GET /v2beta/audio/results/ID    (Stable Audio; a generation answers only at the path of its kind)
+      require "Authorization: Bearer KEY" with one of the keys (else 401, Stability's error shape). Like
+      Stability, a result can be read only with the key that created it (its "owner"): any other valid
+      key gets 404. Answers from the script set for ID, one entry per owner request, the last repeating:
+        202   {"id", "status": "in-progress"} (or the file "in_progress_file"; + Retry-After when scripted)
+        200   the bytes of ID (sha256 chain of "ID:i", cut to size), with Content-Type, finish-reason and
+              seed headers; or, when the request says "Accept: application/json" or the script says
+              "format": "json", {"result": base64, "finish_reason", "seed"} (field name "json_field");
+              or the file "body_file" as application/json
+        4xx/5xx  {"id", "name", "errors": [...]} (429 as Stability's rate limit)
+      An id without a script answers 404.
+  POST /_script   {"id", "script": "202,202,200", "size": N, "type": "image/png", "finish_reason": "SUCCESS",
+                   "seed": "123", "retry_after": "1", "kind": "image"|"audio", "owner": KEY,
+                   "format": "bytes"|"json", "json_field": "result", "body_file": PATH, "in_progress_file": PATH}
+  GET /_stats     {"counts": {id: n}, "unauthorized": n,
+                   "requests": [{"id", "path", "key": index or -1, "accept", "status", "at": monotonic seconds,
+                                 "wall": seconds since 1970}]}
 
 Prints "PORT <n>" on its first line of stdout once it listens.
 """
+import base64
 import hashlib
 import json
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-API_KEY = sys.argv[1] if len(sys.argv) > 1 else "sk-test"
+API_KEYS = (sys.argv[1] if len(sys.argv) > 1 else "sk-test").split(",")
 lock = threading.Lock()
-scripts, counts = {}, {}
+scripts, counts, owner_counts = {}, {}, {}
+requests = []
 unauthorized = [0]
 
 MESSAGES = {
@@ -35,6 +46,7 @@ MESSAGES = {
     429: ("rate_limit_exceeded", "You have exceeded the rate limit of 150 requests within a 10 second period; try again in 60 seconds"),
     500: ("internal_error", "An unexpected server error occurred"),
 }
+PATHS = {"/v2beta/results/": "image", "/v2beta/audio/results/": "audio"}
 
 
 def result_bytes(name, size):
@@ -63,6 +75,10 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, code, obj, headers=()):
         self.send_body(code, json.dumps(obj).encode(), [("Content-Type", "application/json")] + list(headers))
 
+    def send_error_shape(self, code, gid, headers=()):
+        name, message = MESSAGES.get(code, ("error", "error"))
+        self.send_json(code, {"id": gid, "name": name, "errors": [message]}, headers)
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
@@ -71,48 +87,73 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 scripts[spec["id"]] = spec
                 counts.pop(spec["id"], None)
+                owner_counts.pop(spec["id"], None)
             self.send_json(200, {"ok": True})
         else:
             self.send_json(404, {"error": "unknown"})
 
+    def log_request_entry(self, gid, path, key, status):
+        with lock:
+            requests.append({"id": gid, "path": path, "key": key, "accept": self.headers.get("Accept"),
+                             "status": status, "at": time.monotonic(), "wall": time.time()})
+
     def do_GET(self):
         if self.path == "/_stats":
             with lock:
-                self.send_json(200, {"counts": dict(counts), "unauthorized": unauthorized[0]})
+                self.send_json(200, {"counts": dict(counts), "unauthorized": unauthorized[0], "requests": list(requests)})
             return
-        prefix = "/v2beta/results/"
-        if not self.path.startswith(prefix):
+        prefix = next((p for p in PATHS if self.path.startswith(p)), None)
+        if prefix is None:
             self.send_json(404, {"error": "unknown"})
             return
         gid = self.path[len(prefix):]
-        if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+        authorization = self.headers.get("Authorization", "")
+        key = API_KEYS.index(authorization[7:]) if authorization.startswith("Bearer ") and authorization[7:] in API_KEYS else -1
+        if key < 0:
             with lock:
                 unauthorized[0] += 1
-            name, message = MESSAGES[401]
-            self.send_json(401, {"id": gid, "name": name, "errors": [message]})
+            self.log_request_entry(gid, prefix, key, 401)
+            self.send_error_shape(401, gid)
             return
         with lock:
             counts[gid] = counts.get(gid, 0) + 1
-            n = counts[gid]
             spec = scripts.get(gid)
-        if spec is None:
-            name, message = MESSAGES[404]
-            self.send_json(404, {"id": gid, "name": name, "errors": [message]})
+            owned = spec is not None and spec.get("owner", API_KEYS[0]) == API_KEYS[key] and PATHS[prefix] == spec.get("kind", "image")
+            if owned:
+                owner_counts[gid] = owner_counts.get(gid, 0) + 1
+                n = owner_counts[gid]
+        if not owned:
+            # Unknown, another key's, or asked at the other kind's path: Stability says 404 to all three.
+            self.log_request_entry(gid, prefix, key, 404)
+            self.send_error_shape(404, gid)
             return
         steps = [s.strip() for s in spec["script"].split(",")]
         status = int(steps[min(n, len(steps)) - 1])
+        self.log_request_entry(gid, prefix, key, status)
         if status == 202:
             headers = [("Retry-After", spec["retry_after"])] if "retry_after" in spec else []
-            self.send_json(202, {"id": gid, "status": "in-progress"}, headers)
+            if "in_progress_file" in spec:
+                with open(spec["in_progress_file"], "rb") as f:
+                    self.send_body(202, f.read(), [("Content-Type", "application/json")] + headers)
+            else:
+                self.send_json(202, {"id": gid, "status": "in-progress"}, headers)
         elif status == 200:
-            headers = [("Content-Type", spec.get("type", "image/png")),
-                       ("finish-reason", spec.get("finish_reason", "SUCCESS")),
-                       ("seed", str(spec.get("seed", "0")))]
-            self.send_body(200, result_bytes(gid, int(spec.get("size", 1024))), headers)
+            data = result_bytes(gid, int(spec.get("size", 1024)))
+            if "body_file" in spec:
+                with open(spec["body_file"], "rb") as f:
+                    self.send_body(200, f.read(), [("Content-Type", "application/json")])
+            elif spec.get("format") == "json" or self.headers.get("Accept") == "application/json":
+                self.send_json(200, {spec.get("json_field", "result"): base64.b64encode(data).decode(),
+                                     "finish_reason": spec.get("finish_reason", "SUCCESS"),
+                                     "seed": int(spec.get("seed", "0"))})
+            else:
+                headers = [("Content-Type", spec.get("type", "image/png")),
+                           ("finish-reason", spec.get("finish_reason", "SUCCESS")),
+                           ("seed", str(spec.get("seed", "0")))]
+                self.send_body(200, data, headers)
         else:
-            name, message = MESSAGES.get(status, ("error", "error"))
             headers = [("Retry-After", "60")] if status == 429 else []
-            self.send_json(status, {"id": gid, "name": name, "errors": [message]}, headers)
+            self.send_error_shape(status, gid, headers)
 
 
 def main():

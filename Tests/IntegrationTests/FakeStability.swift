@@ -2,16 +2,19 @@ import Curl
 import Foundation
 import TestSupport
 
-/// Tests/Fakes/fake_stability.py run as a child process: `GET /v2beta/results/{id}` scripted per id
-/// (`202,202,200`, `404`, ...), checking the bearer key, counting requests per id.
+/// Tests/Fakes/fake_stability.py run as a child process: `GET /v2beta/results/{id}` and
+/// `/v2beta/audio/results/{id}` scripted per id (`202,202,200`, `404`, ...), checking the bearer key
+/// (a result answers only its owner key; other keys get 404), logging every request.
 final class FakeStability: @unchecked Sendable {
     private let server: PythonFake
     var port: Int { server.port }
-    let apiKey: String
+    /// The keys the fake accepts; results belong to the first unless scripted otherwise.
+    let apiKeys: [String]
+    var apiKey: String { apiKeys[0] }
 
-    init(apiKey: String = "sk-test-\(UUID().uuidString)") throws {
-        self.apiKey = apiKey
-        server = try PythonFake(script: "fake_stability.py", arguments: [apiKey])
+    init(keyCount: Int = 1) throws {
+        apiKeys = (0..<keyCount).map { _ in "sk-test-\(UUID().uuidString)" }
+        server = try PythonFake(script: "fake_stability.py", arguments: [apiKeys.joined(separator: ",")])
     }
 
 
@@ -25,10 +28,18 @@ final class FakeStability: @unchecked Sendable {
     }
 
     /// Scripts the answers for `id`, one per request, the last one repeating.
+    /// `owner` is the index of the key that created the result; `kind` is "image" or "audio" (the path it
+    /// answers at); `format` "json" answers `{jsonField: base64, ...}` whatever the Accept header;
+    /// `bodyFile` / `inProgressFile` are fixtures served as the 200 / 202 body.
     func script(_ id: String, _ steps: String, size: Int = 2048, type: String = "image/png",
-                finishReason: String = "SUCCESS", seed: Int64 = 0, retryAfter: Int? = nil) throws {
-        var spec: [String: Any] = ["id": id, "script": steps, "size": size, "type": type, "finish_reason": finishReason, "seed": String(seed)]
+                finishReason: String = "SUCCESS", seed: Int64 = 0, retryAfter: Int? = nil, owner: Int = 0,
+                kind: String = "image", format: String = "bytes", jsonField: String = "result",
+                bodyFile: String? = nil, inProgressFile: String? = nil) throws {
+        var spec: [String: Any] = ["id": id, "script": steps, "size": size, "type": type, "finish_reason": finishReason, "seed": String(seed),
+                                   "owner": apiKeys[owner], "kind": kind, "format": format, "json_field": jsonField]
         if let retryAfter { spec["retry_after"] = String(retryAfter) }
+        if let bodyFile { spec["body_file"] = bodyFile }
+        if let inProgressFile { spec["in_progress_file"] = inProgressFile }
         let (session, options) = session()
         let response = try session.perform(CurlRequest(method: "POST", url: "\(baseURL)/_script", headers: [("Content-Type", "application/json")],
                                                        body: .bytes(Array(try JSONSerialization.data(withJSONObject: spec)))), options: options)
@@ -38,7 +49,22 @@ final class FakeStability: @unchecked Sendable {
     struct Stats: Decodable {
         let counts: [String: Int]
         let unauthorized: Int
+        let requests: [Request]
     }
+
+    /// One request the fake answered: `key` is the index of the key it carried (-1: none of them), `at`
+    /// the fake's monotonic clock in seconds, `wall` seconds since 1970.
+    struct Request: Decodable {
+        let id: String
+        let path: String
+        let key: Int
+        let accept: String?
+        let status: Int
+        let at: Double
+        let wall: Double
+    }
+
+    func requests(_ id: String) throws -> [Request] { try stats().requests.filter { $0.id == id } }
 
     func stats() throws -> Stats {
         let (session, options) = session()

@@ -14,15 +14,16 @@ final class StabilityRig: @unchecked Sendable {
     let fake: FakeStability
     let secret = "whsec_" + Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
 
-    init() throws {
+    /// `keyCount` API keys, all configured (comma-separated, as in the environment).
+    init(keyCount: Int = 1) throws {
         harness = try ArchiveHarness()
-        fake = try FakeStability()
+        fake = try FakeStability(keyCount: keyCount)
     }
 
     func environment(extra: [String: String] = [:]) -> [String: String] {
         [
             "AFTERIMAGE_STABILITY_WEBHOOK_SECRET": secret,
-            "AFTERIMAGE_STABILITY_API_KEY": fake.apiKey,
+            "AFTERIMAGE_STABILITY_API_KEY": fake.apiKeys.joined(separator: ","),
             "AFTERIMAGE_STABILITY_BASE_URL": fake.baseURL,
         ].merging(extra) { $1 }
     }
@@ -37,7 +38,16 @@ final class StabilityRig: @unchecked Sendable {
     }
 
     func fixture(_ name: String) throws -> [UInt8] {
-        Array(try Data(contentsOf: TestEnvironment.fixturesDirectory.appendingPathComponent("stability/\(name)")))
+        Array(try Data(contentsOf: URL(fileURLWithPath: Self.fixturePath(name))))
+    }
+
+    static func fixturePath(_ name: String) -> String {
+        TestEnvironment.fixturesDirectory.appendingPathComponent("stability/\(name)").path
+    }
+
+    /// A fixture's JSON as an object.
+    func fixtureJSON(_ name: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(try fixture(name))) as? [String: Any] ?? [:]
     }
 
     static func json(_ response: CurlResponse) -> [String: Any] {

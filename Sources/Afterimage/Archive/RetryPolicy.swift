@@ -26,6 +26,9 @@ public struct RetryPolicy: Sendable {
         case .disallowedURL, .blockedAddress, .tooLarge, .inlineLost:
             return .fail(reason: error.message)
         case .notReady:
+            // Without a status it is not the source's answer but our own wait between polls (Stability:
+            // 10 s): it never expires anything, and is not pulled in before its time.
+            guard error.status != nil else { return .retry(at: now.addingTimeInterval(max(0.5, error.retryAfter ?? baseDelay))) }
             // Still being generated: poll again soon. Not a failure, so no try limit applies (the
             // caller does not count it); the deadline is the limit.
             if pastDeadline { return .expire(reason: "still in progress at its deadline: \(error.message)") }

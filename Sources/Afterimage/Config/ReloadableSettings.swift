@@ -74,7 +74,7 @@ public final class ReloadableSettings: Sendable {
             merged.api.tokens = new.api.tokens
             merged.replicate.apiToken = new.replicate.apiToken
             merged.replicate.tokenHosts = new.replicate.tokenHosts
-            merged.stability.apiKey = new.stability.apiKey
+            merged.stability.apiKeys = new.stability.apiKeys
             merged.logLevel = new.logLevel
             merged.fetch = new.fetch
             let ignored = Self.changedKeys(box.snapshot.settings, new).filter { !Self.reloadableKeys.contains($0) }

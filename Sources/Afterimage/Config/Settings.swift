@@ -59,7 +59,8 @@ public struct Settings: Sendable {
 
     public struct Stability: Sendable {
         public var webhookSecrets: [String] = []
-        public var apiKey: String?
+        /// Every key async results may have been created with: a result can be read only with its own key.
+        public var apiKeys: [String] = []
         public var baseURL = "https://api.stability.ai"
     }
 
@@ -91,6 +92,11 @@ public struct Settings: Sendable {
         public var lookupCacheSeconds = 30
     }
 
+    public struct UI: Sendable {
+        /// Serve the web console at `/ui/` (it reads the lookup API with a token from `api.tokens`).
+        public var enabled = true
+    }
+
     public var http = HTTP()
     public var database = Database()
     public var storage = Storage()
@@ -99,6 +105,7 @@ public struct Settings: Sendable {
     public var fetch = Fetch()
     public var workers = Workers()
     public var api = API()
+    public var ui = UI()
     public var logLevel = "info"
 
     public init() {}

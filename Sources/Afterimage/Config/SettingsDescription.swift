@@ -33,12 +33,13 @@ extension Settings {
             ("replicate.reconcile_stale_after", "\(replicate.reconcileStaleAfter)"),
             ("replicate.token_hosts", list(replicate.tokenHosts)), ("replicate.reconcile_web", "\(replicate.reconcileWeb)"),
             ("stability.webhook_secret", secrets(stability.webhookSecrets)),
-            ("stability.api_key", secret(stability.apiKey)), ("stability.base_url", plain(stability.baseURL)),
+            ("stability.api_key", secrets(stability.apiKeys)), ("stability.base_url", plain(stability.baseURL)),
             ("fetch.allowed_hosts", list(fetch.allowedHosts)), ("fetch.allowed_schemes", list(fetch.allowedSchemes)),
             ("fetch.allow_private_networks", "\(fetch.allowPrivateNetworks)"), ("fetch.max_bytes", "\(fetch.maxBytes)"),
             ("workers.count", "\(workers.count)"), ("workers.spool_dir", plain(workers.spoolDirectory)),
             ("workers.lease_seconds", "\(workers.leaseSeconds)"), ("workers.drain_timeout", "\(workers.drainTimeoutSeconds)"),
             ("api.tokens", secrets(api.tokens)), ("api.lookup_cache_seconds", "\(api.lookupCacheSeconds)"),
+            ("ui.enabled", "\(ui.enabled)"),
             ("log.level", plain(logLevel)),
         ]
         return lines.map { "\($0.0) = \($0.1)" }.joined(separator: "\n")

@@ -31,6 +31,7 @@ public enum SettingsLoader {
         ("workers.count", false), ("workers.spool_dir", false), ("workers.lease_seconds", false),
         ("workers.drain_timeout", false),
         ("api.tokens", true), ("api.lookup_cache_seconds", false),
+        ("ui.enabled", false),
         ("log.level", false),
     ]
 
@@ -117,7 +118,7 @@ public enum SettingsLoader {
 
         s.stability.webhookSecrets = try v.list("stability.webhook_secret", secret: true) ?? []
         try validateWebhookSecrets(s.stability.webhookSecrets, key: "stability.webhook_secret")
-        s.stability.apiKey = try v.string("stability.api_key", secret: true)
+        s.stability.apiKeys = StabilitySource.distinct(try v.list("stability.api_key", secret: true) ?? [])
         s.stability.baseURL = try v.string("stability.base_url") ?? s.stability.baseURL
 
         s.fetch.allowedHosts = try v.list("fetch.allowed_hosts") ?? s.fetch.allowedHosts
@@ -142,6 +143,7 @@ public enum SettingsLoader {
         }
 
         s.api.lookupCacheSeconds = try v.int("api.lookup_cache_seconds", in: 0...300) ?? s.api.lookupCacheSeconds
+        s.ui.enabled = try v.bool("ui.enabled") ?? s.ui.enabled
 
         s.logLevel = try v.string("log.level") ?? s.logLevel
         guard LogSetup.level(named: s.logLevel) != nil else {

@@ -45,6 +45,7 @@ public struct LookupRoutes: Sendable {
         router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}") { request in self.guarded(request, self.output) }
         router.add("GET", "/v1/assets") { request in self.guarded(request, self.list) }
         router.add("POST", "/v1/assets/{id}/retry", maxBodyBytes: 1024) { request in self.guarded(request, self.retry) }
+        ConsoleAPIRoutes(lookup: self).register(on: &router)  // the listing, stats and signed-URL routes the console reads
     }
 
     // MARK: Authentication and errors

@@ -12,7 +12,8 @@ public struct StabilityIntake: Sendable {
     let baseURL: String
     let spool: Spool
 
-    /// `baseURL` is `stability.base_url`: references become `{baseURL}/v2beta/results/{id}`.
+    /// `baseURL` is `stability.base_url`: references become `{baseURL}/v2beta/results/{id}`, or
+    /// `{baseURL}/v2beta/audio/results/{id}` for `"kind": "audio"`.
     public init(baseURL: String, spool: Spool) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.spool = spool
@@ -127,14 +128,18 @@ public struct StabilityIntake: Sendable {
                 if rows.isEmpty { unused.append(file.path) } else { inserted += 1; index += 1 }
             }
         } else if let generationID = parsed.generationID {
-            let url = "\(baseURL)/v2beta/results/\(generationID)"
+            let url = "\(baseURL)\(parsed.kind.resultsPath)\(generationID)"
             if let pointer = try pointer("/id", content: url, column: "source_url", predictionID: predictionID, deliveryID: deliveryID, on: tx) {
+                // The first poll waits: a generation is rarely done sooner, and Stability asks clients to
+                // poll no more often than every 10 s.
                 inserted = try tx.execute("""
-                    INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id, deadline)
-                    VALUES ($1, $2, $3, $4, $5, 'stability_result', $6, $7)
+                    INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id, deadline,
+                                        next_attempt_at)
+                    VALUES ($1, $2, $3, $4, $5, 'stability_result', $6, $7, $8)
                     ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
                     """, [Self.provider, predictionID, pointer, index, url, deliveryID,
-                          delivery.receivedAt.addingTimeInterval(Self.resultRetention)])
+                          delivery.receivedAt.addingTimeInterval(Self.resultRetention),
+                          delivery.receivedAt.addingTimeInterval(StabilitySource.minimumPollInterval)])
             }
         }
         if inserted > 0 { try tx.notify(ReplicateIntake.assetsChannel, payload: "\(Self.provider)/\(predictionID)") }

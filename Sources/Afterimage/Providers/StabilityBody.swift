@@ -3,9 +3,11 @@ import Foundation
 /// What an app forwarded from Stability AI, located in the raw body without copying its base64 fields.
 ///
 /// Three forms: an inline v1 answer (`{"artifacts": [{"base64", "seed", "finishReason"}]}`), an inline
-/// v2beta answer (`{"image"|"video"|"audio": base64, "finish_reason", "seed"}`), or the id of an async
-/// generation (`{"id": …}`) that Afterimage fetches itself. `prediction_id` (the app's own id) may ride
-/// along in any of them.
+/// v2beta answer (`{"image"|"video"|"audio"|"result": base64, "finish_reason", "seed"}` — `result` is how
+/// `GET /v2beta/results/{id}` answers with `Accept: application/json`), or the id of an async generation
+/// (`{"id": …}`, e.g. the 202 body `{"id", "status": "in-progress"}`) that Afterimage fetches itself;
+/// `"kind": "audio"` says it is a Stable Audio generation, fetched from its own endpoint. `prediction_id`
+/// (the app's own id) may ride along in any of them.
 struct StabilityBody {
     struct ParseError: Error, CustomStringConvertible, Equatable {
         let message: String
@@ -16,7 +18,8 @@ struct StabilityBody {
     struct Artifact {
         /// JSON pointer of the base64 field's owner, e.g. `/artifacts/0` or `/video`.
         let pointer: String
-        /// `image`, `video` or `audio` for v2beta; nil for v1 (always images).
+        /// `image`, `video` or `audio` for v2beta (a `result` field takes the body's `kind`); nil for v1
+        /// (always images).
         let kind: String?
         let base64: JSONByteScanner.StringSpan
         let seed: Int64?
@@ -28,6 +31,8 @@ struct StabilityBody {
     var generationID: String?
     /// The app's own id for this result, when it sent one.
     var predictionID: String?
+    /// Which results endpoint the generation lives at (`"kind"`, default image).
+    var kind: StabilityGenerationKind = .image
 
     var isReference: Bool { artifacts.isEmpty && generationID != nil }
 
@@ -47,6 +52,7 @@ struct StabilityBody {
         var topSeed: Int64?
         var topFinish: String?
         var inline: [(String, JSONByteScanner.StringSpan)] = []
+        var kindText: String?
         do {
             guard scanner.peek() == UInt8(ascii: "{") else { throw scanner.failure("the body is not a JSON object") }
             try scanner.forEachMember { (s: inout JSONByteScanner, key) throws(JSONByteScanner.Failure) in
@@ -56,7 +62,8 @@ struct StabilityBody {
                         guard index < maxArtifacts else { throw s.failure("more than \(maxArtifacts) artifacts") }
                         if let artifact = try parseArtifact(&s, pointer: "/artifacts/\(index)") { result.artifacts.append(artifact) }
                     }
-                } else if s.span(key, equals: "image") || s.span(key, equals: "video") || s.span(key, equals: "audio") {
+                } else if s.span(key, equals: "image") || s.span(key, equals: "video") || s.span(key, equals: "audio")
+                            || s.span(key, equals: "result") {
                     let name = s.string(key) ?? ""
                     guard s.peek() == UInt8(ascii: "\"") else { throw s.failure("\(name) is not a base64 string") }
                     inline.append((name, try s.scanString()))
@@ -68,6 +75,8 @@ struct StabilityBody {
                     result.generationID = try scanShortString(&s, name: "id")
                 } else if s.span(key, equals: "prediction_id") {
                     result.predictionID = try scanShortString(&s, name: "prediction_id")
+                } else if s.span(key, equals: "kind") {
+                    kindText = try scanShortString(&s, name: "kind")
                 } else {
                     try s.skipValue(depth: 1)
                 }
@@ -79,8 +88,16 @@ struct StabilityBody {
         if !result.artifacts.isEmpty, !inline.isEmpty {
             throw ParseError(message: "both v1 artifacts and a v2beta \(inline[0].0) field")
         }
+        if let kindText {
+            guard let kind = StabilityGenerationKind(rawValue: kindText) else {
+                throw ParseError(message: "kind must be \"image\" or \"audio\"")
+            }
+            result.kind = kind
+        }
         for (name, span) in inline {
-            result.artifacts.append(Artifact(pointer: "/\(name)", kind: name, base64: span, seed: topSeed, finishReason: topFinish))
+            // `result` does not say what it holds; the body's kind does (it matters for sniffing mp4/webm).
+            let kind = name == "result" ? result.kind.rawValue : name
+            result.artifacts.append(Artifact(pointer: "/\(name)", kind: kind, base64: span, seed: topSeed, finishReason: topFinish))
         }
         if let id = result.predictionID, !isSafeID(id) {
             throw ParseError(message: "prediction_id must be 1 to 128 letters, digits, '-', '_' or '.'")
@@ -91,7 +108,7 @@ struct StabilityBody {
             throw ParseError(message: "id must be 1 to 128 letters, digits, '-', '_' or '.'")
         }
         if result.artifacts.isEmpty, result.generationID == nil {
-            throw ParseError(message: "no artifacts, image, video, audio or id: not a Stability result")
+            throw ParseError(message: "no artifacts, image, video, audio, result or id: not a Stability result")
         }
         return result
     }
@@ -146,6 +163,25 @@ struct StabilityBody {
         let span = try s.scanString()
         guard let value = s.string(span, limit: 256) else { throw s.failure("\(name) is longer than 256 bytes") }
         return value
+    }
+}
+
+/// Where an async generation's result is fetched: Stable Audio generations have their own endpoint, and a
+/// result can only be read at the endpoint of its kind.
+enum StabilityGenerationKind: String, Sendable {
+    case image, audio
+
+    /// Path of the results endpoint, to which the generation id is appended.
+    var resultsPath: String { self == .audio ? "/v2beta/audio/results/" : "/v2beta/results/" }
+
+    /// The `Accept` header of a poll. Bytes, not JSON: they stream to the spool as they are, with
+    /// `finish-reason` and `seed` as headers (a JSON answer is decoded all the same). `*/*` is what
+    /// Stability's own ComfyUI nodes send for image results; audio results are asked for as `audio/*`.
+    var accept: String { self == .audio ? "audio/*" : "*/*" }
+
+    /// The kind of a results URL built by `StabilityIntake` (`source_url` keeps it).
+    init(resultsURL: String) {
+        self = resultsURL.contains(StabilityGenerationKind.audio.resultsPath) ? .audio : .image
     }
 }
 
