@@ -53,7 +53,7 @@ public final class Daemon: Sendable {
         let archiver = Archiver(
             queue: queue, pool: pool, storage: storage, spool: spool,
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { reloadable.fetchPolicy },
-            sourceToken: { provider in provider == ReplicateIntake.provider ? reloadable.current.replicate.apiToken : nil },
+            sourceCredential: { provider in reloadable.current.sourceCredential(for: provider) },
             multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize,
             stability: StabilitySource(apiKeys: { reloadable.current.stability.apiKeys }), logger: logger)
         workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
@@ -64,7 +64,7 @@ public final class Daemon: Sendable {
         var router = Router()
         HealthRoutes(pool: pool, storage: storage).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
-        intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention), pool: pool, logger: logger)
+        intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention, spool: spool), pool: pool, logger: logger)
         let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
         lookupCacheInvalidator = LookupCacheInvalidator(cache: lookupCache, databaseURL: databaseURL, logger: logger)
         ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, lookupCache: lookupCache, logger: logger)
@@ -78,8 +78,7 @@ public final class Daemon: Sendable {
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
-            connectionLimit: settings.http.connectionLimit,
-            defaultMaxBodyBytes: settings.http.maxBodyBytes))
+            connectionLimit: settings.http.connectionLimit))  // other routes keep the server's 1 MiB default
     }
 
     /// Applies migrations (unless `database.migrate = false`), starts the workers, then listens.

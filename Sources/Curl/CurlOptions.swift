@@ -32,6 +32,15 @@ public struct CurlOptions: Sendable {
     /// Polled from libcurl's progress callback (at least about once a second, also while stalled):
     /// true ends the transfer with `.aborted`. Lets a draining daemon stop downloads promptly.
     public var shouldAbort: (@Sendable () -> Bool)? = nil
+    /// Headers chosen by where a hop goes: called with the host of the request and of every redirect
+    /// target (lower-cased, as libcurl parses it) just before that hop is sent, and what it returns is
+    /// added to that hop alone. A credential given this way reaches only the hosts it is returned for,
+    /// whatever the redirects; one in `CurlRequest.headers` goes wherever the same origin goes.
+    public var destinationHeaders: (@Sendable (_ host: String) -> [(String, String)])? = nil
+    /// Sends the path exactly as given (CURLOPT_PATH_AS_IS). libcurl otherwise squashes `/../` and `/./`
+    /// before sending, so a request signed over its path (S3 SigV4, whose keys may hold such segments)
+    /// would reach another path than the one signed.
+    public var pathAsIs = false
 
     public init() {}
 }

@@ -62,7 +62,9 @@ public final class CurlSession: Sendable {
         try checkProtocol(url, options, what: "URL")
         var hops = 0
         while true {
-            let hop = try HopRunner(handle: handle, request: current, url: url, options: options, deadline: deadline,
+            var sent = current
+            if let destinationHeaders = options.destinationHeaders { sent.headers += destinationHeaders(url.host) }
+            let hop = try HopRunner(handle: handle, request: sent, url: url, options: options, deadline: deadline,
                                     destination: destination, successLimit: successLimit, otherLimit: otherLimit).run()
             guard options.maxRedirects > 0, redirectStatuses.contains(hop.status), let target = hop.redirectURL else {
                 return CurlResponse(status: hop.status, headers: HTTPHeaders(hop.headers), body: hop.body,

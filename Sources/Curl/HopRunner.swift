@@ -46,6 +46,7 @@ struct HopRunner {
         try set.set(CURLOPT_NOSIGNAL, 1)                     // no SIGALRM for DNS timeouts: we are threaded
         try set.set(CURLOPT_FOLLOWLOCATION, 0)               // redirects are ours, checked one by one
         try set.set(CURLOPT_PROXY, "")                       // ignore *_proxy variables: the address guard must see the real peer
+        if options.pathAsIs { try set.set(CURLOPT_PATH_AS_IS, 1) }  // the path exactly as signed
         let protocols = options.allowedProtocols.map { $0.lowercased() }.joined(separator: ",")
         try set.set(CURLOPT_PROTOCOLS_STR, protocols)
         try set.set(CURLOPT_REDIR_PROTOCOLS_STR, protocols)

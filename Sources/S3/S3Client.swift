@@ -37,6 +37,9 @@ public final class S3Client: Sendable {
     public init(endpoint: S3Endpoint, credentials: S3Credentials, options: CurlOptions = S3Client.defaultOptions) {
         self.endpoint = endpoint
         self.signer = SigV4Signer(credentials: credentials, region: endpoint.region)
+        // Whatever the caller's options: a key is sent exactly as it was signed, `/../` included.
+        var options = options
+        options.pathAsIs = true
         self.options = options
     }
 

@@ -60,6 +60,8 @@ struct Reconcile: AsyncParsableCommand {
                 outputs queued: \(s.assets)
                 already recorded by an earlier pass: \(s.duplicates)
                 not understood: \(s.unparseable)
+                kept raw (the database refused a value): \(s.rejected)
+                created on the website, skipped (replicate.reconcile_web): \(s.web)
                 stale predictions refreshed: \(s.refreshed)
                 """)
         }

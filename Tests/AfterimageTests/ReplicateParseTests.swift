@@ -4,7 +4,10 @@ import TestSupport
 @testable import Afterimage
 
 /// The byte-scanner parse of Replicate bodies must answer exactly as the JSONSerialization parse it
-/// replaced: same fields, same output URLs, same refusals. The old parse is kept here as the reference.
+/// replaced: same fields, same output URLs, same refusals. The old parse is kept here as the reference,
+/// with the rules added since written into it: safe ids (at most 128 bytes, no `/`, `\`, control
+/// characters, `.` or `..`), NUL characters left out of the kept fields, data: outputs found with the URLs
+/// and kept in `output` without their payload.
 @Suite("Replicate body parsing against the JSONSerialization reference")
 struct ReplicateParseTests {
     // MARK: - The reference: ReplicatePrediction.parse as it was before the byte scanner
@@ -23,8 +26,12 @@ struct ReplicateParseTests {
         } catch {
             throw ReferenceError(message: "the body is not valid JSON")
         }
-        guard let id = object["id"] as? String, !id.isEmpty, id.utf8.count <= 256 else {
+        guard let id = object["id"] as? String, id.utf8.count <= 6 * 128 else {
             throw ReferenceError(message: "a prediction needs a string id")
+        }
+        guard !id.isEmpty, id.utf8.count <= 128, id != ".", id != "..",
+              !id.unicodeScalars.contains(where: { "/\\".unicodeScalars.contains($0) || $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            throw ReferenceError(message: PredictionID.rule)
         }
         let statuses = ReplicatePrediction.statuses
         guard let status = object["status"] as? String, statuses.contains(status) else {
@@ -40,7 +47,7 @@ struct ReplicateParseTests {
         func errorText(_ value: Any?) -> String? {
             switch value {
             case nil, is NSNull: return nil
-            case let text as String: return text
+            case let text as String: return withoutNUL(text)
             case let other?: return json(other)
             }
         }
@@ -48,13 +55,20 @@ struct ReplicateParseTests {
         // only when the scanner could not walk the body); the slices are taken the same way here.
         let raw = referenceRawMembers(body, ["input", "output", "metrics"])
         func kept(_ key: String) -> String? {
-            if let slice = raw?[key] { return slice == "null" ? nil : slice }
+            if let slice = raw?[key] {
+                if slice == "null" { return nil }
+                // NULs and data: payloads are left out: then compared as canonical JSON (see `newParse`).
+                guard slice.contains("\\u0000") || (key == "output" && !OutputURLWalker.urls(in: object[key]).filter(\.isData).isEmpty) else {
+                    return slice
+                }
+                return json(cleaned(object[key]))
+            }
             return raw == nil ? json(object[key]) : nil
         }
         let dataRemoved = (object["data_removed"] as? Bool) ?? false
         let terminal = ReplicatePrediction.terminalStatuses.contains(status)
         return Snapshot(
-            id: id, status: status, model: object["model"] as? String, version: object["version"] as? String,
+            id: id, status: status, model: (object["model"] as? String).map(withoutNUL), version: (object["version"] as? String).map(withoutNUL),
             inputJSON: kept("input"), outputJSON: kept("output"), metricsJSON: kept("metrics"),
             error: errorText(object["error"]),
             createdAt: try date("created_at"), startedAt: try date("started_at"), completedAt: try date("completed_at"),
@@ -80,6 +94,23 @@ struct ReplicateParseTests {
                 return nil
             }
             return found
+        }
+    }
+
+    static func withoutNUL(_ text: String) -> String { text.replacingOccurrences(of: "\0", with: "") }
+
+    /// A JSON value as the kept copy has it: NULs left out of strings and keys, data: URIs cut to their header.
+    static func cleaned(_ value: Any?) -> Any? {
+        switch value {
+        case let text as String:
+            if let header = DataURI.header(text.utf8.prefix(DataURI.maxHeaderBytes + 1)) { return header.text + "," }
+            return withoutNUL(text)
+        case let array as [Any]: return array.map { cleaned($0) ?? NSNull() }
+        case let object as [String: Any]:
+            var out: [String: Any] = [:]
+            for (key, member) in object { out[withoutNUL(key)] = cleaned(member) ?? NSNull() }
+            return out
+        default: return value
         }
     }
 
@@ -111,7 +142,7 @@ struct ReplicateParseTests {
         init(_ p: ReplicatePrediction) {
             self.init(id: p.id, status: p.status, model: p.model, version: p.version, inputJSON: p.inputJSON,
                       outputJSON: p.outputJSON, metricsJSON: p.metricsJSON, error: p.error, createdAt: p.createdAt,
-                      startedAt: p.startedAt, completedAt: p.completedAt, dataRemoved: p.dataRemoved, outputURLs: p.outputURLs)
+                      startedAt: p.startedAt, completedAt: p.completedAt, dataRemoved: p.dataRemoved, outputURLs: p.outputs)
         }
 
         static func == (lhs: Snapshot, rhs: Snapshot) -> Bool { lhs.bytes == rhs.bytes }
@@ -136,6 +167,15 @@ struct ReplicateParseTests {
     static func newParse(_ body: [UInt8], normalisingErrorFor reference: Snapshot?) -> Result<Snapshot, ReferenceError> {
         do {
             var snapshot = Snapshot(try ReplicatePrediction.parse(body))
+            // A kept JSON field the reference had to clean (NULs, data: payloads) is compared as canonical JSON.
+            func canonical(_ text: String?, _ expected: String?) -> String? {
+                guard let text, let expected, text != expected,
+                      let value = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed) else { return text }
+                return json(value)
+            }
+            snapshot.inputJSON = canonical(snapshot.inputJSON, reference?.inputJSON)
+            snapshot.outputJSON = canonical(snapshot.outputJSON, reference?.outputJSON)
+            snapshot.metricsJSON = canonical(snapshot.metricsJSON, reference?.metricsJSON)
             if let error = snapshot.error, let reference, reference.error != error,
                let value = try? JSONSerialization.jsonObject(with: Data(error.utf8), options: .fragmentsAllowed), !(value is String) {
                 snapshot.error = json(value)
@@ -194,7 +234,7 @@ struct ReplicateParseTests {
             let body = generator.body()
             Self.expectSameAnswer(Array(body.utf8), "body \(index): \(body)")
             switch Result(catching: { () throws(ReplicatePrediction.ParseError) in try ReplicatePrediction.parse(Array(body.utf8)) }) {
-            case .success(let p): parsed += 1; if !p.outputURLs.isEmpty { withURLs += 1 }
+            case .success(let p): parsed += 1; if !p.outputs.isEmpty { withURLs += 1 }
             case .failure: refused += 1
             }
         }
@@ -276,6 +316,16 @@ struct ReplicateParseTests {
             ("id not a string", body(#"{"id":5,"status":"starting"}"#)),
             ("empty id", body(#"{"id":"","status":"starting"}"#)),
             ("id of 257 bytes", body(#"{"id":""# + String(repeating: "a", count: 257) + #"","status":"starting"}"#)),
+            ("id of 129 bytes", body(#"{"id":""# + String(repeating: "a", count: 129) + #"","status":"starting"}"#)),
+            ("id \".\"", body(#"{"id":".","status":"succeeded"}"#)),
+            ("id \"..\"", body(#"{"id":"..","status":"succeeded"}"#)),
+            ("id with a slash", body(#"{"id":"../../stability/x","status":"succeeded"}"#)),
+            ("id with an escaped slash", body(#"{"id":"a\/b","status":"succeeded"}"#)),
+            ("id with a backslash", body(#"{"id":"a\\b","status":"succeeded"}"#)),
+            ("id with a NUL", body(#"{"id":"a\u0000b","status":"succeeded"}"#)),
+            ("id with a line break", body(#"{"id":"a\nb","status":"succeeded"}"#)),
+            ("id with DEL", body(#"{"id":"a\u007fb","status":"succeeded"}"#)),
+            ("id with a C1 control", body(#"{"id":"a\u0085b","status":"succeeded"}"#)),
             ("unknown status", body(#"{"id":"p1","status":"exploded"}"#)),
             ("status not a string", body(#"{"id":"p1","status":true}"#)),
             ("completed_at not a timestamp", body(#"{"id":"p1","status":"succeeded","completed_at":"yesterday"}"#)),
@@ -302,10 +352,10 @@ struct ReplicateParseTests {
     }
 
     @Test func idLimitCountsUnescapedBytes() throws {
-        // 256 bytes written with escapes is a valid id; 257 is not.
-        let escaped = String(repeating: #"\u0061"#, count: 256)
+        // 128 bytes written with escapes is a valid id; 129 is not.
+        let escaped = String(repeating: #"\u0061"#, count: 128)
         let ok = try ReplicatePrediction.parse(Array((#"{"id":""# + escaped + #"","status":"starting"}"#).utf8))
-        #expect(ok.id == String(repeating: "a", count: 256))
+        #expect(ok.id == String(repeating: "a", count: 128))
         #expect(throws: ReplicatePrediction.ParseError.self) {
             try ReplicatePrediction.parse(Array((#"{"id":""# + escaped + #"a","status":"starting"}"#).utf8))
         }

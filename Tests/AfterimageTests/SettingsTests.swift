@@ -24,14 +24,19 @@ struct SettingsTests {
         let settings = try await SettingsLoader.load(configFile: nil, environment: [:])
         #expect(settings.http.host == "127.0.0.1")
         #expect(settings.http.port == 8080)
-        #expect(settings.http.maxBodyBytes == 1_048_576)
+        #expect(settings.http.maxBodyBytes == 16_777_216)
         #expect(settings.http.stabilityMaxBodyBytes == 67_108_864)
         #expect(settings.database.poolSize == 8)
         #expect(settings.storage.region == "us-east-1")
         #expect(settings.storage.pathStyle)
         #expect(settings.storage.presignTTL == 3600)
         #expect(settings.replicate.retention == 3600)
-        #expect(settings.fetch.allowedHosts == ["replicate.delivery", "*.replicate.delivery", "api.replicate.com", "api.stability.ai"])
+        #expect(settings.fetch.allowedHosts == ["replicate.delivery", "*.replicate.delivery", "api.stability.ai"])
+        #expect(settings.replicate.tokenHosts == ["replicate.delivery", "*.replicate.delivery"])
+        #expect(!settings.replicate.reconcileWeb)
+        // The API is the reconciler's (replicate.base_url), never a download: an output naming it is refused.
+        #expect(FetchPolicy(settings.fetch).refusal(for: "https://api.replicate.com/v1/predictions") != nil)
+        #expect(FetchPolicy(settings.fetch).refusal(for: "https://pbxt.replicate.delivery/x/out-0.png") == nil)
         #expect(settings.fetch.allowedSchemes == ["https"])
         #expect(!settings.fetch.allowPrivateNetworks)
         #expect(settings.fetch.maxBytes == 5_368_709_120)
@@ -80,6 +85,32 @@ struct SettingsTests {
         #expect(fromEnv.fetch.allowedHosts == ["c.example", "d.example"])
         #expect(fromEnv.replicate.webhookSecrets == [secretA, secretB])
         #expect(fromEnv.fetch.allowedSchemes == ["https", "http"])
+    }
+
+    @Test func tokenHostsAndReconcileWeb() async throws {
+        let settings = try await SettingsLoader.load(configFile: nil, environment: [
+            "AFTERIMAGE_REPLICATE_TOKEN_HOSTS": "files.example.com *.cdn.example.com",
+            "AFTERIMAGE_REPLICATE_RECONCILE_WEB": "true",
+            "AFTERIMAGE_REPLICATE_API_TOKEN": "r8_secret",
+        ])
+        #expect(settings.replicate.tokenHosts == ["files.example.com", "*.cdn.example.com"])
+        #expect(settings.replicate.reconcileWeb)
+        #expect(settings.sourceCredential(for: "replicate")?.headers(for: "a.cdn.example.com").count == 1)
+        #expect(settings.sourceCredential(for: "replicate")?.headers(for: "replicate.delivery").isEmpty == true)
+        #expect(settings.sourceCredential(for: "stability") == nil)
+        for bad in ["*", "https://replicate.delivery", "replicate.delivery/path", "*.", "a..b"] {
+            do {
+                _ = try await SettingsLoader.load(configFile: nil, environment: ["AFTERIMAGE_REPLICATE_TOKEN_HOSTS": bad])
+                Issue.record("\(bad) was accepted as a token host")
+            } catch {
+                #expect(error.key == "replicate.token_hosts")
+            }
+        }
+        // Reloadable, with the token itself.
+        let reloadable = ReloadableSettings(try await SettingsLoader.load(configFile: nil, environment: [:]))
+        let ignored = reloadable.apply(settings)
+        #expect(!ignored.contains("replicate.token_hosts") && !ignored.contains("replicate.api_token"))
+        #expect(reloadable.current.replicate.tokenHosts == ["files.example.com", "*.cdn.example.com"])
     }
 
     @Test func missingDatabaseURLNamesTheKey() async throws {

@@ -90,7 +90,7 @@ struct ReplicatePredictionTests {
             let output = try prediction.outputJSON.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
             #expect(OutputURLWalker.urls(in: output).map(\.pointer) == pointers, "\(name)")
             // What intake archives when this event creates the prediction: the same URLs, found while parsing.
-            #expect(prediction.outputURLs == OutputURLWalker.urls(in: output), "\(name)")
+            #expect(prediction.outputs == OutputURLWalker.urls(in: output), "\(name)")
         }
         let nested = try ReplicatePrediction.parse(try fixture("succeeded-nested.json"))
         #expect(nested.completedAt == RFC3339.parse("2026-11-20T12:00:09.900Z"))
@@ -106,10 +106,12 @@ struct ReplicatePredictionTests {
     }
 
     @Test func walkerEscapesPointersAndSkipsNonURLs() {
-        let output: [String: Any] = ["a/b": "https://x.example/1", "t~": ["http://y.example/2", "https://", "ftp://z/3", "data:image/png;base64,AAA"], "n": 3]
+        let output: [String: Any] = ["a/b": "https://x.example/1", "t~": ["http://y.example/2", "https://", "ftp://z/3", "data:image/png;base64,AAA",
+                                                                          "data: not one", "data:"], "n": 3]
         #expect(OutputURLWalker.urls(in: output) == [
             .init(pointer: "/a~1b", url: "https://x.example/1"),
             .init(pointer: "/t~0/0", url: "http://y.example/2"),
+            .init(pointer: "/t~0/3", url: "data:image/png;base64"),
         ])
     }
 
@@ -120,11 +122,13 @@ struct ReplicatePredictionTests {
             guard lower.hasPrefix("https://") || lower.hasPrefix("http://") else { return false }
             let rest = string.drop(while: { $0 != ":" }).dropFirst(3)
             return !rest.isEmpty && !rest.hasPrefix("/") && !string.contains(where: { $0.isWhitespace })
+                && !string.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
         }
         let cases = ["https://x.example/a.png", "HTTP://X", "Https://h", "http://", "https://", "https:///path", "http:/x",
                      "https://a b", "https://a\tb", "https://a\r\n", "http://a\u{0B}", "https://a\u{1C}", "ftp://x", "httpsx://y",
                      "http", "", " https://x", "https://x\u{A0}y", "https://x\u{2003}", "https://é.example", "https://\u{301}x",
-                     "HTTPS://ÉXAMPLE", "http://x\u{85}", "data:image/png;base64,AAA", "https://x/" + String(repeating: "a", count: 300)]
+                     "HTTPS://ÉXAMPLE", "http://x\u{85}", "data:image/png;base64,AAA", "https://x/" + String(repeating: "a", count: 300),
+                     "https://x/a\u{0}b", "https://x/\u{7F}", "https://x/\u{1}"]
         for string in cases {
             #expect(OutputURLWalker.isFetchableURL(string) == characterRule(string), "\(string.debugDescription)")
         }

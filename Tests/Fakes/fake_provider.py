@@ -14,8 +14,13 @@ was downloaded exactly once, or never.
      &redirect=URL                  302 to URL
      &fail_first=K                  answer 503 to the first K requests for this path
   GET /_stats                       {"counts": {path: n}, "active": {path: n}, "started": {path: n},
-                                     "completed": {path: n}}  (completed: whole body sent)
+                                     "completed": {path: n}, "authorization": {path: [value, ...]}}
+                                    (completed: whole body sent; authorization: the Authorization header
+                                    of each request for the path, "" when there was none)
   POST /_reset                      clears the counters
+
+Arguments: [PORT [HOST]] (default: any free port on 127.0.0.1; another loopback address such as
+127.0.0.2 gives a second host name for the same machine).
 
 Prints "PORT <n>" on its first line of stdout once it listens.
 """
@@ -29,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 lock = threading.Lock()
-counts, active, started, completed = {}, {}, {}, {}
+counts, active, started, completed, authorization = {}, {}, {}, {}, {}
 
 
 def file_bytes(name, size):
@@ -73,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         if self.path == "/_reset":
             with lock:
-                counts.clear(); active.clear(); started.clear(); completed.clear()
+                counts.clear(); active.clear(); started.clear(); completed.clear(); authorization.clear()
             self.send_json(200, {"ok": True})
         else:
             self.send_json(404, {"error": "unknown"})
@@ -83,7 +88,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_stats":
             with lock:
                 self.send_json(200, {"counts": dict(counts), "active": dict(active), "started": dict(started),
-                                     "completed": dict(completed)})
+                                     "completed": dict(completed), "authorization": dict(authorization)})
             return
         if not url.path.startswith("/files/"):
             self.send_json(404, {"error": "unknown"})
@@ -93,6 +98,7 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             counts[url.path] = counts.get(url.path, 0) + 1
             n = counts[url.path]
+            authorization.setdefault(url.path, []).append(self.headers.get("Authorization", ""))
         if "delay_ms" in q:
             time.sleep(int(q["delay_ms"]) / 1000)
         if "redirect" in q:
@@ -153,7 +159,8 @@ def main():
     # The test runner's threads block most signals and children inherit that mask: unblock them so
     # SIGTERM ends this server.
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
+    host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+    server = ThreadingHTTPServer((host, int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)
     server.serve_forever()

@@ -14,6 +14,7 @@ api.replicate.com does, and counts every request so tests can assert what was as
        all three need "Authorization: Bearer TOKEN" (else 401 {"detail": ...})
   POST /_load           {"token": T, "webhook_secret": "whsec_...", "page_size": N, "predictions": [...], "current": {id: prediction},
                          "throttle_first": K, "retry_after": "1",   -> the first K list requests answer 429
+                                                                        (retry_after null: without Retry-After)
                          "fail_first": K,                            -> the first K list requests answer 503
                          "gate_pages": [cursor, ...],                -> those pages wait for POST /_open
                          "next_origin": "http://host:port"}          -> `next` points there instead
@@ -132,7 +133,10 @@ class Handler(BaseHTTPRequestHandler):
             predictions = list(config["predictions"])
             origin = config["next_origin"] or f"http://127.0.0.1:{self.server.server_address[1]}"
         if throttled:
-            self.send_json(429, {"detail": "Request was throttled."}, [("Retry-After", config["retry_after"])])
+            # retry_after null: no Retry-After header, only Replicate's body text.
+            headers = [("Retry-After", config["retry_after"])] if config["retry_after"] is not None else []
+            self.send_json(429, {"title": "Request was throttled.", "detail": "Request was throttled. Your rate limit resets in ~30s.",
+                                 "status": 429}, headers)
             return
         if failed:
             self.send_json(503, {"detail": "Service unavailable"})

@@ -8,26 +8,30 @@ import TestSupport
 final class FakeProvider: @unchecked Sendable {
     private let server: PythonFake
     var port: Int { server.port }
+    /// The loopback address it listens on (127.0.0.1, or another such as 127.0.0.2 for a second host).
+    let host: String
 
-    init() throws {
-        server = try PythonFake(script: "fake_provider.py", arguments: [])
+    init(host: String = "127.0.0.1") throws {
+        self.host = host
+        server = try PythonFake(script: "fake_provider.py", arguments: ["0", host])
     }
 
-
     func url(_ name: String, _ query: String = "") -> String {
-        "http://127.0.0.1:\(port)/files/\(name)\(query.isEmpty ? "" : "?" + query)"
+        "http://\(host):\(port)/files/\(name)\(query.isEmpty ? "" : "?" + query)"
     }
 
     struct Stats: Decodable {
         let counts: [String: Int]
         let active: [String: Int]
         let started: [String: Int]
+        /// Per path, the Authorization header of each request ("" when none was sent).
+        let authorization: [String: [String]]
     }
 
     func stats() throws -> Stats {
         var options = CurlOptions()
         options.allowedProtocols = ["http"]
-        let response = try CurlSession().perform(CurlRequest(url: "http://127.0.0.1:\(port)/_stats"), options: options)
+        let response = try CurlSession().perform(CurlRequest(url: "http://\(host):\(port)/_stats"), options: options)
         return try JSONDecoder().decode(Stats.self, from: Data(response.body))
     }
 

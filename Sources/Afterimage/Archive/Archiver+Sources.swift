@@ -26,27 +26,29 @@ extension Archiver {
     /// Inline bytes are never downloaded: their spool file was the fast copy, and the recorded delivery
     /// body is the durable one. A missing spool file (another machine's spool, a lost disk) is an
     /// incident worth an error in the log; the bytes are decoded again from the delivery, and only when
-    /// that is gone too does the asset fail, permanently and saying why.
+    /// that is gone too does the asset fail, permanently and saying why. (A Replicate data: output recorded
+    /// without a spool file, by a reconciler without access to the spool, is decoded here the first time.)
     func respoolInline(_ job: ArchiveJob, logger log: Logger) throws -> (path: String, sha256: String, size: Int64, contentType: String?) {
-        log.error("the spool file of an inline result is missing here; decoding it again from the recorded delivery",
-                  metadata: ["spool_path": "\(job.spoolPath ?? "none")"])
+        if job.spoolPath == nil, job.provider == ReplicateIntake.provider {
+            log.info("decoding a data: output from the recorded delivery")
+        } else {
+            log.error("the spool file of an inline result is missing here; decoding it again from the recorded delivery",
+                      metadata: ["spool_path": "\(job.spoolPath ?? "none")"])
+        }
         guard let (body, pointer) = try pool.withConnection({ try queue.inlineDelivery(assetID: job.assetID, on: $0) }) else {
             throw ArchiveError(.inlineLost, "inline result: its spool file is missing and no recorded delivery holds it")
         }
         let spooled: InlineSpooler.Spooled
         do {
             spooled = try body.withUnsafeBufferPointer { bytes in
-                let parsed = try StabilityBody.parse(bytes)
-                // A pointer qualified as `/image@<delivery>` (a reused prediction_id) names `/image` of its body.
-                let inBody = pointer.split(separator: "@", maxSplits: 1).first.map(String.init) ?? pointer
-                guard let artifact = parsed.artifacts.first(where: { $0.pointer == inBody }) else {
-                    throw ArchiveError(.inlineLost, "inline result: the recorded delivery has nothing at \(pointer)")
-                }
-                // The spooler closes (and on failure removes) the file whatever happens.
-                return try InlineSpooler.spool(artifact, body: bytes, writer: try spool.writer(assetID: job.assetID))
+                job.provider == ReplicateIntake.provider
+                    ? try respoolDataOutput(pointer: pointer, body: bytes, assetID: job.assetID)
+                    : try respoolStabilityArtifact(pointer: pointer, body: bytes, assetID: job.assetID)
             }
         } catch let error as ArchiveError {
             throw error
+        } catch let error as InlineSpooler.InvalidBase64 where job.provider == ReplicateIntake.provider {
+            throw ArchiveError(.inlineLost, "malformed data: URI at \(pointer): \(error.reason)")
         } catch {
             throw ArchiveError(.inlineLost, "inline result: the recorded delivery cannot be decoded again: \(error)")
         }
@@ -55,5 +57,24 @@ extension Archiver {
             throw ArchiveError(.inlineLost, "inline result: the recorded delivery decodes to other bytes than were acknowledged")
         }
         return (spooled.path, spooled.sha256, spooled.size, spooled.contentType)
+    }
+
+    private func respoolStabilityArtifact(pointer: String, body: UnsafeBufferPointer<UInt8>, assetID: Int64) throws -> InlineSpooler.Spooled {
+        let parsed = try StabilityBody.parse(body)
+        // A pointer qualified as `/image@<delivery>` (a reused prediction_id) names `/image` of its body.
+        let inBody = pointer.split(separator: "@", maxSplits: 1).first.map(String.init) ?? pointer
+        guard let artifact = parsed.artifacts.first(where: { $0.pointer == inBody }) else {
+            throw ArchiveError(.inlineLost, "inline result: the recorded delivery has nothing at \(pointer)")
+        }
+        // The spooler closes (and on failure removes) the file whatever happens.
+        return try InlineSpooler.spool(artifact, body: body, writer: try spool.writer(assetID: assetID))
+    }
+
+    /// A Replicate data: output, found again at its pointer in the recorded webhook body.
+    private func respoolDataOutput(pointer: String, body: UnsafeBufferPointer<UInt8>, assetID: Int64) throws -> InlineSpooler.Spooled {
+        guard let (span, _) = ReplicatePrediction.dataOutput(at: pointer, in: body) else {
+            throw ArchiveError(.inlineLost, "data: output: the recorded delivery has none at \(pointer) (it came with another event)")
+        }
+        return try ReplicateIntake.decodeDataOutput(span, pointer: pointer, body: body, writer: try spool.writer(assetID: assetID))
     }
 }

@@ -14,8 +14,9 @@ public struct Archiver: Sendable {
     public let layout: StorageLayout
     public let policy: @Sendable () -> FetchPolicy
     public let retryPolicy: RetryPolicy
-    /// Bearer token per provider, sent to the source only for that provider's assets.
-    public let sourceToken: @Sendable (String) -> String?
+    /// The credential of a provider's assets (read per job, so a reload can change it); it is sent only to
+    /// the hosts it names, decided hop by hop.
+    public let sourceCredential: @Sendable (String) -> SourceCredential?
     public let multipartThreshold: Int64
     public let partSize: Int64
     public let partsInFlight: Int
@@ -25,7 +26,7 @@ public struct Archiver: Sendable {
 
     public init(queue: ArchiveQueue, pool: Pool, storage: S3Client, spool: Spool, layout: StorageLayout,
                 policy: @escaping @Sendable () -> FetchPolicy, retryPolicy: RetryPolicy = RetryPolicy(),
-                sourceToken: @escaping @Sendable (String) -> String?,
+                sourceCredential: @escaping @Sendable (String) -> SourceCredential?,
                 multipartThreshold: Int64 = 64 << 20, partSize: Int64 = 8 << 20, partsInFlight: Int = 4,
                 stability: StabilitySource? = nil, logger: Logger) {
         self.queue = queue
@@ -35,7 +36,7 @@ public struct Archiver: Sendable {
         self.layout = layout
         self.policy = policy
         self.retryPolicy = retryPolicy
-        self.sourceToken = sourceToken
+        self.sourceCredential = sourceCredential
         self.multipartThreshold = multipartThreshold
         self.partSize = max(5 << 20, partSize)
         self.partsInFlight = max(1, partsInFlight)
@@ -121,12 +122,13 @@ public struct Archiver: Sendable {
         if let refusal = policy.refusal(for: job.sourceURL) { throw ArchiveError(.disallowedURL, refusal) }
         var options = policy.curlOptions()
         options.shouldAbort = shouldAbort
-        var headers: [(String, String)] = [("Accept", "*/*")]
-        if let token = sourceToken(job.provider), !token.isEmpty { headers.append(("Authorization", "Bearer \(token)")) }
+        if let credential = sourceCredential(job.provider) {
+            options.destinationHeaders = { host in credential.headers(for: host) }
+        }
         let writer = try spool.writer(assetID: job.assetID)
         let response: CurlResponse
         do {
-            response = try session.perform(CurlRequest(url: job.sourceURL, headers: headers), options: options) { bytes in
+            response = try session.perform(CurlRequest(url: job.sourceURL, headers: [("Accept", "*/*")]), options: options) { bytes in
                 try writer.write(bytes)
             }
         } catch {

@@ -36,16 +36,7 @@ public struct FetchPolicy: Sendable {
 
     /// `*.example.com` matches any subdomain of example.com but not example.com itself; other entries
     /// match exactly. Hosts compare case-insensitively.
-    public func hostAllowed(_ host: String) -> Bool {
-        let host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]."))
-        return allowedHosts.contains { pattern in
-            if pattern.hasPrefix("*.") {
-                let suffix = pattern.dropFirst(1)   // ".example.com"
-                return host.hasSuffix(suffix) && host.count > suffix.count
-            }
-            return host == pattern
-        }
-    }
+    public func hostAllowed(_ host: String) -> Bool { HostPatterns(allowedHosts).matches(host) }
 
     /// libcurl options enforcing this policy. `extra` lets callers add timeouts and abort hooks.
     public func curlOptions() -> CurlOptions {
@@ -62,5 +53,44 @@ public struct FetchPolicy: Sendable {
             options.addressPolicy = { address in !address.isPrivateOrReserved }
         }
         return options
+    }
+}
+
+/// A list of host names and `*.domain` wildcards, as `fetch.allowed_hosts` and `replicate.token_hosts`
+/// write them. `*.example.com` matches any subdomain of example.com but not example.com itself; other
+/// entries match exactly; hosts compare case-insensitively, without IPv6 brackets or a trailing dot.
+public struct HostPatterns: Sendable {
+    public let patterns: [String]
+
+    public init(_ patterns: [String]) { self.patterns = patterns.map { $0.lowercased() } }
+
+    public func matches(_ host: String) -> Bool {
+        let host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]."))
+        guard !host.isEmpty else { return false }
+        return patterns.contains { pattern in
+            if pattern.hasPrefix("*.") {
+                let suffix = pattern.dropFirst(1)   // ".example.com"
+                return host.hasSuffix(suffix) && host.count > suffix.count
+            }
+            return host == pattern
+        }
+    }
+}
+
+/// A bearer token and the only hosts it may be sent to (`replicate.api_token` and `replicate.token_hosts`).
+public struct SourceCredential: Sendable {
+    public let token: String
+    public let hosts: HostPatterns
+
+    public init(token: String, hosts: [String]) {
+        self.token = token
+        self.hosts = HostPatterns(hosts)
+    }
+
+    /// The `Authorization` header for a hop to `host`, or nothing when the host is not one of the token's.
+    /// Decided per hop (`CurlOptions.destinationHeaders`), so a redirect never carries the token elsewhere.
+    public func headers(for host: String) -> [(String, String)] {
+        guard !token.isEmpty, hosts.matches(host) else { return [] }
+        return [("Authorization", "Bearer \(token)")]
     }
 }

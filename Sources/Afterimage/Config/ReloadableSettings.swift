@@ -31,7 +31,7 @@ public final class ReloadableSettings: Sendable {
     /// Keys whose new values take effect on reload; `apply` reports changes to any other key.
     public static let reloadableKeys: Set<String> = [
         "replicate.webhook_secret", "stability.webhook_secret", "api.tokens", "replicate.api_token",
-        "stability.api_key", "log.level", "fetch.allowed_hosts", "fetch.allowed_schemes",
+        "stability.api_key", "replicate.token_hosts", "log.level", "fetch.allowed_hosts", "fetch.allowed_schemes",
         "fetch.allow_private_networks", "fetch.max_bytes",
     ]
 
@@ -73,6 +73,7 @@ public final class ReloadableSettings: Sendable {
             merged.stability.webhookSecrets = new.stability.webhookSecrets
             merged.api.tokens = new.api.tokens
             merged.replicate.apiToken = new.replicate.apiToken
+            merged.replicate.tokenHosts = new.replicate.tokenHosts
             merged.stability.apiKeys = new.stability.apiKeys
             merged.logLevel = new.logLevel
             merged.fetch = new.fetch

@@ -6,7 +6,9 @@ public struct Settings: Sendable {
     public struct HTTP: Sendable {
         public var host = "127.0.0.1"
         public var port = 8080
-        public var maxBodyBytes = 1_048_576
+        /// The Replicate webhook route's limit: training and long predictions carry megabytes of `logs`,
+        /// and a 413 to a genuine webhook loses it (Replicate retries for about a minute, then gives up).
+        public var maxBodyBytes = 16 << 20
         /// Stability inline results carry base64 images and videos, hence a larger default.
         public var stabilityMaxBodyBytes = 67_108_864
         public var connectionLimit = 256
@@ -47,6 +49,12 @@ public struct Settings: Sendable {
         public var reconcileMargin = 600
         /// A prediction non-terminal here and unchanged this long is fetched on its own by the reconciler.
         public var reconcileStaleAfter = 900
+        /// The only hosts `apiToken` is sent to when downloading outputs (Replicate serves output files from
+        /// replicate.delivery and its subdomains); every other host, redirect targets included, gets none.
+        public var tokenHosts = ["replicate.delivery", "*.replicate.delivery"]
+        /// Whether reconciliation also records predictions created on the website (`source: "web"`): Replicate
+        /// keeps those indefinitely, so they are not at risk, and an account's web playground runs may be many.
+        public var reconcileWeb = false
     }
 
     public struct Stability: Sendable {
@@ -57,7 +65,9 @@ public struct Settings: Sendable {
     }
 
     public struct Fetch: Sendable {
-        public var allowedHosts = ["replicate.delivery", "*.replicate.delivery", "api.replicate.com", "api.stability.ai"]
+        /// Not api.replicate.com: the API is reached by the reconciler through `replicate.base_url`, never by
+        /// a download, so an output string pointing at it is refused rather than fetched.
+        public var allowedHosts = ["replicate.delivery", "*.replicate.delivery", "api.stability.ai"]
         public var allowedSchemes = ["https"]
         public var allowPrivateNetworks = false
         public var maxBytes: Int64 = 5_368_709_120
@@ -108,6 +118,13 @@ extension Settings {
             throw ConfigurationError(key: "database.url", "is required (a libpq URI such as postgresql://user@host:5432/afterimage; environment AFTERIMAGE_DATABASE_URL)")
         }
         return url
+    }
+
+    /// The credential sent with downloads of `provider`'s assets: Replicate's API token, to
+    /// `replicate.token_hosts` only. Nil for other providers (Stability results carry their own key).
+    public func sourceCredential(for provider: String) -> SourceCredential? {
+        guard provider == ReplicateIntake.provider, let token = replicate.apiToken, !token.isEmpty else { return nil }
+        return SourceCredential(token: token, hosts: replicate.tokenHosts)
     }
 
     /// Checks everything `serve` needs, so `check-config` and `serve` fail the same way before doing anything.

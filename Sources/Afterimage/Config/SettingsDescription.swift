@@ -31,6 +31,7 @@ extension Settings {
             ("replicate.reconcile_interval", "\(replicate.reconcileInterval)"),
             ("replicate.reconcile_margin", "\(replicate.reconcileMargin)"),
             ("replicate.reconcile_stale_after", "\(replicate.reconcileStaleAfter)"),
+            ("replicate.token_hosts", list(replicate.tokenHosts)), ("replicate.reconcile_web", "\(replicate.reconcileWeb)"),
             ("stability.webhook_secret", secrets(stability.webhookSecrets)),
             ("stability.api_key", secrets(stability.apiKeys)), ("stability.base_url", plain(stability.baseURL)),
             ("fetch.allowed_hosts", list(fetch.allowedHosts)), ("fetch.allowed_schemes", list(fetch.allowedSchemes)),

@@ -24,7 +24,7 @@ public enum SettingsLoader {
         ("replicate.webhook_secret", true), ("replicate.api_token", true), ("replicate.retention", false),
         ("replicate.base_url", false),
         ("replicate.reconcile_interval", false), ("replicate.reconcile_margin", false),
-        ("replicate.reconcile_stale_after", false),
+        ("replicate.reconcile_stale_after", false), ("replicate.token_hosts", false), ("replicate.reconcile_web", false),
         ("stability.webhook_secret", true), ("stability.api_key", true), ("stability.base_url", false),
         ("fetch.allowed_hosts", false), ("fetch.allowed_schemes", false),
         ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
@@ -112,6 +112,9 @@ public enum SettingsLoader {
         s.replicate.reconcileInterval = try v.int("replicate.reconcile_interval", in: 0...86400) ?? s.replicate.reconcileInterval
         s.replicate.reconcileMargin = try v.int("replicate.reconcile_margin", in: 0...86400) ?? s.replicate.reconcileMargin
         s.replicate.reconcileStaleAfter = try v.int("replicate.reconcile_stale_after", in: 0...30 * 86400) ?? s.replicate.reconcileStaleAfter
+        s.replicate.tokenHosts = try v.list("replicate.token_hosts") ?? s.replicate.tokenHosts
+        try validateHostPatterns(s.replicate.tokenHosts, key: "replicate.token_hosts")
+        s.replicate.reconcileWeb = try v.bool("replicate.reconcile_web") ?? s.replicate.reconcileWeb
 
         s.stability.webhookSecrets = try v.list("stability.webhook_secret", secret: true) ?? []
         try validateWebhookSecrets(s.stability.webhookSecrets, key: "stability.webhook_secret")
@@ -147,6 +150,19 @@ public enum SettingsLoader {
             throw ConfigurationError(key: "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
         }
         return s
+    }
+
+    /// Host names or `*.domain` wildcards, nothing else: a URL or a bare `*` here would send a credential to
+    /// more hosts than the operator meant.
+    static func validateHostPatterns(_ patterns: [String], key: String) throws(ConfigurationError) {
+        for pattern in patterns {
+            let name = pattern.hasPrefix("*.") ? String(pattern.dropFirst(2)) : pattern
+            let valid = !name.isEmpty && name.utf8.count <= 253 && !name.hasPrefix(".") && !name.hasSuffix(".") && !name.contains("..")
+                && name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "." || $0 == ":") }
+            guard valid else {
+                throw ConfigurationError(key: key, "\"\(pattern)\" is not a host name or a *.domain wildcard")
+            }
+        }
     }
 
     /// Standard Webhooks secrets are `whsec_` + base64; a typo here would make every delivery a 401, so

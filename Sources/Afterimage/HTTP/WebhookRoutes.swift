@@ -58,16 +58,43 @@ public struct ReplicateWebhookRoute: Sendable {
         return result
     }
 
-    /// Hands the delivery to the next group commit; `responder` is answered after COMMIT (or with 503).
+    /// Hands the delivery to the next group commit; `responder` is answered after COMMIT (or with 503). A
+    /// body that may carry data: outputs is first decoded into the spool and fsynced, on another thread:
+    /// that is disk work the event thread must not wait for.
     private func record(_ delivery: ReplicateIntake.Delivery, started: ContinuousClock.Instant, answer responder: Responder) {
+        guard ReplicateIntake.mayCarryDataOutputs(delivery.body) else {
+            submit(delivery, started: started, answer: responder)
+            return
+        }
+        DispatchQueue.global().async {
+            let spooled: ReplicateIntake.Delivery
+            do {
+                spooled = try self.batcher.intake.spoolingDataOutputs(of: delivery)
+            } catch {
+                // The spool could not take the bytes (disk full, permissions): nothing was acknowledged.
+                self.logger.error("webhook not recorded: spool failure", metadata: ["provider": "replicate", "error": "\(error)"])
+                let response = Response.error(status: 503, code: "spool_unavailable", message: "the delivery was not recorded; retry later",
+                                              headers: [("Retry-After", "30")])
+                AfterimageMetrics.webhookAnswered(provider: "replicate", status: response.status, since: started)
+                responder.respond(response)
+                return
+            }
+            self.submit(spooled, started: started, answer: responder)
+        }
+    }
+
+    private func submit(_ delivery: ReplicateIntake.Delivery, started: ContinuousClock.Instant, answer responder: Responder) {
         let envelope = WebhookEnvelope(provider: "replicate", logger: logger)
-        batcher.submit(delivery) { [lookupCache] result in
+        batcher.submit(delivery) { [lookupCache, batcher] result in
             let response: Response
             switch result {
             case .success(let outcome):
                 if case .accepted(let id, _) = outcome { lookupCache?.invalidate(.init(provider: ReplicateIntake.provider, id: id)) }
                 response = envelope.response(for: outcome, delivery: delivery, kind: "a prediction")
             case .failure(let error):
+                // Not acknowledged: the decoded files go (if the commit did happen after all, the workers decode
+                // the outputs from the recorded delivery instead).
+                batcher.intake.removeSpoolFiles(of: delivery)
                 response = envelope.databaseFailure(error)
             }
             AfterimageMetrics.webhookAnswered(provider: "replicate", status: response.status, since: started)

@@ -22,27 +22,49 @@ enum InlineSpooler {
     /// Writes and fsyncs the artifact's bytes. Throws `InvalidBase64`, or `ArchiveError` for a spool failure.
     static func spool(_ artifact: StabilityBody.Artifact, body: UnsafeBufferPointer<UInt8>,
                       writer: Spool.Writer) throws -> Spooled {
-        let decoder = Base64StreamDecoder { chunk in try writer.write(chunk) }
+        try spool(artifact.base64, of: body, pointer: artifact.pointer,
+                  through: Base64StreamDecoder { chunk in try writer.write(chunk) }, into: writer) { decoder in
+            MediaSniffer.contentType(head: decoder.head, kind: artifact.kind)
+        }
+    }
+
+    /// The same for any string of `body` that a streaming decoder turns into bytes (base64, a data: URI);
+    /// `decoder` must write into `writer`. `contentType` names the bytes once decoded (from their first ones).
+    static func spool<Decoder: SpoolingDecoder>(_ text: JSONByteScanner.StringSpan, of body: UnsafeBufferPointer<UInt8>,
+                                                pointer: String, through decoder: Decoder, into writer: Spool.Writer,
+                                                contentType: (Decoder) -> String) throws -> Spooled {
         let scanner = JSONByteScanner(body)
         do {
-            try scanner.forEachUnescapedRun(artifact.base64) { run in try decoder.decode(run) }
+            try scanner.forEachUnescapedRun(text) { run in try decoder.decode(run) }
             try decoder.finish()
         } catch let error as Base64StreamDecoder.Failure {
             writer.discard()
-            throw InvalidBase64(pointer: artifact.pointer, reason: error.message)
+            throw InvalidBase64(pointer: pointer, reason: error.message)
         } catch let error as JSONByteScanner.Failure {
             writer.discard()
-            throw InvalidBase64(pointer: artifact.pointer, reason: error.message)
+            throw InvalidBase64(pointer: pointer, reason: error.message)
         } catch {
             writer.discard()
             throw error
         }
         guard decoder.decodedCount > 0 else {
             writer.discard()
-            throw InvalidBase64(pointer: artifact.pointer, reason: "empty")
+            throw InvalidBase64(pointer: pointer, reason: "empty")
         }
         let (path, sha256) = try writer.finish()
-        return Spooled(path: path, sha256: sha256, size: writer.size,
-                       contentType: MediaSniffer.contentType(head: decoder.head, kind: artifact.kind))
+        return Spooled(path: path, sha256: sha256, size: writer.size, contentType: contentType(decoder))
     }
 }
+
+/// A decoder the spooler drives: text in pieces (the unescaped runs of a JSON string), bytes out to the
+/// sink it was made with, chunk by chunk.
+protocol SpoolingDecoder: AnyObject {
+    func decode(_ text: UnsafeBufferPointer<UInt8>) throws
+    @discardableResult func finish() throws -> Int64
+    var decodedCount: Int64 { get }
+    /// The first bytes decoded, for content sniffing.
+    var head: [UInt8] { get }
+}
+
+extension Base64StreamDecoder: SpoolingDecoder {}
+extension DataURIPayloadDecoder: SpoolingDecoder {}

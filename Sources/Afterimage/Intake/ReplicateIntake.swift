@@ -24,9 +24,13 @@ public struct ReplicateIntake: Sendable {
     public static let assetsChannel = "afterimage_assets"
 
     let retention: TimeInterval
+    /// Where data: outputs are decoded before a delivery is recorded (`spoolingDataOutputs`); the intake
+    /// removes the files no asset took. Nil: data: outputs are decoded by the workers from the delivery.
+    let spool: Spool?
 
-    public init(retentionSeconds: Int) {
+    public init(retentionSeconds: Int, spool: Spool? = nil) {
         retention = TimeInterval(retentionSeconds)
+        self.spool = spool
     }
 
     public struct Delivery: Sendable {
@@ -36,6 +40,8 @@ public struct ReplicateIntake: Sendable {
         /// `webhook` or `reconcile`.
         public var source: String
         public var receivedAt: Date
+        /// The data: outputs decoded into the spool before recording, by JSON pointer (`spoolingDataOutputs`).
+        var dataOutputs: [String: SpooledDataOutput] = [:]
 
         public init(webhookID: String, timestamp: Date?, body: [UInt8], source: String = "webhook", receivedAt: Date = Date()) {
             self.webhookID = webhookID
@@ -65,7 +71,8 @@ public struct ReplicateIntake: Sendable {
                 return .failure(error)
             }
         }
-        return try connection.transaction { tx in
+        var usedSpoolFiles = Set<String>()
+        let outcomes = try connection.transaction { tx in
             let inserted = try insertDeliveries(deliveries, parsed: parsed, checking: expectingDuplicates, on: tx)
             // First occurrence of a new webhook id wins; later copies in the same batch are duplicates.
             var claimed = Set<String>()
@@ -96,20 +103,33 @@ public struct ReplicateIntake: Sendable {
                 }
                 let merged = try upsertPredictions(round.map(\.prediction), on: tx)
                 var assets: [PendingAsset] = []
+                var dataAssets: [DataAsset] = []
                 var assetCounts: [String: Int] = [:]
                 for item in round {
                     guard let state = merged[item.prediction.id] else { continue }
-                    // A prediction this event created is this event: its URLs were found when it was parsed.
-                    let found = state.inserted ? item.prediction.outputURLs : state.outputURLs
+                    // A prediction this event created is this event: its outputs were found when it was parsed.
+                    let found = state.inserted ? item.prediction.outputs : state.outputs
                     let completedAt = state.inserted ? item.prediction.completedAt : state.completedAt
                     assetCounts[item.prediction.id] = found.count
                     let deadline = (completedAt ?? deliveries[item.index].receivedAt).addingTimeInterval(retention)
-                    for (n, url) in found.enumerated() {
-                        assets.append(PendingAsset(predictionID: item.prediction.id, pointer: url.pointer, index: n,
-                                                   sourceURL: url.url, deadline: deadline))
+                    let delivery = deliveries[item.index]
+                    for (n, output) in found.enumerated() {
+                        if output.isData {
+                            // Matched by pointer with what was decoded from this delivery's body; with nothing
+                            // decoded, the workers decode it from the recorded delivery.
+                            dataAssets.append(DataAsset(predictionID: item.prediction.id, pointer: output.pointer, index: n,
+                                                        header: output.url, webhookID: delivery.webhookID,
+                                                        decoded: delivery.dataOutputs[output.pointer]))
+                        } else {
+                            assets.append(PendingAsset(predictionID: item.prediction.id, pointer: output.pointer, index: n,
+                                                       sourceURL: output.url, deadline: deadline))
+                        }
                     }
                 }
                 queuedFor.formUnion(try insertAssets(assets, checking: expectingDuplicates, on: tx))
+                let (withDataAssets, spoolFiles) = try insertDataAssets(dataAssets, on: tx)
+                queuedFor.formUnion(withDataAssets)
+                usedSpoolFiles.formUnion(spoolFiles)
                 for item in round {
                     outcomes[item.index] = .accepted(predictionID: item.prediction.id, assets: assetCounts[item.prediction.id] ?? 0)
                 }
@@ -121,44 +141,74 @@ public struct ReplicateIntake: Sendable {
             }
             return outcomes.map { $0! }
         }
+        removeSpoolFiles(of: deliveries, except: usedSpoolFiles)
+        return outcomes
     }
 
     /// Keeps a delivery that PostgreSQL refused to interpret (a value jsonb cannot hold, such as a `\u0000`
     /// escape): the raw body is stored with the reason, so nothing a provider sent is lost, and the answer is
     /// 400 rather than a 503 the provider would retry for ever.
     public func recordRejected(_ delivery: Delivery, reason: String, on connection: Connection) throws -> IntakeOutcome {
-        try connection.transaction { tx in
+        let outcome = try connection.transaction { tx in
             let parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>] = [.failure(.init(message: reason))]
             _ = try insertDeliveries([delivery], parsed: parsed, on: tx)
-            return .unparseable(message: reason)
+            return IntakeOutcome.unparseable(message: reason)
         }
+        removeSpoolFiles(of: [delivery], except: [])
+        return outcome
     }
+
+    /// Bodies from this size on are inserted one per statement, as a plain parameter that libpq reads from the
+    /// body's own storage: in the batch's array parameter they would be copied first, and a 16 MiB log-heavy
+    /// body would then exist twice in this process (three times counting libpq's send buffer).
+    static let separateBodyBytes = 256 * 1024
 
     /// Inserts the raw deliveries; returns the webhook ids that were new (the rest were recorded before).
     func insertDeliveries(_ deliveries: [Delivery], parsed: [Result<ReplicatePrediction, ReplicatePrediction.ParseError>],
                           checking: Bool = true, on tx: Connection) throws -> Set<String> {
+        var large: [(Delivery, String?)] = []
+        var small: [Delivery] = []
+        var smallErrors: [String?] = []
+        for (index, delivery) in deliveries.enumerated() {
+            let error: String?
+            if case .failure(let failure) = parsed[index] { error = failure.message } else { error = nil }
+            if delivery.body.count >= Self.separateBodyBytes { large.append((delivery, error)) } else { small.append(delivery); smallErrors.append(error) }
+        }
+        var inserted = try insertSmallDeliveries(small, errors: smallErrors, checking: checking, on: tx)
+        for (delivery, error) in large {
+            let parameters: [any PQEncodable] = [Self.provider, delivery.webhookID, delivery.timestamp.map(Self.microseconds),
+                                                 delivery.source, delivery.body, Self.microseconds(delivery.receivedAt),
+                                                 error == nil ? "accepted" : "unparseable", error]
+            if checking {
+                if !(try tx.query(prepared: Self.insertDeliverySQL, parameters)).isEmpty { inserted.insert(delivery.webhookID) }
+            } else {
+                try tx.query(prepared: Self.insertNewDeliverySQL, parameters)
+                inserted.insert(delivery.webhookID)
+            }
+        }
+        return inserted
+    }
+
+    /// The deliveries of ordinary size, in one statement with one array per column.
+    func insertSmallDeliveries(_ deliveries: [Delivery], errors: [String?], checking: Bool, on tx: Connection) throws -> Set<String> {
+        guard !deliveries.isEmpty else { return [] }
         var webhookIDs = PQArray<String>(capacity: 48 * deliveries.count)
         var timestamps = PQArray<Int64>(capacity: 12 * deliveries.count)
         var sources = PQArray<String>(capacity: 12 * deliveries.count)
         var bodies = PQArray<[UInt8]>(capacity: deliveries.reduce(0) { $0 + $1.body.count + 4 })
         var receivedAt = PQArray<Int64>(capacity: 12 * deliveries.count)
         var outcomes = PQArray<String>(capacity: 16 * deliveries.count)
-        var errors = PQArray<String>(capacity: 4 * deliveries.count)
+        var errorTexts = PQArray<String>(capacity: 4 * deliveries.count)
         for (index, delivery) in deliveries.enumerated() {
             try webhookIDs.append(delivery.webhookID)
             try timestamps.append(delivery.timestamp.map(Self.microseconds))
             try sources.append(delivery.source)
             try bodies.append(delivery.body)
             try receivedAt.append(Self.microseconds(delivery.receivedAt))
-            if case .failure(let error) = parsed[index] {
-                try outcomes.append("unparseable")
-                try errors.append(error.message)
-            } else {
-                try outcomes.append("accepted")
-                try errors.append(nil)
-            }
+            try outcomes.append(errors[index] == nil ? "accepted" : "unparseable")
+            try errorTexts.append(errors[index])
         }
-        let parameters: [any PQEncodable] = [Self.provider, webhookIDs, timestamps, sources, bodies, receivedAt, outcomes, errors]
+        let parameters: [any PQEncodable] = [Self.provider, webhookIDs, timestamps, sources, bodies, receivedAt, outcomes, errorTexts]
         guard checking else {
             // Every row went in, or the statement failed with unique_violation.
             try tx.query(prepared: Self.insertNewDeliveriesSQL, parameters)
@@ -178,7 +228,7 @@ public struct ReplicateIntake: Sendable {
         let dataRemoved: Bool
 
         /// The output files to archive: only once terminal, and never when the provider removed the data.
-        var outputURLs: [OutputURLWalker.Found] {
+        var outputs: [OutputURLWalker.Found] {
             guard ReplicatePrediction.terminalStatuses.contains(status), !dataRemoved, let outputJSON else { return [] }
             return OutputURLWalker.urls(inJSON: outputJSON)
         }
@@ -193,6 +243,8 @@ public struct ReplicateIntake: Sendable {
         var errors = PQArray<String>(capacity: 4 * count), metrics = PQArray<String>(capacity: 64 * count)
         var createdAt = PQArray<Int64>(capacity: 12 * count), startedAt = PQArray<Int64>(capacity: 12 * count)
         var completedAt = PQArray<Int64>(capacity: 12 * count), dataRemoved = PQArray<Bool>(capacity: 5 * count)
+        var sources = PQArray<String>(capacity: 8 * count), deployments = PQArray<String>(capacity: 4 * count)
+        var deadlines = PQArray<Int64>(capacity: 12 * count)
         for p in predictions {
             try ids.append(p.id); try statuses.append(p.status)
             try models.append(p.model); try versions.append(p.version)
@@ -201,10 +253,11 @@ public struct ReplicateIntake: Sendable {
             try errors.append(p.error); try metrics.append(p.metricsJSON)
             try createdAt.append(p.createdAt.map(Self.microseconds)); try startedAt.append(p.startedAt.map(Self.microseconds))
             try completedAt.append(p.completedAt.map(Self.microseconds)); try dataRemoved.append(p.dataRemoved)
+            try sources.append(p.source); try deployments.append(p.deployment); try deadlines.append(p.deadline.map(Self.microseconds))
         }
         let rows = try tx.query(prepared: Self.upsertPredictionsSQL,
                                 [Self.provider, ids, statuses, models, versions, inputs, outputs, errors, metrics,
-                                 createdAt, startedAt, completedAt, dataRemoved])
+                                 createdAt, startedAt, completedAt, dataRemoved, sources, deployments, deadlines])
         // xmax is 0 on a row version this statement inserted, and set (to our own transaction) on one the
         // ON CONFLICT branch updated.
         var merged: [String: MergedPrediction] = [:]
@@ -263,6 +316,16 @@ public struct ReplicateIntake: Sendable {
             ON CONFLICT (provider, webhook_id) DO NOTHING
             RETURNING webhook_id
             """
+    /// One large delivery (see `separateBodyBytes`).
+    static let insertNewDeliverySQL = """
+            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+            VALUES ($1, $2, \(Self.timestamp("$3::int8")), $4, $5, \(Self.timestamp("$6::int8")), $7, $8)
+            """
+    static let insertDeliverySQL = insertNewDeliverySQL + """
+
+            ON CONFLICT (provider, webhook_id) DO NOTHING
+            RETURNING webhook_id
+            """
 
     static let upsertPredictionsSQL: String = {
         // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,
@@ -274,15 +337,18 @@ public struct ReplicateIntake: Sendable {
         }
         return """
             INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
-                                                    created_at, started_at, completed_at, data_removed)
+                                                    created_at, started_at, completed_at, data_removed, source, deployment, deadline)
             SELECT $1, p.id, p.status, p.model, p.version, p.input::jsonb, p.output::jsonb, p.error, p.metrics::jsonb,
-                   \(Self.timestamp("p.created_at")), \(Self.timestamp("p.started_at")), \(Self.timestamp("p.completed_at")), p.data_removed
+                   \(Self.timestamp("p.created_at")), \(Self.timestamp("p.started_at")), \(Self.timestamp("p.completed_at")), p.data_removed,
+                   p.source, p.deployment, \(Self.timestamp("p.deadline"))
             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                        $10::int8[], $11::int8[], $12::int8[], $13::bool[])
-                 AS p(id, status, model, version, input, output, error, metrics, created_at, started_at, completed_at, data_removed)
+                        $10::int8[], $11::int8[], $12::int8[], $13::bool[], $14::text[], $15::text[], $16::int8[])
+                 AS p(id, status, model, version, input, output, error, metrics, created_at, started_at, completed_at, data_removed,
+                      source, deployment, deadline)
             ON CONFLICT (provider, id) DO UPDATE SET
                 status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE predictions.status END,
-                \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at"].map(fill).joined(separator: ",\n    "))
+                \(["model", "version", "input", "output", "error", "metrics", "created_at", "started_at", "completed_at",
+                   "source", "deployment", "deadline"].map(fill).joined(separator: ",\n    "))
                 , data_removed = predictions.data_removed OR EXCLUDED.data_removed
                 , updated_at = now()
             RETURNING id, xmax = 0,

@@ -230,14 +230,20 @@ struct JSONByteScanner {
         return unescaped.withUnsafeBufferPointer { Self.isValidUTF8($0) ? String(decoding: $0, as: UTF8.self) : nil }
     }
 
-    /// The span's bytes with escapes replaced by the UTF-8 they stand for; nil on a malformed escape
-    /// (which `scanString` has already refused, so only for spans made elsewhere).
-    private func unescape(_ span: StringSpan) -> [UInt8]? {
+    /// The string's first `maxBytes` bytes (or a few more, to end a character), unescaped: enough to tell
+    /// what a string is without copying all of it (a data: URI can be megabytes). Nil on a malformed escape.
+    func prefix(_ span: StringSpan, maxBytes: Int) -> [UInt8]? {
+        unescape(span, stoppingAfter: maxBytes)
+    }
+
+    /// The span's bytes with escapes replaced by the UTF-8 they stand for, up to `stoppingAfter` bytes; nil
+    /// on a malformed escape (which `scanString` has already refused, so only for spans made elsewhere).
+    private func unescape(_ span: StringSpan, stoppingAfter limit: Int = .max) -> [UInt8]? {
         var out: [UInt8] = []
-        out.reserveCapacity(span.range.count)
+        out.reserveCapacity(min(span.range.count, limit))
         var index = span.range.lowerBound
         let end = span.range.upperBound
-        while index < end {
+        while index < end, out.count < limit {
             let byte = bytes[index]
             guard byte == UInt8(ascii: "\\") else { out.append(byte); index += 1; continue }
             guard index + 1 < end else { return nil }
@@ -300,6 +306,51 @@ struct JSONByteScanner {
             index += 1 + continuations
         }
         return true
+    }
+
+    /// JSON text (already validated) without its `\u0000` escapes; nil when it has none. PostgreSQL's
+    /// jsonb cannot hold a NUL character (it refuses the escape with SQLSTATE 22P05), and a body refused for
+    /// that would be a 400 for a prediction whose outputs are fine: the interpreted copy drops the NULs,
+    /// the raw delivery keeps them.
+    static func removingNULEscapes(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        // Most bodies have no backslash at all: memchr finds that out at memory speed.
+        guard let base = text.baseAddress, text.count >= 6 else { return nil }
+        var candidate = false
+        var offset = 0
+        while offset + 6 <= text.count, let hit = memchr(base + offset, Int32(UInt8(ascii: "\\")), text.count - offset - 5) {
+            let index = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            if text[index + 1] == UInt8(ascii: "u"), text[(index + 2)..<(index + 6)].elementsEqual("0000".utf8) {
+                candidate = true
+                break
+            }
+            offset = index + 1
+        }
+        guard candidate else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count)
+        var index = 0
+        var inString = false
+        var removed = false
+        while index < text.count {
+            let byte = text[index]
+            if inString, byte == UInt8(ascii: "\\"), index + 1 < text.count {
+                if text[index + 1] == UInt8(ascii: "u"), index + 6 <= text.count,
+                   text[(index + 2)..<(index + 6)].elementsEqual("0000".utf8) {
+                    removed = true
+                    index += 6
+                    continue
+                }
+                // Any other escape is copied whole (its second byte may be a quote or a backslash).
+                out.append(byte)
+                out.append(text[index + 1])
+                index += 2
+                continue
+            }
+            if byte == UInt8(ascii: "\"") { inString.toggle() }
+            out.append(byte)
+            index += 1
+        }
+        return removed ? out : nil
     }
 
     /// Feeds the string's unescaped ASCII contents to `consume` in runs, without copying the whole.

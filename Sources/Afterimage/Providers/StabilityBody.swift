@@ -102,11 +102,13 @@ struct StabilityBody {
         if let id = result.predictionID, !isSafeID(id) {
             throw ParseError(message: "prediction_id must be 1 to 128 letters, digits, '-', '_' or '.'")
         }
-        if result.artifacts.isEmpty {
-            guard let id = result.generationID else {
-                throw ParseError(message: "no artifacts, image, video, audio, result or id: not a Stability result")
-            }
-            guard isSafeID(id) else { throw ParseError(message: "id must be 1 to 128 letters, digits, '-', '_' or '.'") }
+        // The generation id names the result (and so its object keys) whenever there is no prediction_id,
+        // inline bytes or not: checked either way.
+        if let id = result.generationID, !isSafeID(id) {
+            throw ParseError(message: "id must be 1 to 128 letters, digits, '-', '_' or '.'")
+        }
+        if result.artifacts.isEmpty, result.generationID == nil {
+            throw ParseError(message: "no artifacts, image, video, audio, result or id: not a Stability result")
         }
         return result
     }

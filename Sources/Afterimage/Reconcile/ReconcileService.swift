@@ -27,8 +27,10 @@ public final class ReconcileService: Sendable {
     public static func fromSettings(_ settings: Settings, logger: Logger) throws(ConfigurationError) -> ReconcileService? {
         guard isEnabled(settings), let token = settings.replicate.apiToken else { return nil }
         let stopSignal = StopSignal()
+        // The daemon's own spool: data: outputs found by reconciliation are decoded into it as a webhook's are.
         let reconciler = try settings.makeReplicateReconciler(
-            token: token, logger: logger, sleep: { stopSignal.sleep($0) }, shouldAbort: { stopSignal.isStopped })
+            token: token, logger: logger, sleep: { stopSignal.sleep($0) }, shouldAbort: { stopSignal.isStopped },
+            spool: try? Spool(directory: settings.workers.spoolDirectory))
         return ReconcileService(reconciler: reconciler, interval: TimeInterval(settings.replicate.reconcileInterval),
                                 window: TimeInterval(settings.replicate.retention + settings.replicate.reconcileMargin),
                                 stopSignal: stopSignal, logger: logger)
@@ -70,7 +72,7 @@ public final class ReconcileService: Sendable {
                     let metadata: Logger.Metadata = [
                         "pages": "\(s.pages)", "seen": "\(s.seen)", "already_terminal": "\(s.alreadyTerminal)",
                         "recorded": "\(s.recorded)", "duplicates": "\(s.duplicates)", "assets": "\(s.assets)",
-                        "refreshed": "\(s.refreshed)",
+                        "refreshed": "\(s.refreshed)", "web_skipped": "\(s.web)", "kept_raw": "\(s.rejected)",
                     ]
                     if s.recorded > 0 { logger.notice("reconcile pass recorded missed predictions", metadata: metadata) }
                     else { logger.info("reconcile pass done", metadata: metadata) }
@@ -112,15 +114,18 @@ final class StopSignal: Sendable {
 
 extension Settings {
     /// A reconciler built from `replicate.*` settings; used by the daemon's service and by
-    /// `afterimage reconcile`.
+    /// `afterimage reconcile`. `spool` is where data: outputs are decoded (the daemon passes its own; the
+    /// command runs as another user and passes none, so the daemon's workers decode them).
     public func makeReplicateReconciler(token: String, logger: Logger,
                                         sleep: @escaping @Sendable (TimeInterval) -> Bool,
-                                        shouldAbort: @escaping @Sendable () -> Bool) throws(ConfigurationError) -> ReplicateReconciler {
+                                        shouldAbort: @escaping @Sendable () -> Bool,
+                                        spool: Spool? = nil) throws(ConfigurationError) -> ReplicateReconciler {
         let api = try ReplicateAPIClient(configuration: .init(baseURL: replicate.baseURL, token: token),
                                          sleep: sleep, shouldAbort: shouldAbort)
         var configuration = ReplicateReconciler.Configuration(databaseURL: try requireDatabaseURL())
         configuration.staleAfter = TimeInterval(replicate.reconcileStaleAfter)
-        return ReplicateReconciler(api: api, intake: ReplicateIntake(retentionSeconds: replicate.retention),
+        configuration.reconcileWeb = replicate.reconcileWeb
+        return ReplicateReconciler(api: api, intake: ReplicateIntake(retentionSeconds: replicate.retention, spool: spool),
                                    configuration: configuration, logger: logger)
     }
 }

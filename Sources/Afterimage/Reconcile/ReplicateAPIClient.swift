@@ -19,8 +19,8 @@ public struct ReplicateAPIClient: Sendable {
         public var maxAttempts = 5
         /// Longest `Retry-After` honoured; a larger one is cut to this (a pass must end some day).
         public var maxRetryAfter: TimeInterval = 300
-        /// Used when a 429 has no readable `Retry-After`.
-        public var defaultRetryAfter: TimeInterval = 10
+        /// Used when a 429 has no readable `Retry-After`: Replicate's own 429 body says the limit "resets in ~30s".
+        public var defaultRetryAfter: TimeInterval = 30
         public var backoffBase: TimeInterval = 1
         public var backoffCap: TimeInterval = 30
 
@@ -35,6 +35,8 @@ public struct ReplicateAPIClient: Sendable {
         public let id: String?
         public let status: String?
         public let createdAt: Date?
+        /// `api` or `web` (created on the website).
+        public let source: String?
         public let body: [UInt8]
     }
 
@@ -106,7 +108,8 @@ public struct ReplicateAPIClient: Sendable {
     static func item(_ object: [String: Any]) -> Item {
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map(Array.init) ?? []
         return Item(id: object["id"] as? String, status: object["status"] as? String,
-                    createdAt: (object["created_at"] as? String).flatMap(RFC3339.parse), body: body)
+                    createdAt: (object["created_at"] as? String).flatMap(RFC3339.parse), source: object["source"] as? String,
+                    body: body)
     }
 
     /// GET with retries. `what` names the endpoint in errors (never the token, never the body).

@@ -21,6 +21,9 @@ public struct ReplicateReconciler: Sendable {
         /// Bounds a pass: at most this many list pages, and this many one-by-one refreshes.
         public var maxPages = 1000
         public var maxRefreshes = 100
+        /// Also record predictions created on the website (`replicate.reconcile_web`): Replicate keeps
+        /// those indefinitely, so by default they are left alone.
+        public var reconcileWeb = false
 
         public init(databaseURL: String) { self.databaseURL = databaseURL }
     }
@@ -38,6 +41,10 @@ public struct ReplicateReconciler: Sendable {
         /// Recorded by an earlier pass (or another daemon) with the same status.
         public var duplicates = 0
         public var unparseable = 0
+        /// Created on the website and skipped (`replicate.reconcile_web` is off).
+        public var web = 0
+        /// Kept raw because the database refused a value in them; the pass went on with the next one.
+        public var rejected = 0
         public var assets = 0
         public var refreshed = 0
         public var refreshNotFound = 0
@@ -120,12 +127,16 @@ public struct ReplicateReconciler: Sendable {
                 reachedOlder = true
                 continue
             }
-            guard let id = item.id, !id.isEmpty, id.utf8.count <= 256 else {
+            guard let id = item.id, PredictionID.isSafe(id) else {
                 summary.unparseable += 1
                 logger.warning("reconcile: a listed prediction has no usable id; skipped")
                 continue
             }
             seen.insert(id)
+            if item.source == "web", !configuration.reconcileWeb {
+                summary.web += 1
+                continue
+            }
             candidates.append((id, item))
         }
         let terminal = try terminalHere(candidates.map(\.0), on: connection)
@@ -159,12 +170,36 @@ public struct ReplicateReconciler: Sendable {
     }
 
     private func record(id: String, item: ReplicateAPIClient.Item, summary: inout Summary, on connection: Connection) throws(ReconcileError) {
-        let delivery = ReplicateIntake.Delivery(
+        let raw = ReplicateIntake.Delivery(
             webhookID: Self.deliveryID(predictionID: id, status: item.status), timestamp: nil, body: item.body, source: "reconcile")
+        // data: outputs are decoded into the spool as a webhook's are; without a spool (or when it is full)
+        // the workers decode them from the recorded delivery instead.
+        let delivery: ReplicateIntake.Delivery
+        do {
+            delivery = try intake.spoolingDataOutputs(of: raw)
+        } catch {
+            logger.warning("reconcile: cannot decode data: outputs into the spool; the workers will", metadata: ["prediction": "\(id)", "error": "\(error)"])
+            delivery = raw
+        }
         let outcome: IntakeOutcome
         do {
             outcome = try intake.record(delivery, on: connection)
+        } catch let error as PQError where Self.isContentError(error) {
+            // Something in this prediction the database cannot hold: keep it raw, say so, and go on with the
+            // next one. Ending the pass here would end every later pass here too.
+            intake.removeSpoolFiles(of: delivery)
+            do {
+                _ = try intake.recordRejected(delivery, reason: "the database refused a value in it (\(error.message))", on: connection)
+            } catch {
+                logger.error("reconcile: a listed prediction could not be kept even raw; skipped",
+                             metadata: ["prediction": "\(id)", "error": "\(error)"])
+            }
+            summary.rejected += 1
+            logger.warning("reconcile: listed prediction kept raw, the database refused a value in it; going on",
+                           metadata: ["prediction": "\(id)", "error": "\(error)"])
+            return
         } catch {
+            intake.removeSpoolFiles(of: delivery)
             throw ReconcileError(.database, "cannot record prediction \(id): \(error)")
         }
         switch outcome {
@@ -180,6 +215,12 @@ public struct ReplicateReconciler: Sendable {
             summary.unparseable += 1
             logger.warning("reconcile: listed prediction kept but not understood", metadata: ["prediction": "\(id)", "reason": "\(message)"])
         }
+    }
+
+    /// A failure that is about one prediction's content, not about the database: a value it refused
+    /// (SQLSTATE class 22, data exception) or one that cannot even be sent (a NUL in text).
+    static func isContentError(_ error: PQError) -> Bool {
+        error.code == .invalidParameter || (error.sqlState?.hasPrefix("22") ?? false)
     }
 
     /// Predictions non-terminal here, unchanged for `staleAfter` and not in this pass's list (older than

@@ -33,6 +33,24 @@ struct S3ClientIntegrationTests {
         try s3.client.deleteObject(key: key)
     }
 
+    /// A key with dot segments is sent exactly as it was signed (CURLOPT_PATH_AS_IS): libcurl would otherwise
+    /// squash `a/../b` to `b`, so the store would see another path than the one signed (SignatureDoesNotMatch)
+    /// or write another key. SeaweedFS refuses such keys outright (InvalidRequest), AWS stores them as
+    /// written; either is an answer to the request we signed.
+    @Test func dotSegmentsInAKeyAreSentAsSigned() throws {
+        let s3 = try S3Fixture()
+        let key = s3.key("a/../b/./dots.bin")
+        let bytes = testBytes(count: 1000, seed: 3)
+        do {
+            try s3.client.putObject(key: key, body: .bytes(bytes), contentType: "application/octet-stream")
+            #expect(try s3.client.getObject(key: key) == bytes)
+            try s3.client.deleteObject(key: key)
+        } catch {
+            #expect(error.code != .signatureDoesNotMatch && error.status != 403, "the store saw another path than the signed one: \(error)")
+        }
+        #expect(try s3.client.headObject(key: s3.key("b/dots.bin")) == nil, "stored under the squashed key")
+    }
+
     @Test func sixMiBFileFromDiskRoundTrips() throws {
         let s3 = try S3Fixture()
         let key = s3.key("six.bin")
