@@ -38,6 +38,17 @@ struct DemoPredictionTests {
         #expect(DemoPrediction(now: now).id != prediction.id)
     }
 
+    @Test("the daemon's own parser reads it as a terminal prediction with one data: output to archive")
+    func parsedByIntake() throws {
+        let prediction = DemoPrediction()
+        let parsed = try ReplicatePrediction.parse(prediction.body)
+        #expect(parsed.id == prediction.id)
+        #expect(parsed.isTerminal)
+        #expect(parsed.outputs.map(\.pointer) == ["/0"])
+        #expect(parsed.outputs.first?.url == "data:image/png;base64")
+        #expect(parsed.model == "afterimage/demo")
+    }
+
     @Test("its headers carry a Standard Webhooks signature the daemon's verifier accepts")
     func signature() throws {
         let secret = "whsec_" + Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()

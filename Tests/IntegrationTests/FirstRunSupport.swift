@@ -34,14 +34,22 @@ final class PrivateClone: @unchecked Sendable {
     let root: String
     /// Where scripts/pg.sh keeps the cluster when `postgres` cannot reach the clone (a folder it can reach).
     let relocated: String
-    let httpPort = freePort()
-    let pgPort = freePort()
     let s3Port = freePort(count: 12)
+    let httpPort: Int
+    let pgPort: Int
     var extraEnvironment: [String: String] = [:]
     private var run: Process?
     private(set) var runLogPath: String
 
     init() throws {
+        // SeaweedFS takes the 12 ports from s3Port; the other two must not fall among them.
+        var ports: [Int] = []
+        while ports.count < 2 {
+            let port = freePort()
+            if !(s3Port..<(s3Port + 12)).contains(port), !ports.contains(port) { ports.append(port) }
+        }
+        httpPort = ports[0]
+        pgPort = ports[1]
         let base = NSTemporaryDirectory() + "afterimage-firstrun-" + UUID().uuidString.prefix(8)
         home = base + "-home"
         root = home + "/afterimage"
