@@ -40,6 +40,8 @@ final class PrivateClone: @unchecked Sendable {
     var extraEnvironment: [String: String] = [:]
     private var run: Process?
     private(set) var runLogPath: String
+    /// Every start's log, removed by `destroy`.
+    private var runLogs: [String] = []
 
     init() throws {
         // SeaweedFS takes the 12 ports from s3Port; the other two must not fall among them.
@@ -54,7 +56,7 @@ final class PrivateClone: @unchecked Sendable {
         home = base + "-home"
         root = home + "/afterimage"
         relocated = base + "-pg"
-        runLogPath = base + "-run.log"
+        runLogPath = ""
         let files = FileManager.default
         try files.createDirectory(atPath: home, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         try files.createDirectory(atPath: root, withIntermediateDirectories: false)
@@ -121,6 +123,7 @@ final class PrivateClone: @unchecked Sendable {
     func startRun() throws {
         precondition(run == nil, "make run is already running")
         runLogPath = NSTemporaryDirectory() + "afterimage-firstrun-run-\(UUID().uuidString).log"
+        runLogs.append(runLogPath)
         _ = FileManager.default.createFile(atPath: runLogPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/make")
@@ -174,7 +177,7 @@ final class PrivateClone: @unchecked Sendable {
         if FileManager.default.fileExists(atPath: localDirectory + "/pg") {
             _ = try? runCommand("/bin/bash", [scripts + "/pg.sh", "stop", localDirectory + "/pg"])
         }
-        for path in [home, relocated, runLogPath] { try? FileManager.default.removeItem(atPath: path) }
+        for path in [home, relocated] + runLogs { try? FileManager.default.removeItem(atPath: path) }
     }
 }
 
