@@ -78,6 +78,7 @@ if [ "$includes_nspawn" = 1 ]; then
   make -s build CONFIGURATION=debug
   export AFTERIMAGE_STATIC_BINARY="$root/.build-static/debug/afterimage"
   if nspawn_root=$(scripts/nspawn.sh root 2>"$work/nspawn.err"); then
+    cat "$work/nspawn.err" >&2
     export AFTERIMAGE_NSPAWN_ROOT=$nspawn_root
   else
     cat "$work/nspawn.err" >&2
