@@ -64,7 +64,7 @@ includes_nspawn=1
 filters=()
 for ((i = 1; i <= $#; i++)); do
   case "${!i}" in
-    --filter) j=$((i + 1)); filters+=("${!j}") ;;
+    --filter) j=$((i + 1)); filters+=("${!j:-}") ;;
     --filter=*) filters+=("${!i#--filter=}") ;;
   esac
 done
