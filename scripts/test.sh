@@ -58,7 +58,7 @@ export AFTERIMAGE_BINARY="$(swift build --show-bin-path)/afterimage"
 # The unit under a real systemd (IntegrationTests.NspawnServiceTests) needs the installable binary
 # (`make build`'s, Swift runtime linked in; debug here, to keep CI short) and the container root
 # (scripts/nspawn.sh, cached outside the repository). Both are made when this run may include that
-# suite: no --filter, or a --filter pattern that matches its name. When the root cannot be made the
+# suite: no --filter, or a --filter pattern that matches or names it. When the root cannot be made the
 # suite fails and says why; it is never skipped.
 includes_nspawn=1
 filters=()
@@ -71,7 +71,9 @@ done
 if [ ${#filters[@]} -gt 0 ]; then
   includes_nspawn=0
   for pattern in "${filters[@]}"; do
-    [[ "IntegrationTests.NspawnServiceTests" =~ $pattern ]] && includes_nspawn=1
+    if [[ "IntegrationTests.NspawnServiceTests" =~ $pattern || "$pattern" == *NspawnServiceTests* ]]; then
+      includes_nspawn=1
+    fi
   done
 fi
 if [ "$includes_nspawn" = 1 ]; then

@@ -236,14 +236,15 @@ struct NspawnServiceTests {
         defer { service.container.shutdown() }
         let container = service.container
         // What the unit's comment tells an operator to do: no socket unit, and the port allowed.
+        // (Debian 12's systemd is built without BPF_FRAMEWORK and does not enforce SocketBind*=; this
+        // proves the unit as shipped plus that drop-in starts and serves, bound by the daemon itself.)
         try container.run(["systemctl", "mask", "afterimage.socket"])
         try container.write("/etc/systemd/system/afterimage.service.d/port.conf", "[Service]\nSocketBindAllow=tcp:\(service.port)\n")
         try container.run(["systemctl", "daemon-reload"])
         try service.start()
         #expect(try container.property("afterimage.socket", "LoadState") == "masked")
+        #expect(try container.property("afterimage.socket", "ActiveState") == "inactive", "systemd holds the port after all")
         #expect(try container.property("afterimage.service", "SocketBindDeny") != "")
-        let journal = try container.run(["journalctl", "--no-pager", "-o", "cat", "-u", "afterimage"])
-        #expect(!journal.contains("serving the socket passed by systemd"), "the socket was passed after all")
         let predictionID = "bind\(UUID().uuidString.prefix(8).lowercased())"
         #expect(try service.post(service.harness.prediction(id: predictionID, status: "processing", output: nil)).status == 200)
         #expect(try service.lookupStatus(token: NspawnService.firstToken) == 200)
