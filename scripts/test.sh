@@ -54,4 +54,39 @@ export AFTERIMAGE_TEST_S3_SECRET_ACCESS_KEY=$S3_SECRET
 
 swift build --build-tests
 export AFTERIMAGE_BINARY="$(swift build --show-bin-path)/afterimage"
+
+# The unit under a real systemd (IntegrationTests.NspawnServiceTests) needs the installable binary
+# (`make build`'s, Swift runtime linked in; debug here, to keep CI short) and the container root
+# (scripts/nspawn.sh, cached outside the repository). Both are made when this run may include that
+# suite: no --filter, or a --filter pattern that matches or names it. When the root cannot be made the
+# suite fails and says why; it is never skipped.
+includes_nspawn=1
+filters=()
+for ((i = 1; i <= $#; i++)); do
+  case "${!i}" in
+    --filter) j=$((i + 1)); filters+=("${!j:-}") ;;
+    --filter=*) filters+=("${!i#--filter=}") ;;
+  esac
+done
+if [ ${#filters[@]} -gt 0 ]; then
+  includes_nspawn=0
+  for pattern in "${filters[@]}"; do
+    if [[ "IntegrationTests.NspawnServiceTests" =~ $pattern || "$pattern" == *NspawnServiceTests* ]]; then
+      includes_nspawn=1
+    fi
+  done
+fi
+if [ "$includes_nspawn" = 1 ]; then
+  make -s build CONFIGURATION=debug
+  export AFTERIMAGE_STATIC_BINARY="$root/.build-static/debug/afterimage"
+  if nspawn_root=$(scripts/nspawn.sh root 2>"$work/nspawn.err"); then
+    cat "$work/nspawn.err" >&2
+    export AFTERIMAGE_NSPAWN_ROOT=$nspawn_root
+  else
+    cat "$work/nspawn.err" >&2
+    AFTERIMAGE_NSPAWN_UNAVAILABLE=$(tail -n 1 "$work/nspawn.err")
+    export AFTERIMAGE_NSPAWN_UNAVAILABLE
+  fi
+fi
+
 swift test --skip-build "$@"

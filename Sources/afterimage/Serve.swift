@@ -24,10 +24,16 @@ struct Serve: AsyncParsableCommand {
                        notifier: SystemdNotifier(), watchdogInterval: Watchdog.interval())
         }
         try runReportingErrors { try daemon.start() }
+        let reloadReceipt = ReloadReceipt(environment: ProcessInfo.processInfo.environment)
         for await signal in signals.events {
             if signal == SIGHUP {
                 logger.info("signal received", metadata: ["signal": "HUP"])
-                await daemon.reload { try await SettingsLoader.load(configFile: common.config) }
+                let started = SystemdNotifier.monotonicMicroseconds()
+                let applied = await daemon.reload { try await SettingsLoader.load(configFile: common.config) }
+                // `afterimage reload` (ExecReload=) waits for this confirmation.
+                do { try reloadReceipt?.record(startedAt: started, applied: applied) } catch {
+                    logger.warning("reload: cannot write the confirmation for `afterimage reload`", metadata: ["error": "\(error)"])
+                }
                 continue
             }
             logger.info("signal received", metadata: ["signal": "\(signal == SIGINT ? "INT" : "TERM")"])

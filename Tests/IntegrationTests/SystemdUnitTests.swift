@@ -1,3 +1,4 @@
+import Afterimage
 import Foundation
 import Testing
 import TestSupport
@@ -57,14 +58,28 @@ struct SystemdUnitTests {
     func serviceEssentials() throws {
         let text = try String(contentsOf: Self.unitDirectory.appendingPathComponent("afterimage.service"), encoding: .utf8)
         let lines = Set(text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
-        for expected in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "DynamicUser=yes", "StateDirectory=afterimage",
-                         "NotifyAccess=main"] {
+        // Reload through the daemon's own binary (a minimal Debian has no /bin/kill), confirmed in
+        // RuntimeDirectory=; NspawnServiceTests runs it under systemd.
+        for expected in ["Type=notify", "ExecReload=/usr/local/bin/afterimage reload --pid $MAINPID", "DynamicUser=yes",
+                         "StateDirectory=afterimage", "RuntimeDirectory=afterimage", "NotifyAccess=main",
+                         "SocketBindDeny=any", "SocketBindAllow=tcp:8080"] {
             #expect(lines.contains(expected), "missing \(expected)")
         }
         #expect(lines.contains { $0.hasPrefix("WatchdogSec=") })
         #expect(lines.contains { $0.hasPrefix("LoadCredential=storage-secret_access_key:") })
+        // Resource limits, sized for http.connection_limit's default (256) as the comments explain.
+        for key in ["LimitNOFILE=", "TasksMax=", "MemoryHigh=", "MemoryMax="] {
+            #expect(lines.contains { $0.hasPrefix(key) }, "missing \(key)")
+        }
+        // The sums the unit's comments give, for the default http.connection_limit: a default that
+        // grows past them must grow the unit too.
+        let connections = Settings().http.connectionLimit
+        let value = { (key: String) in lines.first { $0.hasPrefix(key + "=") }.flatMap { Int($0.dropFirst(key.count + 1)) } ?? 0 }
+        #expect(value("LimitNOFILE") >= 2 * connections + 512)
+        #expect(value("TasksMax") >= connections + 768)
         let socket = try String(contentsOf: Self.unitDirectory.appendingPathComponent("afterimage.socket"), encoding: .utf8)
         #expect(socket.contains("ListenStream="))
+        #expect(socket.contains("#IPAddressDeny=any") && socket.contains("#IPAddressAllow="))
     }
 
     @Test("make install DESTDIR= PREFIX= puts every file in place; make uninstall removes them")
@@ -80,6 +95,7 @@ struct SystemdUnitTests {
         #expect(fm.fileExists(atPath: root + "/opt/ai/share/afterimage/migrations/0001_initial.sql"))
         let service = try String(contentsOfFile: root + "/opt/ai/lib/systemd/system/afterimage.service", encoding: .utf8)
         #expect(service.contains("ExecStart=/opt/ai/bin/afterimage serve --config /etc/afterimage/afterimage.json"))
+        #expect(service.contains("ExecReload=/opt/ai/bin/afterimage reload --pid $MAINPID"))
         #expect(!service.contains("/usr/local/"))
         #expect(fm.fileExists(atPath: root + "/opt/ai/lib/systemd/system/afterimage.socket"))
         let credentials = try fm.attributesOfItem(atPath: root + "/etc/afterimage/credentials")
