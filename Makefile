@@ -18,6 +18,16 @@ STATIC_SCRATCH ?= .build-static
 build:
 	swift build -c $(CONFIGURATION) --static-swift-stdlib --scratch-path $(STATIC_SCRATCH) --product afterimage
 
+# `make demo`, beside a running `make run`: one signed Replicate webhook carrying a small PNG, then the
+# lookup and a presigned URL (`afterimage demo --config .local/config.json`). AFTERIMAGE_BINARY picks
+# another afterimage build, as for `make run`.
+.PHONY: demo
+demo:
+	@test -f .local/config.json || { echo "demo: no .local/config.json yet: start the daemon with 'make run' (in another terminal) first" >&2; exit 1; }
+	@bin="$${AFTERIMAGE_BINARY:-.build/release/afterimage}"; \
+	  test -x "$$bin" || { echo "demo: $$bin is not built yet: 'make run' builds it" >&2; exit 1; }; \
+	  "$$bin" demo --config .local/config.json
+
 # `make install` (as root): the release binary, the systemd units, the example configuration and the
 # migrations. PREFIX (default /usr/local) and DESTDIR (staging root for packagers and tests) apply as
 # usual; the units' ExecStart= and ExecReload= are rewritten to $(PREFIX)/bin. The binary is BINARY

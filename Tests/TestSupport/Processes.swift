@@ -33,7 +33,9 @@ public func runCommand(_ executable: String, _ arguments: [String], environment:
 /// `count` > 1 asks for a run of consecutive free ports (SeaweedFS derives its ports from one base).
 public func freePort(count: Int = 1) -> Int {
     for _ in 0..<200 {
-        let base = count == 1 ? bindAndRelease(port: 0) : Int.random(in: 20000...50000)
+        // A run is taken below Linux's ephemeral range (32768 and up): an outgoing connection, SeaweedFS's own
+        // among them, can take a port there between this check and the server's bind.
+        let base = count == 1 ? bindAndRelease(port: 0) : Int.random(in: 20000...(32767 - count))
         guard let base else { continue }
         if count == 1 { return base }
         if (base..<(base + count)).allSatisfy({ bindAndRelease(port: $0) != nil }) { return base }
