@@ -62,7 +62,7 @@ public final class Daemon: Sendable {
         reconciler = try ReconcileService.fromSettings(settings, logger: logger)
 
         var router = Router()
-        HealthRoutes(pool: pool, storage: storage).register(on: &router)
+        HealthRoutes(pool: pool, storage: storage, logger: logger).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
         intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention), pool: pool, logger: logger)
         let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
@@ -78,7 +78,13 @@ public final class Daemon: Sendable {
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
             connectionLimit: settings.http.connectionLimit,
-            defaultMaxBodyBytes: settings.http.maxBodyBytes))
+            perIPConnectionLimit: settings.http.perIPConnectionLimit,
+            headerTimeoutSeconds: settings.http.headerTimeoutSeconds,
+            requestTimeoutSeconds: settings.http.requestTimeoutSeconds,
+            defaultMaxBodyBytes: settings.http.maxBodyBytes,
+            maxInflightBodyBytes: settings.http.maxInflightBodyBytes,
+            // Large bodies wait in unnamed files beside the spool while they arrive (see BodyStore).
+            bodySpillDirectory: settings.workers.spoolDirectory))
     }
 
     /// Applies migrations (unless `database.migrate = false`), starts the workers, then listens.
