@@ -134,8 +134,8 @@ final class ConnectionDeadlines: Sendable {
                 }
                 guard now - entry.since > limit else { continue }
                 entries[key]!.shutDown = true
+                expired.add(1, ordering: .releasing)  // counted first: whoever sees the close sees the count
                 _ = shutdown(entry.fd, Int32(SHUT_RDWR))
-                expired.add(1, ordering: .relaxed)
             }
         }
     }
