@@ -15,6 +15,12 @@ import Darwin
 /// the first design, put 64 runnable threads on two cores under load and let the scheduler decide
 /// the order of answers (bench/lookup: p99 ten times the mean); this keeps the runnable set small.
 /// The connection limit bounds the pool's threads.
+///
+/// Against clients that are not what they claim: a route's gate (`RequestGate`) may refuse a request from
+/// its head before any body byte is read and check the body as it arrives (`BodyCheck`); the bytes of all
+/// bodies held at once are bounded (`maxInflightBodyBytes`, 503 + Retry-After past it); bodies over
+/// `bodySpillThresholdBytes` wait on disk, not in memory; and a timer closes connections whose head or
+/// request misses its deadline (`ConnectionDeadlines`), which libmicrohttpd's idle timeout cannot.
 public final class HTTPServer: Sendable {
     public struct Configuration: Sendable {
         /// Address to bind (numeric or a name resolved once at start).
