@@ -71,7 +71,7 @@ let package = Package(
             resources: [.copy("Vectors")],
             swiftSettings: strict
         ),
-        .testTarget(name: "AfterimageTests", dependencies: ["Afterimage", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "AfterimageTests", dependencies: ["Afterimage", "MicroHTTP", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -62,7 +62,7 @@ public final class Daemon: Sendable {
         reconciler = try ReconcileService.fromSettings(settings, logger: logger)
 
         var router = Router()
-        HealthRoutes(pool: pool, storage: storage).register(on: &router)
+        HealthRoutes(pool: pool, storage: storage, logger: logger).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
         intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention, spool: spool), pool: pool, logger: logger)
         let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
@@ -78,7 +78,14 @@ public final class Daemon: Sendable {
         server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
-            connectionLimit: settings.http.connectionLimit))  // other routes keep the server's 1 MiB default
+            connectionLimit: settings.http.connectionLimit,
+            perIPConnectionLimit: settings.http.perIPConnectionLimit,
+            headerTimeoutSeconds: settings.http.headerTimeoutSeconds,
+            requestTimeoutSeconds: settings.http.requestTimeoutSeconds,
+            // `http.max_body_bytes` is the Replicate route's own limit; other routes keep the server's 1 MiB default.
+            maxInflightBodyBytes: settings.http.maxInflightBodyBytes,
+            // Large bodies wait in unnamed files beside the spool while they arrive (see BodyStore).
+            bodySpillDirectory: settings.workers.spoolDirectory))
     }
 
     /// Applies migrations (unless `database.migrate = false`), starts the workers, then listens.

@@ -1,8 +1,16 @@
+/* O_TMPFILE and mkostemp are GNU extensions in glibc. */
+#define _GNU_SOURCE
+
 #include "cmicrohttpd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Unescape callback that leaves the text as it came (its length is unchanged). MHD otherwise
  * decodes "%XX" in the path before the application sees it, which would turn an encoded "/" in
@@ -17,12 +25,19 @@ struct MHD_Daemon *cmhd_start_daemon(const cmhd_daemon_options *o) {
     /* MHD_OPTION_ARRAY lets optional options be left out without a combinatorial set of
      * variadic calls. Two-pointer options carry the function pointer cast to intptr_t in
      * `value`, as <microhttpd.h> documents for MHD_OPTION_ARRAY. */
-    struct MHD_OptionItem items[8];
+    struct MHD_OptionItem items[10];
     size_t n = 0;
     items[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT,
                                           (intptr_t) o->connection_timeout_seconds, NULL };
     items[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT,
                                           (intptr_t) o->connection_limit, NULL };
+    if (o->per_ip_connection_limit > 0)
+        items[n++] = (struct MHD_OptionItem){ MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                              (intptr_t) o->per_ip_connection_limit, NULL };
+    if (o->notify_connection != NULL)
+        items[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION,
+                                              (intptr_t) o->notify_connection,
+                                              o->notify_connection_context };
     if (o->request_completed != NULL)
         items[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
                                               (intptr_t) o->request_completed,
@@ -78,4 +93,35 @@ int cmhd_connection_client_address(struct MHD_Connection *connection, char *buff
     else
         return 0;
     return inet_ntop(address->sa_family, raw, buffer, (socklen_t) capacity) != NULL ? 1 : 0;
+}
+
+int cmhd_connection_fd(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info != NULL ? info->connect_fd : -1;
+}
+
+int cmhd_open_unnamed_file(const char *directory) {
+#ifdef O_TMPFILE
+    int unnamed = open(directory, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (unnamed >= 0)
+        return unnamed;
+    /* EISDIR/EOPNOTSUPP: a kernel or file system without O_TMPFILE; anything else is a real error. */
+    if (errno != EISDIR && errno != EOPNOTSUPP && errno != EINVAL)
+        return -1;
+#endif
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/.body.XXXXXX", directory) >= (int) sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (unlink(path) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
 }

@@ -15,6 +15,12 @@ import Darwin
 /// the first design, put 64 runnable threads on two cores under load and let the scheduler decide
 /// the order of answers (bench/lookup: p99 ten times the mean); this keeps the runnable set small.
 /// The connection limit bounds the pool's threads.
+///
+/// Against clients that are not what they claim: a route's gate (`RequestGate`) may refuse a request from
+/// its head before any body byte is read and check the body as it arrives (`BodyCheck`); the bytes of all
+/// bodies held at once are bounded (`maxInflightBodyBytes`, 503 + Retry-After past it); bodies over
+/// `bodySpillThresholdBytes` wait on disk, not in memory; and a timer closes connections whose head or
+/// request misses its deadline (`ConnectionDeadlines`), which libmicrohttpd's idle timeout cannot.
 public final class HTTPServer: Sendable {
     public struct Configuration: Sendable {
         /// Address to bind (numeric or a name resolved once at start).
@@ -29,8 +35,25 @@ public final class HTTPServer: Sendable {
         /// Most connections served at once (and so handler threads); past it libmicrohttpd stops accepting
         /// and new clients wait in the kernel's listen backlog.
         public var connectionLimit: Int
+        /// Most connections from one client address; 0 for no limit. Behind a proxy every client has the
+        /// proxy's address, so there it limits the proxy, not the clients.
+        public var perIPConnectionLimit: Int
+        /// Seconds in which a request's head must be complete, counted from when the connection was accepted
+        /// (or its previous request completed); a connection past it is closed. Inactivity alone
+        /// (`connectionTimeoutSeconds`) cannot stop a client that sends a byte now and then.
+        public var headerTimeoutSeconds: Int
+        /// Seconds in which the whole request, head and body, must be in, counted from the same start.
+        public var requestTimeoutSeconds: Int
         /// Body limit for routes that do not set their own.
         public var defaultMaxBodyBytes: Int
+        /// Request body bytes held at once across all connections (see `BodyBudget`); a request that does
+        /// not fit is answered 503 with `Retry-After`.
+        public var maxInflightBodyBytes: Int
+        /// Where bodies larger than `bodySpillThresholdBytes` are kept while they arrive (unnamed files,
+        /// gone when closed); nil keeps every body in memory.
+        public var bodySpillDirectory: String?
+        /// Bodies up to this size stay in memory; larger ones go to `bodySpillDirectory`.
+        public var bodySpillThresholdBytes: Int
         /// libmicrohttpd event threads; 0 picks one per processor (at least 2). More than the cores let the
         /// scheduler interleave them with everything else and lengthened the tail (bench/lookup: p99 9–10 ms
         /// with 2 per core, 5 ms with 1).
@@ -40,17 +63,34 @@ public final class HTTPServer: Sendable {
         /// Past it the connection is closed without an answer.
         public var maxDiscardBytes: Int
 
+        /// The values the server accepts; the configuration loader checks against the same ranges.
+        public static let connectionLimitRange = 1...65_536
+        public static let perIPConnectionLimitRange = 0...65_536
+        public static let connectionTimeoutRange = 1...86_400
+        public static let headerTimeoutRange = 1...3600
+        public static let requestTimeoutRange = 1...3600
+        public static let maxInflightBodyBytesRange = 1024...(1 << 40)
+
         public init(
             host: String = "127.0.0.1", port: Int = 8080, listeningSocket: Int32? = nil,
-            connectionTimeoutSeconds: Int = 30, connectionLimit: Int = 256,
-            defaultMaxBodyBytes: Int = 1_048_576, maxDiscardBytes: Int = 1_048_576, eventThreads: Int = 0
+            connectionTimeoutSeconds: Int = 30, connectionLimit: Int = 256, perIPConnectionLimit: Int = 0,
+            headerTimeoutSeconds: Int = 10, requestTimeoutSeconds: Int = 30,
+            defaultMaxBodyBytes: Int = 1_048_576, maxInflightBodyBytes: Int = 256 << 20,
+            bodySpillDirectory: String? = nil, bodySpillThresholdBytes: Int = 1 << 20,
+            maxDiscardBytes: Int = 1_048_576, eventThreads: Int = 0
         ) {
             self.host = host
             self.port = port
             self.listeningSocket = listeningSocket
             self.connectionTimeoutSeconds = connectionTimeoutSeconds
             self.connectionLimit = connectionLimit
+            self.perIPConnectionLimit = perIPConnectionLimit
+            self.headerTimeoutSeconds = headerTimeoutSeconds
+            self.requestTimeoutSeconds = requestTimeoutSeconds
             self.defaultMaxBodyBytes = defaultMaxBodyBytes
+            self.maxInflightBodyBytes = maxInflightBodyBytes
+            self.bodySpillDirectory = bodySpillDirectory
+            self.bodySpillThresholdBytes = bodySpillThresholdBytes
             self.maxDiscardBytes = maxDiscardBytes
             self.eventThreads = eventThreads
         }
@@ -87,6 +127,7 @@ public final class HTTPServer: Sendable {
         // Joins the event threads, so no callback can run once `core` is released.
         if let daemon = state.withLock({ $0.daemon }) {
             Self.waitForHandlers(core)
+            core.deadlines.stop()
             core.resumeGate.withLock { $0 = true }
             MHD_stop_daemon(daemon.pointer)
         }
@@ -111,6 +152,7 @@ public final class HTTPServer: Sendable {
             state.boundPort = Int(cmhd_daemon_bound_port(daemon))
             state.phase = .running
         }
+        core.deadlines.start()
     }
 
     /// The port actually listened on (the kernel's choice when port 0 was configured); 0 before start.
@@ -118,6 +160,15 @@ public final class HTTPServer: Sendable {
 
     /// Requests begun and not yet completed (for drain decisions and metrics).
     public var inFlightRequests: Int { core.inFlight.load(ordering: .acquiring) }
+
+    /// Body bytes the in-flight requests hold of `maxInflightBodyBytes`.
+    public var inFlightBodyBytes: Int { core.bodyBudget.inUse }
+
+    /// Connections open now (accepted and not yet closed).
+    public var openConnections: Int { core.deadlines.count }
+
+    /// Connections closed because their head or request missed its deadline, since start.
+    public var connectionsPastDeadline: Int { core.deadlines.expired.load(ordering: .relaxed) }
 
     /// Stops accepting connections and closes the listening socket, so new clients are refused
     /// (and, under systemd socket activation, queue in systemd's copy for the next instance)
@@ -157,6 +208,7 @@ public final class HTTPServer: Sendable {
             // thread queue that answer before the daemon closes everything. Any handler still running
             // after this (a request on a kept-alive connection that arrived meanwhile) will not resume.
             Self.waitForHandlers(core)
+            core.deadlines.stop()
             core.resumeGate.withLock { $0 = true }
             MHD_stop_daemon(daemon.pointer)
         }
@@ -167,10 +219,17 @@ public final class HTTPServer: Sendable {
             if !ok { throw HTTPServerError(.invalidConfiguration, message) }
         }
         try check((0...65535).contains(c.port), "http.port must be between 0 and 65535, got \(c.port)")
-        try check(c.connectionTimeoutSeconds >= 1 && c.connectionTimeoutSeconds <= 86_400,
-                  "the connection timeout must be between 1 and 86400 seconds, got \(c.connectionTimeoutSeconds)")
-        try check(c.connectionLimit >= 1 && c.connectionLimit <= 65_536,
-                  "the connection limit must be between 1 and 65536, got \(c.connectionLimit)")
+        func range(_ value: Int, _ range: ClosedRange<Int>, _ what: String) throws(HTTPServerError) {
+            try check(range.contains(value), "\(what) must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+        }
+        try range(c.connectionTimeoutSeconds, Configuration.connectionTimeoutRange, "the connection timeout (seconds)")
+        try range(c.connectionLimit, Configuration.connectionLimitRange, "the connection limit")
+        try range(c.perIPConnectionLimit, Configuration.perIPConnectionLimitRange, "the per-address connection limit")
+        try range(c.headerTimeoutSeconds, Configuration.headerTimeoutRange, "the header timeout (seconds)")
+        try range(c.requestTimeoutSeconds, Configuration.requestTimeoutRange, "the request timeout (seconds)")
+        try check(c.headerTimeoutSeconds <= c.requestTimeoutSeconds, "the header timeout must not exceed the request timeout")
+        try range(c.maxInflightBodyBytes, Configuration.maxInflightBodyBytesRange, "the in-flight body budget (bytes)")
+        try check(c.bodySpillThresholdBytes >= 0, "the body spill threshold must not be negative")
         try check(c.defaultMaxBodyBytes >= 0, "http.max_body_bytes must not be negative")
         try check(c.maxDiscardBytes >= 0, "the discard allowance must not be negative")
         if let fd = c.listeningSocket { try check(fd >= 0, "the inherited listening socket \(fd) is not a descriptor") }
@@ -199,12 +258,15 @@ public final class HTTPServer: Sendable {
         options.listen_fd = c.listeningSocket ?? -1
         options.connection_timeout_seconds = UInt32(c.connectionTimeoutSeconds)
         options.connection_limit = UInt32(c.connectionLimit)
+        options.per_ip_connection_limit = UInt32(c.perIPConnectionLimit)
         options.keep_url_escaped = 1
         options.thread_pool_size = UInt32(c.resolvedEventThreads)
         options.access_handler = microHTTPAccessHandler
         options.access_handler_context = context
         options.request_completed = microHTTPRequestCompleted
         options.request_completed_context = context
+        options.notify_connection = microHTTPConnectionNotified
+        options.notify_connection_context = context
 
         let daemon: OpaquePointer?
         if var address {

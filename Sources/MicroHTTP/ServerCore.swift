@@ -17,11 +17,18 @@ final class ServerCore: Sendable {
     /// True once the daemon is being stopped: a handler finishing after that must not resume its
     /// connection (libmicrohttpd closes it, and the pointer may be gone). Resumes happen under this lock.
     let resumeGate = Mutex(false)
+    /// Body bytes held across all connections (`maxInflightBodyBytes`).
+    let bodyBudget: BodyBudget
+    /// Header and request deadlines of open connections.
+    let deadlines: ConnectionDeadlines
 
     init(router: Router, configuration: HTTPServer.Configuration) {
         self.router = router
         self.configuration = configuration
         handlers = HandlerPool(maxThreads: configuration.connectionLimit)
+        bodyBudget = BodyBudget(limit: configuration.maxInflightBodyBytes)
+        deadlines = ConnectionDeadlines(headerTimeout: .seconds(configuration.headerTimeoutSeconds),
+                                        requestTimeout: .seconds(configuration.requestTimeoutSeconds))
     }
 }
 
@@ -34,8 +41,8 @@ final class PendingResponse: Sendable {
 
 /// Per-request state kept in libmicrohttpd's `con_cls` slot between the calls of the access
 /// handler. Only the event thread serving the connection touches it (a pool thread only sees its
-/// `pending` slot), and it is released exactly once, by the completion callback, which also clears
-/// the slot.
+/// `pending` slot, and a spilled body once it is handed over), and it is released exactly once, by the
+/// completion callback, which also clears the slot and returns its body budget.
 final class RequestContext {
     enum Plan {
         /// Run this route's handler once the body is in.
@@ -44,53 +51,83 @@ final class RequestContext {
         case answer(Response)
     }
 
+    /// Why a body is being read and thrown away instead of kept; the answer once it is complete.
+    enum Refusal {
+        /// Past the route's limit: 413.
+        case tooLarge
+        /// A chunked body that outgrew the server's body budget: 503.
+        case overBudget
+        /// The spill file could not be written (disk full): 503.
+        case storageFailed(BodyStoreError)
+    }
+
     let method: String
     let rawPath: String
     let plan: Plan
     let maxBodyBytes: Int
-    private(set) var body: [UInt8] = []
-    /// Bytes received past the limit and thrown away.
-    private(set) var discarded = 0
-    private(set) var overLimit = false
+    /// The declared length; nil for a chunked body.
+    let declaredLength: Int?
+    /// Header fields, when the route's gate needed them (kept for the request so they are read once).
+    var headers: [String: String]?
+    /// The route's check over the body as it arrives, from its gate.
+    var bodyCheck: BodyCheck?
+    let body: BodyStore
+    /// Bytes of the server's body budget this request holds.
+    var reservedBytes = 0
+    /// Set when the body is being discarded.
+    private(set) var refusal: Refusal?
+    /// Every body byte received, kept or not.
+    private(set) var received = 0
     /// A response was queued on the first call; libmicrohttpd will not call the handler again.
     var answeredEarly = false
     /// The request went to the handler pool and its connection is suspended until `pending` is set.
     var dispatched = false
     let pending = PendingResponse()
 
-    init(method: String, rawPath: String, plan: Plan, maxBodyBytes: Int, expectedBytes: Int?) {
+    init(method: String, rawPath: String, plan: Plan, maxBodyBytes: Int, declaredLength: Int?, body: BodyStore) {
         self.method = method
         self.rawPath = rawPath
         self.plan = plan
         self.maxBodyBytes = maxBodyBytes
-        if let expectedBytes, expectedBytes > 0 { body.reserveCapacity(min(expectedBytes, maxBodyBytes)) }
+        self.declaredLength = declaredLength
+        self.body = body
     }
 
     enum Accepted {
-        case buffered
-        /// Over the limit: the bytes were dropped; keep reading to answer 413.
+        case kept
+        /// Refused: the bytes were dropped; keep reading to answer once the body is complete.
         case discarded
-        /// Over the limit and past the discard allowance: close the connection.
+        /// Refused and past the discard allowance: close the connection.
         case giveUp
     }
 
-    /// Takes the next piece of the body, never holding more than `maxBodyBytes` of it.
-    func append(_ bytes: UnsafeRawBufferPointer, discardAllowance: Int) -> Accepted {
-        if !overLimit, body.count + bytes.count > maxBodyBytes {
-            overLimit = true
-            discarded = body.count
-            body = []  // free it now: a rejected body must not hold memory until the end
+    /// Takes the next piece of the body, never holding more than `maxBodyBytes` of it, nor more than the
+    /// budget grants a chunked body.
+    func append(_ bytes: UnsafeRawBufferPointer, budget: BodyBudget, discardAllowance: Int) -> Accepted {
+        received += bytes.count
+        if refusal == nil {
+            if body.count + bytes.count > maxBodyBytes {
+                refuse(.tooLarge)
+            } else if declaredLength == nil {
+                // Chunked: no length was reserved up front, so each piece is reserved as it arrives.
+                if budget.reserve(bytes.count) { reservedBytes += bytes.count } else { refuse(.overBudget) }
+            }
         }
-        if overLimit {
-            discarded += bytes.count
-            return discarded - maxBodyBytes > discardAllowance ? .giveUp : .discarded
+        if refusal == nil {
+            do {
+                try body.append(bytes)
+                bodyCheck?.update(bytes)
+                return .kept
+            } catch {
+                refuse(.storageFailed(error))
+            }
         }
-        body.append(contentsOf: bytes)
-        return .buffered
+        return received - maxBodyBytes > discardAllowance ? .giveUp : .discarded
     }
 
-    func takeBody() -> [UInt8] {
-        defer { body = [] }
-        return body
+    private func refuse(_ reason: Refusal) {
+        refusal = reason
+        bodyCheck = nil
+        body.discard()  // free it now: a refused body must not hold memory or disk until the end
     }
 }

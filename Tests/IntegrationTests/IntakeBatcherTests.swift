@@ -159,25 +159,29 @@ struct IntakeBatcherTests {
             body: .bytes(tamper ? payload + Array(" ".utf8) : payload)), options: options)
     }
 
-    @Test("bodies too large to verify on the event thread are verified off it: accepted when signed, 401 when tampered")
-    func largeBodiesAreVerifiedOffTheEventThread() throws {
+    @Test("large bodies are verified as they stream in and, spilled to disk, handled on the pool: accepted when signed, 401 when tampered")
+    func largeBodiesAreVerifiedAsTheyArrive() throws {
         let url = try migratedDatabase()
+        let spill = NSTemporaryDirectory() + "afterimage-spill-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: spill, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: spill) }
         try withBatcher(url, poolSize: 2) { batcher, pool in
             var router = Router()
             ReplicateWebhookRoute(verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }, batcher: batcher, logger: Logger(label: "test"))
                 .register(on: &router, maxBodyBytes: 1 << 20)
-            let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(host: "127.0.0.1", port: 0))
+            let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(
+                host: "127.0.0.1", port: 0, bodySpillDirectory: spill, bodySpillThresholdBytes: 64 * 1024))
             try server.start()
             defer { server.stop(drainTimeout: .seconds(2)) }
 
             let prompt = String(repeating: "a long prompt ", count: 30_000)
             let large = Array(#"{"id":"big","status":"succeeded","input":{"prompt":"\#(prompt)"},"output":"https://replicate.delivery/big.png","completed_at":"2026-11-21T10:00:05.000Z"}"#.utf8)
-            #expect(large.count > ReplicateWebhookRoute.eventThreadBodyLimit)
+            #expect(large.count > 64 * 1024)
             #expect(try post(large, id: "msg_big_tampered", port: server.boundPort, tamper: true).status == 401)
             let accepted = try post(large, id: "msg_big", port: server.boundPort)
             #expect(accepted.status == 200, "\(String(decoding: accepted.body, as: UTF8.self))")
             #expect(String(decoding: accepted.body, as: UTF8.self).contains("accepted"))
-            // And a small one still takes the event-thread path.
+            // And a small one stays in memory and on the event thread.
             #expect(try post(body("small"), id: "msg_small", port: server.boundPort).status == 200)
             let connection = try Connection.connect(url: url)
             defer { connection.close() }

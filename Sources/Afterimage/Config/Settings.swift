@@ -12,7 +12,17 @@ public struct Settings: Sendable {
         /// Stability inline results carry base64 images and videos, hence a larger default.
         public var stabilityMaxBodyBytes = 67_108_864
         public var connectionLimit = 256
+        /// Seconds a connection may stay idle.
         public var connectionTimeoutSeconds = 30
+        /// Seconds in which a request's head must be complete (slow senders are closed).
+        public var headerTimeoutSeconds = 10
+        /// Seconds in which a whole request, head and body, must be in.
+        public var requestTimeoutSeconds = 30
+        /// Connections from one client address at once; 0 is no limit. Behind a proxy every client has the
+        /// proxy's address, so there it must stay 0.
+        public var perIPConnectionLimit = 0
+        /// Request body bytes held at once across all connections; past it requests get 503 + Retry-After.
+        public var maxInflightBodyBytes = 256 << 20
     }
 
     public struct Database: Sendable {

@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import MicroHTTP
 import SystemPackage
 
 /// Resolves `Settings` from, highest precedence first: environment variables `AFTERIMAGE_*`, secret files
@@ -14,7 +15,8 @@ public enum SettingsLoader {
     public static let keys: [(key: String, secret: Bool)] = [
         ("http.host", false), ("http.port", false), ("http.max_body_bytes", false),
         ("http.stability_max_body_bytes", false), ("http.connection_limit", false),
-        ("http.connection_timeout", false),
+        ("http.connection_timeout", false), ("http.header_timeout", false), ("http.request_timeout", false),
+        ("http.per_ip_connection_limit", false), ("http.max_inflight_body_bytes", false),
         ("database.url", true), ("database.pool_size", false), ("database.migrate", false),
         ("database.acquire_timeout_ms", false),
         ("storage.endpoint", false), ("storage.region", false), ("storage.bucket", false),
@@ -77,8 +79,17 @@ public enum SettingsLoader {
         s.http.port = try v.int("http.port", in: 0...65535) ?? s.http.port
         s.http.maxBodyBytes = try v.int("http.max_body_bytes", in: 1024...1 << 30) ?? s.http.maxBodyBytes
         s.http.stabilityMaxBodyBytes = try v.int("http.stability_max_body_bytes", in: 1024...1 << 31) ?? s.http.stabilityMaxBodyBytes
-        s.http.connectionLimit = try v.int("http.connection_limit", in: 1...100_000) ?? s.http.connectionLimit
+        // Ranges are the HTTP server's own, so a value the loader accepts is one the server starts with.
+        typealias Server = HTTPServer.Configuration
+        s.http.connectionLimit = try v.int("http.connection_limit", in: Server.connectionLimitRange) ?? s.http.connectionLimit
         s.http.connectionTimeoutSeconds = try v.int("http.connection_timeout", in: 1...3600) ?? s.http.connectionTimeoutSeconds
+        s.http.headerTimeoutSeconds = try v.int("http.header_timeout", in: Server.headerTimeoutRange) ?? s.http.headerTimeoutSeconds
+        s.http.requestTimeoutSeconds = try v.int("http.request_timeout", in: Server.requestTimeoutRange) ?? s.http.requestTimeoutSeconds
+        guard s.http.headerTimeoutSeconds <= s.http.requestTimeoutSeconds else {
+            throw ConfigurationError(key: "http.header_timeout", "must not exceed http.request_timeout (\(s.http.requestTimeoutSeconds))")
+        }
+        s.http.perIPConnectionLimit = try v.int("http.per_ip_connection_limit", in: Server.perIPConnectionLimitRange) ?? s.http.perIPConnectionLimit
+        s.http.maxInflightBodyBytes = try v.int("http.max_inflight_body_bytes", in: Server.maxInflightBodyBytesRange) ?? s.http.maxInflightBodyBytes
 
         s.database.url = try v.string("database.url", secret: true)
         s.database.poolSize = try v.int("database.pool_size", in: 1...1000) ?? s.database.poolSize

@@ -25,15 +25,18 @@ public struct StabilityWebhookRoute: Sendable {
     }
 
     /// `maxBodyBytes` is `http.stability_max_body_bytes`: inline videos are large.
+    /// The gate checks the signature headers before the body is read and the signature while it arrives,
+    /// so `handle` sees only verified bodies.
     public func register(on router: inout Router, maxBodyBytes: Int) {
-        router.add("POST", "/v1/webhooks/stability", maxBodyBytes: maxBodyBytes,
+        let gate = WebhookGate(provider: "stability", verifier: verifier, logger: logger)
+        router.add("POST", "/v1/webhooks/stability", maxBodyBytes: maxBodyBytes, gate: gate.gate,
                    AfterimageMetrics.instrumentWebhook(provider: "stability") { request in self.handle(request) })
     }
 
     func handle(_ request: Request) -> Response {
         let envelope = WebhookEnvelope(provider: "stability", logger: logger)
         let delivery: ReplicateIntake.Delivery
-        switch envelope.delivery(from: request, verifier: verifier()) {
+        switch envelope.delivery(from: request) {
         case .success(let verified): delivery = verified
         case .failure(let refusal): return refusal.response
         }

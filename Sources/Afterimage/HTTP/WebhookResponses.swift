@@ -2,26 +2,23 @@ import Foundation
 import Logging
 import MicroHTTP
 
-/// What every webhook route does before and after its provider-specific intake: check the Standard
-/// Webhooks signature (401 and nothing written when it fails), turn the headers into a `Delivery`, and turn
-/// the intake's outcome into the HTTP answer. One place, so the providers cannot drift apart.
+/// What every webhook route does around its provider-specific intake: turn a request its `WebhookGate`
+/// verified into a `Delivery`, and turn the intake's outcome into the HTTP answer. One place, so the
+/// providers cannot drift apart.
 struct WebhookEnvelope {
     let provider: String
     let logger: Logger
+    var headerNames: StandardWebhooksVerifier.HeaderNames = .standard
 
-    /// The verified delivery, or the refusal to send.
-    func delivery(from request: Request, verifier: StandardWebhooksVerifier) -> Result<ReplicateIntake.Delivery, WebhookRefusal> {
-        let webhookID = request.header("webhook-id")
-        let timestamp = request.header("webhook-timestamp")
-        do {
-            try verifier.verify(id: webhookID, timestamp: timestamp, signature: request.header("webhook-signature"), body: request.body)
-        } catch {
-            logger.notice("webhook refused", metadata: ["provider": "\(provider)", "reason": "\(error.code.rawValue)"])
-            return .failure(WebhookRefusal(.error(status: 401, code: error.code.rawValue, message: error.message)))
+    /// The delivery of a request whose signature the route's `WebhookGate` has verified (the handler never
+    /// sees any other), or a refusal should the headers somehow be absent.
+    func delivery(from request: Request) -> Result<ReplicateIntake.Delivery, WebhookRefusal> {
+        guard let webhookID = request.header(headerNames.id), !webhookID.isEmpty,
+              webhookID.utf8.count <= WebhookGate.maxWebhookIDBytes else {
+            return .failure(WebhookRefusal(.error(status: 401, code: StandardWebhooksVerifier.Failure.Code.missingHeaders.rawValue,
+                                                  message: "webhook-id, webhook-timestamp and webhook-signature headers are required")))
         }
-        guard let webhookID, webhookID.utf8.count <= 256 else {
-            return .failure(WebhookRefusal(.error(status: 400, code: "webhook_id_invalid", message: "webhook-id must be at most 256 bytes")))
-        }
+        let timestamp = request.header(headerNames.timestamp)
         return .success(ReplicateIntake.Delivery(
             webhookID: webhookID, timestamp: timestamp.flatMap(Int64.init).map { Date(timeIntervalSince1970: TimeInterval($0)) },
             body: request.body))

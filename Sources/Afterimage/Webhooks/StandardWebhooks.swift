@@ -35,8 +35,58 @@ public struct StandardWebhooksVerifier: Sendable {
 
     public var hasSecrets: Bool { !keyed.isEmpty }
 
-    /// Checks the three headers against the raw body. `now` is injectable for tests.
-    public func verify(id: String?, timestamp: String?, signature: String?, body: [UInt8], now: Date = Date()) throws(Failure) {
+    /// The names of the three headers. Standard Webhooks' own are the default; a provider that sends the
+    /// same scheme under other names (Svix sends `svix-id`, `svix-timestamp`, `svix-signature`) gets its own.
+    public struct HeaderNames: Sendable, Equatable {
+        public var id: String
+        public var timestamp: String
+        public var signature: String
+
+        public init(id: String, timestamp: String, signature: String) {
+            self.id = id
+            self.timestamp = timestamp
+            self.signature = signature
+        }
+
+        public static let standard = HeaderNames(id: "webhook-id", timestamp: "webhook-timestamp", signature: "webhook-signature")
+    }
+
+    /// A verification under way: the headers are checked and the signed prefix hashed; the body is fed
+    /// as it arrives and `finish()` says whether any signature entry matched. Lets a server check a body
+    /// while receiving it, without holding it first.
+    public struct Verification: Sendable {
+        private var macs: [HMAC<SHA256>]
+        private let candidates: [[UInt8]]
+
+        fileprivate init(macs: [HMAC<SHA256>], candidates: [[UInt8]]) {
+            self.macs = macs
+            self.candidates = candidates
+        }
+
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+            for index in macs.indices { macs[index].update(data: bytes) }
+        }
+
+        public mutating func update(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { update($0) }
+        }
+
+        public func finish() throws(Failure) {
+            // Every key against every candidate, without an early exit that would time the match.
+            var matched = false
+            for mac in macs {
+                let expected = Array(mac.finalize())
+                for candidate in candidates where constantTimeEquals(expected, candidate) {
+                    matched = true
+                }
+            }
+            guard matched else { throw Failure(code: .invalid, message: "no webhook-signature entry matches") }
+        }
+    }
+
+    /// Checks what can be checked before the body: all three headers present, the timestamp a Unix time
+    /// within the tolerance, a secret configured. A request failing here is refused without reading its body.
+    public func begin(id: String?, timestamp: String?, signature: String?, now: Date = Date()) throws(Failure) -> Verification {
         guard let id, !id.isEmpty, let timestamp, let signature, !signature.isEmpty else {
             throw Failure(code: .missingHeaders, message: "webhook-id, webhook-timestamp and webhook-signature headers are required")
         }
@@ -55,18 +105,19 @@ public struct StandardWebhooksVerifier: Sendable {
             guard parts.count == 2, parts[0] == "v1", let decoded = Data(base64Encoded: String(parts[1])) else { return nil }
             return Array(decoded)
         }
-        // Every key against every candidate, without an early exit that would time the match.
-        var matched = false
-        for key in keyed {
+        let macs = keyed.map { key in
             var mac = key
             mac.update(data: prefix)
-            mac.update(data: body)  // the body is hashed where it lies, not copied after the prefix
-            let expected = Array(mac.finalize())
-            for candidate in candidates where constantTimeEquals(expected, candidate) {
-                matched = true
-            }
+            return mac
         }
-        guard matched else { throw Failure(code: .invalid, message: "no webhook-signature entry matches") }
+        return Verification(macs: macs, candidates: candidates)
+    }
+
+    /// Checks the three headers against the raw body. `now` is injectable for tests.
+    public func verify(id: String?, timestamp: String?, signature: String?, body: [UInt8], now: Date = Date()) throws(Failure) {
+        var verification = try begin(id: id, timestamp: timestamp, signature: signature, now: now)
+        verification.update(body)  // the body is hashed where it lies, not copied after the prefix
+        try verification.finish()
     }
 
     /// Produces the header value for `body`; used by tests and by tools that forward results to us.

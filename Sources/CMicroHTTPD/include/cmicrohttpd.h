@@ -32,6 +32,8 @@ typedef struct cmhd_daemon_options {
     unsigned int connection_timeout_seconds;
     /* Most connections served at once; past it MHD stops accepting (clients wait in the backlog). */
     unsigned int connection_limit;
+    /* Most connections from one client address (MHD_OPTION_PER_IP_CONNECTION_LIMIT); 0: no limit. */
+    unsigned int per_ip_connection_limit;
     /* Non-zero: hand the URL path and query arguments to the application still
      * percent-encoded, so that "%2F" inside a path segment cannot be mistaken for "/". */
     int keep_url_escaped;
@@ -41,6 +43,9 @@ typedef struct cmhd_daemon_options {
     void *access_handler_context;
     MHD_RequestCompletedCallback request_completed;
     void *request_completed_context;
+    /* Told when a connection is accepted and when it is closed (MHD_OPTION_NOTIFY_CONNECTION); may be NULL. */
+    MHD_NotifyConnectionCallback notify_connection;
+    void *notify_connection_context;
 } cmhd_daemon_options;
 
 /* MHD_start_daemon is variadic. Returns NULL when the daemon cannot start (port taken, bad fd). */
@@ -53,5 +58,14 @@ uint16_t cmhd_daemon_bound_port(struct MHD_Daemon *daemon);
 /* MHD_get_connection_info is variadic. Writes the client's numeric address into `buffer`
  * (NUL-terminated); returns 1 on success, 0 when it is unknown or not IPv4/IPv6. */
 int cmhd_connection_client_address(struct MHD_Connection *connection, char *buffer, size_t capacity);
+
+/* MHD_get_connection_info is variadic. The connection's socket, or -1. */
+int cmhd_connection_fd(struct MHD_Connection *connection);
+
+/* An unnamed file in `directory` for a request body too large to keep in memory: O_TMPFILE where the
+ * file system has it, else mkstemp and an immediate unlink. Either way nothing is left behind when the
+ * descriptor is closed, even by a crash. Returns the descriptor, or -1 with errno set. (Here rather than
+ * in Swift because O_TMPFILE is a compound macro Swift does not import.) */
+int cmhd_open_unnamed_file(const char *directory);
 
 #endif /* CMICROHTTPD_H */

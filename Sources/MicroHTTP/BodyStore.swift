@@ -1,0 +1,133 @@
+import CMicroHTTPD
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why a body could not be kept: the spill file could not be made or written (disk full, permissions).
+struct BodyStoreError: Error, CustomStringConvertible {
+    let operation: String
+    let errno: Int32
+    var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+}
+
+/// Where a request body goes while it arrives: memory up to `spillThreshold` bytes, then an unnamed file
+/// in `spillDirectory` (when one is configured).
+///
+/// Why: a large body (a Stability result of tens of MiB) held in memory until its signature is checked
+/// lets a few concurrent senders of forged bodies grow the daemon by hundreds of MiB. Spilled, it costs
+/// page cache the kernel can write out, not resident memory, and a forged one is dropped unread. Only a
+/// body that passed its route's checks is read back into memory, for its handler.
+///
+/// Only the event thread serving the connection touches a store; `finish()` hands the bytes over.
+/// Capacity is never reserved from the client's declared length: memory grows with bytes received.
+final class BodyStore {
+    private let spillDirectory: String?
+    private let spillThreshold: Int
+    private var memory: [UInt8] = []
+    private var file: SpilledBody?
+    /// Bytes for the file, written in large pieces rather than one write per network read.
+    private var staged: [UInt8] = []
+    private(set) var count = 0
+
+    static let stagingBytes = 256 * 1024
+
+    init(spillDirectory: String?, spillThreshold: Int) {
+        self.spillDirectory = spillDirectory
+        self.spillThreshold = spillThreshold
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(BodyStoreError) {
+        count += bytes.count
+        if let file {
+            staged.append(contentsOf: bytes)
+            if staged.count >= Self.stagingBytes { try flush(to: file) }
+            return
+        }
+        guard let spillDirectory, memory.count + bytes.count > spillThreshold else {
+            memory.append(contentsOf: bytes)
+            return
+        }
+        let fd = cmhd_open_unnamed_file(spillDirectory)
+        guard fd >= 0 else { throw BodyStoreError(operation: "create a spill file in \(spillDirectory)", errno: errno) }
+        let spilled = SpilledBody(fd: fd)
+        file = spilled
+        staged = memory  // what was kept so far is written first; its buffer then serves as the staging one
+        memory = []
+        staged.append(contentsOf: bytes)
+        if staged.count >= Self.stagingBytes { try flush(to: spilled) }
+    }
+
+    /// Frees what was kept (a refused body must not hold memory or disk until the request ends).
+    func discard() {
+        memory = []
+        staged = []
+        file = nil  // closes the descriptor: the unnamed file is gone
+        count = 0
+    }
+
+    /// The whole body, in memory or in its file.
+    func finish() throws(BodyStoreError) -> CollectedBody {
+        guard let file else {
+            defer { memory = [] }
+            return .memory(memory)
+        }
+        try flush(to: file)
+        self.file = nil
+        file.size = count
+        return .spilled(file)
+    }
+
+    private func flush(to file: SpilledBody) throws(BodyStoreError) {
+        var offset = 0
+        while offset < staged.count {
+            let written = staged[offset...].withUnsafeBytes { write(file.fd, $0.baseAddress, $0.count) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw BodyStoreError(operation: "write a spilled body", errno: errno)
+            }
+            offset += written
+        }
+        staged.removeAll(keepingCapacity: true)
+    }
+}
+
+enum CollectedBody {
+    case memory([UInt8])
+    case spilled(SpilledBody)
+}
+
+/// A complete body in an unnamed file. @unchecked Sendable around the descriptor: it is written only by
+/// the event thread that received the body, then handed once to the one pool thread that reads it back;
+/// nothing touches it concurrently, and closing it (deinit) removes the file.
+final class SpilledBody: @unchecked Sendable {
+    let fd: Int32
+    var size = 0
+
+    init(fd: Int32) {
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// The bytes, read into exactly `size` bytes of memory (a size we counted, not one the client claimed).
+    func read() throws(BodyStoreError) -> [UInt8] {
+        var failure: BodyStoreError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var offset = 0
+            while offset < size {
+                let n = pread(fd, buffer.baseAddress! + offset, size - offset, off_t(offset))
+                if n < 0, errno == EINTR { continue }
+                guard n > 0 else {
+                    failure = BodyStoreError(operation: "read a spilled body back", errno: n == 0 ? EIO : errno)
+                    break
+                }
+                offset += n
+            }
+            initialized = failure == nil ? size : 0
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+}
