@@ -15,11 +15,16 @@ public enum DeferredAnswer: Sendable {
     /// Suspend the connection and pass its `Responder` to this closure, which must hand it to whatever
     /// will answer (from any thread, exactly once). The closure runs on the event thread: it must not block.
     case later(@Sendable (Responder) -> Void)
+    /// Suspend the connection and run this closure on a handler pool thread with its `Responder`: for a
+    /// request that needs blocking work first (decoding into files and fsyncing them) before it joins
+    /// something that answers later. The closure may block; it answers, or hands the responder on, exactly once.
+    case laterOnPool(@Sendable (Responder) -> Void)
 }
 
 /// A handler for work that waits on something else (a group commit) without holding a thread while it
 /// waits: it runs on the event thread, so like an `ImmediateHandler` it must never block, and it either
-/// answers at once or arranges for a `Responder` to be answered later.
+/// answers at once or arranges for a `Responder` to be answered later. (A body too large to keep in
+/// memory is read back from disk on a handler pool thread, and the handler then runs there.)
 public typealias DeferredHandler = @Sendable (Request) -> DeferredAnswer
 
 /// Maps method + path pattern to handlers. Patterns are literal segments and `{name}` segments,
@@ -31,6 +36,8 @@ public struct Router: Sendable {
         /// nil: the server's `defaultMaxBodyBytes`.
         let maxBodyBytes: Int?
         let immediate: ImmediateHandler?
+        /// Looks at the head before any body byte is read (see `RequestGate`).
+        let gate: RequestGate?
         let work: Work
     }
 
@@ -47,20 +54,22 @@ public struct Router: Sendable {
     /// route only (webhooks carrying inline images need more than the lookup API).
     /// A malformed pattern is a programming error and traps at registration, not per request.
     /// `immediate`, when given, is tried first on the event thread; only when it returns nil does the
-    /// request go to `handler` on a pool thread.
-    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, immediate: ImmediateHandler? = nil,
-                             _ handler: @escaping Handler) {
+    /// request go to `handler` on a pool thread. `gate`, when given, sees the head before the body is read
+    /// and may refuse the request there (see `RequestGate`).
+    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
+                             immediate: ImmediateHandler? = nil, _ handler: @escaping Handler) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
         routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: immediate, work: .blocking(handler)))
+                            immediate: immediate, gate: gate, work: .blocking(handler)))
     }
 
     /// Registers a handler that answers later through a `Responder` instead of blocking a pool thread
     /// (see `DeferredHandler`).
-    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, deferred: @escaping DeferredHandler) {
+    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
+                             deferred: @escaping DeferredHandler) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
         routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: nil, work: .deferred(deferred)))
+                            immediate: nil, gate: gate, work: .deferred(deferred)))
     }
 
     enum Resolution {

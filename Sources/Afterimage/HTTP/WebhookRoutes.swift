@@ -3,7 +3,8 @@ import Logging
 import MicroHTTP
 import PQ
 
-/// `POST /v1/webhooks/replicate`: signature first (401 writes nothing), then one transaction, then 2xx.
+/// `POST /v1/webhooks/replicate`: signature first (401 writes nothing, and a request without signature headers
+/// is refused before its body is read), then one transaction, then 2xx.
 public struct ReplicateWebhookRoute: Sendable {
     let verifier: @Sendable () -> StandardWebhooksVerifier
     let batcher: IntakeBatcher
@@ -20,69 +21,52 @@ public struct ReplicateWebhookRoute: Sendable {
         self.logger = logger
     }
 
-    /// Deferred, not blocking: the signature check runs on the event thread and the delivery joins the
-    /// next group commit; the answer goes out when the batcher calls back. No thread waits per webhook,
-    /// which is what lets 64 connections share two cores with PostgreSQL (bench/intake).
+    /// Deferred, not blocking: the delivery joins the next group commit and the answer goes out when the
+    /// batcher calls back. No thread waits per webhook, which is what lets 64 connections share two cores
+    /// with PostgreSQL (bench/intake). The signature is checked by the gate while the body arrives (401
+    /// before any body is read when the headers are missing or stale), so the handler only records; a body
+    /// large enough to have been spilled to disk reaches it on a handler pool thread, not the event thread.
     public func register(on router: inout Router, maxBodyBytes: Int) {
-        router.add("POST", "/v1/webhooks/replicate", maxBodyBytes: maxBodyBytes, deferred: { request in self.handle(request) })
+        let gate = WebhookGate(provider: "replicate", verifier: verifier, logger: logger)
+        router.add("POST", "/v1/webhooks/replicate", maxBodyBytes: maxBodyBytes, gate: gate.gate,
+                   deferred: { request in self.handle(request) })
     }
-
-    /// Bodies above this are verified off the event thread: an HMAC over megabytes (`http.max_body_bytes`
-    /// may be raised) would hold up every other connection that thread serves.
-    static let eventThreadBodyLimit = 256 * 1024
 
     func handle(_ request: Request) -> DeferredAnswer {
         let started = ContinuousClock.now
-        guard request.body.count <= Self.eventThreadBodyLimit else {
-            return .later { responder in
-                DispatchQueue.global().async {
-                    switch self.verify(request, started: started) {
-                    case .success(let delivery): self.record(delivery, started: started, answer: responder)
-                    case .failure(let refusal): responder.respond(refusal.response)
-                    }
-                }
+        switch WebhookEnvelope(provider: "replicate", logger: logger).delivery(from: request) {
+        case .success(let delivery):
+            // A body that may carry data: outputs is decoded into the spool and fsynced first: disk work the
+            // event thread must not wait for, so it runs on the handler pool.
+            guard ReplicateIntake.mayCarryDataOutputs(delivery.body) else {
+                return .later { responder in self.submit(delivery, started: started, answer: responder) }
             }
-        }
-        switch verify(request, started: started) {
-        case .success(let delivery): return .later { responder in self.record(delivery, started: started, answer: responder) }
-        case .failure(let refusal): return .now(refusal.response)
-        }
-    }
-
-    /// The signature check; a refusal is counted here.
-    private func verify(_ request: Request, started: ContinuousClock.Instant) -> Result<ReplicateIntake.Delivery, WebhookRefusal> {
-        let result = WebhookEnvelope(provider: "replicate", logger: logger).delivery(from: request, verifier: verifier())
-        if case .failure(let refusal) = result {
+            return .laterOnPool { responder in self.spoolThenSubmit(delivery, started: started, answer: responder) }
+        case .failure(let refusal):
             AfterimageMetrics.webhookAnswered(provider: "replicate", status: refusal.response.status, since: started)
+            return .now(refusal.response)
         }
-        return result
     }
 
-    /// Hands the delivery to the next group commit; `responder` is answered after COMMIT (or with 503). A
-    /// body that may carry data: outputs is first decoded into the spool and fsynced, on another thread:
-    /// that is disk work the event thread must not wait for.
-    private func record(_ delivery: ReplicateIntake.Delivery, started: ContinuousClock.Instant, answer responder: Responder) {
-        guard ReplicateIntake.mayCarryDataOutputs(delivery.body) else {
-            submit(delivery, started: started, answer: responder)
+    /// On a handler pool thread: the body's data: outputs decoded into the spool and fsynced, then the
+    /// delivery handed to the next group commit. Nothing is acknowledged when the spool cannot take them.
+    private func spoolThenSubmit(_ delivery: ReplicateIntake.Delivery, started: ContinuousClock.Instant, answer responder: Responder) {
+        let spooled: ReplicateIntake.Delivery
+        do {
+            spooled = try batcher.intake.spoolingDataOutputs(of: delivery)
+        } catch {
+            // The spool could not take the bytes (disk full, permissions): nothing was acknowledged.
+            logger.error("webhook not recorded: spool failure", metadata: ["provider": "replicate", "error": "\(error)"])
+            let response = Response.error(status: 503, code: "spool_unavailable", message: "the delivery was not recorded; retry later",
+                                          headers: [("Retry-After", "30")])
+            AfterimageMetrics.webhookAnswered(provider: "replicate", status: response.status, since: started)
+            responder.respond(response)
             return
         }
-        DispatchQueue.global().async {
-            let spooled: ReplicateIntake.Delivery
-            do {
-                spooled = try self.batcher.intake.spoolingDataOutputs(of: delivery)
-            } catch {
-                // The spool could not take the bytes (disk full, permissions): nothing was acknowledged.
-                self.logger.error("webhook not recorded: spool failure", metadata: ["provider": "replicate", "error": "\(error)"])
-                let response = Response.error(status: 503, code: "spool_unavailable", message: "the delivery was not recorded; retry later",
-                                              headers: [("Retry-After", "30")])
-                AfterimageMetrics.webhookAnswered(provider: "replicate", status: response.status, since: started)
-                responder.respond(response)
-                return
-            }
-            self.submit(spooled, started: started, answer: responder)
-        }
+        submit(spooled, started: started, answer: responder)
     }
 
+    /// Hands the delivery to the next group commit; `responder` is answered after COMMIT (or with 503).
     private func submit(_ delivery: ReplicateIntake.Delivery, started: ContinuousClock.Instant, answer responder: Responder) {
         let envelope = WebhookEnvelope(provider: "replicate", logger: logger)
         batcher.submit(delivery) { [lookupCache, batcher] result in
