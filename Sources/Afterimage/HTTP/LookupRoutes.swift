@@ -25,14 +25,16 @@ public struct LookupRoutes: Sendable {
     /// What a client should wait while an asset is in flight, or pending and already due.
     static let defaultRetryAfter = 2
 
+    /// `refresher` re-reads entries ahead of their expiry; the daemon starts and stops it with its other
+    /// parts (one that is never started refreshes nothing, and entries simply expire).
     public init(pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator,
-                cache: LookupCache = LookupCache(lifetimeSeconds: 0), logger: Logger) {
+                cache: LookupCache = LookupCache(lifetimeSeconds: 0), refresher: LookupRefresher? = nil, logger: Logger) {
         self.pool = pool
         self.presigner = presigner
         self.authenticator = authenticator
         self.cache = cache
         self.logger = logger
-        refresher = LookupRefresher(pool: pool, cache: cache)
+        self.refresher = refresher ?? LookupRefresher(pool: pool, cache: cache)
     }
 
     public func register(on router: inout Router) {
@@ -66,7 +68,7 @@ public struct LookupRoutes: Sendable {
             return try handler(request)
         } catch let error as LookupError {
             return error.response
-        } catch let error as PQError where [.poolTimeout, .connectionFailed, .connectionLost, .poolClosed].contains(error.code) {
+        } catch let error as PQError where error.isUnavailable {
             logger.error("lookup failed: database unavailable", metadata: ["error": "\(error)"])
             return .error(status: 503, code: "database_unavailable", message: "the database is unavailable; retry later",
                           headers: [("Retry-After", "5")])

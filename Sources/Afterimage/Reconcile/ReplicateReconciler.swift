@@ -21,6 +21,8 @@ public struct ReplicateReconciler: Sendable {
         /// Bounds a pass: at most this many list pages, and this many one-by-one refreshes.
         public var maxPages = 1000
         public var maxRefreshes = 100
+        /// Deadlines of the pass's database session (`database.*` timeouts).
+        public var sessionLimits = SessionLimits()
 
         public init(databaseURL: String) { self.databaseURL = databaseURL }
     }
@@ -76,7 +78,7 @@ public struct ReplicateReconciler: Sendable {
     public func runPass(createdAfter: Date, progress: (Summary) -> Void = { _ in }) throws(ReconcileError) -> Outcome {
         let connection: Connection
         do {
-            connection = try Connection.connect(url: configuration.databaseURL)
+            connection = try Connection.connect(url: configuration.databaseURL, limits: configuration.sessionLimits)
         } catch {
             throw ReconcileError(.database, "cannot connect: \(error)")
         }
