@@ -76,7 +76,9 @@ public final class IntakeBatcher: DaemonComponent {
         for index in 0..<max(1, configuration.committers) {
             threads.spawn("afterimage-intake-\(index)") { [self] heartbeat in commitLoop(index, heartbeat: heartbeat) }
         }
-        threads.spawn("afterimage-intake-timeouts") { [self] heartbeat in sweepLoop(heartbeat) }
+        threads.repeating("afterimage-intake-timeouts", every: min(1, configuration.waitTimeout / 4), until: sweeperStop) { [self] _ in
+            answerLateDeliveries()
+        }
     }
 
     /// Commits what is queued, then stops the committers. Past `stopBudget` whatever is still waiting is
@@ -144,22 +146,20 @@ public final class IntakeBatcher: DaemonComponent {
     /// Answers 503 (through `IntakeTimeout`) for deliveries waiting longer than `waitTimeout`, queued or
     /// inside a commit that hangs (a database that stopped answering). The commit may still succeed
     /// later; the provider's retry is then a duplicate, so nothing is lost either way.
-    private func sweepLoop(_ heartbeat: Heartbeat) {
+    private func answerLateDeliveries() {
         let limit = Duration.milliseconds(Int64(configuration.waitTimeout * 1000))
-        while sweeperStop.sleep(min(1, configuration.waitTimeout / 4), heartbeat: heartbeat) {
-            let now = ContinuousClock.now
-            var late: [Pending] = []
-            queue.withLock { queued in
-                for pending in queued {
-                    guard now - pending.enqueuedAt > limit else { break }  // oldest first
-                    late.append(pending)
-                }
+        let now = ContinuousClock.now
+        var late: [Pending] = []
+        queue.withLock { queued in
+            for pending in queued {
+                guard now - pending.enqueuedAt > limit else { break }  // oldest first
+                late.append(pending)
             }
-            committing.withLock { batches in
-                for batch in batches { late.append(contentsOf: batch.filter { now - $0.enqueuedAt > limit }) }
-            }
-            for pending in late where !pending.isFinished { pending.finish(.failure(IntakeTimeout())) }
         }
+        committing.withLock { batches in
+            for batch in batches { late.append(contentsOf: batch.filter { now - $0.enqueuedAt > limit }) }
+        }
+        for pending in late where !pending.isFinished { pending.finish(.failure(IntakeTimeout())) }
     }
 
     private func commit(_ batch: [Pending]) {
