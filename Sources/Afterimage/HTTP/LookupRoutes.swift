@@ -55,6 +55,10 @@ public struct LookupRoutes: Sendable {
     /// runnable threads on few cores the scheduler, not arrival order, decides who runs next (bench/lookup:
     /// p99 from 14–17 ms to 8–10 ms when this was added, before the event-thread server). Work here is
     /// short (memory, one prepared query), so a small multiple of the cores keeps them busy.
+    ///
+    /// The handler pool does not make this redundant: it bounds threads by `http.connection_limit`, not by
+    /// cores. Measured again without it (issue 14.2, bench/lookup/README.md): throughput the same within the
+    /// noise, p99 several times worse (54–925 ms against 27–81 ms), so it stays.
     static let concurrentLookups = max(4, 4 * ProcessInfo.processInfo.activeProcessorCount)
     private let admission = DispatchSemaphore(value: LookupRoutes.concurrentLookups)
 
