@@ -40,6 +40,9 @@ public final class ArchiveWorkers: DaemonComponent {
     private let inFlight = Mutex<[Int64: InFlight]>([:])
     /// Set while claims fail (the database went away): the first failure is a warning, the rest debug.
     private let claimsFailing = Atomic<Bool>(false)
+    /// Set once orphaned spool files were removed (or that was skipped): workers claim only after it, or
+    /// the clean-up would take files they are writing for orphans.
+    private let spoolChecked = Atomic<Bool>(false)
     private let threads: ThreadGroup
 
     struct InFlight { let token: UUID; var lost: Bool }
@@ -63,16 +66,18 @@ public final class ArchiveWorkers: DaemonComponent {
     public func start() {
         guard configuration.count > 0 else { return }
         threads.spawn("afterimage-listen") { [self] heartbeat in
-            if waitForDatabase(heartbeat) { listenLoop(heartbeat) }
+            if wait(until: databaseReady, heartbeat: heartbeat) { listenLoop(heartbeat) }
         }
         threads.spawn("afterimage-lease") { [self] heartbeat in
-            guard waitForDatabase(heartbeat) else { return }
+            guard wait(until: databaseReady, heartbeat: heartbeat) else { return }
             cleanSpool()
+            spoolChecked.store(true, ordering: .releasing)
+            stopSignal.wake()
             leaseLoop(heartbeat)
         }
         for index in 0..<configuration.count {
             threads.spawn("afterimage-worker-\(index)") { [self] heartbeat in
-                if waitForDatabase(heartbeat) { workerLoop(heartbeat) }
+                if wait(until: { spoolChecked.load(ordering: .acquiring) }, heartbeat: heartbeat) { workerLoop(heartbeat) }
             }
         }
         logger.info("workers started", metadata: ["count": "\(configuration.count)"])
@@ -100,10 +105,10 @@ public final class ArchiveWorkers: DaemonComponent {
     /// Wakes idle workers now (new assets were queued by this process).
     public func notifyNewWork() { stopSignal.wake() }
 
-    /// Waits until the database is ready; false when stopped first.
-    private func waitForDatabase(_ heartbeat: Heartbeat) -> Bool {
-        while !databaseReady() {
-            guard stopSignal.sleep(0.5, heartbeat: heartbeat) else { return false }
+    /// Waits until `condition` holds (the database is ready; the spool was checked); false when stopped first.
+    private func wait(until condition: () -> Bool, heartbeat: Heartbeat) -> Bool {
+        while !condition() {
+            guard stopSignal.waitForWork(0.5, heartbeat: heartbeat) else { return false }
         }
         return !stopSignal.isStopped
     }
