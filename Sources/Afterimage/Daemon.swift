@@ -4,48 +4,72 @@ import MicroHTTP
 import PQ
 import S3
 
-/// The running daemon: the database pool, the storage client, the HTTP server and the archive workers,
-/// started in the order that makes readiness true (schema first, then workers and listeners) and
-/// stopped in reverse (stop accepting, drain requests, drain transfers, close the database).
+/// The running daemon: a list of components (`DaemonComponent`) that `Lifecycle` starts in this order and
+/// stops in exact reverse order, each stop bounded:
+///
+/// 1. the database pool (closed last),
+/// 2. database startup: connects and applies migrations in the background, then lets the pool admit,
+/// 3. the archive workers (they claim once the database is ready),
+/// 4. the intake committers,
+/// 5. the lookup refresher and 6. the lookup cache invalidator,
+/// 7. the reconciler (when configured),
+/// 8. the HTTP server (only now: everything its routes hand work to is running),
+/// 9. the queue monitor and 10. the watchdog.
+///
+/// Nothing here waits for PostgreSQL: the daemon binds and answers at once (webhooks and lookups 503 +
+/// Retry-After, `/readyz` 503) until the database is ready, and after any later outage, without a restart.
 public final class Daemon: Sendable {
     public let settings: Settings
     let logger: Logger
     let pool: Pool
     let storage: S3Client
     let server: HTTPServer
-    let workers: ArchiveWorkers
-    let intake: IntakeBatcher
-    let lookupCacheInvalidator: LookupCacheInvalidator
+    let database: DatabaseStartup
     /// What SIGHUP may change while running (secrets, tokens, log level, fetch limits).
     public let reloadable: ReloadableSettings
     let notifier: SystemdNotifier
-    let watchdog: Watchdog?
-    let monitor: QueueMonitor
-    /// Nil when reconciliation is off (no `replicate.api_token`, or `replicate.reconcile_interval = 0`).
-    let reconciler: ReconcileService?
+    let status: ServiceStatus
+    /// Every loop's heartbeat, for the watchdog.
+    public let heartbeats: Heartbeats
+    let lifecycle: Lifecycle
+    /// Errors that end the daemon after it started (a migration the database refuses): `serve` stops
+    /// and exits 1 when one arrives.
+    public let failures: AsyncStream<any Error>
+
+    /// An event thread inside one callback this long is wedged (callbacks never block).
+    static let eventThreadTolerance: Duration = .seconds(10)
 
     /// - Parameters:
     ///   - listeningSocket: an inherited listening socket (systemd socket activation) served instead of binding.
     ///   - notifier: readiness, status, reload and stop notifications to systemd (`serve` passes the real one).
-    ///   - watchdogInterval: ping systemd's watchdog this often, after a database check (nil: off).
+    ///   - watchdogInterval: ping systemd's watchdog this often, while every loop beats (nil: off).
     public init(settings: Settings, logger: Logger, listeningSocket: Int32? = nil,
                 notifier: SystemdNotifier = .disabled, watchdogInterval: Duration? = nil) throws {
         try settings.validateForServe()
         self.settings = settings
         self.logger = logger
+        self.notifier = notifier
         let databaseURL = try settings.requireDatabaseURL()
-        pool = Pool(url: databaseURL, size: settings.database.poolSize,
-                    acquireTimeout: .milliseconds(settings.database.acquireTimeoutMilliseconds))
+        let limits = settings.database.sessionLimits
+        let status = ServiceStatus(notifier: notifier)
+        self.status = status
+        let heartbeats = Heartbeats(defaultTolerance: settings.database.longestStep + .seconds(30))
+        self.heartbeats = heartbeats
+        let (failures, failed) = AsyncStream<any Error>.makeStream()
+        self.failures = failures
+
+        let pool = Pool(url: databaseURL, size: settings.database.poolSize,
+                        acquireTimeout: .milliseconds(settings.database.acquireTimeoutMilliseconds),
+                        connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds, limits: limits, admitting: false)
+        self.pool = pool
         storage = try settings.storage.makeClient()
         let reloadable = ReloadableSettings(settings)
         self.reloadable = reloadable
-        self.notifier = notifier
-        monitor = QueueMonitor(pool: pool, notifier: notifier, logger: logger)
-        watchdog = watchdogInterval.map { [pool] interval in
-            Watchdog(interval: interval, notifier: notifier, logger: logger) {
-                (try? pool.withConnection { connection in _ = try connection.query("SELECT 1") }) != nil
-            }
-        }
+        let database = DatabaseStartup(databaseURL: databaseURL, migrate: settings.database.migrate, limits: limits, pool: pool,
+                                       status: status, heartbeats: heartbeats, logger: logger,
+                                       onFatal: { error in failed.yield(error) })
+        self.database = database
+        let databaseReady: @Sendable () -> Bool = { database.isReady }
 
         let queue = ArchiveQueue(leaseSeconds: settings.workers.leaseSeconds,
                                  instanceName: "\(ProcessInfo.processInfo.hostName)/\(getpid())")
@@ -56,26 +80,36 @@ public final class Daemon: Sendable {
             sourceCredential: { provider in reloadable.current.sourceCredential(for: provider) },
             multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize,
             stability: StabilitySource(apiKeys: { reloadable.current.stability.apiKeys }), logger: logger)
-        workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL,
-                                 configuration: .init(count: settings.workers.count), logger: logger)
+        var workerConfiguration = ArchiveWorkers.Configuration(count: settings.workers.count)
+        workerConfiguration.drainTimeout = .seconds(settings.workers.drainTimeoutSeconds)
+        let workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL, limits: limits, configuration: workerConfiguration,
+                                     databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
 
-        reconciler = try ReconcileService.fromSettings(settings, logger: logger)
+        let reconciler = try ReconcileService.fromSettings(settings, heartbeats: heartbeats, databaseReady: databaseReady, logger: logger)
+
+        var intakeConfiguration = IntakeBatcher.Configuration()
+        intakeConfiguration.waitTimeout = TimeInterval(settings.http.intakeTimeoutSeconds)
+        let intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention, spool: spool), pool: pool,
+                                   configuration: intakeConfiguration, heartbeats: heartbeats, logger: logger)
+        let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
+        let refresher = LookupRefresher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
+        let invalidator = LookupCacheInvalidator(cache: lookupCache, databaseURL: databaseURL, limits: limits,
+                                                 heartbeats: heartbeats, logger: logger)
+        let monitor = QueueMonitor(pool: pool, status: status, heartbeats: heartbeats, logger: logger)
 
         var router = Router()
         HealthRoutes(pool: pool, storage: storage, logger: logger).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
-        intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention, spool: spool), pool: pool, logger: logger)
-        let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
-        lookupCacheInvalidator = LookupCacheInvalidator(cache: lookupCache, databaseURL: databaseURL, logger: logger)
         ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, lookupCache: lookupCache, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
         StabilityWebhookRoute(verifier: { reloadable.stabilityVerifier }, intake: StabilityIntake(baseURL: settings.stability.baseURL, spool: spool),
                               pool: pool, lookupCache: lookupCache, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
         LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
-                     authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, logger: logger).register(on: &router)
+                     authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, logger: logger)
+            .register(on: &router)
         ConsoleRoutes(settings: settings, logger: logger).register(on: &router)
-        server = HTTPServer(router: router, configuration: .init(
+        let server = HTTPServer(router: router, configuration: .init(
             host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
             connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
             connectionLimit: settings.http.connectionLimit,
@@ -86,42 +120,85 @@ public final class Daemon: Sendable {
             maxInflightBodyBytes: settings.http.maxInflightBodyBytes,
             // Large bodies wait in unnamed files beside the spool while they arrive (see BodyStore).
             bodySpillDirectory: settings.workers.spoolDirectory))
+        self.server = server
+
+        let watchdog = watchdogInterval.map { interval in
+            Watchdog(interval: interval, notifier: notifier, logger: logger) {
+                var stalled = heartbeats.stalled()
+                let busy = server.longestEventThreadCallback
+                if busy > Self.eventThreadTolerance { stalled.append((name: "http event thread", silence: busy)) }
+                return stalled
+            }
+        }
+
+        var components: [any DaemonComponent] = [PoolComponent(pool), database, workers, intake, refresher, invalidator]
+        if let reconciler { components.append(reconciler) }
+        components += [HTTPServerComponent(server, drainTimeout: Self.httpDrainTimeout), monitor]
+        if let watchdog { components.append(watchdog) }
+        lifecycle = Lifecycle(components, logger: logger)
     }
 
-    /// Applies migrations (unless `database.migrate = false`), starts the workers, then listens.
+    /// How long a stop waits for requests in flight (and handlers) before answering them 503 itself.
+    static let httpDrainTimeout: Duration = .seconds(10)
+
+    /// Starts every component in order. Returns once the HTTP server accepts (the database may still be
+    /// on its way), then tells systemd `READY=1` with a `STATUS=` saying what is still awaited.
     public func start() throws {
-        if settings.database.migrate {
-            let applied = try Migrator().migrate(databaseURL: try settings.requireDatabaseURL(), logger: logger)
-            logger.info("schema current", metadata: ["applied": "\(applied.count)"])
-        }
-        workers.start()
-        intake.start()
-        lookupCacheInvalidator.start()
-        reconciler?.start()
-        try server.start()
+        try lifecycle.start()
         logger.info("listening", metadata: ["host": "\(settings.http.host)", "port": "\(server.boundPort)"])
-        monitor.start()
-        watchdog?.start()
-        // Only now: the schema is current, the workers run and the socket accepts.
-        notifier.notify(["READY=1", SystemdNotifier.status("serving on port \(server.boundPort)")])
+        status.set(.serving, "serving on port \(server.boundPort)")
+        status.notify(["READY=1"])
     }
 
     public var boundPort: Int { server.boundPort }
 
-    /// Stops accepting, lets in-flight requests finish, drains transfers, then closes the database.
+    /// True once the schema is current and the database admits requests.
+    public var isDatabaseReady: Bool { database.isReady }
+
+    /// Stops every component in reverse order: the watchdog and monitor, then the HTTP server (stops
+    /// accepting, lets requests finish, answers the rest 503), the reconciler and lookup helpers, the intake
+    /// committers (what is queued is committed), the workers (drain, abort, release leases), the database
+    /// startup, the pool. Bounded by `stopBudget`.
     public func stop() {
-        logger.info("stopping")
+        logger.info("stopping", metadata: ["budget": "\(lifecycle.stopBudget)"])
         notifier.notify(["STOPPING=1", SystemdNotifier.status("draining: finishing requests and transfers")])
-        watchdog?.stop()
-        monitor.stop()
-        server.stop(drainTimeout: .seconds(10))
-        intake.stop()
-        lookupCacheInvalidator.stop()
-        reconciler?.stop()
-        workers.stop(drainTimeout: .seconds(settings.workers.drainTimeoutSeconds))
-        pool.close()
+        lifecycle.stop()
         logger.info("stopped")
     }
+
+    /// The longest a stop can take with these settings; `TimeoutStopSec=` in the unit must exceed it.
+    public var stopBudget: Duration { lifecycle.stopBudget }
+
+    /// The names of the components, in start order.
+    public var componentNames: [String] { lifecycle.components.map(\.name) }
+}
+
+/// The pool as a component: nothing to start (it connects lazily), closed last.
+final class PoolComponent: DaemonComponent {
+    let pool: Pool
+    let name = "database pool"
+    let stopBudget: Duration = .seconds(1)
+    init(_ pool: Pool) { self.pool = pool }
+    func start() {}
+    func stop() { pool.close() }
+}
+
+/// The HTTP server as a component: binds on start; on stop, quiesces and drains, answering requests still
+/// waiting for a handler with 503 at the drain deadline.
+final class HTTPServerComponent: DaemonComponent {
+    let server: HTTPServer
+    let drainTimeout: Duration
+    let name = "http server"
+    /// The drain, then a second for the event threads to send what was answered last.
+    var stopBudget: Duration { drainTimeout + .seconds(1) }
+
+    init(_ server: HTTPServer, drainTimeout: Duration) {
+        self.server = server
+        self.drainTimeout = drainTimeout
+    }
+
+    func start() throws { try server.start() }
+    func stop() { server.stop(drainTimeout: drainTimeout, handlerDeadline: drainTimeout) }
 }
 
 extension Daemon {
@@ -133,7 +210,7 @@ extension Daemon {
     @discardableResult
     public func reload(from load: () async throws -> Settings) async -> Bool {
         notifier.notify(["RELOADING=1", "MONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())"])
-        let status: String
+        let outcome: String
         var applied = false
         do {
             let new = try await load()
@@ -145,14 +222,14 @@ extension Daemon {
                                metadata: ["keys": "\(ignored.joined(separator: ","))"])
             }
             logger.notice("configuration reloaded", metadata: ["log_level": "\(new.logLevel)"])
-            status = "configuration reloaded"
+            outcome = "configuration reloaded"
             applied = true
         } catch {
             // ConfigurationError names the key and never carries a secret's value.
             logger.error("reload refused; the running configuration is kept", metadata: ["error": "\(error)"])
-            status = "reload refused: \(error)"
+            outcome = "reload refused: \(error)"
         }
-        notifier.notify(["READY=1", SystemdNotifier.status(status)])
+        status.notify(["READY=1"], prefix: outcome)
         return applied
     }
 }

@@ -21,6 +21,8 @@ nonisolated func microHTTPAccessHandler(
 ) -> MHD_Result {
     guard let cls, let connection, let url, let method, let uploadDataSize, let conCls else { return .NO }
     let core = Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue()
+    let watch = core.eventThreads.enter()
+    defer { watch.leave() }
 
     guard let slot = conCls.pointee else {
         return beginRequest(core, connection, method: String(cString: method), rawPath: String(cString: url), conCls: conCls)
@@ -49,24 +51,19 @@ nonisolated func microHTTPAccessHandler(
     case .block(let handler, let request):
         context.dispatched = true
         MHD_suspend_connection(connection)
-        let suspended = SuspendedConnection(pointer: connection)
-        let pending = context.pending
-        core.handlers.submit { [core] in
-            pending.set(handler(request))
-            core.resumeGate.withLock { stopping in
-                if !stopping { MHD_resume_connection(suspended.pointer) }
-            }
-        }
+        let suspended = SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending)
+        core.handlers.submit { suspended.answer(handler(request)) }
         return .YES
     case .later(let start):
         context.dispatched = true
         MHD_suspend_connection(connection)
-        start(Responder(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending))
+        start(Responder(request: SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending)))
         return .YES
     case .laterOnPool(let start):
         context.dispatched = true
         MHD_suspend_connection(connection)
-        let responder = Responder(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending)
+        let responder = Responder(request: SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection),
+                                                            pending: context.pending))
         core.handlers.submit { start(responder) }
         return .YES
     case .readBack(let route, let parts, let body):
@@ -74,7 +71,8 @@ nonisolated func microHTTPAccessHandler(
         // runs on the pool with a responder, whatever kind of handler it has.
         context.dispatched = true
         MHD_suspend_connection(connection)
-        let responder = Responder(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending)
+        let responder = Responder(request: SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection),
+                                                            pending: context.pending))
         core.handlers.submit { runReadBack(route, parts, body, responder) }
         return .YES
     }
@@ -83,7 +81,7 @@ nonisolated func microHTTPAccessHandler(
 /// A suspended connection, handed to the pool thread that will resume it. @unchecked Sendable:
 /// MHD_resume_connection is the one call libmicrohttpd allows from any thread, and the connection
 /// cannot go away while suspended (suspended connections do not time out, and the server stops the
-/// daemon only once the pool is idle and every responder has answered).
+/// daemon only once every suspended request has been answered, by its handler or by the stop itself).
 struct SuspendedConnection: @unchecked Sendable {
     let pointer: OpaquePointer
 }

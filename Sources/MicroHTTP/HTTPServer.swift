@@ -135,10 +135,21 @@ public final class HTTPServer: Sendable {
     }
 
     /// libmicrohttpd must not be stopped while a connection is suspended: handlers still running and
-    /// responders not yet answered are waited for (their own timeouts bound them), and each resumes its
-    /// connection when done.
-    private static func waitForHandlers(_ core: ServerCore) {
-        while core.handlers.pending > 0 || core.unanswered.load(ordering: .acquiring) > 0 { usleep(5_000) }
+    /// responders not yet answered are waited for, each resuming its connection when done. Without a
+    /// deadline their own timeouts must bound the wait; at `deadline` the requests still waiting are
+    /// answered 503 here (their handlers' later answers are ignored), which resumes their connections.
+    private static func waitForHandlers(_ core: ServerCore, until deadline: ContinuousClock.Instant? = nil) {
+        while core.suspended.withLock({ !$0.isEmpty }) {
+            if let deadline, ContinuousClock.now >= deadline {
+                let waiting = core.suspended.withLock { Array($0.values) }
+                for request in waiting {
+                    request.answer(.error(status: 503, code: "stopping", message: "the server is stopping; retry later",
+                                          headers: [("Retry-After", "5")]))
+                }
+                return
+            }
+            usleep(5_000)
+        }
     }
 
     /// Binds (or adopts the inherited socket) and starts serving on libmicrohttpd's threads.
@@ -169,6 +180,10 @@ public final class HTTPServer: Sendable {
 
     /// Connections closed because their head or request missed its deadline, since start.
     public var connectionsPastDeadline: Int { core.deadlines.expired.load(ordering: .relaxed) }
+    /// How long the busiest event thread has been inside one of the server's callbacks right now (zero
+    /// when none is in one). Callbacks never block, so a long time here means a wedged event thread: a
+    /// watchdog's liveness check.
+    public var longestEventThreadCallback: Duration { core.eventThreads.longestBusy() }
 
     /// Stops accepting connections and closes the listening socket, so new clients are refused
     /// (and, under systemd socket activation, queue in systemd's copy for the next instance)
@@ -187,18 +202,28 @@ public final class HTTPServer: Sendable {
     }
 
     /// Graceful stop: quiesce, wait until in-flight requests finish or `drainTimeout` passes, then
-    /// stop the daemon, which closes remaining connections. A handler still running past the deadline
-    /// delays the return until it returns (a suspended connection must be resumed before the daemon
-    /// stops); keep handlers' own timeouts shorter than the stop budget. Never call it from a
+    /// stop the daemon, which closes remaining connections. Requests still waiting for a handler or a
+    /// responder are waited for until `handlerDeadline` after the stop began, then answered 503 +
+    /// `Retry-After` by the server itself (a suspended connection must be resumed before the daemon
+    /// stops), so the stop is bounded whatever the handlers do. Without `handlerDeadline` they are waited
+    /// for as long as they take: their own timeouts must then bound the stop. Never call it from a
     /// handler: it would wait for itself.
-    public func stop(drainTimeout: Duration = .seconds(10)) {
-        quiesce()
+    public func stop(drainTimeout: Duration = .seconds(10), handlerDeadline: Duration? = nil) {
         let clock = ContinuousClock()
-        let deadline = clock.now + drainTimeout
+        let began = clock.now
+        quiesce()
+        let deadline = began + drainTimeout
         while core.inFlight.load(ordering: .acquiring) > 0, clock.now < deadline {
             usleep(5_000)  // polling a counter: 5 ms is short against any request, cheap on CPU
         }
-        Self.waitForHandlers(core)
+        let answerBy = handlerDeadline.map { began + $0 }
+        Self.waitForHandlers(core, until: answerBy)
+        if answerBy != nil {
+            // Give the event threads a moment to send what was just answered before the daemon closes
+            // every connection.
+            let flushBy = clock.now + .seconds(1)
+            while core.inFlight.load(ordering: .acquiring) > 0, clock.now < flushBy { usleep(5_000) }
+        }
         let daemon = state.withLock { state -> DaemonHandle? in
             defer { state.daemon = nil; state.phase = .stopped }
             return state.daemon
@@ -207,7 +232,7 @@ public final class HTTPServer: Sendable {
             // A handler that finished after the wait above resumed its connection: let the event
             // thread queue that answer before the daemon closes everything. Any handler still running
             // after this (a request on a kept-alive connection that arrived meanwhile) will not resume.
-            Self.waitForHandlers(core)
+            Self.waitForHandlers(core, until: answerBy)
             core.deadlines.stop()
             core.resumeGate.withLock { $0 = true }
             MHD_stop_daemon(daemon.pointer)

@@ -1,3 +1,4 @@
+import CMicroHTTPD
 import Synchronization
 
 /// What libmicrohttpd's callbacks need, shared by its event threads and the handler pool. Passed to C
@@ -8,8 +9,12 @@ final class ServerCore: Sendable {
     let configuration: HTTPServer.Configuration
     /// Where handlers that may block run while their connection is suspended.
     let handlers: HandlerPool
-    /// Responders handed out and not yet answered: their connections are suspended.
-    let unanswered = Atomic<Int>(0)
+    /// Requests whose connections are suspended until their handler or responder answers, so a stop can
+    /// answer what is still waiting at its deadline (libmicrohttpd must not be stopped with a connection
+    /// suspended).
+    let suspended = Mutex<[ObjectIdentifier: SuspendedRequest]>([:])
+    /// How long the event threads have been inside our callbacks (the watchdog's view of them).
+    let eventThreads = EventThreadWatch()
     /// Requests between their first access-handler call and their completion callback.
     let inFlight = Atomic<Int>(0)
     /// Set by quiesce: answers then carry `Connection: close` so keep-alive clients move away.
@@ -29,6 +34,39 @@ final class ServerCore: Sendable {
         bodyBudget = BodyBudget(limit: configuration.maxInflightBodyBytes)
         deadlines = ConnectionDeadlines(headerTimeout: .seconds(configuration.headerTimeoutSeconds),
                                         requestTimeout: .seconds(configuration.requestTimeoutSeconds))
+    }
+}
+
+/// A request whose connection is suspended while its answer is worked out elsewhere (a handler on the pool,
+/// a deferred responder). `answer` queues the response and resumes the connection exactly once, whoever
+/// calls it first: the handler, the responder, or a stop that reached its deadline.
+final class SuspendedRequest: Sendable {
+    private let core: ServerCore
+    private let connection: SuspendedConnection
+    private let pending: PendingResponse
+    private let answered = Atomic<Bool>(false)
+
+    /// Registers the request with `core`; call right after MHD_suspend_connection.
+    init(core: ServerCore, connection: SuspendedConnection, pending: PendingResponse) {
+        self.core = core
+        self.connection = connection
+        self.pending = pending
+        core.suspended.withLock { $0[ObjectIdentifier(self)] = self }
+    }
+
+    var isAnswered: Bool { answered.load(ordering: .acquiring) }
+
+    /// Queues `response` and resumes the connection (the event thread sends it). False when an answer
+    /// was already given.
+    @discardableResult
+    func answer(_ response: Response) -> Bool {
+        guard !answered.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        pending.set(response)
+        core.resumeGate.withLock { stopping in
+            if !stopping { MHD_resume_connection(connection.pointer) }
+        }
+        _ = core.suspended.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
+        return true
     }
 }
 

@@ -4,9 +4,9 @@ import Foundation
 /// The keyword/value list handed to `PQconnectdbParams`, built so the caller's URI is kept
 /// intact (`expand_dbname=1`) while the session settings PQ's decoders rely on always win.
 ///
-/// libpq processes keywords in order and the last value of a keyword is kept, so: defaults the
-/// URI may override (keepalives) come before `dbname`; settings PQ depends on (UTC, ISO dates,
-/// hex bytea, UTF-8, the connect timeout the caller passed) come after it.
+/// libpq processes keywords in order and the last value of a keyword is kept, so settings PQ depends
+/// on (UTC, ISO dates, hex bytea, UTF-8, the connect timeout and `SessionLimits` the caller passed)
+/// come after `dbname` and win over the URI.
 struct ConnectionParameters {
     /// Session settings the text decoders assume; appended after any `options` from the URI so
     /// they take precedence (`-c` settings apply left to right).
@@ -15,21 +15,25 @@ struct ConnectionParameters {
     var keywords: [String] = []
     var values: [String] = []
 
-    init(url: String, connectTimeoutSeconds: Int) {
-        // Dead peers (a server that vanished without closing TCP) are noticed within about a minute
-        // instead of the kernel's two hours, so a blocked query fails instead of hanging forever.
-        append("keepalives", "1")
-        append("keepalives_idle", "30")
-        append("keepalives_interval", "10")
-        append("keepalives_count", "3")
+    init(url: String, connectTimeoutSeconds: Int, limits: SessionLimits = SessionLimits()) {
         // Used only when the URI names no application_name of its own.
         append("fallback_application_name", "afterimage")
         append("dbname", url)
         // libpq treats 1 as 2 and 0 as "wait forever"; never wait forever.
         append("connect_timeout", String(max(2, connectTimeoutSeconds)))
         append("client_encoding", "UTF8")
+        // Dead peers (a server that vanished without closing TCP) are noticed within about a minute
+        // instead of the kernel's two hours, so a blocked query fails instead of hanging forever.
+        append("keepalives", "1")
+        append("keepalives_idle", String(max(1, limits.keepalivesIdleSeconds)))
+        append("keepalives_interval", String(max(1, limits.keepalivesIntervalSeconds)))
+        append("keepalives_count", String(max(1, limits.keepalivesCount)))
+        if limits.tcpUserTimeoutMilliseconds > 0 {
+            append("tcp_user_timeout", String(limits.tcpUserTimeoutMilliseconds))
+        }
+        let ours = [Self.sessionOptions, limits.serverOptions].filter { !$0.isEmpty }.joined(separator: " ")
         let uriOptions = Self.parsedValue("options", in: url) ?? ""
-        append("options", uriOptions.isEmpty ? Self.sessionOptions : uriOptions + " " + Self.sessionOptions)
+        append("options", uriOptions.isEmpty ? ours : uriOptions + " " + ours)
     }
 
     private mutating func append(_ keyword: String, _ value: String) {

@@ -54,6 +54,21 @@ public struct PQError: Error, CustomStringConvertible, Sendable {
     /// True when the statement hit a unique constraint: the caller's "already there" case.
     public var isUniqueViolation: Bool { sqlState == "23505" }
 
+    /// True when the database cannot do the work right now but may a little later, so the caller should
+    /// answer "retry later" (503) rather than blame the request: no connection (none could be made, it
+    /// broke, none became free, the pool is closed or not yet admitting), or the server gave up on a
+    /// deadline or is going away.
+    public var isUnavailable: Bool {
+        if [.connectionFailed, .connectionLost, .poolTimeout, .poolClosed].contains(code) { return true }
+        guard let sqlState else { return false }
+        return Self.unavailableStates.contains(sqlState)
+    }
+
+    /// SQLSTATEs that mean "not now": 57014 query_canceled (statement_timeout), 55P03 lock_not_available
+    /// (lock_timeout), 25P03 idle_in_transaction_session_timeout, 57P01/57P02/57P03 the server is shutting
+    /// down, crashed or starting, 53300 too_many_connections.
+    static let unavailableStates: Set<String> = ["57014", "55P03", "25P03", "57P01", "57P02", "57P03", "53300"]
+
     public var description: String {
         var text = "PQError(\(code)"
         if let sqlState { text += ", SQLSTATE \(sqlState)" }

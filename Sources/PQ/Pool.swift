@@ -12,11 +12,17 @@ import Synchronization
 /// (a zero-timeout poll, no round trip) and replaces it when libpq sees it closed; and when a call
 /// still fails with `connectionLost`, the pool drops all its other idle connections too, since
 /// they point at the same server. So at most one call fails per restart.
+///
+/// A pool made with `admitting: false` refuses every check-out at once (`connectionFailed`) until
+/// `startAdmitting()`: an application that must first bring the schema up to date can serve "retry
+/// later" meanwhile instead of letting callers wait on, or use, a database that is not ready.
 public final class Pool: Sendable {
     private let url: String
     private let size: Int
     private let acquireTimeout: Duration
     private let connectTimeoutSeconds: Int
+    private let limits: SessionLimits
+    private let admitting: Atomic<Bool>
     private let state: Mutex<State>
 
     /// What a waiting caller is given when a connection frees up.
@@ -56,14 +62,25 @@ public final class Pool: Sendable {
     ///   - size: the most connections open at once (at least 1).
     ///   - acquireTimeout: how long a caller waits for a busy pool before `poolTimeout`. Opening a
     ///     new connection is bounded separately, by `connectTimeoutSeconds`.
-    public init(url: String, size: Int, acquireTimeout: Duration = .seconds(2), connectTimeoutSeconds: Int = 5) {
+    ///   - limits: deadlines of every session the pool opens.
+    ///   - admitting: false refuses check-outs until `startAdmitting()`.
+    public init(url: String, size: Int, acquireTimeout: Duration = .seconds(2), connectTimeoutSeconds: Int = 5,
+                limits: SessionLimits = SessionLimits(), admitting: Bool = true) {
         precondition(size >= 1, "a pool needs at least one connection")
         self.url = url
         self.size = size
         self.acquireTimeout = acquireTimeout
         self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.limits = limits
+        self.admitting = Atomic(admitting)
         self.state = Mutex(State())
     }
+
+    /// Lets check-outs through from now on (see `admitting` in `init`).
+    public func startAdmitting() { admitting.store(true, ordering: .releasing) }
+
+    /// False until `startAdmitting()` for a pool made with `admitting: false`.
+    public var isAdmitting: Bool { admitting.load(ordering: .acquiring) }
 
     deinit {
         close()
@@ -118,6 +135,9 @@ public final class Pool: Sendable {
     }
 
     private func acquire() throws(PQError) -> Connection {
+        guard admitting.load(ordering: .acquiring) else {
+            throw PQError(code: .connectionFailed, message: "the database is not ready yet (waiting to connect and apply migrations)")
+        }
         let checkout = state.withLock { state -> Checkout in
             if state.closed { return .grant(.closed) }
             if let connection = state.idle.popLast() { return .grant(.connection(connection)) }
@@ -169,7 +189,7 @@ public final class Pool: Sendable {
     /// (to a waiter, who will try for itself, or to the pool).
     private func openInSlot() throws(PQError) -> Connection {
         do {
-            return try Connection.connect(url: url, connectTimeoutSeconds: connectTimeoutSeconds)
+            return try Connection.connect(url: url, connectTimeoutSeconds: connectTimeoutSeconds, limits: limits)
         } catch {
             freeSlot(dropIdle: false)
             throw error

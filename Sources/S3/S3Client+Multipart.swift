@@ -21,8 +21,9 @@ extension S3Client {
     }
 
     /// Uploads part `partNumber` (1...10000) and returns its ETag, to be passed to completion.
+    /// `shouldAbort` is polled about once a second while the part goes up (see `putObject`).
     public func uploadPart(key: String, uploadId: String, partNumber: Int, body: RequestBody,
-                           payloadSHA256Hex: String? = nil) throws(S3Error) -> String {
+                           payloadSHA256Hex: String? = nil, shouldAbort: (@Sendable () -> Bool)? = nil) throws(S3Error) -> String {
         let operation = "PUT \(key) part \(partNumber)"
         try Self.validate(key: key)
         guard (1...10_000).contains(partNumber) else {
@@ -30,7 +31,8 @@ extension S3Client {
         }
         let hash = try payloadHash(payloadSHA256Hex, body: body)
         let response = try send("PUT", url: uploadURL(key: key, uploadId: uploadId, partNumber: partNumber),
-                                body: body, payloadHash: hash, operation: operation, maxBytes: Self.maxXMLResponseBytes)
+                                body: body, payloadHash: hash, operation: operation, maxBytes: Self.maxXMLResponseBytes,
+                                shouldAbort: shouldAbort)
         guard response.isSuccess else {
             throw S3Error.from(status: response.status, body: response.body, operation: operation, notFound: .noSuchUpload)
         }
@@ -67,11 +69,13 @@ extension S3Client {
         return MiniXML.first("ETag", in: text) ?? response.headers.trimmed("etag") ?? ""
     }
 
-    /// Discards an upload's parts. An upload that is already gone counts as aborted.
-    public func abortMultipartUpload(key: String, uploadId: String) throws(S3Error) {
+    /// Discards an upload's parts. An upload that is already gone counts as aborted. Bounded by
+    /// `timeout` as a whole: it is what a stopping daemon does last with an upload.
+    public func abortMultipartUpload(key: String, uploadId: String, timeout: Duration = .seconds(10)) throws(S3Error) {
         let operation = "DELETE \(key) upload"
         try Self.validate(key: key)
-        let response = try send("DELETE", url: uploadURL(key: key, uploadId: uploadId, partNumber: nil), operation: operation)
+        let response = try send("DELETE", url: uploadURL(key: key, uploadId: uploadId, partNumber: nil), operation: operation,
+                                totalTimeout: timeout)
         if response.isSuccess { return }
         let error = S3Error.from(status: response.status, body: response.body, operation: operation, notFound: .noSuchUpload)
         if error.code == .noSuchUpload { return }

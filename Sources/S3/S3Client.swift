@@ -62,16 +62,19 @@ public final class S3Client: Sendable {
     ///     nil computes it here (reading a `.file` body once more).
     ///   - ifNoneMatch: send `If-None-Match: *`, so the PUT fails with `.preconditionFailed`
     ///     instead of replacing an object that already exists.
+    ///   - shouldAbort: polled about once a second while the body goes up; true ends the upload with a
+    ///     `.transport` error whose `isAborted` is true (a stopping daemon does not wait for it).
     @discardableResult
     public func putObject(key: String, body: RequestBody, contentType: String?, metadata: [String: String] = [:],
-                          payloadSHA256Hex: String? = nil, ifNoneMatch: Bool = false) throws(S3Error) -> String {
+                          payloadSHA256Hex: String? = nil, ifNoneMatch: Bool = false,
+                          shouldAbort: (@Sendable () -> Bool)? = nil) throws(S3Error) -> String {
         let operation = "PUT \(key)"
         try Self.validate(key: key)
         var headers = try Self.objectHeaders(contentType: contentType, metadata: metadata)
         if ifNoneMatch { headers.append(("If-None-Match", "*")) }
         let hash = try payloadHash(payloadSHA256Hex, body: body)
         let response = try send("PUT", url: endpoint.objectURL(key: key), headers: headers, body: body,
-                                payloadHash: hash, operation: operation)
+                                payloadHash: hash, operation: operation, shouldAbort: shouldAbort)
         guard response.isSuccess else {
             throw S3Error.from(status: response.status, body: response.body, operation: operation)
         }
@@ -145,10 +148,13 @@ public final class S3Client: Sendable {
     /// Signs and performs one request, collecting a small body (XML answers, small objects).
     func send(_ method: String, url: String, headers: [(String, String)] = [], body: RequestBody = .none,
               payloadHash: String = SigV4Signer.emptyPayloadHash, operation: String,
-              maxBytes: Int64? = nil) throws(S3Error) -> CurlResponse {
+              maxBytes: Int64? = nil, totalTimeout: Duration? = nil,
+              shouldAbort: (@Sendable () -> Bool)? = nil) throws(S3Error) -> CurlResponse {
         let request = signed(method, url: url, headers: headers, body: body, payloadHash: payloadHash)
         var options = self.options
         if let maxBytes { options.maxBytes = maxBytes }
+        if let totalTimeout { options.totalTimeout = totalTimeout }
+        if let shouldAbort { options.shouldAbort = shouldAbort }
         return try withSession { (session) throws(S3Error) -> CurlResponse in
             do throws(CurlError) {
                 return try session.perform(request, options: options)
@@ -269,4 +275,9 @@ public final class S3Client: Sendable {
         }
         return hasher.finalize().hexString
     }
+}
+
+extension S3Error {
+    /// The request was ended by the caller's `shouldAbort`, not by the store or the network.
+    public var isAborted: Bool { code == .transport && (underlying as? CurlError)?.code == .aborted }
 }

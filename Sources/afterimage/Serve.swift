@@ -1,8 +1,8 @@
 import Afterimage
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
+import UnixSignals
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the daemon: webhooks in, outputs archived, lookups answered.")
@@ -14,8 +14,10 @@ struct Serve: AsyncParsableCommand {
         LogSetup.bootstrap(level: LogSetup.level(named: settings.logLevel) ?? .info)
         AfterimageMetrics.bootstrap()
         let logger = Logger(label: "afterimage")
-        // Before anything slow (migrations): SIGHUP's default action is to terminate.
-        let signals = SignalEvents([SIGTERM, SIGINT, SIGHUP])
+        // The one place signals are handled, trapped before anything else: SIGHUP's default action is
+        // to terminate. swift-service-lifecycle's UnixSignals delivers them as an async sequence from a
+        // dispatch source, where any code may run (a real signal handler may call almost nothing).
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         let inherited = try runReportingErrors { try SocketActivation.listeningSocket() }
         SocketActivation.clearEnvironment()
         if let inherited { logger.info("serving the socket passed by systemd", metadata: ["fd": "\(inherited)"]) }
@@ -25,8 +27,10 @@ struct Serve: AsyncParsableCommand {
         }
         try runReportingErrors { try daemon.start() }
         let reloadReceipt = ReloadReceipt(environment: ProcessInfo.processInfo.environment)
-        for await signal in signals.events {
-            if signal == SIGHUP {
+        var failure: (any Error)?
+        for await event in Self.events(signals: signals, failures: daemon.failures) {
+            switch event {
+            case .signal(.sighup):
                 logger.info("signal received", metadata: ["signal": "HUP"])
                 let started = SystemdNotifier.monotonicMicroseconds()
                 let applied = await daemon.reload { try await SettingsLoader.load(configFile: common.config) }
@@ -35,31 +39,39 @@ struct Serve: AsyncParsableCommand {
                     logger.warning("reload: cannot write the confirmation for `afterimage reload`", metadata: ["error": "\(error)"])
                 }
                 continue
+            case .signal(let signal):
+                logger.info("signal received", metadata: ["signal": "\(signal == .sigint ? "INT" : "TERM")"])
+            case .failure(let error):
+                failure = error
             }
-            logger.info("signal received", metadata: ["signal": "\(signal == SIGINT ? "INT" : "TERM")"])
             break
         }
         daemon.stop()
+        if let failure {
+            printError("afterimage: \(failure)")
+            throw ExitStatus.runtimeFailure
+        }
     }
-}
 
-/// Delivers SIGTERM, SIGINT and SIGHUP as an async sequence instead of running their default actions,
-/// so the daemon can drain on TERM/INT and reload on HUP. Dispatch sources see the signals on an
-/// ordinary queue, where any code may run (a real signal handler may call almost nothing).
-final class SignalEvents: @unchecked Sendable {
-    // `sources` is written once in init and only kept alive afterwards.
-    private var sources: [any DispatchSourceSignal] = []
-    let events: AsyncStream<Int32>
+    enum Event: Sendable {
+        case signal(UnixSignal)
+        /// The daemon cannot go on (a migration the database refuses).
+        case failure(any Error)
+    }
 
-    init(_ numbers: [Int32]) {
-        let (stream, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(16))
-        events = stream
-        for number in numbers {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            sources.append(source)
+    /// Signals and the daemon's fatal errors, in arrival order.
+    static func events(signals: UnixSignalsSequence, failures: AsyncStream<any Error>) -> AsyncStream<Event> {
+        AsyncStream { continuation in
+            let fromSignals = Task {
+                for await signal in signals { continuation.yield(.signal(signal)) }
+            }
+            let fromFailures = Task {
+                for await error in failures { continuation.yield(.failure(error)) }
+            }
+            continuation.onTermination = { _ in
+                fromSignals.cancel()
+                fromFailures.cancel()
+            }
         }
     }
 }

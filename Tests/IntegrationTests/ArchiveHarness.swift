@@ -16,8 +16,10 @@ final class ArchiveHarness: @unchecked Sendable {
     var s3: TestEnvironment.S3
     let prefix: String
 
-    init(s3: TestEnvironment.S3? = nil) throws {
-        databaseURL = try TestEnvironment.freshDatabase(prefix: "archive")
+    /// `databaseURL`: a database of the test's own (a private cluster it stops and starts) instead of a
+    /// fresh one on the shared server.
+    init(s3: TestEnvironment.S3? = nil, databaseURL: String? = nil) throws {
+        self.databaseURL = try databaseURL ?? TestEnvironment.freshDatabase(prefix: "archive")
         spoolDirectory = NSTemporaryDirectory() + "afterimage-spool-\(UUID().uuidString)"
         fake = try FakeProvider()
         self.s3 = try s3 ?? TestEnvironment.s3()

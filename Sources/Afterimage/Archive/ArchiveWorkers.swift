@@ -5,14 +5,20 @@ import PQ
 import Synchronization
 
 /// The worker threads, the LISTEN thread that wakes them and the lease keeper that proves they are alive.
+/// They start claiming once the database is ready (schema current); until then they wait, beating.
 ///
 /// Threads, not tasks: every step (libpq, libcurl, file I/O) blocks, and blocking the cooperative pool
 /// would starve the rest of the process.
-public final class ArchiveWorkers: Sendable {
+public final class ArchiveWorkers: DaemonComponent {
     public struct Configuration: Sendable {
         public var count: Int
         /// Fallback when a notification is missed (LISTEN connection down): idle workers look this often.
         public var pollInterval: TimeInterval = 2
+        /// On stop, how long running transfers may go on (`workers.drain_timeout`).
+        public var drainTimeout: Duration = .seconds(30)
+        /// After the drain, how long aborted transfers get to stop (libcurl notices within about a second;
+        /// a multipart upload is aborted with one request) and their leases to be released.
+        public var abortTimeout: Duration = .seconds(10)
         public init(count: Int) { self.count = count }
     }
 
@@ -20,54 +26,92 @@ public final class ArchiveWorkers: Sendable {
     let queue: ArchiveQueue
     let pool: Pool
     let databaseURL: String
+    let limits: SessionLimits
     let configuration: Configuration
+    let databaseReady: @Sendable () -> Bool
     let logger: Logger
 
-    private let running = Atomic<Bool>(false)
+    /// Set by `stop()`: workers claim nothing more and idle threads end.
+    private let stopSignal = StopSignal()
+    /// Paces the lease keeper, which outlives the stop while transfers still run.
+    private let leaseTimer = WakeSignal()
     /// Set once the drain timeout has passed: transfers still running are abandoned and their leases released.
     private let aborting = Atomic<Bool>(false)
-    private let wake = WakeSignal()
     private let inFlight = Mutex<[Int64: InFlight]>([:])
-    private let threads = DispatchGroup()
+    /// Set while claims fail (the database went away): the first failure is a warning, the rest debug.
+    private let claimsFailing = Atomic<Bool>(false)
+    /// Set once orphaned spool files were removed (or that was skipped): workers claim only after it, or
+    /// the clean-up would take files they are writing for orphans.
+    private let spoolChecked = Atomic<Bool>(false)
+    private let threads: ThreadGroup
 
     struct InFlight { let token: UUID; var lost: Bool }
 
-    public init(archiver: Archiver, databaseURL: String, configuration: Configuration, logger: Logger) {
+    public let name = "archive workers"
+    public var stopBudget: Duration { configuration.drainTimeout + configuration.abortTimeout }
+
+    public init(archiver: Archiver, databaseURL: String, limits: SessionLimits = SessionLimits(), configuration: Configuration,
+                databaseReady: @escaping @Sendable () -> Bool = { true }, heartbeats: Heartbeats? = nil, logger: Logger) {
         self.archiver = archiver
         self.queue = archiver.queue
         self.pool = archiver.pool
         self.databaseURL = databaseURL
+        self.limits = limits
         self.configuration = configuration
+        self.databaseReady = databaseReady
         self.logger = logger
+        threads = ThreadGroup(heartbeats: heartbeats)
     }
 
     public func start() {
-        guard configuration.count > 0, !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        cleanSpool()
-        startCountedThread("afterimage-listen", in: threads) { self.listenLoop() }
-        startCountedThread("afterimage-lease", in: threads) { self.leaseLoop() }
+        guard configuration.count > 0 else { return }
+        threads.spawn("afterimage-listen") { [self] heartbeat in
+            if wait(until: databaseReady, heartbeat: heartbeat) { listenLoop(heartbeat) }
+        }
+        threads.spawn("afterimage-lease") { [self] heartbeat in
+            guard wait(until: databaseReady, heartbeat: heartbeat) else { return }
+            cleanSpool()
+            spoolChecked.store(true, ordering: .releasing)
+            stopSignal.wake()
+            leaseLoop(heartbeat)
+        }
         for index in 0..<configuration.count {
-            startCountedThread("afterimage-worker-\(index)", in: threads) { self.workerLoop() }
+            threads.spawn("afterimage-worker-\(index)") { [self] heartbeat in
+                if wait(until: { spoolChecked.load(ordering: .acquiring) }, heartbeat: heartbeat) { workerLoop(heartbeat) }
+            }
         }
         logger.info("workers started", metadata: ["count": "\(configuration.count)"])
     }
 
-    /// Stops claiming, gives running transfers `drainTimeout` to finish, then aborts them and releases their
-    /// leases so another instance takes them at once. Returns when every thread has ended.
-    public func stop(drainTimeout: Duration) {
-        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        wake.broadcast()
-        let seconds = Double(drainTimeout.components.seconds) + Double(drainTimeout.components.attoseconds) / 1e18
-        if threads.wait(timeout: .now() + seconds) == .timedOut {
+    /// Stops claiming, gives running transfers the drain timeout to finish, then aborts them (uploads and
+    /// downloads stop within about a second, a multipart upload is aborted) and releases their leases so
+    /// another instance takes them at once. Returns when every thread has ended, or after the abort
+    /// timeout: a transfer that still has not ended then keeps its lease until it expires.
+    public func stop() {
+        stopSignal.stop()
+        leaseTimer.broadcast()
+        if !threads.join(timeout: configuration.drainTimeout) {
             logger.warning("drain timeout reached; releasing the remaining transfers", metadata: ["in_flight": "\(inFlight.withLock { $0.count })"])
             aborting.store(true, ordering: .releasing)
-            threads.wait()
+            if !threads.join(timeout: configuration.abortTimeout) {
+                logger.error("transfers did not end after the abort; their leases expire on their own",
+                             metadata: ["in_flight": "\(inFlight.withLock { $0.count })"])
+                return
+            }
         }
         logger.info("workers stopped")
     }
 
     /// Wakes idle workers now (new assets were queued by this process).
-    public func notifyNewWork() { wake.broadcast() }
+    public func notifyNewWork() { stopSignal.wake() }
+
+    /// Waits until `condition` holds (the database is ready; the spool was checked); false when stopped first.
+    private func wait(until condition: () -> Bool, heartbeat: Heartbeat) -> Bool {
+        while !condition() {
+            guard stopSignal.waitForWork(0.5, heartbeat: heartbeat) else { return false }
+        }
+        return !stopSignal.isStopped
+    }
 
     private func cleanSpool() {
         do {
@@ -79,25 +123,34 @@ public final class ArchiveWorkers: Sendable {
         }
     }
 
-    private func workerLoop() {
+    private func workerLoop(_ heartbeat: Heartbeat) {
         let session = CurlSession()
-        while running.load(ordering: .acquiring) {
+        while !stopSignal.isStopped {
+            heartbeat.beat()
             let job: ArchiveJob?
             do {
                 job = try pool.withConnection { try queue.claim(on: $0) }
+                if claimsFailing.exchange(false, ordering: .relaxed) { logger.notice("claims work again") }
             } catch {
-                logger.warning("claim failed", metadata: ["error": "\(error)"])
-                wake.wait(timeout: configuration.pollInterval)
+                if claimsFailing.exchange(true, ordering: .relaxed) {
+                    logger.debug("claim failed", metadata: ["error": "\(error)"])
+                } else {
+                    logger.warning("claim failed; workers retry every poll interval", metadata: ["error": "\(error)"])
+                }
+                stopSignal.waitForWork(configuration.pollInterval, heartbeat: heartbeat)
                 continue
             }
             guard let job else {
-                wake.wait(timeout: configuration.pollInterval)
+                stopSignal.waitForWork(configuration.pollInterval, heartbeat: heartbeat)
                 continue
             }
             inFlight.withLock { $0[job.assetID] = InFlight(token: job.claimToken, lost: false) }
             let id = job.assetID
+            // Polled by libcurl about once a second during every download and upload: the transfer's
+            // heartbeat, and its way to learn it must stop.
             archiver.process(job, session: session) { [self] in
-                aborting.load(ordering: .acquiring) || inFlight.withLock { $0[id]?.lost ?? false }
+                heartbeat.beat()
+                return aborting.load(ordering: .acquiring) || inFlight.withLock { $0[id]?.lost ?? false }
             }
             inFlight.withLock { _ = $0.removeValue(forKey: id) }
         }
@@ -105,14 +158,15 @@ public final class ArchiveWorkers: Sendable {
 
     /// Renews the leases of running jobs every third of a lease, and returns expired leases (of crashed
     /// daemons) to the queue so their work is picked up within one lease period.
-    private func leaseLoop() {
+    private func leaseLoop(_ heartbeat: Heartbeat) {
         let interval = max(0.2, Double(queue.leaseSeconds) / 3)
-        while running.load(ordering: .acquiring) || !inFlight.withLock({ $0.isEmpty }) {
+        while !stopSignal.isStopped || !inFlight.withLock({ $0.isEmpty }) {
+            heartbeat.beat()
             let jobs = inFlight.withLock { $0.map { ($0.key, $0.value.token) } }
             do {
                 let lost = try pool.withConnection { connection -> Set<Int64> in
                     let lost = try queue.renew(jobs, on: connection)
-                    if try queue.reclaimExpiredLeases(on: connection) > 0 { wake.broadcast() }
+                    if try queue.reclaimExpiredLeases(on: connection) > 0 { stopSignal.wake() }
                     return lost
                 }
                 if !lost.isEmpty {
@@ -122,53 +176,18 @@ public final class ArchiveWorkers: Sendable {
             } catch {
                 logger.warning("lease renewal failed", metadata: ["error": "\(error)"])
             }
-            wake.sleep(timeout: interval, unlessStopped: { !self.running.load(ordering: .acquiring) && self.inFlight.withLock { $0.isEmpty } })
+            leaseTimer.sleep(timeout: interval, heartbeat: heartbeat,
+                             unlessStopped: { self.stopSignal.isStopped && self.inFlight.withLock { $0.isEmpty } })
         }
     }
 
     /// Wakes idle workers on every notification, and once listening again (anything queued meanwhile).
-    private func listenLoop() {
-        let isRunning = { self.running.load(ordering: .acquiring) }
-        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel).run(
-            while: isRunning,
-            connected: { wake.broadcast() },
-            received: { _ in wake.broadcast() },
+    private func listenLoop(_ heartbeat: Heartbeat) {
+        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel, limits: limits, heartbeat: heartbeat).run(
+            while: { !stopSignal.isStopped },
+            connected: { stopSignal.wake() },
+            received: { _ in stopSignal.wake() },
             failed: { error in logger.debug("LISTEN connection failed; polling until it is back", metadata: ["error": "\(error)"]) },
-            pause: { wake.sleep(timeout: 1, unlessStopped: { !isRunning() }) })
-    }
-}
-
-/// A condition idle threads wait on; broadcast wakes them all.
-final class WakeSignal: Sendable {
-    private let condition = NSConditionBox()
-
-    func broadcast() { condition.broadcast() }
-    func wait(timeout: TimeInterval) { condition.wait(timeout: timeout) }
-    /// Waits up to `timeout`, returning early when woken and `stopped()` holds.
-    func sleep(timeout: TimeInterval, unlessStopped stopped: () -> Bool) {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline, !stopped() { condition.wait(timeout: min(0.2, deadline.timeIntervalSinceNow)) }
-    }
-}
-
-/// NSCondition is thread-safe but not marked Sendable in corelibs-foundation.
-final class NSConditionBox: @unchecked Sendable {
-    // Safe: NSCondition is a pthread mutex + condvar pair, meant to be shared across threads.
-    private let condition = NSCondition()
-    private var generation = 0
-
-    func broadcast() {
-        condition.lock()
-        generation &+= 1
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func wait(timeout: TimeInterval) {
-        condition.lock()
-        let start = generation
-        let deadline = Date().addingTimeInterval(max(0, timeout))
-        while generation == start, condition.wait(until: deadline) {}
-        condition.unlock()
+            pause: { stopSignal.sleep(1, heartbeat: heartbeat) })
     }
 }

@@ -66,7 +66,7 @@ public struct Archiver: Sendable {
                                  contentType: spooled.contentType, sourceURL: job.sourceURL)
             let uploadStarted = ContinuousClock.now
             let etag = try upload(key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256,
-                                  contentType: spooled.contentType, sourceURL: job.sourceURL)
+                                  contentType: spooled.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
             AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: spooled.size, since: uploadStarted)
             let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
             guard let timing = try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
@@ -155,17 +155,21 @@ public struct Archiver: Sendable {
         }
     }
 
-    /// Single PUT up to the threshold, multipart above it; then HEAD to check the stored size.
-    func upload(key: String, path: String, size: Int64, sha256: String, contentType: String?, sourceURL: String) throws -> String? {
+    /// Single PUT up to the threshold, multipart above it; then HEAD to check the stored size. Both kinds
+    /// poll `shouldAbort` while the bytes go up and end with `.aborted` when it says stop (a multipart
+    /// upload is aborted at the store as well).
+    func upload(key: String, path: String, size: Int64, sha256: String, contentType: String?, sourceURL: String,
+                shouldAbort: (@Sendable () -> Bool)? = nil) throws -> String? {
         let metadata = ["sha256": sha256, "source-url": Self.metadataSafe(sourceURL)]
         let etag: String?
         do {
             if size <= multipartThreshold {
                 etag = try storage.putObject(key: key, body: .file(path: path, offset: 0, length: size), contentType: contentType,
-                                             metadata: metadata, payloadSHA256Hex: sha256)
+                                             metadata: metadata, payloadSHA256Hex: sha256, shouldAbort: shouldAbort)
             } else {
                 etag = try MultipartUpload(storage: storage, key: key, path: path, size: size, partSize: partSize,
-                                           partsInFlight: partsInFlight).run(contentType: contentType, metadata: metadata)
+                                           partsInFlight: partsInFlight, shouldAbort: shouldAbort)
+                    .run(contentType: contentType, metadata: metadata)
             }
             guard let info = try storage.headObject(key: key) else {
                 throw ArchiveError(.storage, "the object is missing right after the upload")
@@ -175,6 +179,8 @@ public struct Archiver: Sendable {
             }
         } catch let error as ArchiveError {
             throw error
+        } catch let error as S3Error where error.isAborted {
+            throw ArchiveError(.aborted, "upload aborted")
         } catch {
             throw ArchiveError(.storage, "\(error)")
         }

@@ -23,6 +23,8 @@ public struct Settings: Sendable {
         public var perIPConnectionLimit = 0
         /// Request body bytes held at once across all connections; past it requests get 503 + Retry-After.
         public var maxInflightBodyBytes = 256 << 20
+        /// A webhook whose delivery is not committed within this many seconds is answered 503 + Retry-After.
+        public var intakeTimeoutSeconds = 10
     }
 
     public struct Database: Sendable {
@@ -31,6 +33,14 @@ public struct Settings: Sendable {
         public var poolSize = 8
         public var migrate = true
         public var acquireTimeoutMilliseconds = 2000
+        /// Session deadlines (see `PQ.SessionLimits`); 0 leaves the server's setting.
+        public var statementTimeoutMilliseconds = 30_000
+        public var lockTimeoutMilliseconds = 5_000
+        public var idleInTransactionTimeoutMilliseconds = 60_000
+        public var tcpUserTimeoutMilliseconds = 30_000
+        public var keepalivesIdleSeconds = 30
+        public var keepalivesIntervalSeconds = 10
+        public var keepalivesCount = 3
     }
 
     public struct Storage: Sendable {

@@ -17,8 +17,12 @@ public enum SettingsLoader {
         ("http.stability_max_body_bytes", false), ("http.connection_limit", false),
         ("http.connection_timeout", false), ("http.header_timeout", false), ("http.request_timeout", false),
         ("http.per_ip_connection_limit", false), ("http.max_inflight_body_bytes", false),
+        ("http.connection_timeout", false), ("http.intake_timeout", false),
         ("database.url", true), ("database.pool_size", false), ("database.migrate", false),
-        ("database.acquire_timeout_ms", false),
+        ("database.acquire_timeout_ms", false), ("database.statement_timeout_ms", false),
+        ("database.lock_timeout_ms", false), ("database.idle_in_transaction_timeout_ms", false),
+        ("database.tcp_user_timeout_ms", false), ("database.keepalives_idle", false),
+        ("database.keepalives_interval", false), ("database.keepalives_count", false),
         ("storage.endpoint", false), ("storage.region", false), ("storage.bucket", false),
         ("storage.access_key_id", true), ("storage.secret_access_key", true), ("storage.path_style", false),
         ("storage.prefix", false), ("storage.presign_ttl", false), ("storage.multipart_threshold", false),
@@ -90,11 +94,20 @@ public enum SettingsLoader {
         }
         s.http.perIPConnectionLimit = try v.int("http.per_ip_connection_limit", in: Server.perIPConnectionLimitRange) ?? s.http.perIPConnectionLimit
         s.http.maxInflightBodyBytes = try v.int("http.max_inflight_body_bytes", in: Server.maxInflightBodyBytesRange) ?? s.http.maxInflightBodyBytes
+        s.http.intakeTimeoutSeconds = try v.int("http.intake_timeout", in: 1...300) ?? s.http.intakeTimeoutSeconds
 
         s.database.url = try v.string("database.url", secret: true)
         s.database.poolSize = try v.int("database.pool_size", in: 1...1000) ?? s.database.poolSize
         s.database.migrate = try v.bool("database.migrate") ?? s.database.migrate
         s.database.acquireTimeoutMilliseconds = try v.int("database.acquire_timeout_ms", in: 1...600_000) ?? s.database.acquireTimeoutMilliseconds
+        s.database.statementTimeoutMilliseconds = try v.int("database.statement_timeout_ms", in: 0...86_400_000) ?? s.database.statementTimeoutMilliseconds
+        s.database.lockTimeoutMilliseconds = try v.int("database.lock_timeout_ms", in: 0...86_400_000) ?? s.database.lockTimeoutMilliseconds
+        s.database.idleInTransactionTimeoutMilliseconds = try v.int("database.idle_in_transaction_timeout_ms", in: 0...86_400_000)
+            ?? s.database.idleInTransactionTimeoutMilliseconds
+        s.database.tcpUserTimeoutMilliseconds = try v.int("database.tcp_user_timeout_ms", in: 0...3_600_000) ?? s.database.tcpUserTimeoutMilliseconds
+        s.database.keepalivesIdleSeconds = try v.int("database.keepalives_idle", in: 1...7200) ?? s.database.keepalivesIdleSeconds
+        s.database.keepalivesIntervalSeconds = try v.int("database.keepalives_interval", in: 1...600) ?? s.database.keepalivesIntervalSeconds
+        s.database.keepalivesCount = try v.int("database.keepalives_count", in: 1...100) ?? s.database.keepalivesCount
 
         s.storage.endpoint = try v.string("storage.endpoint")
         if let endpoint = s.storage.endpoint {

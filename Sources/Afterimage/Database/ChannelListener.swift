@@ -5,6 +5,9 @@ import PQ
 struct ChannelListener {
     let databaseURL: String
     let channel: String
+    var limits = SessionLimits()
+    /// Beaten at least every half second while listening, and on every attempt to connect.
+    var heartbeat: Heartbeat?
 
     /// - Parameters:
     ///   - isRunning: checked between waits (every half second at most).
@@ -14,13 +17,16 @@ struct ChannelListener {
     func run(while isRunning: () -> Bool, connected: () -> Void, received: ([PQ.Notification]) -> Void,
              failed: (any Error) -> Void, pause: () -> Void) {
         while isRunning() {
+            heartbeat?.beat()
             var connection: Connection?
             do {
-                let listener = try Connection.connect(url: databaseURL)
+                let listener = try Connection.connect(url: databaseURL, connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds,
+                                                      limits: limits)
                 connection = listener
                 try listener.listen(channel)
                 connected()
                 while isRunning() {
+                    heartbeat?.beat()
                     let batch = try listener.waitForNotifications(timeout: .milliseconds(500))
                     if !batch.isEmpty { received(batch) }
                 }

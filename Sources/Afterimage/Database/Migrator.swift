@@ -24,6 +24,20 @@ public struct MigrationError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable { case checksumMismatch = "checksum_mismatch", database }
     public let code: Code
     public let message: String
+    /// The database's own error, when there was one.
+    public let cause: PQError?
+
+    public init(code: Code, message: String, cause: PQError? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    /// The database was away or busy (no connection, a lock or statement deadline): trying again later
+    /// may succeed. Anything else (a changed migration, a migration the server refuses) will not fix
+    /// itself.
+    public var isTransient: Bool { cause?.isUnavailable ?? false }
+
     public var description: String { "migration \(code.rawValue): \(message)" }
 }
 
@@ -36,22 +50,36 @@ public struct Migrator: Sendable {
     public let migrations: [Migration]
     public init(migrations: [Migration] = Migration.bundled) { self.migrations = migrations }
 
-    /// Returns the names it applied (empty when the schema was current).
+    /// Returns the names it applied (empty when the schema was current). `limits` bound the session's
+    /// waits, except that a migration's own statements may run as long as they need (statement_timeout
+    /// is lifted for them; lock_timeout is kept, so a migration waiting for a busy table gives up rather
+    /// than queueing every other query behind its lock).
     @discardableResult
-    public func migrate(databaseURL: String, logger: Logger) throws -> [String] {
+    public func migrate(databaseURL: String, limits: SessionLimits = SessionLimits(), logger: Logger) throws -> [String] {
         let connection: Connection
         do {
-            connection = try Connection.connect(url: databaseURL)
+            connection = try Connection.connect(url: databaseURL, limits: limits)
         } catch {
-            throw MigrationError(code: .database, message: "cannot connect: \(error)")
+            throw MigrationError(code: .database, message: "cannot connect: \(error)", cause: error)
         }
         defer { connection.close() }
+        return try migrate(on: connection, logger: logger)
+    }
+
+    /// The same, on a session the caller opened (and closes).
+    @discardableResult
+    public func migrate(on connection: Connection, logger: Logger) throws -> [String] {
         do {
             try connection.query("SELECT pg_advisory_lock($1)", [Self.advisoryLockKey])
-        } catch {
-            throw MigrationError(code: .database, message: "cannot take the migration lock: \(error)")
+        } catch let error as PQError {
+            throw MigrationError(code: .database, message: "cannot take the migration lock: \(error)", cause: error)
         }
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Self.advisoryLockKey]) }
+        do {
+            try connection.execute("SET statement_timeout = 0")
+        } catch let error as PQError {
+            throw MigrationError(code: .database, message: "\(error)", cause: error)
+        }
         return try applyPending(on: connection, logger: logger)
     }
 
@@ -89,7 +117,7 @@ public struct Migrator: Sendable {
         } catch let error as MigrationError {
             throw error
         } catch {
-            throw MigrationError(code: .database, message: "\(error)")
+            throw MigrationError(code: .database, message: "\(error)", cause: error as? PQError)
         }
     }
 }

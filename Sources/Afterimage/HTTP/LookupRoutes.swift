@@ -25,14 +25,16 @@ public struct LookupRoutes: Sendable {
     /// What a client should wait while an asset is in flight, or pending and already due.
     static let defaultRetryAfter = 2
 
+    /// `refresher` re-reads entries ahead of their expiry; the daemon starts and stops it with its other
+    /// parts (one that is never started refreshes nothing, and entries simply expire).
     public init(pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator,
-                cache: LookupCache = LookupCache(lifetimeSeconds: 0), logger: Logger) {
+                cache: LookupCache = LookupCache(lifetimeSeconds: 0), refresher: LookupRefresher? = nil, logger: Logger) {
         self.pool = pool
         self.presigner = presigner
         self.authenticator = authenticator
         self.cache = cache
         self.logger = logger
-        refresher = LookupRefresher(pool: pool, cache: cache)
+        self.refresher = refresher ?? LookupRefresher(pool: pool, cache: cache)
     }
 
     public func register(on router: inout Router) {
@@ -54,6 +56,10 @@ public struct LookupRoutes: Sendable {
     /// runnable threads on few cores the scheduler, not arrival order, decides who runs next (bench/lookup:
     /// p99 from 14–17 ms to 8–10 ms when this was added, before the event-thread server). Work here is
     /// short (memory, one prepared query), so a small multiple of the cores keeps them busy.
+    ///
+    /// The handler pool does not make this redundant: it bounds threads by `http.connection_limit`, not by
+    /// cores. Measured again without it (issue 14.2, bench/lookup/README.md): throughput the same within the
+    /// noise, p99 several times worse (54–925 ms against 27–81 ms), so it stays.
     static let concurrentLookups = max(4, 4 * ProcessInfo.processInfo.activeProcessorCount)
     private let admission = DispatchSemaphore(value: LookupRoutes.concurrentLookups)
 
@@ -67,7 +73,7 @@ public struct LookupRoutes: Sendable {
             return try handler(request)
         } catch let error as LookupError {
             return error.response
-        } catch let error as PQError where [.poolTimeout, .connectionFailed, .connectionLost, .poolClosed].contains(error.code) {
+        } catch let error as PQError where error.isUnavailable {
             logger.error("lookup failed: database unavailable", metadata: ["error": "\(error)"])
             return .error(status: 503, code: "database_unavailable", message: "the database is unavailable; retry later",
                           headers: [("Retry-After", "5")])

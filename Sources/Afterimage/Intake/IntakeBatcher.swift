@@ -7,7 +7,7 @@ import Synchronization
 /// COMMIT; a few committer threads each take everything queued so far and record it in one transaction, so under load one fsync
 /// and a fixed handful of statements acknowledge many webhooks. There is no artificial delay: an idle
 /// committer takes a lone request at once, and batches form only while earlier commits are running.
-public final class IntakeBatcher: Sendable {
+public final class IntakeBatcher: DaemonComponent {
     public struct Configuration: Sendable {
         /// Two: on the 2-core benchmark machine fewer committers make bigger batches (PostgreSQL's CPU per
         /// acknowledged webhook fell by about a quarter from four), while one leaves the machine idle during
@@ -15,12 +15,12 @@ public final class IntakeBatcher: Sendable {
         /// six were far worse than one or two: concurrent batches contend on the same index pages.
         public var committers = 2
         public var maxBatch = 64
-        /// How long a delivery waits for its commit before it is answered 503. The delivery may still commit later;
-        /// the provider's retry is then answered `duplicate`, so nothing is lost either way.
-        public var waitTimeout: TimeInterval = 20
+        /// How long a delivery waits for its commit before it is answered 503 (`http.intake_timeout`). The
+        /// delivery may still commit later; the provider's retry is then answered `duplicate`, so nothing is
+        /// lost either way.
+        public var waitTimeout: TimeInterval = 10
         public init() {}
     }
-
     /// One delivery waiting for its commit. `finish` answers it exactly once: a committer and the
     /// timeout sweep may both try.
     final class Pending: Sendable {
@@ -50,48 +50,64 @@ public final class IntakeBatcher: Sendable {
     /// The batch each committer is recording, for the timeout sweep.
     private let committing: Mutex<[[Pending]]>
     private let wake = NSConditionBox()
-    private let sweeperWake = NSConditionBox()
+    private let sweeperStop = StopSignal()
     private let running = Atomic<Bool>(false)
     private let conflictCooldown = Atomic<Int>(0)
     /// Batches whose plain INSERTs met a duplicate and were recorded again with checks (for tests).
     let conflictRetries = Atomic<Int>(0)
-    private let threads = DispatchGroup()
+    private let threads: ThreadGroup
 
-    public init(intake: ReplicateIntake, pool: Pool, configuration: Configuration = Configuration(), logger: Logger) {
+    public let name = "intake committers"
+    /// What is queued when the stop begins is committed, or answered 503 once this has passed.
+    public var stopBudget: Duration { .milliseconds(Int64(configuration.waitTimeout * 1000)) }
+
+    public init(intake: ReplicateIntake, pool: Pool, configuration: Configuration = Configuration(),
+                heartbeats: Heartbeats? = nil, logger: Logger) {
         self.intake = intake
         self.pool = pool
         self.configuration = configuration
         self.logger = logger
         committing = Mutex(Array(repeating: [], count: max(1, configuration.committers)))
+        threads = ThreadGroup(heartbeats: heartbeats)
     }
 
     public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for index in 0..<max(1, configuration.committers) {
-            startCountedThread("afterimage-intake-\(index)", in: threads) { [self] in commitLoop(index) }
+            threads.spawn("afterimage-intake-\(index)") { [self] heartbeat in commitLoop(index, heartbeat: heartbeat) }
         }
-        startCountedThread("afterimage-intake-timeouts", in: threads) { [self] in sweepLoop() }
+        threads.repeating("afterimage-intake-timeouts", every: min(1, configuration.waitTimeout / 4), until: sweeperStop) { [self] _ in
+            answerLateDeliveries()
+        }
     }
 
-    /// Commits what is queued, then stops the committers.
+    /// Commits what is queued, then stops the committers. Past `stopBudget` whatever is still waiting is
+    /// answered 503 (the provider retries) and the committers are left to end on their own.
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         wake.broadcast()
-        sweeperWake.broadcast()
-        threads.wait()
+        sweeperStop.stop()
+        if !threads.join(timeout: stopBudget) {
+            let waiting = queue.withLock { queued in defer { queued = [] }; return queued }
+                + committing.withLock { $0.flatMap { $0 } }
+            logger.warning("intake stop deadline reached; answering what is left with 503", metadata: ["deliveries": "\(waiting.count)"])
+            for pending in waiting { pending.finish(.failure(IntakeStopped())) }
+        }
     }
 
     /// Queues `delivery` for the next group commit and returns at once; `completion` is called exactly
     /// once, on a committer thread, after COMMIT (or with the error, or with a timeout after
     /// `waitTimeout`). Nothing here blocks, so the HTTP event thread can call it: no thread waits per
-    /// webhook.
+    /// webhook. Before the database is ready, and when the batcher is not running, `completion` is called
+    /// at once, here, with an error that means "retry later".
     public func submit(_ delivery: ReplicateIntake.Delivery,
                        completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void) {
         guard running.load(ordering: .acquiring) else {
-            // Not started or stopping: record it alone, off the caller's thread.
-            DispatchQueue.global().async { [intake, pool] in
-                completion(Result { try pool.withConnection { try intake.record(delivery, on: $0) } })
-            }
+            completion(.failure(IntakeStopped()))
+            return
+        }
+        guard pool.isAdmitting else {
+            completion(.failure(PQError(code: .connectionFailed, message: "the database is not ready yet")))
             return
         }
         let pending = Pending(delivery, completion: completion)
@@ -103,8 +119,14 @@ public final class IntakeBatcher: Sendable {
         var description: String { "the database did not commit the delivery in time" }
     }
 
-    private func commitLoop(_ index: Int) {
+    /// The batcher is not running (not started yet, or stopping).
+    struct IntakeStopped: Error, CustomStringConvertible {
+        var description: String { "intake is not running (the daemon is starting or stopping)" }
+    }
+
+    private func commitLoop(_ index: Int, heartbeat: Heartbeat) {
         while true {
+            heartbeat.beat()
             let batch = queue.withLock { pending -> [Pending] in
                 let take = Array(pending.prefix(configuration.maxBatch))
                 pending.removeFirst(take.count)
@@ -124,23 +146,20 @@ public final class IntakeBatcher: Sendable {
     /// Answers 503 (through `IntakeTimeout`) for deliveries waiting longer than `waitTimeout`, queued or
     /// inside a commit that hangs (a database that stopped answering). The commit may still succeed
     /// later; the provider's retry is then a duplicate, so nothing is lost either way.
-    private func sweepLoop() {
+    private func answerLateDeliveries() {
         let limit = Duration.milliseconds(Int64(configuration.waitTimeout * 1000))
-        while running.load(ordering: .acquiring) {
-            sweeperWake.wait(timeout: min(1, configuration.waitTimeout / 4))
-            let now = ContinuousClock.now
-            var late: [Pending] = []
-            queue.withLock { queued in
-                for pending in queued {
-                    guard now - pending.enqueuedAt > limit else { break }  // oldest first
-                    late.append(pending)
-                }
+        let now = ContinuousClock.now
+        var late: [Pending] = []
+        queue.withLock { queued in
+            for pending in queued {
+                guard now - pending.enqueuedAt > limit else { break }  // oldest first
+                late.append(pending)
             }
-            committing.withLock { batches in
-                for batch in batches { late.append(contentsOf: batch.filter { now - $0.enqueuedAt > limit }) }
-            }
-            for pending in late where !pending.isFinished { pending.finish(.failure(IntakeTimeout())) }
         }
+        committing.withLock { batches in
+            for batch in batches { late.append(contentsOf: batch.filter { now - $0.enqueuedAt > limit }) }
+        }
+        for pending in late where !pending.isFinished { pending.finish(.failure(IntakeTimeout())) }
     }
 
     private func commit(_ batch: [Pending]) {
@@ -177,15 +196,13 @@ public final class IntakeBatcher: Sendable {
         } else {
             do {
                 return try pool.withConnection { try intake.recordBatch(deliveries, expectingDuplicates: false, on: $0) }
-            } catch let error as PQError where error.sqlState == Self.uniqueViolation {
+            } catch let error as PQError where error.isUniqueViolation {
                 conflictCooldown.store(Self.conflictCooldownBatches, ordering: .relaxed)
                 conflictRetries.add(1, ordering: .relaxed)
             }
         }
         return try pool.withConnection { try intake.recordBatch(deliveries, on: $0) }
     }
-
-    static let uniqueViolation = "23505"
 
     /// One delivery in its own transaction. A body PostgreSQL refuses to interpret (well-formed JSON that
     /// jsonb cannot hold) is kept raw and answered as unparseable, never turned into a 503 the provider
@@ -203,9 +220,9 @@ public final class IntakeBatcher: Sendable {
     /// SQLSTATE class 22 (data exception): the delivery's content, not the database, is the problem.
     static func isDataError(_ error: PQError) -> Bool { error.sqlState?.hasPrefix("22") ?? false }
 
-    /// Errors that say the database is away (retrying each delivery alone would only wait longer).
+    /// Errors that say the database is away or past a deadline (retrying each delivery alone would only
+    /// wait longer).
     static func isUnavailable(_ error: any Error) -> Bool {
-        guard let error = error as? PQError else { return false }
-        return [.connectionFailed, .connectionLost, .poolTimeout, .poolClosed].contains(error.code)
+        (error as? PQError)?.isUnavailable ?? false
     }
 }

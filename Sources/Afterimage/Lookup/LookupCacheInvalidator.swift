@@ -7,33 +7,36 @@ import Synchronization
 /// where retries (from any instance or the `assets retry` command) and intakes that queue new assets
 /// announce `provider/prediction`, and forgets that prediction. While the LISTEN connection is down nothing is heard, so the cache is emptied
 /// when it drops and again when it is back.
-public final class LookupCacheInvalidator: Sendable {
+public final class LookupCacheInvalidator: DaemonComponent {
     let cache: LookupCache
     let databaseURL: String
+    let limits: SessionLimits
     let logger: Logger
-    private let running = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
+    private let stopSignal = StopSignal()
+    private let threads: ThreadGroup
 
-    public init(cache: LookupCache, databaseURL: String, logger: Logger) {
+    public let name = "lookup cache invalidator"
+    /// The LISTEN wait ends every half second; a connection attempt in progress is not waited for.
+    public let stopBudget: Duration = .seconds(2)
+
+    public init(cache: LookupCache, databaseURL: String, limits: SessionLimits = SessionLimits(),
+                heartbeats: Heartbeats? = nil, logger: Logger) {
         self.cache = cache
         self.databaseURL = databaseURL
+        self.limits = limits
         self.logger = logger
+        threads = ThreadGroup(heartbeats: heartbeats)
     }
 
     public func start() {
-        guard cache.isEnabled, !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let thread = Thread { [self] in
-            listenLoop()
-            finished.signal()
-        }
-        thread.name = "afterimage-lookup-cache"
-        thread.start()
+        guard cache.isEnabled else { return }
+        threads.spawn("afterimage-lookup-cache") { [self] heartbeat in listenLoop(heartbeat) }
     }
 
     /// Returns once the LISTEN connection is closed (within about half a second).
     public func stop() {
-        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        finished.wait()
+        stopSignal.stop()
+        threads.join(timeout: stopBudget)
     }
 
     /// What a notification's payload asks the cache to forget.
@@ -55,10 +58,9 @@ public final class LookupCacheInvalidator: Sendable {
         })
     }
 
-    private func listenLoop() {
-        let isRunning = { self.running.load(ordering: .acquiring) }
-        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel).run(
-            while: isRunning,
+    private func listenLoop(_ heartbeat: Heartbeat) {
+        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel, limits: limits, heartbeat: heartbeat).run(
+            while: { !stopSignal.isStopped },
             connected: { cache.invalidateAll() },  // whatever changed while nobody was listening
             received: { notifications in
                 for notification in notifications {
@@ -73,6 +75,6 @@ public final class LookupCacheInvalidator: Sendable {
                 logger.debug("lookup cache: LISTEN connection failed; entries expire by age until it is back",
                              metadata: ["error": "\(error)"])
             },
-            pause: { for _ in 0..<5 where isRunning() { Thread.sleep(forTimeInterval: 0.2) } })
+            pause: { stopSignal.sleep(1, heartbeat: heartbeat) })
     }
 }

@@ -1,4 +1,4 @@
-import Dispatch
+import Foundation
 import PQ
 import Synchronization
 
@@ -10,33 +10,63 @@ import Synchronization
 /// half an entry's lifetime is still answered from memory and asks for a fresh copy here, so a prediction
 /// that is looked up keeps a fresh entry and its lookups never wait. The lifetime still bounds staleness.
 ///
-/// One serial queue and a bounded backlog: when it is full, the entry is left to expire and the next
-/// lookup reads the database itself.
-public final class LookupRefresher: Sendable {
+/// One thread of the daemon's own and a bounded backlog: when it is full (or the refresher is not
+/// running), the entry is left to expire and the next lookup reads the database itself.
+public final class LookupRefresher: DaemonComponent {
     let pool: Pool
     let cache: LookupCache
     let store = LookupStore()
-    private let queue = DispatchQueue(label: "afterimage.lookup-refresh")
-    private let backlog = Atomic<Int>(0)
+    private let backlog = Mutex<[LookupCache.Key]>([])
+    private let running = Atomic<Bool>(false)
+    private let stopSignal = StopSignal()
+    private let threads: ThreadGroup
     static let maxBacklog = 1024
 
-    public init(pool: Pool, cache: LookupCache) {
+    public let name = "lookup refresher"
+    /// A read in progress is not waited for past this.
+    public let stopBudget: Duration = .seconds(2)
+
+    public init(pool: Pool, cache: LookupCache, heartbeats: Heartbeats? = nil) {
         self.pool = pool
         self.cache = cache
+        threads = ThreadGroup(heartbeats: heartbeats)
+    }
+
+    public func start() {
+        guard cache.isEnabled, !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        threads.spawn("afterimage-lookup-refresh") { [self] heartbeat in
+            while !stopSignal.isStopped {
+                let keys = backlog.withLock { keys in defer { keys = [] }; return keys }
+                for key in keys where !stopSignal.isStopped {
+                    heartbeat.beat()
+                    read(key)
+                }
+                if keys.isEmpty { stopSignal.waitForWork(1, heartbeat: heartbeat) }
+            }
+        }
+    }
+
+    public func stop() {
+        running.store(false, ordering: .releasing)
+        stopSignal.stop()
+        threads.join(timeout: stopBudget)
     }
 
     /// Queues a re-read; a prediction no longer settled, or gone, is simply not stored again.
     public func refresh(provider: String, id: String) {
-        guard backlog.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxBacklog else {
-            backlog.subtract(1, ordering: .relaxed)
-            return
+        guard running.load(ordering: .relaxed) else { return }
+        let queued = backlog.withLock { keys -> Bool in
+            guard keys.count < Self.maxBacklog else { return false }
+            keys.append(LookupCache.Key(provider: provider, id: id))
+            return true
         }
-        queue.async { [self] in
-            defer { backlog.subtract(1, ordering: .relaxed) }
-            let generation = cache.generation()  // before the read: a concurrent invalidation wins
-            if let view = try? pool.withConnection({ try store.prediction(provider: provider, id: id, on: $0) }) {
-                cache.store(view, readAt: generation)
-            }
+        if queued { stopSignal.wake() }
+    }
+
+    private func read(_ key: LookupCache.Key) {
+        let generation = cache.generation()  // before the read: a concurrent invalidation wins
+        if let view = try? pool.withConnection({ try store.prediction(provider: key.provider, id: key.id, on: $0) }) {
+            cache.store(view, readAt: generation)
         }
     }
 }

@@ -32,47 +32,42 @@ struct QueueStats: Sendable, Equatable {
 
 /// Keeps the queue gauges and systemd's `STATUS=` line fresh: a query every `interval`, and on demand
 /// (a `/metrics` scrape) at most once a second, so scrapers cannot turn into a load on the database.
-final class QueueMonitor: Sendable {
+/// While the database is not ready yet (the pool does not admit) it does not ask.
+final class QueueMonitor: DaemonComponent {
     let pool: Pool
-    let notifier: SystemdNotifier
+    let status: ServiceStatus
     let interval: TimeInterval
     let logger: Logger
-    private let running = Atomic<Bool>(false)
-    private let wake = WakeSignal()
-    private let finished = DispatchGroup()
+    private let stopSignal = StopSignal()
+    private let threads: ThreadGroup
     private let last = Mutex<(at: ContinuousClock.Instant, stats: QueueStats?)?>(nil)
 
-    init(pool: Pool, notifier: SystemdNotifier, interval: TimeInterval = 10, logger: Logger) {
+    let name = "queue monitor"
+    /// A query in progress is not waited for past this (it ends at statement_timeout on its own).
+    let stopBudget: Duration = .seconds(2)
+
+    init(pool: Pool, status: ServiceStatus, interval: TimeInterval = 10, heartbeats: Heartbeats? = nil, logger: Logger) {
         self.pool = pool
-        self.notifier = notifier
+        self.status = status
         self.interval = interval
         self.logger = logger
+        threads = ThreadGroup(heartbeats: heartbeats)
     }
 
     func start() {
-        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        finished.enter()
-        let thread = Thread { [self] in
-            defer { finished.leave() }
-            while running.load(ordering: .acquiring) {
-                refresh(force: true)
-                wake.sleep(timeout: interval, unlessStopped: { !self.running.load(ordering: .acquiring) })
-            }
-        }
-        thread.name = "afterimage-monitor"
-        thread.start()
+        threads.repeating("afterimage-monitor", every: interval, until: stopSignal) { [self] _ in refresh(force: true) }
     }
 
     func stop() {
-        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        wake.broadcast()
-        finished.wait()
+        stopSignal.stop()
+        threads.join(timeout: stopBudget)
     }
 
     /// Queries unless the last query is under a second old; returns the stats in effect (nil when the
-    /// database did not answer).
+    /// database did not answer, or is not ready yet: then `STATUS=` already says what is awaited).
     @discardableResult
     func refresh(force: Bool = false) -> QueueStats? {
+        guard pool.isAdmitting else { return nil }
         let now = ContinuousClock.now
         if !force, let previous = last.withLock({ $0 }), now - previous.at < .seconds(1) { return previous.stats }
         let stats: QueueStats?
@@ -85,9 +80,9 @@ final class QueueMonitor: Sendable {
         last.withLock { $0 = (now, stats) }
         if let stats {
             AfterimageMetrics.queue(stats)
-            notifier.notify(SystemdNotifier.status(stats.statusLine))
+            status.set(.queue, stats.statusLine)
         } else {
-            notifier.notify(SystemdNotifier.status("database unavailable"))
+            status.set(.queue, "queue unknown: database unavailable")
         }
         return stats
     }

@@ -24,6 +24,8 @@ public struct ReplicateReconciler: Sendable {
         /// Also record predictions created on the website (`replicate.reconcile_web`): Replicate keeps
         /// those indefinitely, so by default they are left alone.
         public var reconcileWeb = false
+        /// Deadlines of the pass's database session (`database.*` timeouts).
+        public var sessionLimits = SessionLimits()
 
         public init(databaseURL: String) { self.databaseURL = databaseURL }
     }
@@ -83,7 +85,7 @@ public struct ReplicateReconciler: Sendable {
     public func runPass(createdAfter: Date, progress: (Summary) -> Void = { _ in }) throws(ReconcileError) -> Outcome {
         let connection: Connection
         do {
-            connection = try Connection.connect(url: configuration.databaseURL)
+            connection = try Connection.connect(url: configuration.databaseURL, limits: configuration.sessionLimits)
         } catch {
             throw ReconcileError(.database, "cannot connect: \(error)")
         }

@@ -2,28 +2,33 @@ import Foundation
 import Logging
 import Synchronization
 
-/// The service watchdog (`WatchdogSec=`): systemd restarts the daemon when no `WATCHDOG=1` arrives
-/// within `$WATCHDOG_USEC`. We ping at half that period, and only after a real `SELECT 1` through
-/// the pool succeeded, so a daemon whose database access is wedged (pool exhausted, connections
-/// hung, server gone) stops pinging and gets restarted, rather than merely a daemon whose process
-/// has died.
-public final class Watchdog: Sendable {
+/// The service watchdog (`WatchdogSec=`): systemd restarts the daemon when no `WATCHDOG=1` arrives within
+/// `$WATCHDOG_USEC`. We ping at half that period, and only while every loop of the daemon's own (HTTP
+/// event threads, intake committers, archive workers, listeners, …) has beaten its heartbeat recently, so
+/// a daemon with a wedged thread is restarted. The database's health is not the watchdog's business: a
+/// database outage is answered with 503s and waited out, and restarting the daemon would not end it.
+public final class Watchdog: DaemonComponent {
     public let interval: Duration
-    private let check: @Sendable () -> Bool
+    /// Names of the loops that are stalled, with how long; empty when all is well. Runs on the watchdog's
+    /// own thread and must not block.
+    private let stalled: @Sendable () -> [(name: String, silence: Duration)]
     private let notifier: SystemdNotifier
     private let logger: Logger
-    private let running = Atomic<Bool>(false)
-    private let wake = WakeSignal()
-    private let finished = DispatchGroup()
+    private let stopSignal = StopSignal()
+    private let threads = ThreadGroup(heartbeats: nil)
+
+    public let name = "watchdog"
+    public let stopBudget: Duration = .seconds(1)
 
     /// - Parameters:
     ///   - interval: time between checks (half of `WATCHDOG_USEC`).
-    ///   - check: returns true when the daemon is healthy; runs on the watchdog's own thread.
-    public init(interval: Duration, notifier: SystemdNotifier, logger: Logger, check: @escaping @Sendable () -> Bool) {
+    ///   - stalled: the loops that have not beaten in time.
+    public init(interval: Duration, notifier: SystemdNotifier, logger: Logger,
+                stalled: @escaping @Sendable () -> [(name: String, silence: Duration)]) {
         self.interval = interval
         self.notifier = notifier
         self.logger = logger
-        self.check = check
+        self.stalled = stalled
     }
 
     /// Half of `WATCHDOG_USEC`, or nil when the watchdog is off: the variable is unset or zero, or
@@ -36,41 +41,24 @@ public final class Watchdog: Sendable {
     }
 
     public func start() {
-        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        finished.enter()
-        let thread = Thread { [self] in
-            defer { finished.leave() }
-            loop()
-        }
-        thread.name = "afterimage-watchdog"
-        thread.start()
-    }
-
-    /// Ends the thread; returns once it has (a check in progress finishes first).
-    public func stop() {
-        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        wake.broadcast()
-        finished.wait()
-    }
-
-    private func loop() {
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
-        var missed = false
-        while running.load(ordering: .acquiring) {
-            let started = Date()
-            if check() {
+        let missed = Atomic<Bool>(false)
+        threads.repeating("afterimage-watchdog", every: interval.timeInterval, until: stopSignal) { [self] _ in
+            let stuck = stalled()
+            if stuck.isEmpty {
                 notifier.notify("WATCHDOG=1")
-                if missed { logger.notice("watchdog: health check passes again") }
-                missed = false
-            } else if !missed {
-                // Once per outage: the log is not the place to count missed pings.
-                logger.error("watchdog: health check failed; not pinging systemd (it restarts the daemon after WatchdogSec=)")
-                missed = true
-            }
-            let remaining = seconds - Date().timeIntervalSince(started)
-            if remaining > 0 {
-                wake.sleep(timeout: remaining, unlessStopped: { !self.running.load(ordering: .acquiring) })
+                if missed.exchange(false, ordering: .relaxed) { logger.notice("watchdog: every loop is beating again") }
+            } else if !missed.exchange(true, ordering: .relaxed) {
+                // Once per episode: the log is not the place to count missed pings.
+                let names = stuck.map { "\($0.name) (silent \($0.silence))" }.joined(separator: ", ")
+                logger.critical("watchdog: loops stalled, not pinging systemd (it restarts the daemon after WatchdogSec=)",
+                                metadata: ["stalled": "\(names)"])
             }
         }
+    }
+
+    /// Ends the thread; returns once it has.
+    public func stop() {
+        stopSignal.stop()
+        threads.join(timeout: stopBudget)
     }
 }

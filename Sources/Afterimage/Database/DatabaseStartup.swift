@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+import PQ
+import Synchronization
+
+/// Brings the database into service in the background, so the daemon can start, bind and answer while
+/// PostgreSQL is away: connects, applies pending migrations (`database.migrate`), and only then lets the
+/// pool admit callers. Until then everything that needs the database answers 503 + Retry-After (the pool
+/// refuses at once), `/readyz` says the database is unavailable and `STATUS=` says what is awaited.
+/// Failed attempts are retried with backoff (1, 2, 4, 8, then every 10 s, with jitter).
+///
+/// A failure that waiting cannot fix (a changed or refused migration) is fatal: it is handed to
+/// `onFatal`, and the daemon stops with exit status 1, as a failed start always did.
+public final class DatabaseStartup: DaemonComponent {
+    let databaseURL: String
+    let migrate: Bool
+    let limits: SessionLimits
+    let pool: Pool
+    let status: ServiceStatus
+    let logger: Logger
+    let onFatal: @Sendable (any Error) -> Void
+    private let ready = Atomic<Bool>(false)
+    private let stopSignal = StopSignal()
+    private let threads: ThreadGroup
+
+    public let name = "database startup"
+    /// An attempt in progress (a migration, say) is not waited for: it is rolled back when the session ends.
+    public let stopBudget: Duration = .seconds(2)
+    static let longestBackoff: TimeInterval = 10
+
+    public init(databaseURL: String, migrate: Bool, limits: SessionLimits, pool: Pool, status: ServiceStatus,
+                heartbeats: Heartbeats? = nil, logger: Logger, onFatal: @escaping @Sendable (any Error) -> Void) {
+        self.databaseURL = databaseURL
+        self.migrate = migrate
+        self.limits = limits
+        self.pool = pool
+        self.status = status
+        self.logger = logger
+        self.onFatal = onFatal
+        threads = ThreadGroup(heartbeats: heartbeats)
+    }
+
+    /// True once the schema is current and the pool admits callers.
+    public var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    public func start() {
+        status.set(.waiting, "waiting for the database")
+        threads.spawn("afterimage-database") { [self] heartbeat in run(heartbeat) }
+    }
+
+    public func stop() {
+        stopSignal.stop()
+        threads.join(timeout: stopBudget)
+    }
+
+    /// Seconds before attempt `attempt + 1` (0-based): 1, 2, 4, 8, 10, 10, … each ±20 %.
+    static func backoff(afterAttempt attempt: Int) -> TimeInterval {
+        let base = min(longestBackoff, pow(2, Double(min(attempt, 10))))
+        return base * Double.random(in: 0.8...1.2)
+    }
+
+    private func run(_ heartbeat: Heartbeat) {
+        var attempt = 0
+        var lastReason: String?
+        while !stopSignal.isStopped {
+            heartbeat.beat()
+            do {
+                let applied = try bringUp()
+                pool.startAdmitting()
+                ready.store(true, ordering: .releasing)
+                status.set(.waiting, nil)
+                logger.notice("database ready", metadata: ["migrations_applied": "\(applied.count)", "attempts": "\(attempt + 1)"])
+                return
+            } catch let error as MigrationError where !error.isTransient {
+                logger.critical("database refused: the schema cannot be brought up to date", metadata: ["error": "\(error)"])
+                status.set(.waiting, "database refused: \(error)")
+                onFatal(error)
+                return
+            } catch {
+                let delay = Self.backoff(afterAttempt: attempt)
+                attempt += 1
+                let reason = Self.reason(error)
+                if reason != lastReason {
+                    // Once per distinct cause: an outage is one warning, not one per attempt.
+                    logger.warning("database unavailable; serving 503 and retrying", metadata: ["error": "\(error)"])
+                    lastReason = reason
+                } else {
+                    logger.debug("database still unavailable", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                }
+                status.set(.waiting, "waiting for the database (\(reason)); next try in \(Int(delay.rounded(.up))) s")
+                stopSignal.sleep(delay, heartbeat: heartbeat)
+            }
+        }
+    }
+
+    /// Connects, then migrates or (with `database.migrate = false`) checks the session answers.
+    private func bringUp() throws -> [String] {
+        let connection: Connection
+        do {
+            connection = try Connection.connect(url: databaseURL, connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds,
+                                                limits: limits)
+        } catch {
+            throw MigrationError(code: .database, message: "cannot connect: \(error)", cause: error)
+        }
+        defer { connection.close() }
+        guard migrate else {
+            do {
+                try connection.query("SELECT 1")
+            } catch {
+                throw MigrationError(code: .database, message: "\(error)", cause: error)
+            }
+            return []
+        }
+        return try Migrator().migrate(on: connection, logger: logger)
+    }
+
+    /// A short cause for `STATUS=`: the error's kind, never the server's message (it may name hosts).
+    static func reason(_ error: any Error) -> String {
+        guard let error = error as? MigrationError, let cause = error.cause else { return "error" }
+        switch cause.code {
+        case .connectionFailed: return "cannot connect"
+        case .connectionLost: return "connection lost"
+        default: return cause.sqlState.map { "SQLSTATE \($0)" } ?? "\(cause.code)"
+        }
+    }
+}
