@@ -9,12 +9,13 @@ import S3
 ///
 /// 1. the database pool (closed last),
 /// 2. database startup: connects and applies migrations in the background, then lets the pool admit,
-/// 3. the archive workers (they claim once the database is ready),
-/// 4. the intake committers,
-/// 5. the lookup refresher and 6. the lookup cache invalidator,
-/// 7. the reconciler (when configured),
-/// 8. the HTTP server (only now: everything its routes hand work to is running),
-/// 9. the queue monitor and 10. the watchdog.
+/// 3. the spool sweeper (stale spool files, once the database is ready and then periodically),
+/// 4. the archive workers (they claim once the database is ready),
+/// 5. the intake committers,
+/// 6. the lookup refresher and 7. the lookup cache invalidator,
+/// 8. the reconciler (when configured),
+/// 9. the HTTP server (only now: everything its routes hand work to is running),
+/// 10. the queue monitor and 11. the watchdog.
 ///
 /// Nothing here waits for PostgreSQL: the daemon binds and answers at once (webhooks and lookups 503 +
 /// Retry-After, `/readyz` 503) until the database is ready, and after any later outage, without a restart.
@@ -84,8 +85,11 @@ public final class Daemon: Sendable {
         workerConfiguration.drainTimeout = .seconds(settings.workers.drainTimeoutSeconds)
         let workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL, limits: limits, configuration: workerConfiguration,
                                      databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
+        let sweeper = SpoolSweeper(spool: spool, pool: pool, interval: TimeInterval(settings.workers.spoolSweepIntervalSeconds),
+                                   databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
 
-        let reconciler = try ReconcileService.fromSettings(settings, heartbeats: heartbeats, databaseReady: databaseReady, logger: logger)
+        let reconciler = try ReconcileService.fromSettings(settings, currentToken: { reloadable.current.replicate.apiToken },
+                                                           heartbeats: heartbeats, databaseReady: databaseReady, logger: logger)
 
         var intakeConfiguration = IntakeBatcher.Configuration()
         intakeConfiguration.waitTimeout = TimeInterval(settings.http.intakeTimeoutSeconds)
@@ -131,7 +135,7 @@ public final class Daemon: Sendable {
             }
         }
 
-        var components: [any DaemonComponent] = [PoolComponent(pool), database, workers, intake, refresher, invalidator]
+        var components: [any DaemonComponent] = [PoolComponent(pool), database, sweeper, workers, intake, refresher, invalidator]
         if let reconciler { components.append(reconciler) }
         components += [HTTPServerComponent(server, drainTimeout: Self.httpDrainTimeout), monitor]
         if let watchdog { components.append(watchdog) }

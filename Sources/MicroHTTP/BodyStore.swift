@@ -5,11 +5,18 @@ import Glibc
 import Darwin
 #endif
 
-/// Why a body could not be kept: the spill file could not be made or written (disk full, permissions).
-struct BodyStoreError: Error, CustomStringConvertible {
-    let operation: String
-    let errno: Int32
-    var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+/// Why a body could not be kept or read: the spill file could not be made, written or read back (disk
+/// full, permissions, an I/O error).
+public struct BodyStoreError: Error, CustomStringConvertible {
+    public let operation: String
+    public let errno: Int32
+
+    public init(operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+
+    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
 }
 
 /// Where a request body goes while it arrives: memory up to `spillThreshold` bytes, then an unnamed file
@@ -17,8 +24,9 @@ struct BodyStoreError: Error, CustomStringConvertible {
 ///
 /// Why: a large body (a Stability result of tens of MiB) held in memory until its signature is checked
 /// lets a few concurrent senders of forged bodies grow the daemon by hundreds of MiB. Spilled, it costs
-/// page cache the kernel can write out, not resident memory, and a forged one is dropped unread. Only a
-/// body that passed its route's checks is read back into memory, for its handler.
+/// page cache the kernel can write out, not resident memory, and a forged one is dropped unread. A body
+/// that passed its route's checks is read back into memory for its handler, unless the route takes
+/// bodies as files (`Router.add(…, bodyAsFile: true)`): its handler then gets the `BodyFile` itself.
 ///
 /// Only the event thread serving the connection touches a store; `finish()` hands the bytes over.
 /// Capacity is never reserved from the client's declared length: memory grows with bytes received.
@@ -26,7 +34,7 @@ final class BodyStore {
     private let spillDirectory: String?
     private let spillThreshold: Int
     private var memory: [UInt8] = []
-    private var file: SpilledBody?
+    private var file: BodyFile?
     /// Bytes for the file, written in large pieces rather than one write per network read.
     private var staged: [UInt8] = []
     private(set) var count = 0
@@ -51,7 +59,7 @@ final class BodyStore {
         }
         let fd = cmhd_open_unnamed_file(spillDirectory)
         guard fd >= 0 else { throw BodyStoreError(operation: "create a spill file in \(spillDirectory)", errno: errno) }
-        let spilled = SpilledBody(fd: fd)
+        let spilled = BodyFile(fd: fd)
         file = spilled
         staged = memory  // what was kept so far is written first; its buffer then serves as the staging one
         memory = []
@@ -79,7 +87,7 @@ final class BodyStore {
         return .spilled(file)
     }
 
-    private func flush(to file: SpilledBody) throws(BodyStoreError) {
+    private func flush(to file: BodyFile) throws(BodyStoreError) {
         var offset = 0
         while offset < staged.count {
             let written = staged[offset...].withUnsafeBytes { write(file.fd, $0.baseAddress, $0.count) }
@@ -95,15 +103,21 @@ final class BodyStore {
 
 enum CollectedBody {
     case memory([UInt8])
-    case spilled(SpilledBody)
+    case spilled(BodyFile)
 }
 
-/// A complete body in an unnamed file. @unchecked Sendable around the descriptor: it is written only by
-/// the event thread that received the body, then handed once to the one pool thread that reads it back;
-/// nothing touches it concurrently, and closing it (deinit) removes the file.
-final class SpilledBody: @unchecked Sendable {
+/// A complete request body in an unnamed file (see `BodyStore`): what a route that takes bodies as files
+/// gets instead of the bytes, so a handler can stream a body of tens of MiB (decode it, hash it, send it
+/// to the database) without ever holding it in memory.
+///
+/// @unchecked Sendable around the descriptor: it is written only by the event thread that received the
+/// body, then handed once to the one thread that runs the handler; after that it is only read with
+/// `pread`, which keeps no file offset, so concurrent reads are safe. Closing it (deinit, once the request
+/// and whoever kept a reference are done) removes the file.
+public final class BodyFile: @unchecked Sendable {
     let fd: Int32
-    var size = 0
+    /// The body's length in bytes, as received (never a length the client claimed).
+    public internal(set) var size = 0
 
     init(fd: Int32) {
         self.fd = fd
@@ -111,8 +125,20 @@ final class SpilledBody: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Up to `buffer.count` bytes from `offset` into `buffer`; the number read (0 at the end).
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(BodyStoreError) -> Int {
+        let wanted = min(buffer.count, max(0, size - offset))
+        guard wanted > 0, let base = buffer.baseAddress else { return 0 }
+        while true {
+            let n = pread(fd, base, wanted, off_t(offset))
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { throw BodyStoreError(operation: "read a spilled body back", errno: errno) }
+            return n
+        }
+    }
+
     /// The bytes, read into exactly `size` bytes of memory (a size we counted, not one the client claimed).
-    func read() throws(BodyStoreError) -> [UInt8] {
+    public func read() throws(BodyStoreError) -> [UInt8] {
         var failure: BodyStoreError?
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             var offset = 0

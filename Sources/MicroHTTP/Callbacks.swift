@@ -193,7 +193,7 @@ private enum Outcome {
     /// Suspend the connection and give its responder to this on the handler pool.
     case laterOnPool(@Sendable (Responder) -> Void)
     /// Suspend the connection; on the handler pool, read the spilled body back and run the route.
-    case readBack(Router.Route, RequestParts, SpilledBody)
+    case readBack(Router.Route, RequestParts, BodyFile)
 }
 
 /// Everything of a request but its body, read on the event thread (only it may read the connection's
@@ -206,8 +206,8 @@ struct RequestParts: Sendable {
     let pathParameters: [String: String]
     let remoteAddress: String?
 
-    func request(body: [UInt8]) -> Request {
-        Request(method: method, path: path, query: query, headers: headers, body: body,
+    func request(body: [UInt8], bodyFile: BodyFile? = nil) -> Request {
+        Request(method: method, path: path, query: query, headers: headers, body: body, bodyFile: bodyFile,
                 pathParameters: pathParameters, remoteAddress: remoteAddress)
     }
 }
@@ -231,16 +231,16 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
         let parts = RequestParts(method: context.method, path: context.rawPath, query: collectQuery(connection),
                                  headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
                                  remoteAddress: clientAddress(connection))
-        let bytes: [UInt8]
+        let request: Request
         do {
             switch try context.body.finish() {
-            case .memory(let kept): bytes = kept
+            case .memory(let kept): request = parts.request(body: kept)
+            case .spilled(let file) where route.bodyAsFile: request = parts.request(body: [], bodyFile: file)
             case .spilled(let file): return .readBack(route, parts, file)
             }
         } catch {
             return .answer(bodyStorageFailed(error))
         }
-        let request = parts.request(body: bytes)
         if let immediate = route.immediate, let response = immediate(request) { return .answer(response) }
         switch route.work {
         case .blocking(let handler):
@@ -256,7 +256,7 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
 }
 
 /// On a pool thread: the spilled body back into memory (its route accepted it), then the route's handler.
-private func runReadBack(_ route: Router.Route, _ parts: RequestParts, _ file: SpilledBody, _ responder: Responder) {
+private func runReadBack(_ route: Router.Route, _ parts: RequestParts, _ file: BodyFile, _ responder: Responder) {
     let request: Request
     do {
         request = parts.request(body: try file.read())

@@ -12,7 +12,11 @@ public struct Request: Sendable {
     public let query: [String: String]
     /// Header fields with lowercased names; repeated fields are joined with ", " (RFC 9110 5.3).
     public let headers: [String: String]
+    /// The body, unless it is in `bodyFile`.
     public let body: [UInt8]
+    /// The body as a file, when it was large enough to be spilled to disk while it arrived and the route
+    /// takes bodies as files (`Router.add(…, bodyAsFile: true)`); `body` is then empty. Nil otherwise.
+    public let bodyFile: BodyFile?
     /// Values of the `{name}` segments of the matched route pattern, percent-decoded once.
     public var pathParameters: [String: String]
     /// The client's numeric IP address, when the socket has one.
@@ -20,7 +24,7 @@ public struct Request: Sendable {
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-        body: [UInt8] = [], pathParameters: [String: String] = [:], remoteAddress: String? = nil
+        body: [UInt8] = [], bodyFile: BodyFile? = nil, pathParameters: [String: String] = [:], remoteAddress: String? = nil
     ) {
         self.method = method
         self.path = path
@@ -29,9 +33,13 @@ public struct Request: Sendable {
         for (name, value) in headers { lowered[name.lowercased()] = value }
         self.headers = lowered
         self.body = body
+        self.bodyFile = bodyFile
         self.pathParameters = pathParameters
         self.remoteAddress = remoteAddress
     }
+
+    /// The body's length, wherever it is.
+    public var bodyCount: Int { bodyFile?.size ?? body.count }
 
     /// Header lookup that ignores case, since HTTP field names are case-insensitive.
     public func header(_ name: String) -> String? { headers[name.lowercased()] }

@@ -38,6 +38,8 @@ public struct Router: Sendable {
         let immediate: ImmediateHandler?
         /// Looks at the head before any body byte is read (see `RequestGate`).
         let gate: RequestGate?
+        /// A spilled body reaches the handler as `Request.bodyFile` instead of being read back into memory.
+        let bodyAsFile: Bool
         let work: Work
     }
 
@@ -55,12 +57,14 @@ public struct Router: Sendable {
     /// A malformed pattern is a programming error and traps at registration, not per request.
     /// `immediate`, when given, is tried first on the event thread; only when it returns nil does the
     /// request go to `handler` on a pool thread. `gate`, when given, sees the head before the body is read
-    /// and may refuse the request there (see `RequestGate`).
+    /// and may refuse the request there (see `RequestGate`). `bodyAsFile`: a body large enough to have been
+    /// spilled to disk while it arrived is handed over as `Request.bodyFile` (with `body` empty), for a
+    /// handler that streams it rather than hold tens of MiB in memory; smaller bodies still come as `body`.
     public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
-                             immediate: ImmediateHandler? = nil, _ handler: @escaping Handler) {
+                             bodyAsFile: Bool = false, immediate: ImmediateHandler? = nil, _ handler: @escaping Handler) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
         routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: immediate, gate: gate, work: .blocking(handler)))
+                            immediate: immediate, gate: gate, bodyAsFile: bodyAsFile, work: .blocking(handler)))
     }
 
     /// Registers a handler that answers later through a `Responder` instead of blocking a pool thread
@@ -69,7 +73,7 @@ public struct Router: Sendable {
                              deferred: @escaping DeferredHandler) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
         routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: nil, gate: gate, work: .deferred(deferred)))
+                            immediate: nil, gate: gate, bodyAsFile: false, work: .deferred(deferred)))
     }
 
     enum Resolution {

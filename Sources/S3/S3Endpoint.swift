@@ -22,14 +22,11 @@ public struct S3Endpoint: Sendable {
     let objectHost: String
 
     public init(endpoint: String, region: String, bucket: String, pathStyle: Bool = true, prefix: String = "") throws(S3Error) {
-        var trimmed = endpoint.trimmingCharacters(in: .whitespaces)
-        while trimmed.hasSuffix("/") { trimmed.removeLast() }
-        guard let parts = URLParts(trimmed), parts.scheme == "http" || parts.scheme == "https" else {
-            throw S3Error(.invalidConfiguration, "storage endpoint must be an http:// or https:// URL, got \"\(Self.redactUserInfo(trimmed))\"")
+        let trimmed = Self.trimmed(endpoint)
+        if let problem = Self.endpointProblem(endpoint) {
+            throw S3Error(.invalidConfiguration, "storage endpoint \(problem), got \"\(Self.redactUserInfo(trimmed))\"")
         }
-        guard parts.path.isEmpty, parts.query == nil, !trimmed.contains("@"), !trimmed.contains("#") else {
-            throw S3Error(.invalidConfiguration, "storage endpoint must be scheme://host[:port] only (no path, query or user), got \"\(Self.redactUserInfo(trimmed))\"")
-        }
+        let parts = URLParts(trimmed)!  // endpointProblem parsed it
         guard !region.isEmpty, region.utf8.allSatisfy({ S3URIEncoding.isUnreserved($0) }) else {
             throw S3Error(.invalidConfiguration, "storage region \"\(region)\" is empty or has characters a region cannot have")
         }
@@ -49,6 +46,27 @@ public struct S3Endpoint: Sendable {
         objectOrigin = rootParts.origin
         objectPathPrefix = String(rootParts.path.dropLast())
         objectHost = rootParts.hostHeader
+    }
+
+    /// Why `endpoint` cannot be a storage endpoint, or nil when it can: it must be `scheme://host[:port]`
+    /// with scheme http or https, nothing more (no path, query, fragment or userinfo). The reason never
+    /// repeats the value (which could carry a credential). The configuration loader refuses such a
+    /// `storage.endpoint` with this reason, so a value it accepts is one the client accepts.
+    public static func endpointProblem(_ endpoint: String) -> String? {
+        let trimmed = trimmed(endpoint)
+        guard let parts = URLParts(trimmed), parts.scheme == "http" || parts.scheme == "https", !parts.host.isEmpty else {
+            return "must be an http:// or https:// URL"
+        }
+        guard parts.path.isEmpty, parts.query == nil, !trimmed.contains("@"), !trimmed.contains("#") else {
+            return "must be scheme://host[:port] only (no path, query or user)"
+        }
+        return nil
+    }
+
+    private static func trimmed(_ endpoint: String) -> String {
+        var trimmed = endpoint.trimmingCharacters(in: .whitespaces)
+        while trimmed.hasSuffix("/") { trimmed.removeLast() }
+        return trimmed
     }
 
     /// The canonical (encoded-once) path of `key`, as `objectURL` spells it.

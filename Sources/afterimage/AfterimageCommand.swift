@@ -48,8 +48,9 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+/// One line on stderr; the userinfo of any URL in it is masked (an error may quote a configured URL).
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    FileHandle.standardError.write(Data((URLRedaction.redactingUserInfo(message) + "\n").utf8))
 }
 
 /// Runs `body`, turning configuration errors into exit 78 and anything else into exit 1, with one clear line.

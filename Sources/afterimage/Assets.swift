@@ -37,9 +37,10 @@ struct AssetsList: AsyncParsableCommand {
         }
         for asset in page.assets {
             let size = asset.size.map(String.init) ?? "-"
-            let detail = asset.key ?? asset.failureReason ?? "-"
+            let detail = asset.key ?? asset.failureReason.map(URLRedaction.redactingUserInfo) ?? "-"
+            // Every text field escaped: they came from outside, and one line per asset must stay one line.
             print([String(asset.id), asset.state, "\(asset.provider)/\(asset.predictionID)", String(asset.index),
-                   String(asset.attempts), size, detail].joined(separator: "\t"))
+                   String(asset.attempts), size, detail].map(TerminalText.escaped).joined(separator: "\t"))
         }
         if let next = page.nextAfter { printError("more: --after \(next)") }
     }

@@ -34,7 +34,7 @@ struct Reconcile: AsyncParsableCommand {
                 throw ConfigurationError(key: "replicate.api_token", "is required to reconcile (environment AFTERIMAGE_REPLICATE_API_TOKEN)")
             }
             return try settings.makeReplicateReconciler(
-                token: token, logger: logger,
+                token: { token }, logger: logger,
                 sleep: { seconds in Thread.sleep(forTimeInterval: max(0, seconds)); return true },
                 shouldAbort: { false })
         }

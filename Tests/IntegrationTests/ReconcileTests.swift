@@ -330,6 +330,39 @@ struct ReconcileTests {
         #expect(try daemon.stop() == 0)
     }
 
+    /// Issue 13.13: the reconciler reads `replicate.api_token` through the reloadable settings. A refused
+    /// token pauses it; a SIGHUP that rotates the token reaches it, and it resumes without a restart.
+    @Test func aTokenRotatedByReloadReachesTheReconciler() throws {
+        let s = try makeScenario(count: 2) { _ in true }
+        try s.api.load(s.predictions)  // accepts s.api.token only
+        let runtime = NSTemporaryDirectory() + "afterimage-run-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: runtime) }
+        let config = runtime + "/afterimage.json"
+        let old = "r8_old_" + UUID().uuidString
+        try #"{"replicate": {"api_token": "\#(old)"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let port = freePort()
+        let daemon = try DaemonProcess(arguments: ["serve", "--config", config], environment: s.harness.environment(port: port, extra: [
+            "AFTERIMAGE_REPLICATE_BASE_URL": s.api.baseURL, "AFTERIMAGE_REPLICATE_RECONCILE_INTERVAL": "1", "RUNTIME_DIRECTORY": runtime,
+        ]), port: port)
+        _ = try daemon.waitForStatus("/readyz", 200)
+        try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "the old token to be refused") {
+            daemon.log.contains("reconciliation paused")
+        }
+        #expect(try reconciledIDs(s.harness).isEmpty)
+
+        try #"{"replicate": {"api_token": "\#(s.api.token)"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let (reloaded, _, reloadError) = try runAfterimage(["reload", "--pid", String(daemon.process.processIdentifier)],
+                                                           environment: ["RUNTIME_DIRECTORY": runtime])
+        #expect(reloaded == 0, "\(reloadError)")
+        try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "a pass with the new token") {
+            try reconciledIDs(s.harness).sorted() == s.unknown.sorted()
+        }
+        #expect(daemon.log.contains("reconciliation resumes"))
+        #expect(!daemon.log.contains(old) && !daemon.log.contains(s.api.token))
+        #expect(try daemon.stop() == 0)
+    }
+
     /// A `next` cursor pointing to another origin is not followed (the token stays home); the first
     /// page's work is kept and the command fails clearly.
     @Test func aForeignCursorIsNotFollowed() throws {

@@ -240,37 +240,54 @@ extension StabilitySourceTests {
     }
 }
 
-/// The spool keeps inline bytes (their only local copy) through clean-ups that remove other garbage.
-@Suite("Spool: inline files survive clean-up", .serialized)
+/// The spool keeps inline bytes (their only local copy) through sweeps that remove other garbage.
+@Suite("Spool: the sweep keeps what is still needed", .serialized)
 struct StabilitySpoolTests {
-    @Test func inlineFilesAreRemovedOnlyWhenUnreferencedAndTheirWriterIsGone() throws {
-        let spool = try Spool(directory: NSTemporaryDirectory() + "afterimage-inline-spool-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(atPath: spool.directory) }
-        // pid 2^22+1 is above Linux's pid_max default: a writer that is surely gone.
-        let gone = "\(spool.directory)/inline-a.4194305.inline"
-        let referenced = "\(spool.directory)/inline-b.4194305.inline"
-        let live = "\(spool.directory)/inline-c.\(getppid()).inline"
-        for path in [gone, referenced, live] { _ = FileManager.default.createFile(atPath: path, contents: Data([1])) }
-        #expect(spool.cleanOrphans(referenced: [referenced]) == 1)
-        #expect(!FileManager.default.fileExists(atPath: gone))
-        #expect(FileManager.default.fileExists(atPath: referenced))
-        #expect(FileManager.default.fileExists(atPath: live))
-    }
-
-    @Test func aFailedInlineAssetStillHoldsItsSpoolFile() throws {
+    @Test func theSweepTakesOnlyFilesNoLiveAssetWriterOrClaimNeeds() throws {
         let databaseURL = try TestEnvironment.freshDatabase(prefix: "stabspool")
         try Migrator().migrate(databaseURL: databaseURL, logger: Logger(label: "test"))
+        let pool = Pool(url: databaseURL, size: 1)
+        defer { pool.close() }
+        let spool = try Spool(directory: NSTemporaryDirectory() + "afterimage-inline-spool-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(atPath: spool.directory) }
+        let sweeper = SpoolSweeper(spool: spool, pool: pool, interval: 60, logger: Logger(label: "test"))
+        func file(_ name: String, age: TimeInterval = 3600) throws -> String {
+            let path = "\(spool.directory)/\(name)"
+            try Data([1]).write(to: URL(fileURLWithPath: path))
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-age)], ofItemAtPath: path)
+            return path
+        }
+        // pid 2^22+1 is above Linux's pid_max default: a writer that is surely gone.
+        let gone = try file("inline-a.4194305.inline")
+        let pending = try file("inline-b.4194305.inline")
+        let live = try file("inline-c.\(getppid()).inline")
+        let failed = try file("inline-d.4194305.inline")
+        let fresh = try file("inline-e.4194305.inline", age: 0)
+        let deadPart = try file("inline-f.4194305.part", age: 0)
+        // Written by this process and not yet recorded: claimed, however old it looks.
+        let writer = try spool.inlineWriter()
+        try [UInt8](repeating: 7, count: 10).withUnsafeBytes { try writer.write($0) }
+        let (claimed, _) = try writer.finish()
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)], ofItemAtPath: claimed)
+
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
         try connection.execute("INSERT INTO predictions (provider, id, status) VALUES ('stability', 'p', 'succeeded')")
-        for (pointer, kind, state, path) in [("/a", "inline", "failed", "/s/inline-failed"), ("/b", "url", "failed", "/s/url-failed"),
-                                             ("/c", "inline", "stored", "/s/inline-stored"), ("/d", "url", "pending", "/s/url-pending")] {
+        for (pointer, state, path) in [("/a", "pending", pending), ("/b", "failed", failed)] {
             try connection.execute("""
                 INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, state, spool_path)
-                VALUES ('stability', 'p', $1, 0, 'inline:x', $2, $3, $4)
-                """, [pointer, kind, state, path])
+                VALUES ('stability', 'p', $1, 0, 'inline:x', 'inline', $2, $3)
+                """, [pointer, state, path])
         }
-        let referenced = try ArchiveQueue(leaseSeconds: 5, instanceName: "t").referencedSpoolPaths(on: connection)
-        #expect(referenced == ["/s/inline-failed", "/s/url-pending"])
+        let outcome = try sweeper.sweep()
+        #expect(Set(outcome.removed) == [gone, failed, deadPart])
+        #expect(outcome.clearedReferences == 1)
+        for kept in [pending, live, fresh, claimed] { #expect(FileManager.default.fileExists(atPath: kept), "\(kept)") }
+        #expect(try connection.query("SELECT spool_path FROM assets WHERE pointer = '/b'")[0].decode(0, as: String?.self) == nil)
+        #expect(try connection.query("SELECT spool_path FROM assets WHERE pointer = '/a'")[0].decode(0, as: String?.self) == pending)
+
+        // Once its owner releases it (its row committed, or given up), the usual rules apply.
+        spool.release(claimed)
+        #expect(try sweeper.sweep().removed == [claimed])
     }
 }

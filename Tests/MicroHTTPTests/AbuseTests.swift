@@ -183,6 +183,46 @@ struct SpillTests {
         }
     }
 
+    @Test("a route that takes bodies as files gets a spilled body as its file, read in pieces, and a small one as bytes")
+    func bodyAsFile() throws {
+        let directory = NSTemporaryDirectory() + "microhttp-spill-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var router = Router()
+        router.add("POST", "/file", maxBodyBytes: 4 << 20, bodyAsFile: true) { request in
+            guard let file = request.bodyFile else {
+                return Response(status: 200, headers: [("X-Kind", "bytes"), ("X-Body-Hash", fnv1a(request.body))])
+            }
+            // Read back in odd-sized pieces with pread, as a streaming handler would.
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65_537)
+            var offset = 0
+            while true {
+                let n = (try? buffer.withUnsafeMutableBytes { try file.read(at: offset, into: $0) }) ?? -1
+                guard n > 0 else { break }
+                bytes += buffer[0..<n]
+                offset += n
+            }
+            return Response(status: 200, headers: [("X-Kind", "file"), ("X-Body-Hash", fnv1a(bytes)), ("X-Size", String(file.size)),
+                                                    ("X-Body-Empty", String(request.body.isEmpty)), ("X-Count", String(request.bodyCount))])
+        }
+        try withServer(router, configure: { $0.bodySpillDirectory = directory; $0.bodySpillThresholdBytes = 4096 }) { _, port in
+            let large = testBytes(3 << 20, seed: 5)
+            let answer = try send(port, "POST", "/file", body: large)
+            #expect(answer.status == 200)
+            #expect(answer.header("X-Kind") == "file")
+            #expect(answer.header("X-Body-Hash") == fnv1a(large))
+            #expect(answer.header("X-Size") == String(large.count))
+            #expect(answer.header("X-Count") == String(large.count))
+            #expect(answer.header("X-Body-Empty") == "true")
+            let small = testBytes(1000, seed: 6)
+            let smallAnswer = try send(port, "POST", "/file", body: small)
+            #expect(smallAnswer.header("X-Kind") == "bytes")
+            #expect(smallAnswer.header("X-Body-Hash") == fnv1a(small))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty, "spill files have no name")
+        }
+    }
+
     @Test("a spill directory that cannot be written is a 503 for large bodies, not a crash; small ones are served")
     func unwritableSpill() throws {
         var router = Router()

@@ -159,17 +159,4 @@ public struct ArchiveQueue: Sendable {
             WHERE id = $1 AND claim_token = $2
             """, [job.assetID, job.claimToken, state, reason]) == 1
     }
-
-    /// Spool paths that pending or in-flight assets still need (the rest of the spool is garbage), and
-    /// those of inline assets not yet stored, whatever their state: a failed one may be retried later.
-    public func referencedSpoolPaths(on connection: Connection) throws -> Set<String> {
-        var paths = Set<String>()
-        for row in try connection.query("""
-            SELECT spool_path FROM assets
-            WHERE spool_path IS NOT NULL AND (state IN ('pending', 'in_flight') OR (source_kind = 'inline' AND state <> 'stored'))
-            """) {
-            paths.insert(try row.decode(0, as: String.self))
-        }
-        return paths
-    }
 }

@@ -40,9 +40,6 @@ public final class ArchiveWorkers: DaemonComponent {
     private let inFlight = Mutex<[Int64: InFlight]>([:])
     /// Set while claims fail (the database went away): the first failure is a warning, the rest debug.
     private let claimsFailing = Atomic<Bool>(false)
-    /// Set once orphaned spool files were removed (or that was skipped): workers claim only after it, or
-    /// the clean-up would take files they are writing for orphans.
-    private let spoolChecked = Atomic<Bool>(false)
     private let threads: ThreadGroup
 
     struct InFlight { let token: UUID; var lost: Bool }
@@ -69,15 +66,13 @@ public final class ArchiveWorkers: DaemonComponent {
             if wait(until: databaseReady, heartbeat: heartbeat) { listenLoop(heartbeat) }
         }
         threads.spawn("afterimage-lease") { [self] heartbeat in
-            guard wait(until: databaseReady, heartbeat: heartbeat) else { return }
-            cleanSpool()
-            spoolChecked.store(true, ordering: .releasing)
-            stopSignal.wake()
-            leaseLoop(heartbeat)
+            if wait(until: databaseReady, heartbeat: heartbeat) { leaseLoop(heartbeat) }
         }
+        // Stale spool files are the `SpoolSweeper`'s; the files a worker writes are claimed (`SpoolClaims`)
+        // until their row is recorded, so a sweep at any moment leaves them alone.
         for index in 0..<configuration.count {
             threads.spawn("afterimage-worker-\(index)") { [self] heartbeat in
-                if wait(until: { spoolChecked.load(ordering: .acquiring) }, heartbeat: heartbeat) { workerLoop(heartbeat) }
+                if wait(until: databaseReady, heartbeat: heartbeat) { workerLoop(heartbeat) }
             }
         }
         logger.info("workers started", metadata: ["count": "\(configuration.count)"])
@@ -105,22 +100,12 @@ public final class ArchiveWorkers: DaemonComponent {
     /// Wakes idle workers now (new assets were queued by this process).
     public func notifyNewWork() { stopSignal.wake() }
 
-    /// Waits until `condition` holds (the database is ready; the spool was checked); false when stopped first.
+    /// Waits until `condition` holds (the database is ready); false when stopped first.
     private func wait(until condition: () -> Bool, heartbeat: Heartbeat) -> Bool {
         while !condition() {
             guard stopSignal.waitForWork(0.5, heartbeat: heartbeat) else { return false }
         }
         return !stopSignal.isStopped
-    }
-
-    private func cleanSpool() {
-        do {
-            let referenced = try pool.withConnection { try queue.referencedSpoolPaths(on: $0) }
-            let removed = archiver.spool.cleanOrphans(referenced: referenced)
-            if removed > 0 { logger.info("orphaned spool files removed", metadata: ["count": "\(removed)"]) }
-        } catch {
-            logger.warning("spool clean-up skipped: database unavailable", metadata: ["error": "\(error)"])
-        }
     }
 
     private func workerLoop(_ heartbeat: Heartbeat) {

@@ -14,7 +14,14 @@ extension Archiver {
         case .stabilityResult:
             guard let stability else { throw ArchiveError(.transport, "no Stability source is configured") }
             let fetched = try stability.fetch(job, spool: spool, session: session, policy: policy(), shouldAbort: shouldAbort)
-            guard try pool.withConnection({ try queue.recordResult(job, finishReason: fetched.finishReason, seed: fetched.seed, on: $0) }) else {
+            let recorded: Bool
+            do {
+                recorded = try pool.withConnection { try queue.recordResult(job, finishReason: fetched.finishReason, seed: fetched.seed, on: $0) }
+            } catch {
+                spool.remove(fetched.path)
+                throw error
+            }
+            guard recorded else {
                 spool.remove(fetched.path)
                 throw ArchiveError(.leaseLost, "the lease was lost while fetching")
             }
@@ -29,8 +36,11 @@ extension Archiver {
     /// that is gone too does the asset fail, permanently and saying why. (A Replicate data: output recorded
     /// without a spool file, by a reconciler without access to the spool, is decoded here the first time.)
     func respoolInline(_ job: ArchiveJob, logger log: Logger) throws -> (path: String, sha256: String, size: Int64, contentType: String?) {
-        if job.spoolPath == nil, job.provider == ReplicateIntake.provider {
-            log.info("decoding a data: output from the recorded delivery")
+        if job.spoolPath == nil {
+            // A Replicate data: output recorded without a spool file, or an asset whose spool file the sweep
+            // removed once it had failed (it was retried by hand since).
+            log.info(job.provider == ReplicateIntake.provider ? "decoding a data: output from the recorded delivery"
+                                                               : "decoding inline bytes from the recorded delivery")
         } else {
             log.error("the spool file of an inline result is missing here; decoding it again from the recorded delivery",
                       metadata: ["spool_path": "\(job.spoolPath ?? "none")"])
@@ -42,8 +52,8 @@ extension Archiver {
         do {
             spooled = try body.withUnsafeBufferPointer { bytes in
                 job.provider == ReplicateIntake.provider
-                    ? try respoolDataOutput(pointer: pointer, body: bytes, assetID: job.assetID)
-                    : try respoolStabilityArtifact(pointer: pointer, body: bytes, assetID: job.assetID)
+                    ? try respoolDataOutput(pointer: pointer, body: bytes, assetID: job.assetID, claim: job.claimToken)
+                    : try respoolStabilityArtifact(pointer: pointer, body: bytes, assetID: job.assetID, claim: job.claimToken)
             }
         } catch let error as ArchiveError {
             throw error
@@ -59,7 +69,7 @@ extension Archiver {
         return (spooled.path, spooled.sha256, spooled.size, spooled.contentType)
     }
 
-    private func respoolStabilityArtifact(pointer: String, body: UnsafeBufferPointer<UInt8>, assetID: Int64) throws -> InlineSpooler.Spooled {
+    private func respoolStabilityArtifact(pointer: String, body: UnsafeBufferPointer<UInt8>, assetID: Int64, claim: UUID) throws -> InlineSpooler.Spooled {
         let parsed = try StabilityBody.parse(body)
         // A pointer qualified as `/image@<delivery>` (a reused prediction_id) names `/image` of its body.
         let inBody = pointer.split(separator: "@", maxSplits: 1).first.map(String.init) ?? pointer
@@ -67,14 +77,14 @@ extension Archiver {
             throw ArchiveError(.inlineLost, "inline result: the recorded delivery has nothing at \(pointer)")
         }
         // The spooler closes (and on failure removes) the file whatever happens.
-        return try InlineSpooler.spool(artifact, body: body, writer: try spool.writer(assetID: assetID))
+        return try InlineSpooler.spool(artifact, body: body, writer: try spool.writer(assetID: assetID, claim: claim))
     }
 
     /// A Replicate data: output, found again at its pointer in the recorded webhook body.
-    private func respoolDataOutput(pointer: String, body: UnsafeBufferPointer<UInt8>, assetID: Int64) throws -> InlineSpooler.Spooled {
+    private func respoolDataOutput(pointer: String, body: UnsafeBufferPointer<UInt8>, assetID: Int64, claim: UUID) throws -> InlineSpooler.Spooled {
         guard let (span, _) = ReplicatePrediction.dataOutput(at: pointer, in: body) else {
             throw ArchiveError(.inlineLost, "data: output: the recorded delivery has none at \(pointer) (it came with another event)")
         }
-        return try ReplicateIntake.decodeDataOutput(span, pointer: pointer, body: body, writer: try spool.writer(assetID: assetID))
+        return try ReplicateIntake.decodeDataOutput(span, pointer: pointer, body: body, writer: try spool.writer(assetID: assetID, claim: claim))
     }
 }

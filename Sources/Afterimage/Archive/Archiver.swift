@@ -52,14 +52,23 @@ public struct Archiver: Sendable {
         log[metadataKey: "prediction"] = "\(job.provider)/\(job.predictionID)"
         do {
             var spooled: (path: String, sha256: String, size: Int64, contentType: String?)
-            if let path = job.spoolPath, let sha = job.spoolSHA256, let size = job.spoolSize, spool.isIntact(path: path, size: size, sha256: sha) {
+            // The recorded path is normalised and must lie in the spool (`resolve`) before it is read.
+            if let path = job.spoolPath.flatMap(spool.resolve), let sha = job.spoolSHA256, let size = job.spoolSize,
+               spool.isIntact(path: path, size: size, sha256: sha) {
                 spooled = (path, sha, size, job.contentType)
                 log.info("uploading from spool left by an earlier try")
             } else {
                 spooled = try fetch(job, session: session, shouldAbort: shouldAbort, logger: log)
-                guard try pool.withConnection({ try queue.recordSpool(job, path: spooled.path, sha256: spooled.sha256, size: spooled.size, contentType: spooled.contentType, on: $0) }) else {
-                    throw ArchiveError(.leaseLost, "the lease was lost while downloading")
+                // The new file stays claimed (no sweep takes it) until the in_flight row refers to it.
+                let recorded: Bool
+                do {
+                    recorded = try pool.withConnection { try queue.recordSpool(job, path: spooled.path, sha256: spooled.sha256, size: spooled.size, contentType: spooled.contentType, on: $0) }
+                } catch {
+                    spool.release(spooled.path)
+                    throw error
                 }
+                spool.release(spooled.path)
+                guard recorded else { throw ArchiveError(.leaseLost, "the lease was lost while downloading") }
             }
             if shouldAbort() { throw ArchiveError(.aborted, "stopping") }
             let key = layout.key(provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
@@ -125,7 +134,7 @@ public struct Archiver: Sendable {
         if let credential = sourceCredential(job.provider) {
             options.destinationHeaders = { host in credential.headers(for: host) }
         }
-        let writer = try spool.writer(assetID: job.assetID)
+        let writer = try spool.writer(assetID: job.assetID, claim: job.claimToken)
         let response: CurlResponse
         do {
             response = try session.perform(CurlRequest(url: job.sourceURL, headers: [("Accept", "*/*")]), options: options) { bytes in
@@ -160,7 +169,7 @@ public struct Archiver: Sendable {
     /// upload is aborted at the store as well).
     func upload(key: String, path: String, size: Int64, sha256: String, contentType: String?, sourceURL: String,
                 shouldAbort: (@Sendable () -> Bool)? = nil) throws -> String? {
-        let metadata = ["sha256": sha256, "source-url": Self.metadataSafe(sourceURL)]
+        let metadata = ["sha256": sha256, "source-url": Self.metadataSourceURL(sourceURL)]
         let etag: String?
         do {
             if size <= multipartThreshold {
@@ -168,7 +177,7 @@ public struct Archiver: Sendable {
                                              metadata: metadata, payloadSHA256Hex: sha256, shouldAbort: shouldAbort)
             } else {
                 etag = try MultipartUpload(storage: storage, key: key, path: path, size: size, partSize: partSize,
-                                           partsInFlight: partsInFlight, shouldAbort: shouldAbort)
+                                           partsInFlight: partsInFlight, expectedSHA256: sha256, shouldAbort: shouldAbort)
                     .run(contentType: contentType, metadata: metadata)
             }
             guard let info = try storage.headObject(key: key) else {
@@ -185,6 +194,27 @@ public struct Archiver: Sendable {
             throw ArchiveError(.storage, "\(error)")
         }
         return etag
+    }
+
+    /// Longest `x-amz-meta-source-url` value. S3 allows 2 KiB of user metadata per object, keys and values
+    /// together (`sha256` and its 64 hex digits take 70 bytes, `source-url` 10): a longer header is refused
+    /// with 400, and the output could never be stored. Half the allowance leaves room for the rest.
+    static let maxSourceURLMetadataBytes = 1024
+    static let truncationMarker = "...[truncated]"
+
+    /// The source URL as object metadata: without its query and fragment (a signed URL's signature is
+    /// long, short-lived and no use to anyone reading the metadata later; the query can also carry a
+    /// credential), printable ASCII, and cut to `maxSourceURLMetadataBytes` with a marker when still longer
+    /// (never inside a `%XX` escape). The full URL stays in the `assets` row.
+    static func metadataSourceURL(_ url: String) -> String {
+        var base = Substring(url)
+        if let cut = base.firstIndex(where: { $0 == "?" || $0 == "#" }) { base = base[..<cut] }
+        let safe = metadataSafe(String(base))
+        guard safe.utf8.count > maxSourceURLMetadataBytes else { return safe }
+        var kept = Array(safe.utf8.prefix(maxSourceURLMetadataBytes - truncationMarker.utf8.count))
+        // Every byte is ASCII after percent-encoding; step back over a `%` or `%X` left at the end.
+        if let percent = kept.suffix(2).lastIndex(of: UInt8(ascii: "%")) { kept.removeSubrange(percent...) }
+        return String(decoding: kept, as: UTF8.self) + truncationMarker
     }
 
     /// S3 metadata values travel as HTTP headers: keep them printable ASCII (percent-encode the rest).

@@ -2,7 +2,8 @@ import Foundation
 
 /// Inline results (bytes that came inside a webhook body) are spooled before the asset row exists, so
 /// their files are named by a random id and the writing process, not by asset id. Their suffix tells the
-/// orphan clean-up that such a file may be the only copy of its bytes on this machine.
+/// sweep that such a file may be the only copy of its bytes on this machine; the intake releases its
+/// claim on it (`Spool.release`) once the row that refers to it is committed, or removes it.
 extension Spool {
     static let inlineSuffix = ".inline"
 

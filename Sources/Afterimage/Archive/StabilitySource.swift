@@ -96,7 +96,7 @@ public struct StabilitySource: Sendable {
         options.shouldAbort = shouldAbort
         // The key must never follow a redirect to another host, and the results endpoint does not redirect.
         options.maxRedirects = 0
-        let writer = try spool.writer(assetID: job.assetID)
+        let writer = try spool.writer(assetID: job.assetID, claim: job.claimToken)
         let response: CurlResponse
         do {
             response = try session.perform(CurlRequest(url: job.sourceURL, headers: [("Authorization", "Bearer \(key)"), ("Accept", kind.accept)]),
@@ -148,7 +148,7 @@ public struct StabilitySource: Sendable {
                                                base64: artifact.base64, seed: artifact.seed, finishReason: artifact.finishReason)
             let spooled: InlineSpooler.Spooled
             do {
-                spooled = try InlineSpooler.spool(typed, body: body, writer: try spool.decodedWriter(assetID: job.assetID))
+                spooled = try InlineSpooler.spool(typed, body: body, writer: try spool.decodedWriter(assetID: job.assetID, claim: job.claimToken))
             } catch let error as InlineSpooler.InvalidBase64 {
                 throw ArchiveError(.sourceStatus, "Stability answered 200 with JSON whose \(error)", status: 200)
             }
@@ -296,7 +296,8 @@ enum MappedFile {
 extension Spool {
     /// A writer for bytes decoded from a spooled JSON answer: its `.part` is named apart from the answer's
     /// own (both exist while decoding), and it ends as the asset's usual spool file.
-    func decodedWriter(assetID: Int64) throws -> Writer {
-        try Writer(path: "\(directory)/asset-\(assetID).decoded.\(getpid()).part", finalPath: finalPath(assetID: assetID))
+    func decodedWriter(assetID: Int64, claim: UUID) throws -> Writer {
+        try Writer(path: "\(directory)/asset-\(assetID).decoded.\(claim.uuidString.lowercased()).\(getpid()).part",
+                   finalPath: finalPath(assetID: assetID))
     }
 }

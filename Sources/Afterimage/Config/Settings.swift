@@ -100,6 +100,9 @@ public struct Settings: Sendable {
         public var leaseSeconds = 30
         /// On SIGTERM, how long running transfers may go on before they are released to other instances.
         public var drainTimeoutSeconds = 30
+        /// Stale spool files (of finished or failed assets, of writers that are gone) are removed this often,
+        /// once untouched for as long (`SpoolSweeper`).
+        public var spoolSweepIntervalSeconds = 600
     }
 
     public struct API: Sendable {

@@ -3,7 +3,8 @@ import Foundation
 extension Settings {
     /// The effective configuration as `key = value` lines for `check-config`, in `SettingsLoader.keys`
     /// order. Secrets show only whether they are set, never any part of the value: the output ends up
-    /// in terminals, tickets and CI logs.
+    /// in terminals, tickets and CI logs. A URL's userinfo never shows either (`https://***@host`),
+    /// whichever key it is in.
     public func redactedDescription() -> String {
         func secret(_ value: String?) -> String { (value?.isEmpty ?? true) ? "(unset)" : "(set, redacted)" }
         func secrets(_ values: [String]) -> String { values.isEmpty ? "(unset)" : "(\(values.count) set, redacted)" }
@@ -50,10 +51,11 @@ extension Settings {
             ("fetch.allow_private_networks", "\(fetch.allowPrivateNetworks)"), ("fetch.max_bytes", "\(fetch.maxBytes)"),
             ("workers.count", "\(workers.count)"), ("workers.spool_dir", plain(workers.spoolDirectory)),
             ("workers.lease_seconds", "\(workers.leaseSeconds)"), ("workers.drain_timeout", "\(workers.drainTimeoutSeconds)"),
+            ("workers.spool_sweep_interval", "\(workers.spoolSweepIntervalSeconds)"),
             ("api.tokens", secrets(api.tokens)), ("api.lookup_cache_seconds", "\(api.lookupCacheSeconds)"),
             ("ui.enabled", "\(ui.enabled)"),
             ("log.level", plain(logLevel)),
         ]
-        return lines.map { "\($0.0) = \($0.1)" }.joined(separator: "\n")
+        return URLRedaction.redactingUserInfo(lines.map { "\($0.0) = \($0.1)" }.joined(separator: "\n"))
     }
 }

@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import MicroHTTP
+import S3
 import SystemPackage
 
 /// Resolves `Settings` from, highest precedence first: environment variables `AFTERIMAGE_*`, secret files
@@ -17,7 +18,7 @@ public enum SettingsLoader {
         ("http.stability_max_body_bytes", false), ("http.connection_limit", false),
         ("http.connection_timeout", false), ("http.header_timeout", false), ("http.request_timeout", false),
         ("http.per_ip_connection_limit", false), ("http.max_inflight_body_bytes", false),
-        ("http.connection_timeout", false), ("http.intake_timeout", false),
+        ("http.intake_timeout", false),
         ("database.url", true), ("database.pool_size", false), ("database.migrate", false),
         ("database.acquire_timeout_ms", false), ("database.statement_timeout_ms", false),
         ("database.lock_timeout_ms", false), ("database.idle_in_transaction_timeout_ms", false),
@@ -35,7 +36,7 @@ public enum SettingsLoader {
         ("fetch.allowed_hosts", false), ("fetch.allowed_schemes", false),
         ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
         ("workers.count", false), ("workers.spool_dir", false), ("workers.lease_seconds", false),
-        ("workers.drain_timeout", false),
+        ("workers.drain_timeout", false), ("workers.spool_sweep_interval", false),
         ("api.tokens", true), ("api.lookup_cache_seconds", false),
         ("ui.enabled", false),
         ("log.level", false),
@@ -110,10 +111,9 @@ public enum SettingsLoader {
         s.database.keepalivesCount = try v.int("database.keepalives_count", in: 1...100) ?? s.database.keepalivesCount
 
         s.storage.endpoint = try v.string("storage.endpoint")
-        if let endpoint = s.storage.endpoint {
-            guard let url = URL(string: endpoint), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-                throw ConfigurationError(key: "storage.endpoint", "must be an http(s) URL such as https://s3.us-east-1.amazonaws.com")
-            }
+        if let endpoint = s.storage.endpoint, let problem = S3Endpoint.endpointProblem(endpoint) {
+            // The S3 client's own rule, so a value accepted here is one the daemon starts with.
+            throw ConfigurationError(key: "storage.endpoint", "\(problem), such as https://s3.us-east-1.amazonaws.com")
         }
         s.storage.region = try v.string("storage.region") ?? s.storage.region
         s.storage.bucket = try v.string("storage.bucket")
@@ -144,6 +144,9 @@ public enum SettingsLoader {
         try validateWebhookSecrets(s.stability.webhookSecrets, key: "stability.webhook_secret")
         s.stability.apiKeys = StabilitySource.distinct(try v.list("stability.api_key", secret: true) ?? [])
         s.stability.baseURL = try v.string("stability.base_url") ?? s.stability.baseURL
+        if let problem = baseURLProblem(s.stability.baseURL) {
+            throw ConfigurationError(key: "stability.base_url", "\(problem), such as https://api.stability.ai")
+        }
 
         s.fetch.allowedHosts = try v.list("fetch.allowed_hosts") ?? s.fetch.allowedHosts
         s.fetch.allowedSchemes = try v.list("fetch.allowed_schemes") ?? s.fetch.allowedSchemes
@@ -157,6 +160,7 @@ public enum SettingsLoader {
         s.workers.spoolDirectory = try v.string("workers.spool_dir") ?? s.workers.spoolDirectory
         s.workers.leaseSeconds = try v.int("workers.lease_seconds", in: 2...3600) ?? s.workers.leaseSeconds
         s.workers.drainTimeoutSeconds = try v.int("workers.drain_timeout", in: 0...3600) ?? s.workers.drainTimeoutSeconds
+        s.workers.spoolSweepIntervalSeconds = try v.int("workers.spool_sweep_interval", in: 1...86400) ?? s.workers.spoolSweepIntervalSeconds
 
         s.api.tokens = try v.list("api.tokens", secret: true) ?? []
         for token in s.api.tokens where token.hasPrefix("sha256:") {
@@ -174,6 +178,21 @@ public enum SettingsLoader {
             throw ConfigurationError(key: "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
         }
         return s
+    }
+
+    /// Why `url` cannot be an API base URL (`stability.base_url`), or nil: an http(s) URL with a host, and
+    /// no userinfo, query or fragment (result URLs are built by appending paths to it, and it is logged).
+    /// The reason never repeats the value.
+    static func baseURLProblem(_ url: String) -> String? {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+              ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty else {
+            return "must be an http(s) URL"
+        }
+        guard components.user == nil, components.password == nil, !url.contains("@") else {
+            return "must not carry a user or password"
+        }
+        guard components.query == nil, components.fragment == nil else { return "must not have a query or fragment" }
+        return nil
     }
 
     /// Host names or `*.domain` wildcards, nothing else: a URL or a bare `*` here would send a credential to

@@ -76,7 +76,7 @@ public final class DatabaseStartup: DaemonComponent {
         while !stopSignal.isStopped {
             heartbeat.beat()
             do {
-                let applied = try bringUp()
+                let applied = try bringUp(heartbeat)
                 pool.startAdmitting()
                 ready.store(true, ordering: .releasing)
                 status.set(.waiting, nil)
@@ -105,8 +105,9 @@ public final class DatabaseStartup: DaemonComponent {
         }
     }
 
-    /// Connects, then migrates or (with `database.migrate = false`) checks the session answers.
-    private func bringUp() throws -> [String] {
+    /// Connects, then migrates or (with `database.migrate = false`) checks the session answers. Either way
+    /// a schema migrated by a newer build (migrations this one does not know) is refused, fatally.
+    private func bringUp(_ heartbeat: Heartbeat) throws -> [String] {
         let connection: Connection
         do {
             connection = try Connection.connect(url: databaseURL, connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds,
@@ -116,18 +117,20 @@ public final class DatabaseStartup: DaemonComponent {
         }
         defer { connection.close() }
         guard migrate else {
-            do {
-                try connection.query("SELECT 1")
-            } catch {
-                throw MigrationError(code: .database, message: "\(error)", cause: error)
-            }
+            try Migrator().checkKnown(on: connection)
             return []
         }
-        return try Migrator().migrate(on: connection, logger: logger)
+        // While another process migrates, wait (beating, and giving up at a stop); past the lock's bounded
+        // wait this is retried like an outage.
+        return try Migrator().migrate(on: connection, logger: logger, keepWaiting: { [stopSignal] in
+            heartbeat.beat()
+            return !stopSignal.isStopped
+        })
     }
 
     /// A short cause for `STATUS=`: the error's kind, never the server's message (it may name hosts).
     static func reason(_ error: any Error) -> String {
+        if let error = error as? MigrationError, error.code == .lockBusy { return "another process holds the migration lock" }
         guard let error = error as? MigrationError, let cause = error.cause else { return "error" }
         switch cause.code {
         case .connectionFailed: return "cannot connect"

@@ -26,10 +26,11 @@ public struct StabilityWebhookRoute: Sendable {
 
     /// `maxBodyBytes` is `http.stability_max_body_bytes`: inline videos are large.
     /// The gate checks the signature headers before the body is read and the signature while it arrives,
-    /// so `handle` sees only verified bodies.
+    /// so `handle` sees only verified bodies. A body spilled to disk while it arrived (over 1 MiB) stays
+    /// there: the handler gets the file (`bodyAsFile`), and intake streams it (`DeliveryBody`).
     public func register(on router: inout Router, maxBodyBytes: Int) {
         let gate = WebhookGate(provider: "stability", verifier: verifier, logger: logger)
-        router.add("POST", "/v1/webhooks/stability", maxBodyBytes: maxBodyBytes, gate: gate.gate,
+        router.add("POST", "/v1/webhooks/stability", maxBodyBytes: maxBodyBytes, gate: gate.gate, bodyAsFile: true,
                    AfterimageMetrics.instrumentWebhook(provider: "stability") { request in self.handle(request) })
     }
 
@@ -41,9 +42,14 @@ public struct StabilityWebhookRoute: Sendable {
         case .failure(let refusal): return refusal.response
         }
         do {
-            let outcome = try intake.record(delivery, pool: pool)
+            let outcome = try intake.record(delivery, body: DeliveryBody(request), pool: pool)
             if case .accepted(let id, _) = outcome { lookupCache?.invalidate(.init(provider: StabilityIntake.provider, id: id)) }
-            return envelope.response(for: outcome, delivery: delivery, kind: "a Stability result")
+            return envelope.response(for: outcome, delivery: delivery, kind: "a Stability result", bodyBytes: request.bodyCount)
+        } catch let error as BodyStoreError {
+            // The spilled body could not be read back (an I/O error): nothing was recorded.
+            logger.error("webhook not recorded: the spilled body could not be read", metadata: ["provider": "stability", "error": "\(error)"])
+            return .error(status: 503, code: "body_storage_unavailable", message: "the delivery was not recorded; retry later",
+                          headers: [("Retry-After", "30")])
         } catch let error as ArchiveError {
             // The spool could not take the bytes (disk full, permissions): nothing was acknowledged.
             logger.error("webhook not recorded: spool failure", metadata: ["provider": "stability", "error": "\(error)"])

@@ -37,11 +37,12 @@ struct WebhookEnvelope {
     }
 
     /// `kind` names what the body should have been ("a prediction", "a Stability result") in a 400.
-    func response(for outcome: IntakeOutcome, delivery: ReplicateIntake.Delivery, kind: String) -> Response {
+    /// `bodyBytes`: the body's length when it is not in `delivery.body` (a route that takes bodies as files).
+    func response(for outcome: IntakeOutcome, delivery: ReplicateIntake.Delivery, kind: String, bodyBytes: Int? = nil) -> Response {
         switch outcome {
         case .accepted(let predictionID, let assets):
             logger.info("webhook accepted", metadata: ["provider": "\(provider)", "prediction": "\(predictionID)", "assets": "\(assets)",
-                                                      "bytes": "\(delivery.body.count)"])
+                                                      "bytes": "\(bodyBytes ?? delivery.body.count)"])
             return Self.acknowledgement(status: "accepted", predictionID: predictionID, assets: assets)
         case .duplicate(let predictionID):
             AfterimageMetrics.webhookDuplicate(provider: provider)

@@ -34,8 +34,36 @@ enum InlineSpooler {
                                                 pointer: String, through decoder: Decoder, into writer: Spool.Writer,
                                                 contentType: (Decoder) -> String) throws -> Spooled {
         let scanner = JSONByteScanner(body)
+        return try spool(pointer: pointer, through: decoder, into: writer, contentType: contentType) { decode in
+            try scanner.forEachUnescapedRun(text, decode)
+        }
+    }
+
+    /// An artifact that `StabilityBody.parse` found in a `JSONSkeleton` of `body`: a short base64 field is
+    /// decoded from the skeleton, a long one streamed from the body itself (memory or its spill file).
+    static func spool(_ artifact: StabilityBody.Artifact, in skeleton: JSONSkeleton, body: DeliveryBody,
+                      writer: Spool.Writer) throws -> Spooled {
+        let decoder = Base64StreamDecoder { chunk in try writer.write(chunk) }
+        let contentType: (Base64StreamDecoder) -> String = { MediaSniffer.contentType(head: $0.head, kind: artifact.kind) }
+        switch skeleton.locate(artifact.base64) {
+        case .inSkeleton(let span):
+            return try skeleton.bytes.withUnsafeBufferPointer { bytes in
+                try spool(span, of: bytes, pointer: artifact.pointer, through: decoder, into: writer, contentType: contentType)
+            }
+        case .inBody(let elision):
+            return try spool(pointer: artifact.pointer, through: decoder, into: writer, contentType: contentType) { decode in
+                try elision.forEachUnescapedRun(in: body, decode)
+            }
+        }
+    }
+
+    /// The common part: `feed` hands the text's unescaped runs to the decoder it is given; the decoded bytes
+    /// go to `writer`, which is finished (fsynced) or discarded whatever happens.
+    static func spool<Decoder: SpoolingDecoder>(pointer: String, through decoder: Decoder, into writer: Spool.Writer,
+                                                contentType: (Decoder) -> String,
+                                                feed: ((UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Void) throws -> Spooled {
         do {
-            try scanner.forEachUnescapedRun(text) { run in try decoder.decode(run) }
+            try feed { run in try decoder.decode(run) }
             try decoder.finish()
         } catch let error as Base64StreamDecoder.Failure {
             writer.discard()

@@ -78,7 +78,10 @@ extension ReplicateIntake {
     func removeSpoolFiles(of deliveries: [Delivery], except used: Set<String>) {
         guard let spool else { return }
         for delivery in deliveries {
-            for case .spooled(let file) in delivery.dataOutputs.values where !used.contains(file.path) { spool.remove(file.path) }
+            for case .spooled(let file) in delivery.dataOutputs.values {
+                // A file a committed row took is the sweep's to judge from now on; the rest go.
+                if used.contains(file.path) { spool.release(file.path) } else { spool.remove(file.path) }
+            }
         }
     }
 

@@ -158,9 +158,10 @@ public struct ReplicateIntake: Sendable {
         return outcome
     }
 
-    /// Bodies from this size on are inserted one per statement, as a plain parameter that libpq reads from the
-    /// body's own storage: in the batch's array parameter they would be copied first, and a 16 MiB log-heavy
-    /// body would then exist twice in this process (three times counting libpq's send buffer).
+    /// Bodies from this size on are recorded one by one with COPY (`DeliveryRecord`), streamed in pieces from
+    /// the body's own storage: in the batch's array parameter they would be copied first, and as a bound
+    /// parameter libpq would copy them whole into its send buffer. A 16 MiB log-heavy body thus exists once
+    /// in this process while it is recorded (the request's own buffer, which the HTTP body budget counts).
     static let separateBodyBytes = 256 * 1024
 
     /// Inserts the raw deliveries; returns the webhook ids that were new (the rest were recorded before).
@@ -176,15 +177,14 @@ public struct ReplicateIntake: Sendable {
         }
         var inserted = try insertSmallDeliveries(small, errors: smallErrors, checking: checking, on: tx)
         for (delivery, error) in large {
-            let parameters: [any PQEncodable] = [Self.provider, delivery.webhookID, delivery.timestamp.map(Self.microseconds),
-                                                 delivery.source, delivery.body, Self.microseconds(delivery.receivedAt),
-                                                 error == nil ? "accepted" : "unparseable", error]
-            if checking {
-                if !(try tx.query(prepared: Self.insertDeliverySQL, parameters)).isEmpty { inserted.insert(delivery.webhookID) }
-            } else {
-                try tx.query(prepared: Self.insertNewDeliverySQL, parameters)
-                inserted.insert(delivery.webhookID)
-            }
+            // COPY has no ON CONFLICT: the checking pass looks first. (A copy of this delivery committed
+            // meanwhile still fails the batch with unique_violation; it is then recorded again, and found.)
+            if checking, !(try tx.query(prepared: Self.deliveryExistsSQL, [Self.provider, delivery.webhookID])).isEmpty { continue }
+            _ = try DeliveryRecord(provider: Self.provider, webhookID: delivery.webhookID, timestamp: delivery.timestamp,
+                                   source: delivery.source, receivedAt: delivery.receivedAt,
+                                   outcome: error == nil ? "accepted" : "unparseable", error: error)
+                .insert(body: .bytes(delivery.body), on: tx)
+            inserted.insert(delivery.webhookID)
         }
         return inserted
     }
@@ -316,16 +316,8 @@ public struct ReplicateIntake: Sendable {
             ON CONFLICT (provider, webhook_id) DO NOTHING
             RETURNING webhook_id
             """
-    /// One large delivery (see `separateBodyBytes`).
-    static let insertNewDeliverySQL = """
-            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            VALUES ($1, $2, \(Self.timestamp("$3::int8")), $4, $5, \(Self.timestamp("$6::int8")), $7, $8)
-            """
-    static let insertDeliverySQL = insertNewDeliverySQL + """
-
-            ON CONFLICT (provider, webhook_id) DO NOTHING
-            RETURNING webhook_id
-            """
+    /// Whether a large delivery (see `separateBodyBytes`) is recorded already.
+    static let deliveryExistsSQL = "SELECT 1 FROM deliveries WHERE provider = $1 AND webhook_id = $2"
 
     static let upsertPredictionsSQL: String = {
         // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,

@@ -19,30 +19,44 @@ public struct StabilityIntake: Sendable {
         self.spool = spool
     }
 
-    /// Decodes, spools and records one delivery. Connections are taken from `pool` only around the
-    /// database work, never while a large body is decoded.
+    /// Decodes, spools and records one delivery whose body is in `delivery.body`.
     public func record(_ delivery: ReplicateIntake.Delivery, pool: Pool) throws -> IntakeOutcome {
+        try record(delivery, body: .bytes(delivery.body), pool: pool)
+    }
+
+    /// Decodes, spools and records one delivery, reading its body from `body` (memory, or the file the HTTP
+    /// server spilled it to; `delivery.body` is not read). Streamed from end to end: a `JSONSkeleton` of the
+    /// body is parsed, base64 fields are decoded piece by piece into the spool, and the raw body is copied
+    /// piece by piece to `deliveries.body` (`DeliveryRecord`), so a 60 MiB body costs a few hundred KiB of
+    /// memory. Connections are taken from `pool` only around the database work, never while a large body
+    /// is decoded.
+    public func record(_ delivery: ReplicateIntake.Delivery, body: DeliveryBody, pool: Pool) throws -> IntakeOutcome {
         // A retried delivery is answered without decoding its body again.
         if let known = try pool.withConnection({ try knownDelivery(delivery.webhookID, on: $0) }) {
             return .duplicate(predictionID: known)
         }
+        let skeleton: JSONSkeleton
         let parsed: StabilityBody
         do {
-            parsed = try delivery.body.withUnsafeBufferPointer { try StabilityBody.parse($0) }
-        } catch {
-            return try recordUnparseable(delivery, message: (error as? StabilityBody.ParseError)?.message ?? "\(error)", pool: pool)
+            skeleton = try JSONSkeleton(reading: body)
+            parsed = try skeleton.bytes.withUnsafeBufferPointer { try StabilityBody.parse($0) }
+        } catch let error as JSONSkeleton.Failure {
+            return try recordUnparseable(delivery, body: body, message: error.isSyntax ? "not valid JSON: \(error)" : "\(error)", pool: pool)
+        } catch let error as StabilityBody.ParseError {
+            return try recordUnparseable(delivery, body: body, message: error.message, pool: pool)
         }
         var spooled: [InlineSpooler.Spooled] = []
+        // The files stay claimed (no spool sweep takes them) until the rows that refer to them are committed
+        // or they are removed.
+        defer { spooled.forEach { spool.release($0.path) } }
         do {
-            try delivery.body.withUnsafeBufferPointer { body in
-                for artifact in parsed.artifacts {
-                    spooled.append(try InlineSpooler.spool(artifact, body: body, writer: try spool.inlineWriter()))
-                }
+            for artifact in parsed.artifacts {
+                spooled.append(try InlineSpooler.spool(artifact, in: skeleton, body: body, writer: try spool.inlineWriter()))
             }
             if !spooled.isEmpty { try spool.syncDirectory() }
         } catch let error as InlineSpooler.InvalidBase64 {
             spooled.forEach { spool.remove($0.path) }
-            return try recordUnparseable(delivery, message: error.description, pool: pool)
+            return try recordUnparseable(delivery, body: body, message: error.description, pool: pool)
         } catch {
             spooled.forEach { spool.remove($0.path) }
             throw error
@@ -50,13 +64,17 @@ public struct StabilityIntake: Sendable {
         let predictionID = parsed.predictionID ?? parsed.generationID ?? spooled[0].sha256
         do {
             let (outcome, unused) = try pool.withConnection { connection in
-                try connection.transaction { tx in try commit(delivery, parsed, spooled, predictionID: predictionID, on: tx) }
+                try connection.transaction { tx in try commit(delivery, body: body, parsed, spooled, predictionID: predictionID, on: tx) }
             }
             unused.forEach { spool.remove($0) }
             return outcome
         } catch {
             // Nothing was acknowledged: the files have no row and the sender will retry.
             spooled.forEach { spool.remove($0.path) }
+            // A concurrent copy of this delivery committed first: this one is its duplicate.
+            if error.isDuplicateDelivery {
+                return .duplicate(predictionID: try pool.withConnection { try knownDelivery(delivery.webhookID, on: $0) } ?? predictionID)
+            }
             throw error
         }
     }
@@ -70,31 +88,32 @@ public struct StabilityIntake: Sendable {
         return try row.decode(0, as: String?.self) ?? ""
     }
 
-    func recordUnparseable(_ delivery: ReplicateIntake.Delivery, message: String, pool: Pool) throws -> IntakeOutcome {
-        try pool.withConnection { connection in
-            _ = try insertDelivery(delivery, outcome: "unparseable", error: message, on: connection)
+    /// Keeps a signed body that is not a Stability result (answered 400): the raw body, with the reason.
+    func recordUnparseable(_ delivery: ReplicateIntake.Delivery, body: DeliveryBody, message: String, pool: Pool) throws -> IntakeOutcome {
+        do {
+            try pool.withConnection { connection in
+                _ = try insertDelivery(delivery, body: body, outcome: "unparseable", error: message, on: connection)
+            }
+        } catch where error.isDuplicateDelivery {
+            // Kept already by a concurrent copy.
         }
         return .unparseable(message: message)
     }
 
-    /// The delivery's id, or nil when this webhook id is already recorded.
-    func insertDelivery(_ delivery: ReplicateIntake.Delivery, outcome: String, error: String?, on tx: Connection) throws -> Int64? {
-        try tx.query("""
-            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            ON CONFLICT (provider, webhook_id) DO NOTHING
-            RETURNING id
-            """, [Self.provider, delivery.webhookID, delivery.timestamp, delivery.source, delivery.body,
-                  delivery.receivedAt, outcome, error]).first.map { try $0.decode(0, as: Int64.self) }
+    /// The delivery's id. Throws unique_violation when this webhook id is already recorded (see `DeliveryRecord`).
+    func insertDelivery(_ delivery: ReplicateIntake.Delivery, body: DeliveryBody, outcome: String, error: String?,
+                        on tx: Connection) throws -> Int64 {
+        try DeliveryRecord(provider: Self.provider, webhookID: delivery.webhookID, timestamp: delivery.timestamp,
+                           source: delivery.source, receivedAt: delivery.receivedAt, outcome: outcome, error: error)
+            .insert(body: body, on: tx)
     }
 
     /// Inside the transaction: delivery, prediction, assets, NOTIFY. Returns the outcome and the spool
-    /// files no row took (a duplicate delivery, or an artifact already recorded by an earlier one).
-    func commit(_ delivery: ReplicateIntake.Delivery, _ parsed: StabilityBody, _ spooled: [InlineSpooler.Spooled],
+    /// files no row took (an artifact already recorded by an earlier delivery). A delivery recorded
+    /// meanwhile fails the transaction with unique_violation (`record` answers it as a duplicate).
+    func commit(_ delivery: ReplicateIntake.Delivery, body: DeliveryBody, _ parsed: StabilityBody, _ spooled: [InlineSpooler.Spooled],
                 predictionID: String, on tx: Connection) throws -> (IntakeOutcome, [String]) {
-        guard let deliveryID = try insertDelivery(delivery, outcome: "accepted", error: nil, on: tx) else {
-            return (.duplicate(predictionID: predictionID), spooled.map(\.path))
-        }
+        let deliveryID = try insertDelivery(delivery, body: body, outcome: "accepted", error: nil, on: tx)
         let inline = !spooled.isEmpty
         try tx.execute("""
             INSERT INTO predictions (provider, id, status, created_at, completed_at)

@@ -360,33 +360,48 @@ struct JSONByteScanner {
             try consume(UnsafeBufferPointer(rebasing: bytes[span.range]))
             return
         }
-        var runStart = span.range.lowerBound
-        var index = span.range.lowerBound
+        _ = try Self.unescapeRuns(UnsafeBufferPointer(rebasing: bytes[span.range]), final: true, offset: span.range.lowerBound, consume)
+    }
+
+    /// `forEachUnescapedRun` over a piece of a string's contents, for a string streamed from a file in
+    /// pieces: returns how many bytes of `text` it used. Unless `final`, it stops before an escape that the
+    /// end of `text` cuts off, and the caller passes those bytes again in front of the next piece. `offset`
+    /// is where `text` starts in the whole body (for error offsets).
+    static func unescapeRuns(_ text: UnsafeBufferPointer<UInt8>, final: Bool, offset: Int = 0,
+                             _ consume: (UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Int {
+        let end = text.count
+        var runStart = 0
+        var index = 0
         var single: UInt8 = 0
-        while index < span.range.upperBound {
-            guard bytes[index] == UInt8(ascii: "\\") else { index += 1; continue }
-            if index > runStart { try consume(UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
-            guard index + 1 < span.range.upperBound else { throw Failure(message: "dangling escape", offset: index) }
+        while index < end {
+            guard text[index] == UInt8(ascii: "\\") else { index += 1; continue }
+            if index > runStart { try consume(UnsafeBufferPointer(rebasing: text[runStart..<index])) }
+            runStart = index
+            let isUnicode = index + 1 < end && text[index + 1] == UInt8(ascii: "u")
+            guard index + (isUnicode ? 6 : 2) <= end else {
+                guard final else { return index }
+                throw Failure(message: isUnicode ? "escape outside ASCII" : "dangling escape", offset: offset + index)
+            }
             var length = 2
-            switch bytes[index + 1] {
+            switch text[index + 1] {
             case UInt8(ascii: "/"): single = UInt8(ascii: "/")
             case UInt8(ascii: "\\"): single = UInt8(ascii: "\\")
             case UInt8(ascii: "n"): single = UInt8(ascii: "\n")
             case UInt8(ascii: "r"): single = UInt8(ascii: "\r")
             case UInt8(ascii: "t"): single = UInt8(ascii: "\t")
             case UInt8(ascii: "u"):
-                guard index + 6 <= span.range.upperBound,
-                      let value = UInt8(String(decoding: UnsafeBufferPointer(rebasing: bytes[(index + 2)..<(index + 6)]), as: UTF8.self), radix: 16)
-                else { throw Failure(message: "escape outside ASCII", offset: index) }
+                guard let value = UInt8(String(decoding: UnsafeBufferPointer(rebasing: text[(index + 2)..<(index + 6)]), as: UTF8.self), radix: 16)
+                else { throw Failure(message: "escape outside ASCII", offset: offset + index) }
                 single = value
                 length = 6
             default:
-                throw Failure(message: "unexpected escape", offset: index)
+                throw Failure(message: "unexpected escape", offset: offset + index)
             }
             try withUnsafePointer(to: &single) { try consume(UnsafeBufferPointer(start: $0, count: 1)) }
             index += length
             runStart = index
         }
-        if index > runStart { try consume(UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
+        if index > runStart { try consume(UnsafeBufferPointer(rebasing: text[runStart..<index])) }
+        return end
     }
 }

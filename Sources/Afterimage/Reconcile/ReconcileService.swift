@@ -10,7 +10,11 @@ import Synchronization
 ///
 /// A thread, like the archive workers: a pass blocks on libcurl and libpq. Nothing it meets ends the
 /// daemon: errors are logged and the next pass tries again, except a refused token (401/403), which is
-/// logged once and pauses reconciliation until restart — another request would only be refused again.
+/// logged once and pauses reconciliation until the token changes (a reload) or the daemon restarts —
+/// another request with the same token would only be refused again.
+///
+/// The token is read through the reloadable settings for every request, so a SIGHUP that rotates
+/// `replicate.api_token` reaches the next request.
 public final class ReconcileService: DaemonComponent {
     let reconciler: ReplicateReconciler
     let interval: TimeInterval
@@ -23,7 +27,10 @@ public final class ReconcileService: DaemonComponent {
     /// True once the database can be used; passes wait for it.
     let databaseReady: @Sendable () -> Bool
     private let threads: ThreadGroup
-    private let paused = Atomic<Bool>(false)
+    /// The current `replicate.api_token` ("" when a reload removed it).
+    let currentToken: @Sendable () -> String
+    /// The token Replicate refused: passes pause while it is still the current one.
+    private let refusedToken = Mutex<String?>(nil)
 
     public let name = "reconciler"
     /// A pass ends at its next request or wait (libcurl polls the stop flag about once a second).
@@ -35,10 +42,19 @@ public final class ReconcileService: DaemonComponent {
     }
 
     /// Nil when reconciliation is off: no `replicate.api_token`, or `replicate.reconcile_interval = 0`.
-    public static func fromSettings(_ settings: Settings, heartbeats: Heartbeats? = nil,
+    /// `currentToken` reads the token as reloaded (the daemon's `ReloadableSettings`); without it the
+    /// start-up value is used for ever.
+    public static func fromSettings(_ settings: Settings, currentToken: (@Sendable () -> String?)? = nil,
+                                    heartbeats: Heartbeats? = nil,
                                     databaseReady: @escaping @Sendable () -> Bool = { true },
                                     logger: Logger) throws(ConfigurationError) -> ReconcileService? {
-        guard isEnabled(settings), let token = settings.replicate.apiToken else { return nil }
+        guard isEnabled(settings), let startToken = settings.replicate.apiToken else { return nil }
+        let token: @Sendable () -> String
+        if let currentToken {
+            token = { currentToken() ?? "" }
+        } else {
+            token = { startToken }
+        }
         let stopSignal = StopSignal()
         let heartbeat = Heartbeat(name: "afterimage-reconcile",
                                   tolerance: heartbeats?.defaultTolerance ?? ThreadGroup.unregisteredTolerance)
@@ -52,13 +68,15 @@ public final class ReconcileService: DaemonComponent {
             spool: try? Spool(directory: settings.workers.spoolDirectory))
         return ReconcileService(reconciler: reconciler, interval: TimeInterval(settings.replicate.reconcileInterval),
                                 window: TimeInterval(settings.replicate.retention + settings.replicate.reconcileMargin),
-                                stopSignal: stopSignal, heartbeat: heartbeat, heartbeats: heartbeats,
+                                currentToken: token, stopSignal: stopSignal, heartbeat: heartbeat, heartbeats: heartbeats,
                                 databaseReady: databaseReady, logger: logger)
     }
 
-    init(reconciler: ReplicateReconciler, interval: TimeInterval, window: TimeInterval, stopSignal: StopSignal,
+    init(reconciler: ReplicateReconciler, interval: TimeInterval, window: TimeInterval,
+         currentToken: @escaping @Sendable () -> String, stopSignal: StopSignal,
          heartbeat: Heartbeat, heartbeats: Heartbeats?, databaseReady: @escaping @Sendable () -> Bool, logger: Logger) {
         self.reconciler = reconciler
+        self.currentToken = currentToken
         self.interval = interval
         self.window = window
         self.stopSignal = stopSignal
@@ -73,7 +91,7 @@ public final class ReconcileService: DaemonComponent {
             while !databaseReady() {
                 guard stopSignal.sleep(1, heartbeat: heartbeat) else { return }
             }
-            if !paused.load(ordering: .relaxed) { pass() }
+            if shouldRun() { pass() }
         }
         logger.info("reconciler started", metadata: ["interval": "\(Int(interval))", "window": "\(Int(window))"])
     }
@@ -84,7 +102,24 @@ public final class ReconcileService: DaemonComponent {
         threads.join(timeout: stopBudget)
     }
 
+    /// False while there is no token, or while the current one is the token Replicate refused.
+    private func shouldRun() -> Bool {
+        let token = currentToken()
+        guard !token.isEmpty else {
+            logger.debug("reconcile pass skipped: replicate.api_token is not set")
+            return false
+        }
+        return refusedToken.withLock { refused in
+            guard let refusedValue = refused else { return true }
+            guard refusedValue != token else { return false }
+            refused = nil
+            logger.notice("replicate.api_token changed; reconciliation resumes")
+            return true
+        }
+    }
+
     private func pass() {
+        let token = currentToken()
         do {
             switch try reconciler.runPass(createdAfter: Date().addingTimeInterval(-window)) {
             case .completed(let s):
@@ -101,9 +136,11 @@ public final class ReconcileService: DaemonComponent {
         } catch where error.code == .stopped {
             return
         } catch where error.code == .unauthorized {
-            logger.error("reconciliation paused until restart: Replicate refused replicate.api_token (check the token and restart)",
+            logger.error("reconciliation paused: Replicate refused replicate.api_token (set a valid token and reload, or restart)",
                          metadata: ["error": "\(error)"])
-            paused.store(true, ordering: .relaxed)
+            // The token in force now: a reload that changed it meanwhile is tried at the next interval.
+            let refused = token
+            refusedToken.withLock { $0 = refused }
         } catch {
             logger.warning("reconcile pass failed; the next one will try again", metadata: ["error": "\(error)"])
         }
@@ -114,11 +151,11 @@ extension Settings {
     /// A reconciler built from `replicate.*` settings; used by the daemon's service and by
     /// `afterimage reconcile`. `spool` is where data: outputs are decoded (the daemon passes its own; the
     /// command runs as another user and passes none, so the daemon's workers decode them).
-    public func makeReplicateReconciler(token: String, logger: Logger,
+    public func makeReplicateReconciler(token: @escaping @Sendable () -> String, logger: Logger,
                                         sleep: @escaping @Sendable (TimeInterval) -> Bool,
                                         shouldAbort: @escaping @Sendable () -> Bool,
                                         spool: Spool? = nil) throws(ConfigurationError) -> ReplicateReconciler {
-        let api = try ReplicateAPIClient(configuration: .init(baseURL: replicate.baseURL, token: token),
+        let api = try ReplicateAPIClient(configuration: .init(baseURL: replicate.baseURL, currentToken: token),
                                          sleep: sleep, shouldAbort: shouldAbort)
         var configuration = ReplicateReconciler.Configuration(databaseURL: try requireDatabaseURL())
         configuration.staleAfter = TimeInterval(replicate.reconcileStaleAfter)

@@ -10,7 +10,9 @@ import Foundation
 public struct ReplicateAPIClient: Sendable {
     public struct Configuration: Sendable {
         public var baseURL: String
-        public var token: String
+        /// `replicate.api_token`, read for every request: the daemon passes the reloadable setting, so a
+        /// rotation by SIGHUP reaches the next request without a restart.
+        public var token: @Sendable () -> String
         /// A page of 100 predictions with their inputs is well under a MiB; this only stops a runaway.
         public var maxResponseBytes: Int64 = 32 << 20
         public var connectTimeout: Duration = .seconds(10)
@@ -24,9 +26,14 @@ public struct ReplicateAPIClient: Sendable {
         public var backoffBase: TimeInterval = 1
         public var backoffCap: TimeInterval = 30
 
+        /// A fixed token (the commands, which run once).
         public init(baseURL: String, token: String) {
+            self.init(baseURL: baseURL, currentToken: { token })
+        }
+
+        public init(baseURL: String, currentToken: @escaping @Sendable () -> String) {
             self.baseURL = baseURL
-            self.token = token
+            self.token = currentToken
         }
     }
 
@@ -122,7 +129,7 @@ public struct ReplicateAPIClient: Sendable {
         options.maxBytes = configuration.maxResponseBytes
         options.shouldAbort = shouldAbort
         let request = CurlRequest(url: url, headers: [
-            ("Authorization", "Bearer \(configuration.token)"), ("Accept", "application/json"), ("User-Agent", "afterimage-reconcile"),
+            ("Authorization", "Bearer \(configuration.token())"), ("Accept", "application/json"), ("User-Agent", "afterimage-reconcile"),
         ])
         var backoff = configuration.backoffBase
         var attempt = 0

@@ -11,7 +11,10 @@ import Synchronization
 ///   which grep, humans and log shippers all read.
 ///
 /// One write(2) per line, so threads never interleave within a line. Nothing here knows which values
-/// are secret: callers never put secrets in messages or metadata.
+/// are secret: callers never put secrets in messages or metadata. The one exception is credentials inside
+/// URLs, which arrive from too many places (configuration, libpq's and libcurl's messages, provider
+/// errors) to trust every caller with: the userinfo of any URL in the message or a value is masked
+/// (`https://***@host`, `URLRedaction`).
 public struct StderrLogHandler: LogHandler {
     public enum Format: Sendable { case journal, logfmt }
 
@@ -51,6 +54,7 @@ public struct StderrLogHandler: LogHandler {
     /// The line without its newline.
     static func render(level: Logger.Level, message: String, metadata: Logger.Metadata, format: Format, now: Date) -> String {
         var line: String
+        let message = URLRedaction.redactingUserInfo(message)
         switch format {
         case .journal:
             line = "<\(syslogPriority(level))>\(escape(message, quoteSpaces: false))"
@@ -58,7 +62,7 @@ public struct StderrLogHandler: LogHandler {
             line = "ts=\(timestamp(now)) level=\(level) msg=\(escape(message, quoteSpaces: true))"
         }
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
-            line += " \(key)=\(escape(value.description, quoteSpaces: true))"
+            line += " \(key)=\(escape(URLRedaction.redactingUserInfo(value.description), quoteSpaces: true))"
         }
         return line
     }

@@ -67,7 +67,7 @@ public struct SystemdNotifier: Sendable {
     /// `STATUS=` is free text shown by `systemctl status`; one line, bounded, so a long error
     /// cannot make the datagram too large.
     public static func status(_ text: String) -> String {
-        let line = text.replacingOccurrences(of: "\n", with: " ")
+        let line = URLRedaction.redactingUserInfo(text).replacingOccurrences(of: "\n", with: " ")
         return "STATUS=" + String(line.prefix(400))
     }
 
