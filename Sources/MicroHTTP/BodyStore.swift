@@ -1,16 +1,6 @@
 import CMicroHTTPD
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Why a body could not be kept: the spill file could not be made or written (disk full, permissions).
-struct BodyStoreError: Error, CustomStringConvertible {
-    let operation: String
-    let errno: Int32
-    var description: String { "\(operation): \(String(cString: strerror(errno)))" }
-}
+import Primitives
 
 /// Where a request body goes while it arrives: memory up to `spillThreshold` bytes, then an unnamed file
 /// in `spillDirectory` (when one is configured).
@@ -38,7 +28,7 @@ final class BodyStore {
         self.spillThreshold = spillThreshold
     }
 
-    func append(_ bytes: UnsafeRawBufferPointer) throws(BodyStoreError) {
+    func append(_ bytes: UnsafeRawBufferPointer) throws(SystemCallError) {
         count += bytes.count
         if let file {
             staged.append(contentsOf: bytes)
@@ -49,8 +39,7 @@ final class BodyStore {
             memory.append(contentsOf: bytes)
             return
         }
-        let fd = cmhd_open_unnamed_file(spillDirectory)
-        guard fd >= 0 else { throw BodyStoreError(operation: "create a spill file in \(spillDirectory)", errno: errno) }
+        let fd = try systemCall("create a spill file in \(spillDirectory)") { cmhd_open_unnamed_file(spillDirectory) }
         let spilled = SpilledBody(fd: fd)
         file = spilled
         staged = memory  // what was kept so far is written first; its buffer then serves as the staging one
@@ -68,7 +57,7 @@ final class BodyStore {
     }
 
     /// The whole body, in memory or in its file.
-    func finish() throws(BodyStoreError) -> CollectedBody {
+    func finish() throws(SystemCallError) -> CollectedBody {
         guard let file else {
             defer { memory = [] }
             return .memory(memory)
@@ -79,16 +68,8 @@ final class BodyStore {
         return .spilled(file)
     }
 
-    private func flush(to file: SpilledBody) throws(BodyStoreError) {
-        var offset = 0
-        while offset < staged.count {
-            let written = staged[offset...].withUnsafeBytes { write(file.fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw BodyStoreError(operation: "write a spilled body", errno: errno)
-            }
-            offset += written
-        }
+    private func flush(to file: SpilledBody) throws(SystemCallError) {
+        try writeAll(file.fd, staged, "write a spilled body")
         staged.removeAll(keepingCapacity: true)
     }
 }
@@ -112,18 +93,20 @@ final class SpilledBody: @unchecked Sendable {
     deinit { close(fd) }
 
     /// The bytes, read into exactly `size` bytes of memory (a size we counted, not one the client claimed).
-    func read() throws(BodyStoreError) -> [UInt8] {
-        var failure: BodyStoreError?
+    func read() throws(SystemCallError) -> [UInt8] {
+        var failure: SystemCallError?
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             var offset = 0
             while offset < size {
-                let n = pread(fd, buffer.baseAddress! + offset, size - offset, off_t(offset))
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else {
-                    failure = BodyStoreError(operation: "read a spilled body back", errno: n == 0 ? EIO : errno)
+                do throws(SystemCallError) {
+                    let n = try systemCall("read a spilled body back") { pread(fd, buffer.baseAddress! + offset, size - offset, off_t(offset)) }
+                    // The file is ours and unnamed: shorter than what was written is an I/O error.
+                    guard n > 0 else { throw SystemCallError("read a spilled body back", errno: EIO) }
+                    offset += n
+                } catch {
+                    failure = error
                     break
                 }
-                offset += n
             }
             initialized = failure == nil ? size : 0
         }

@@ -1,5 +1,7 @@
 import Crypto
 import Foundation
+import Glibc
+import Primitives
 
 /// Downloaded bytes wait in the spool until they are stored, so a failed upload retries from disk even
 /// when the provider has deleted the source by then. Files are written as `.part` (named after the
@@ -32,21 +34,12 @@ public struct Spool: Sendable {
         init(path: String, finalPath: String) throws {
             self.path = path
             self.finalPath = finalPath
-            descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard descriptor >= 0 else { throw ArchiveError(.spool, "cannot create \(path): \(String(cString: strerror(errno)))") }
+            descriptor = try spoolCall("cannot create \(path)") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
         }
 
         public func write(_ bytes: UnsafeRawBufferPointer) throws {
-            var offset = 0
-            while offset < bytes.count {
-                let n = Foundation.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    // ENOSPC lands here: a full disk is an error that says so, and the asset retries.
-                    throw ArchiveError(.spool, "writing the spool file failed: \(String(cString: strerror(errno)))")
-                }
-                offset += n
-            }
+            // ENOSPC lands here: a full disk is an error that says so, and the asset retries.
+            try spoolWriteAll(descriptor, bytes, "writing the spool file failed")
             hasher.update(bufferPointer: bytes)
             size += Int64(bytes.count)
         }
@@ -57,9 +50,9 @@ public struct Spool: Sendable {
         /// so a file torn by a power cut is downloaded again rather than uploaded.
         public func finish(durable: Bool = true) throws -> (path: String, sha256: String) {
             defer { close(descriptor) }
-            guard !durable || fsync(descriptor) == 0 else { throw ArchiveError(.spool, "fsync of the spool file failed: \(String(cString: strerror(errno)))") }
-            guard rename(path, finalPath) == 0 else { throw ArchiveError(.spool, "rename of the spool file failed: \(String(cString: strerror(errno)))") }
-            return (finalPath, hasher.finalize().hexString)
+            if durable { _ = try spoolCall("fsync of the spool file failed") { fsync(descriptor) } }
+            _ = try spoolCall("rename of the spool file failed") { rename(path, finalPath) }
+            return (finalPath, Hex.encode(hasher.finalize()))
         }
 
         public func discard() {
@@ -107,10 +100,6 @@ public struct Spool: Sendable {
         }
         return removed
     }
-}
-
-extension SHA256.Digest {
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }
 
 /// Errors of the archive pipeline, with a code that decides what happens to the asset next.
