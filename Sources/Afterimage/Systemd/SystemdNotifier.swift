@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Talks to the service manager over `$NOTIFY_SOCKET`, the way `sd_notify(3)` does, without linking
 /// libsystemd: one `AF_UNIX` datagram per message, `KEY=value` lines. An address starting with `@`
