@@ -5,6 +5,7 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 /// The Stability poll against the fake API, without a daemon: what each answer becomes.
 @Suite("Stability source: answers of the results API")
@@ -258,8 +259,7 @@ struct StabilitySpoolTests {
     }
 
     @Test func aFailedInlineAssetStillHoldsItsSpoolFile() throws {
-        let databaseURL = try TestEnvironment.freshDatabase(prefix: "stabspool")
-        try Migrator().migrate(databaseURL: databaseURL, logger: Logger(label: "test"))
+        let databaseURL = try TestEnvironment.migratedDatabase(prefix: "stabspool")
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
         try connection.execute("INSERT INTO predictions (provider, id, status) VALUES ('stability', 'p', 'succeeded')")
