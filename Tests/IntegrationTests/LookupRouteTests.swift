@@ -43,6 +43,15 @@ struct LookupRouteTests {
         deinit { pool.close() }
     }
 
+    /// A rig over a migrated database of its own with one settled prediction, and a client with its token.
+    func seededPrediction(prefix: String) throws -> (Rig, LookupClient, String) {
+        let token = randomToken()
+        let rig = try Rig(databaseURL: try TestEnvironment.migratedDatabase(prefix: prefix), tokens: [token])
+        let id = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+        try rig.seeder.prediction(id)
+        return (rig, try LookupClient(router: rig.router, token: token), id)
+    }
+
     /// A database URL nothing listens on: any request that reached the database would be answered 503.
     static func deadDatabase() -> String { "postgresql://afterimage@127.0.0.1:\(freePort())/none" }
 
@@ -123,11 +132,8 @@ struct LookupRouteTests {
     }
 
     @Test func unknownPredictionsOutputsAssetsAndRoutesAre404() throws {
-        let token = randomToken()
-        let rig = try Rig(databaseURL: try TestEnvironment.migratedDatabase(prefix: "lookup404"), tokens: [token])
-        let client = try LookupClient(router: rig.router, token: token)
-        let id = "nf\(UUID().uuidString.prefix(8).lowercased())"
-        try rig.seeder.prediction(id)
+        let (rig, client, id) = try seededPrediction(prefix: "lookup404")
+        let token = try #require(client.token)
         try rig.seeder.asset(predictionID: id, index: 0, .init(state: "pending"))
 
         for (path, code) in [("/v1/predictions/replicate/unknown-\(id)", "prediction_not_found"),
@@ -157,11 +163,7 @@ struct LookupRouteTests {
     /// Outputs in every state the queue knows: 409 with a Retry-After that follows the next attempt while
     /// pending or in flight, 410 with the recorded reason once lost, 404 for one that does not exist.
     @Test func pendingInFlightLostAndUnknownOutputs() throws {
-        let token = randomToken()
-        let rig = try Rig(databaseURL: try TestEnvironment.migratedDatabase(prefix: "lookupstates"), tokens: [token])
-        let client = try LookupClient(router: rig.router, token: token)
-        let id = "st\(UUID().uuidString.prefix(8).lowercased())"
-        try rig.seeder.prediction(id)
+        let (rig, client, id) = try seededPrediction(prefix: "lookupstates")
         try rig.seeder.asset(predictionID: id, index: 0, .init(state: "pending", nextAttemptInSeconds: 40))
         try rig.seeder.asset(predictionID: id, index: 1, .init(state: "in_flight"))
         try rig.seeder.asset(predictionID: id, index: 2, .init(state: "failed", failureReason: "the file is larger than fetch.max_bytes (10)"))
