@@ -97,8 +97,6 @@ struct ReloadReceipt: Sendable {
     func record(startedAt: UInt64, applied: Bool) throws {
         let temporary = path + ".tmp"
         try Data("\(startedAt) \(applied ? "applied" : "refused")\n".utf8).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
+        _ = try systemCall("cannot replace \(path)") { rename(temporary, path) }
     }
 }
