@@ -47,16 +47,16 @@ nonisolated func microHTTPAccessHandler(
     }
     core.deadlines.handling(connection)
     switch finish(core, context, connection) {
-    case .answer(let response):
+    case .route(.answer(let response)):
         return queue(response, on: connection, draining: draining)
-    case .block(let run):
+    case .route(.block(let run)):
         let suspended = suspend(connection, core, context)
         core.handlers.submit { suspended.answer(run()) }
         return .YES
-    case .later(let start):
+    case .route(.later(let start)):
         start(Responder(suspend(connection, core, context)))
         return .YES
-    case .laterOnPool(let start):
+    case .route(.laterOnPool(let start)):
         let responder = Responder(suspend(connection, core, context))
         core.handlers.submit { start(responder) }
         return .YES
@@ -172,14 +172,9 @@ private func beginRequest(
 }
 
 private enum Outcome {
-    /// Queue this now.
-    case answer(Response)
-    /// Run this on the handler pool, the connection suspended meanwhile.
-    case block(@Sendable () -> Response)
-    /// Suspend the connection and give its responder to this.
-    case later(@Sendable (Responder) -> Void)
-    /// Suspend the connection and give its responder to this on the handler pool.
-    case laterOnPool(@Sendable (Responder) -> Void)
+    /// What the route (or a refusal) decided: an answer to queue now, or work to run with the connection
+    /// suspended (a blocking handler on the pool, a responder given on this thread or on the pool).
+    case route(Router.Dispatch)
     /// Suspend the connection; on the handler pool, read the spilled body back and run the route.
     case readBack(Router.Route, RequestParts, SpilledBody)
 }
@@ -203,18 +198,18 @@ struct RequestParts: Sendable {
 /// Last call: the body is complete (or was refused and dropped).
 private func finish(_ core: ServerCore, _ context: RequestContext, _ connection: OpaquePointer) -> Outcome {
     switch context.refusal {
-    case .tooLarge: return .answer(Refusal.payloadTooLarge(context.maxBodyBytes))
-    case .overBudget: return .answer(Refusal.overBudget())
-    case .storageFailed(let error): return .answer(Refusal.bodyStorageFailed(error))
+    case .tooLarge: return .route(.answer(Refusal.payloadTooLarge(context.maxBodyBytes)))
+    case .overBudget: return .route(.answer(Refusal.overBudget()))
+    case .storageFailed(let error): return .route(.answer(Refusal.bodyStorageFailed(error)))
     case nil: break
     }
     if let check = context.bodyCheck, let refusal = check.finish() {
         context.body.discard()
-        return .answer(refusal)
+        return .route(.answer(refusal))
     }
     switch context.plan {
     case .answer(let response):
-        return .answer(response)
+        return .route(.answer(response))
     case .handle(let route, let parameters):
         let parts = RequestParts(method: context.method, path: context.rawPath, query: collectQuery(connection),
                                  headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
@@ -226,14 +221,9 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
             case .spilled(let file): return .readBack(route, parts, file)
             }
         } catch {
-            return .answer(Refusal.bodyStorageFailed(error))
+            return .route(.answer(Refusal.bodyStorageFailed(error)))
         }
-        switch core.router.dispatch(route, parts.request(body: bytes)) {
-        case .answer(let response): return .answer(response)
-        case .block(let run): return .block(run)
-        case .later(let start): return .later(start)
-        case .laterOnPool(let start): return .laterOnPool(start)
-        }
+        return .route(core.router.dispatch(route, parts.request(body: bytes)))
     }
 }
 
