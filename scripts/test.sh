@@ -6,6 +6,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup.sh
 export WEED="$root/.venv/bin/weed"
+# Every import declared for its target (a missing one builds only by luck of the build order).
+python3 scripts/check-imports.py
 
 work=$(mktemp -d /tmp/afterimage-test.XXXXXX)
 chmod 755 "$work"   # the cluster runs as `postgres` when we are root and must reach its folder

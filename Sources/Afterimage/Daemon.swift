@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Logging
 import MicroHTTP
 import PQ
@@ -101,7 +102,7 @@ public final class Daemon: Sendable {
                                                  heartbeats: heartbeats, logger: logger)
         let monitor = QueueMonitor(pool: pool, status: status, heartbeats: heartbeats, logger: logger)
 
-        var router = Router()
+        var router = Router(unhandledError: UnhandledErrors.renderer(logger: logger))
         HealthRoutes(pool: pool, storage: storage, logger: logger).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
         ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, lookupCache: lookupCache, logger: logger)

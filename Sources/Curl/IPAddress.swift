@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An IPv4 or IPv6 address, as libcurl is about to connect to it. The SSRF guard judges these, not
 /// host names: a public name may resolve to a private address.

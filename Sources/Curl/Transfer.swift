@@ -1,9 +1,5 @@
 import CCurl
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Where response body bytes go.
 enum BodyDestination {
@@ -225,10 +221,6 @@ func curlOpenSocketCallback(_ context: UnsafeMutableRawPointer?, _ purpose: curl
     let length = Int(ccurl_sockaddr_ip(address, &raw))
     let ip = length > 0 ? IPAddress(bytes: Array(raw.prefix(length))) : nil
     guard transfer(context).allows(ip) else { return ccurl_socket_bad() }
-    #if canImport(Glibc)
     let type = address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue)
-    #else
-    let type = address.pointee.socktype
-    #endif
     return socket(address.pointee.family, type, address.pointee.protocol)
 }

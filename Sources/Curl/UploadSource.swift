@@ -1,8 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Primitives
 
 /// The request body as libcurl's read callback sees it: a byte array or a file range, read piecewise
 /// with pread so a multipart part is never loaded whole, and rewindable (libcurl resends a body when a
@@ -29,15 +26,18 @@ final class UploadSource {
         guard offset >= 0, length >= 0 else {
             throw CurlError(.bodySourceFailed, "negative file range (offset \(offset), length \(length))")
         }
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw CurlError(.bodySourceFailed, "cannot open upload file: \(String(cString: strerror(errno)))")
-        }
+        let descriptor: Int32
         var info = stat()
-        guard fstat(descriptor, &info) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(descriptor)
-            throw CurlError(.bodySourceFailed, "cannot stat upload file: \(reason)")
+        do throws(SystemCallError) {
+            descriptor = try systemCall("cannot open upload file") { open(path, O_RDONLY | O_CLOEXEC) }
+            do throws(SystemCallError) {
+                _ = try systemCall("cannot stat upload file") { fstat(descriptor, &info) }
+            } catch {
+                close(descriptor)
+                throw error
+            }
+        } catch {
+            throw CurlError(.bodySourceFailed, error.description)
         }
         guard Int64(info.st_size) >= offset + length else {
             close(descriptor)
@@ -63,20 +63,19 @@ final class UploadSource {
             position += Int64(wanted)
             return wanted
         case .file(let descriptor, let offset):
-            while true {
-                let count = pread(descriptor, buffer, wanted, off_t(offset + position))
-                if count < 0 && errno == EINTR { continue }
-                if count < 0 {
-                    failure = "reading upload file: \(String(cString: strerror(errno)))"
-                    return nil
-                }
-                if count == 0 {
-                    failure = "upload file shrank while it was being sent"
-                    return nil
-                }
-                position += Int64(count)
-                return count
+            let count: Int
+            do throws(SystemCallError) {
+                count = try systemCall("reading upload file") { pread(descriptor, buffer, wanted, off_t(offset + position)) }
+            } catch {
+                failure = error.description
+                return nil
             }
+            if count == 0 {
+                failure = "upload file shrank while it was being sent"
+                return nil
+            }
+            position += Int64(count)
+            return count
         }
     }
 

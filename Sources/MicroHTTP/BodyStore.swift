@@ -1,23 +1,6 @@
 import CMicroHTTPD
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Why a body could not be kept or read: the spill file could not be made, written or read back (disk
-/// full, permissions, an I/O error).
-public struct BodyStoreError: Error, CustomStringConvertible {
-    public let operation: String
-    public let errno: Int32
-
-    public init(operation: String, errno: Int32) {
-        self.operation = operation
-        self.errno = errno
-    }
-
-    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
-}
+import Primitives
 
 /// Where a request body goes while it arrives: memory up to `spillThreshold` bytes, then an unnamed file
 /// in `spillDirectory` (when one is configured).
@@ -46,7 +29,7 @@ final class BodyStore {
         self.spillThreshold = spillThreshold
     }
 
-    func append(_ bytes: UnsafeRawBufferPointer) throws(BodyStoreError) {
+    func append(_ bytes: UnsafeRawBufferPointer) throws(SystemCallError) {
         count += bytes.count
         if let file {
             staged.append(contentsOf: bytes)
@@ -57,8 +40,7 @@ final class BodyStore {
             memory.append(contentsOf: bytes)
             return
         }
-        let fd = cmhd_open_unnamed_file(spillDirectory)
-        guard fd >= 0 else { throw BodyStoreError(operation: "create a spill file in \(spillDirectory)", errno: errno) }
+        let fd = try systemCall("create a spill file in \(spillDirectory)") { cmhd_open_unnamed_file(spillDirectory) }
         let spilled = BodyFile(fd: fd)
         file = spilled
         staged = memory  // what was kept so far is written first; its buffer then serves as the staging one
@@ -76,7 +58,7 @@ final class BodyStore {
     }
 
     /// The whole body, in memory or in its file.
-    func finish() throws(BodyStoreError) -> CollectedBody {
+    func finish() throws(SystemCallError) -> CollectedBody {
         guard let file else {
             defer { memory = [] }
             return .memory(memory)
@@ -87,16 +69,8 @@ final class BodyStore {
         return .spilled(file)
     }
 
-    private func flush(to file: BodyFile) throws(BodyStoreError) {
-        var offset = 0
-        while offset < staged.count {
-            let written = staged[offset...].withUnsafeBytes { write(file.fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw BodyStoreError(operation: "write a spilled body", errno: errno)
-            }
-            offset += written
-        }
+    private func flush(to file: BodyFile) throws(SystemCallError) {
+        try writeAll(file.fd, staged, "write a spilled body")
         staged.removeAll(keepingCapacity: true)
     }
 }
@@ -126,30 +100,27 @@ public final class BodyFile: @unchecked Sendable {
     deinit { close(fd) }
 
     /// Up to `buffer.count` bytes from `offset` into `buffer`; the number read (0 at the end).
-    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(BodyStoreError) -> Int {
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> Int {
         let wanted = min(buffer.count, max(0, size - offset))
         guard wanted > 0, let base = buffer.baseAddress else { return 0 }
-        while true {
-            let n = pread(fd, base, wanted, off_t(offset))
-            if n < 0, errno == EINTR { continue }
-            guard n >= 0 else { throw BodyStoreError(operation: "read a spilled body back", errno: errno) }
-            return n
-        }
+        return try systemCall("read a spilled body back") { pread(fd, base, wanted, off_t(offset)) }
     }
 
     /// The bytes, read into exactly `size` bytes of memory (a size we counted, not one the client claimed).
-    public func read() throws(BodyStoreError) -> [UInt8] {
-        var failure: BodyStoreError?
+    public func read() throws(SystemCallError) -> [UInt8] {
+        var failure: SystemCallError?
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             var offset = 0
             while offset < size {
-                let n = pread(fd, buffer.baseAddress! + offset, size - offset, off_t(offset))
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else {
-                    failure = BodyStoreError(operation: "read a spilled body back", errno: n == 0 ? EIO : errno)
+                do throws(SystemCallError) {
+                    let n = try systemCall("read a spilled body back") { pread(fd, buffer.baseAddress! + offset, size - offset, off_t(offset)) }
+                    // The file is ours and unnamed: shorter than what was written is an I/O error.
+                    guard n > 0 else { throw SystemCallError("read a spilled body back", errno: EIO) }
+                    offset += n
+                } catch {
+                    failure = error
                     break
                 }
-                offset += n
             }
             initialized = failure == nil ? size : 0
         }

@@ -1,4 +1,5 @@
 import CMicroHTTPD
+import Primitives
 
 // libmicrohttpd's C callbacks. Plain nonisolated functions (DESIGN §4): libmicrohttpd calls them on
 // its own threads, so they must not inherit any actor isolation. Context arrives through
@@ -46,36 +47,33 @@ nonisolated func microHTTPAccessHandler(
     }
     core.deadlines.handling(connection)
     switch finish(core, context, connection) {
-    case .answer(let response):
+    case .route(.answer(let response)):
         return queue(response, on: connection, draining: draining)
-    case .block(let handler, let request):
-        context.dispatched = true
-        MHD_suspend_connection(connection)
-        let suspended = SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending)
-        core.handlers.submit { suspended.answer(handler(request)) }
+    case .route(.block(let run)):
+        let suspended = suspend(connection, core, context)
+        core.handlers.submit { suspended.answer(run()) }
         return .YES
-    case .later(let start):
-        context.dispatched = true
-        MHD_suspend_connection(connection)
-        start(Responder(request: SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending)))
+    case .route(.later(let start)):
+        start(Responder(suspend(connection, core, context)))
         return .YES
-    case .laterOnPool(let start):
-        context.dispatched = true
-        MHD_suspend_connection(connection)
-        let responder = Responder(request: SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection),
-                                                            pending: context.pending))
+    case .route(.laterOnPool(let start)):
+        let responder = Responder(suspend(connection, core, context))
         core.handlers.submit { start(responder) }
         return .YES
     case .readBack(let route, let parts, let body):
         // The body is on disk: reading tens of MiB back must not hold up the event thread, so the route
         // runs on the pool with a responder, whatever kind of handler it has.
-        context.dispatched = true
-        MHD_suspend_connection(connection)
-        let responder = Responder(request: SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection),
-                                                            pending: context.pending))
-        core.handlers.submit { runReadBack(route, parts, body, responder) }
+        let responder = Responder(suspend(connection, core, context))
+        core.handlers.submit { runReadBack(core.router, route, parts, body, responder) }
         return .YES
     }
+}
+
+/// Suspends the connection until its answer is ready (`SuspendedRequest.answer` resumes it).
+private func suspend(_ connection: OpaquePointer, _ core: ServerCore, _ context: RequestContext) -> SuspendedRequest {
+    context.dispatched = true
+    MHD_suspend_connection(connection)
+    return SuspendedRequest(core: core, connection: SuspendedConnection(pointer: connection), pending: context.pending)
 }
 
 /// A suspended connection, handed to the pool thread that will resume it. @unchecked Sendable:
@@ -137,20 +135,9 @@ private func beginRequest(
     let chunked = lookupHeader(connection, "Transfer-Encoding")?.lowercased().contains("chunked") ?? false
     let hasBody = chunked || (contentLength ?? 0) > 0
 
-    let plan: RequestContext.Plan
+    let plan = core.router.plan(method: method, rawPath: rawPath)
     var maxBodyBytes = 0
-    switch core.router.resolve(method: method, rawPath: rawPath) {
-    case .matched(let route, let parameters):
-        plan = .handle(route, parameters: parameters)
-        maxBodyBytes = route.maxBodyBytes ?? core.configuration.defaultMaxBodyBytes
-    case .notFound:
-        plan = .answer(.error(status: 404, code: "not_found", message: "no such resource"))
-    case .methodNotAllowed(let allow):
-        plan = .answer(.error(status: 405, code: "method_not_allowed", message: "method \(method) is not allowed here",
-                              headers: [("Allow", allow)]))
-    case .malformedPath:
-        plan = .answer(.error(status: 400, code: "bad_request", message: "the path is not valid percent-encoded UTF-8"))
-    }
+    if case .handle(let route, _) = plan { maxBodyBytes = route.maxBodyBytes ?? core.configuration.defaultMaxBodyBytes }
 
     let body = BodyStore(spillDirectory: core.configuration.bodySpillDirectory,
                          spillThreshold: core.configuration.bodySpillThresholdBytes)
@@ -162,17 +149,18 @@ private func beginRequest(
     var early: Response?
     switch plan {
     case .handle(let route, _):
-        if let gate = route.gate {
+        if route.gate != nil {
             let headers = collectHeaders(connection)
             context.headers = headers
-            switch gate(RequestHead(method: method, path: rawPath, headers: headers, contentLength: chunked ? nil : contentLength)) {
+            let head = RequestHead(method: method, path: rawPath, headers: headers, contentLength: chunked ? nil : contentLength)
+            switch core.router.admit(route, head) {
             case .refuse(let response): early = response
             case .admit(let check): context.bodyCheck = check
             }
         }
-        if early == nil, (contentLength ?? 0) > maxBodyBytes { early = payloadTooLarge(maxBodyBytes) }
+        if early == nil, (contentLength ?? 0) > maxBodyBytes { early = Refusal.payloadTooLarge(maxBodyBytes) }
         if early == nil, !chunked, let declared = contentLength, declared > 0 {
-            if core.bodyBudget.reserve(declared) { context.reservedBytes = declared } else { early = overBudget() }
+            if core.bodyBudget.reserve(declared) { context.reservedBytes = declared } else { early = Refusal.overBudget() }
         }
     case .answer(let response):
         early = hasBody ? response : nil  // no point reading a body nobody will look at
@@ -184,14 +172,9 @@ private func beginRequest(
 }
 
 private enum Outcome {
-    /// Queue this now.
-    case answer(Response)
-    /// Run this on the handler pool, the connection suspended meanwhile.
-    case block(Handler, Request)
-    /// Suspend the connection and give its responder to this.
-    case later(@Sendable (Responder) -> Void)
-    /// Suspend the connection and give its responder to this on the handler pool.
-    case laterOnPool(@Sendable (Responder) -> Void)
+    /// What the route (or a refusal) decided: an answer to queue now, or work to run with the connection
+    /// suspended (a blocking handler on the pool, a responder given on this thread or on the pool).
+    case route(Router.Dispatch)
     /// Suspend the connection; on the handler pool, read the spilled body back and run the route.
     case readBack(Router.Route, RequestParts, BodyFile)
 }
@@ -215,83 +198,49 @@ struct RequestParts: Sendable {
 /// Last call: the body is complete (or was refused and dropped).
 private func finish(_ core: ServerCore, _ context: RequestContext, _ connection: OpaquePointer) -> Outcome {
     switch context.refusal {
-    case .tooLarge: return .answer(payloadTooLarge(context.maxBodyBytes))
-    case .overBudget: return .answer(overBudget())
-    case .storageFailed(let error): return .answer(bodyStorageFailed(error))
+    case .tooLarge: return .route(.answer(Refusal.payloadTooLarge(context.maxBodyBytes)))
+    case .overBudget: return .route(.answer(Refusal.overBudget()))
+    case .storageFailed(let error): return .route(.answer(Refusal.bodyStorageFailed(error)))
     case nil: break
     }
     if let check = context.bodyCheck, let refusal = check.finish() {
         context.body.discard()
-        return .answer(refusal)
+        return .route(.answer(refusal))
     }
     switch context.plan {
     case .answer(let response):
-        return .answer(response)
+        return .route(.answer(response))
     case .handle(let route, let parameters):
         let parts = RequestParts(method: context.method, path: context.rawPath, query: collectQuery(connection),
                                  headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
                                  remoteAddress: clientAddress(connection))
         let request: Request
-        do {
+        do throws(SystemCallError) {
             switch try context.body.finish() {
             case .memory(let kept): request = parts.request(body: kept)
             case .spilled(let file) where route.bodyAsFile: request = parts.request(body: [], bodyFile: file)
             case .spilled(let file): return .readBack(route, parts, file)
             }
         } catch {
-            return .answer(bodyStorageFailed(error))
+            return .route(.answer(Refusal.bodyStorageFailed(error)))
         }
-        if let immediate = route.immediate, let response = immediate(request) { return .answer(response) }
-        switch route.work {
-        case .blocking(let handler):
-            return .block(handler, request)
-        case .deferred(let handler):
-            switch handler(request) {
-            case .now(let response): return .answer(response)
-            case .later(let start): return .later(start)
-            case .laterOnPool(let start): return .laterOnPool(start)
-            }
-        }
+        return .route(core.router.dispatch(route, request))
     }
 }
 
-/// On a pool thread: the spilled body back into memory (its route accepted it), then the route's handler.
-private func runReadBack(_ route: Router.Route, _ parts: RequestParts, _ file: BodyFile, _ responder: Responder) {
+/// On a pool thread: the spilled body back into memory (its route accepted it), then the route.
+private func runReadBack(_ router: Router, _ route: Router.Route, _ parts: RequestParts, _ file: BodyFile, _ responder: Responder) {
     let request: Request
-    do {
+    do throws(SystemCallError) {
         request = parts.request(body: try file.read())
     } catch {
-        responder.respond(bodyStorageFailed(error))
+        responder.respond(Refusal.bodyStorageFailed(error))
         return
     }
-    if let immediate = route.immediate, let response = immediate(request) {
-        responder.respond(response)
-        return
+    switch router.dispatch(route, request) {
+    case .answer(let response): responder.respond(response)
+    case .block(let run): responder.respond(run())
+    // Already on a pool thread.
+    case .later(let start), .laterOnPool(let start): start(responder)
     }
-    switch route.work {
-    case .blocking(let handler):
-        responder.respond(handler(request))
-    case .deferred(let handler):
-        switch handler(request) {
-        case .now(let response): responder.respond(response)
-        // Already on a pool thread.
-        case .later(let start), .laterOnPool(let start): start(responder)
-        }
-    }
-}
-
-private func payloadTooLarge(_ limit: Int) -> Response {
-    .error(status: 413, code: "payload_too_large", message: "the request body is larger than \(limit) bytes")
-}
-
-/// The body budget is spent: a sender that retries (every webhook provider does) gets through shortly.
-private func overBudget() -> Response {
-    .error(status: 503, code: "server_busy", message: "too many request bodies are being received; retry later",
-           headers: [("Retry-After", "5")])
-}
-
-/// The body could not be kept (disk full): nothing was handed to the route, so nothing was recorded.
-private func bodyStorageFailed(_ error: BodyStoreError) -> Response {
-    .error(status: 503, code: "body_storage_unavailable", message: "the request body could not be stored; retry later",
-           headers: [("Retry-After", "30")])
 }

@@ -1,11 +1,7 @@
 import Dispatch
 import Foundation
 import Synchronization
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Closes connections whose request is not in by its deadline: the head within `headerTimeout` and the
 /// whole request (head and body) within `requestTimeout`, counted from when the connection was accepted

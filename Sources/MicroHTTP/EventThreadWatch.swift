@@ -1,9 +1,5 @@
 import Synchronization
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// How long each libmicrohttpd event thread has been inside the server's callbacks, so a watchdog can tell
 /// a wedged event thread (a callback that never returns, holding every connection that thread serves) from

@@ -1,10 +1,6 @@
 import CMicroHTTPD
 import Synchronization
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An HTTP/1.1 server over libmicrohttpd 0.9.75.
 ///
@@ -261,15 +257,11 @@ public final class HTTPServer: Sendable {
     }
 
     private func startDaemon(_ c: Configuration) throws(HTTPServerError) -> OpaquePointer {
-        // Internal event threads (a pool of them, MHD_OPTION_THREAD_POOL_SIZE), epoll on Linux and
-        // poll() elsewhere: never select(), which fails on descriptors above FD_SETSIZE (1024) that a busy
-        // daemon with a database pool and spool files reaches. MHD_ALLOW_SUSPEND_RESUME (implies
-        // MHD_USE_ITC, which MHD_quiesce_daemon also needs) for handlers that run on the pool.
-        #if os(Linux)
+        // Internal event threads (a pool of them, MHD_OPTION_THREAD_POOL_SIZE) on epoll: never select(),
+        // which fails on descriptors above FD_SETSIZE (1024) that a busy daemon with a database pool and
+        // spool files reaches. MHD_ALLOW_SUSPEND_RESUME (implies MHD_USE_ITC, which MHD_quiesce_daemon also
+        // needs) for handlers that run on the pool.
         let polling = MHD_USE_EPOLL.rawValue
-        #else
-        let polling = MHD_USE_POLL.rawValue
-        #endif
         var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | polling | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ITC.rawValue
         var address: SocketAddress?
         if c.listeningSocket == nil {

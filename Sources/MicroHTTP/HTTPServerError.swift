@@ -14,6 +14,8 @@ public struct HTTPServerError: Error, CustomStringConvertible, Sendable, Equatab
         public static let startFailed = Code("start_failed")
         /// `start()` was called on a server that was already started.
         public static let alreadyStarted = Code("already_started")
+        /// `Router.respond(to:)`: a deferred route did not answer in time.
+        public static let noAnswer = Code("no_answer")
     }
 
     public let code: Code

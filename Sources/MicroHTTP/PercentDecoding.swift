@@ -1,3 +1,5 @@
+import Primitives
+
 /// Decodes `%XX` escapes (and, for query text, `+` as space). Returns nil for a malformed escape
 /// or bytes that are not UTF-8, so that a bad path is answered 400 rather than guessed at.
 func percentDecode(_ text: Substring, plusIsSpace: Bool = false) -> String? {
@@ -11,7 +13,7 @@ func percentDecode(_ text: Substring, plusIsSpace: Bool = false) -> String? {
     while index < utf8.count {
         let byte = utf8[index]
         if byte == UInt8(ascii: "%") {
-            guard index + 2 < utf8.count, let high = hexValue(utf8[index + 1]), let low = hexValue(utf8[index + 2]) else {
+            guard index + 2 < utf8.count, let high = Hex.value(of: utf8[index + 1]), let low = Hex.value(of: utf8[index + 2]) else {
                 return nil
             }
             bytes.append(high << 4 | low)
@@ -22,13 +24,4 @@ func percentDecode(_ text: Substring, plusIsSpace: Bool = false) -> String? {
         }
     }
     return String(validating: bytes, as: UTF8.self)
-}
-
-private func hexValue(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-    default: nil
-    }
 }

@@ -33,12 +33,13 @@ public enum Admission {
 }
 
 /// Decides, from the head alone, whether a request's body is worth reading. It runs on an event thread
-/// for every request to its route, so like an `ImmediateHandler` it must never block.
+/// for every request to its route, so like an `ImmediateHandler` it must never block. A gate that throws
+/// refuses the request with the error's answer (see `ResponseError`).
 ///
 /// Why a gate: a route that authenticates its requests (a signed webhook) can refuse an unauthenticated
 /// one before its body costs any memory. Without it, every body up to the route's limit is buffered
 /// before the handler can look at a single header.
-public typealias RequestGate = @Sendable (RequestHead) -> Admission
+public typealias RequestGate = @Sendable (RequestHead) throws -> Admission
 
 /// Sees a request body piece by piece as it arrives, on the event thread serving the connection (so it
 /// needs no locking, and must stay cheap per byte: a running hash, not a parse).

@@ -1,12 +1,13 @@
 /// A synchronous request handler. Handlers may block (database calls): they run on a pool thread of
-/// their own while their connection waits, suspended. They cannot throw, so no error can escape into
+/// their own while their connection waits, suspended. What they throw is rendered by the router
+/// (`ResponseError`, else the router's `unhandledError`), on that thread, so no error can escape into
 /// libmicrohttpd's C frames.
-public typealias Handler = @Sendable (Request) -> Response
+public typealias Handler = @Sendable (Request) throws -> Response
 
 /// An answer that needs no waiting (memory only, no database, no network), or nil to hand the request
 /// to the route's blocking `Handler`. It runs on one of the few event threads that serve every
-/// connection, so it must never block: a cache hit, a fixed reply, a refusal.
-public typealias ImmediateHandler = @Sendable (Request) -> Response?
+/// connection, so it must never block: a cache hit, a fixed reply, a refusal (returned or thrown).
+public typealias ImmediateHandler = @Sendable (Request) throws -> Response?
 
 /// What a `DeferredHandler` decides on the event thread.
 public enum DeferredAnswer: Sendable {
@@ -14,18 +15,24 @@ public enum DeferredAnswer: Sendable {
     case now(Response)
     /// Suspend the connection and pass its `Responder` to this closure, which must hand it to whatever
     /// will answer (from any thread, exactly once). The closure runs on the event thread: it must not block.
-    case later(@Sendable (Responder) -> Void)
+    /// Should it throw before answering, the error is the answer.
+    case later(@Sendable (Responder) throws -> Void)
     /// Suspend the connection and run this closure on a handler pool thread with its `Responder`: for a
     /// request that needs blocking work first (decoding into files and fsyncing them) before it joins
-    /// something that answers later. The closure may block; it answers, or hands the responder on, exactly once.
-    case laterOnPool(@Sendable (Responder) -> Void)
+    /// something that answers later. The closure may block; it answers, or hands the responder on, exactly
+    /// once, or throws, and the error is the answer.
+    case laterOnPool(@Sendable (Responder) throws -> Void)
 }
 
 /// A handler for work that waits on something else (a group commit) without holding a thread while it
 /// waits: it runs on the event thread, so like an `ImmediateHandler` it must never block, and it either
-/// answers at once or arranges for a `Responder` to be answered later. (A body too large to keep in
-/// memory is read back from disk on a handler pool thread, and the handler then runs there.)
-public typealias DeferredHandler = @Sendable (Request) -> DeferredAnswer
+/// answers at once (or throws) or arranges for a `Responder` to be answered later. (A body too large to
+/// keep in memory is read back from disk on a handler pool thread, and the handler then runs there.)
+public typealias DeferredHandler = @Sendable (Request) throws -> DeferredAnswer
+
+/// Renders an error that is not a `ResponseError` (a dependency that went away, a bug): the last word on
+/// what a handler, gate or deferred closure threw. Runs on the thread that caught it, so it must not block.
+public typealias UnhandledErrorRenderer = @Sendable (any Error, RequestHead) -> Response
 
 /// Maps method + path pattern to handlers. Patterns are literal segments and `{name}` segments,
 /// e.g. "/v1/predictions/{provider}/{id}/outputs/{n}"; a parameter matches one whole segment.
@@ -49,8 +56,19 @@ public struct Router: Sendable {
     }
 
     private(set) var routes: [Route] = []
+    /// See `UnhandledErrorRenderer`.
+    let unhandledError: UnhandledErrorRenderer
 
-    public init() {}
+    /// `unhandledError` answers errors that are not `ResponseError`s; the default is a 500 that says
+    /// nothing of the error (the daemon passes one that logs it and answers a database outage 503).
+    public init(unhandledError: @escaping UnhandledErrorRenderer = Router.internalError) {
+        self.unhandledError = unhandledError
+    }
+
+    /// 500 `internal_error`, and nothing of what went wrong.
+    public static let internalError: UnhandledErrorRenderer = { _, _ in
+        .error(status: 500, code: "internal_error", message: "the request failed")
+    }
 
     /// Registers a handler. `maxBodyBytes` overrides the server's default body limit for this
     /// route only (webhooks carrying inline images need more than the lookup API).

@@ -1,4 +1,5 @@
 import CMicroHTTPD
+import Primitives
 import Synchronization
 
 /// What libmicrohttpd's callbacks need, shared by its event threads and the handler pool. Passed to C
@@ -40,7 +41,7 @@ final class ServerCore: Sendable {
 /// A request whose connection is suspended while its answer is worked out elsewhere (a handler on the pool,
 /// a deferred responder). `answer` queues the response and resumes the connection exactly once, whoever
 /// calls it first: the handler, the responder, or a stop that reached its deadline.
-final class SuspendedRequest: Sendable {
+final class SuspendedRequest: AnswerSink {
     private let core: ServerCore
     private let connection: SuspendedConnection
     private let pending: PendingResponse
@@ -82,13 +83,6 @@ final class PendingResponse: Sendable {
 /// `pending` slot, and a spilled body once it is handed over), and it is released exactly once, by the
 /// completion callback, which also clears the slot and returns its body budget.
 final class RequestContext {
-    enum Plan {
-        /// Run this route's handler once the body is in.
-        case handle(Router.Route, parameters: [String: String])
-        /// Answer this (404, 405, 400) once the request is complete.
-        case answer(Response)
-    }
-
     /// Why a body is being read and thrown away instead of kept; the answer once it is complete.
     enum Refusal {
         /// Past the route's limit: 413.
@@ -96,12 +90,12 @@ final class RequestContext {
         /// A chunked body that outgrew the server's body budget: 503.
         case overBudget
         /// The spill file could not be written (disk full): 503.
-        case storageFailed(BodyStoreError)
+        case storageFailed(SystemCallError)
     }
 
     let method: String
     let rawPath: String
-    let plan: Plan
+    let plan: Router.Plan
     let maxBodyBytes: Int
     /// The declared length; nil for a chunked body.
     let declaredLength: Int?
@@ -122,7 +116,7 @@ final class RequestContext {
     var dispatched = false
     let pending = PendingResponse()
 
-    init(method: String, rawPath: String, plan: Plan, maxBodyBytes: Int, declaredLength: Int?, body: BodyStore) {
+    init(method: String, rawPath: String, plan: Router.Plan, maxBodyBytes: Int, declaredLength: Int?, body: BodyStore) {
         self.method = method
         self.rawPath = rawPath
         self.plan = plan

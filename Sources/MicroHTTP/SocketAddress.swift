@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An address to bind, resolved from the configured host before the daemon starts so that a
 /// bad host is reported as a configuration error naming it, not as an opaque start failure.

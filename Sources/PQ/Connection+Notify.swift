@@ -1,8 +1,7 @@
 import CLibPQ
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
+import Primitives
 
 /// A NOTIFY delivered to a listening connection.
 public struct Notification: Sendable, Hashable {
@@ -50,10 +49,14 @@ extension Connection {
                 throw PQError(code: .connectionLost, message: Self.errorMessage(handle))
             }
             var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, Self.pollMilliseconds(remaining))
-            if ready < 0 {
-                if errno == EINTR { continue }
-                throw PQError(code: .connectionLost, message: "poll on the connection failed: errno \(errno)")
+            let ready: Int32
+            do throws(SystemCallError) {
+                // The timeout is worked out again after an interruption, so the deadline holds.
+                ready = try systemCall("poll on the connection") {
+                    poll(&descriptor, 1, Self.pollMilliseconds(max(.zero, deadline - ContinuousClock.now)))
+                }
+            } catch {
+                throw PQError(code: .connectionLost, message: error.description)
             }
             if ready > 0 {
                 guard PQconsumeInput(handle) == 1 else {

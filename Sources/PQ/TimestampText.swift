@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// PostgreSQL's ISO text form of `timestamptz`, written and read without Foundation's calendars
 /// or formatters (which are slow and locale-dependent): "2026-11-21 13:41:33.123456+00".
@@ -29,13 +30,12 @@ enum TimestampText {
             // Infinite dates map to PostgreSQL's infinities; NaN is sent as text the server rejects.
             return interval.isNaN ? "NaN" : (interval > 0 ? "infinity" : "-infinity")
         }
-        let (seconds, fraction) = floorDivide(micros, 1_000_000)
-        let (days, secondOfDay) = floorDivide(seconds, 86_400)
-        let (year, month, day) = civil(fromDays: days)
-        let bc = year <= 0
-        var text = pad(bc ? 1 - year : year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) + " "
-        text += pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2)
-        text += "." + pad(fraction, 6) + "+00"
+        let (seconds, fraction) = Int(micros).floorDivided(by: 1_000_000)
+        var fields = UTCDateTime(unixSeconds: seconds, nanosecond: fraction * 1000)
+        // PostgreSQL counts years before 1 as "BC": astronomical year 0 is 1 BC.
+        let bc = fields.date.year <= 0
+        if bc { fields.date.year = 1 - fields.date.year }
+        let text = fields.iso8601(separator: UInt8(ascii: " "), fractionDigits: 6, zone: "+00")
         return bc ? text + " BC" : text
     }
 
@@ -82,46 +82,11 @@ enum TimestampText {
         guard scanner.atEnd, (1...12).contains(month), (1...31).contains(day), hour <= 24,
               minute <= 59, second <= 60
         else { return nil }
-        let days = daysFromCivil(year: astronomicalYear, month: month, day: day)
+        let days = Int64(CivilDate(year: Int(astronomicalYear), month: Int(month), day: Int(day)).daysSinceEpoch)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         let (total, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000)
         guard !overflow else { return nil }
         return date(unixMicroseconds: total + micros)
-    }
-
-    // MARK: civil calendar (proleptic Gregorian), after Howard Hinnant's public-domain algorithms
-
-    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
-
-    private static func floorDivide(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
-        var quotient = a / b
-        var remainder = a % b
-        if remainder < 0 { quotient -= 1; remainder += b }
-        return (quotient, remainder)
-    }
-
-    private static func pad(_ value: Int64, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
     }
 }
 

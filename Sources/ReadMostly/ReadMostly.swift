@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A value read by many threads at once and replaced rarely, behind a reader-writer lock.
 ///

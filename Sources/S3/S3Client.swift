@@ -1,6 +1,7 @@
 import Crypto
 import Curl
 import Foundation
+import Primitives
 import Synchronization
 
 /// Object operations on one bucket, signed with our SigV4 signer and sent with libcurl.
@@ -246,7 +247,7 @@ public final class S3Client: Sendable {
         }
         switch body {
         case .none: return SigV4Signer.emptyPayloadHash
-        case .bytes(let bytes): return SHA256.hash(data: bytes).hexString
+        case .bytes(let bytes): return Hex.encode(SHA256.hash(data: bytes))
         case .file(let path, let offset, let length): return try Self.sha256(file: path, offset: offset, length: length)
         }
     }
@@ -273,7 +274,7 @@ public final class S3Client: Sendable {
         } catch {
             throw S3Error(.invalidArgument, "cannot read the body file for hashing", underlying: error)
         }
-        return hasher.finalize().hexString
+        return Hex.encode(hasher.finalize())
     }
 }
 

@@ -1,3 +1,5 @@
+import Primitives
+
 /// Percent-encoding exactly as SigV4 canonicalisation and S3 expect it.
 ///
 /// Foundation's `addingPercentEncoding` keeps characters (`+`, `=`, `:`, `@`, …) that SigV4 requires
@@ -18,8 +20,7 @@ public enum S3URIEncoding {
                 out.append(byte)
             } else {
                 out.append(UInt8(ascii: "%"))
-                out.append(hexDigits[Int(byte >> 4)])
-                out.append(hexDigits[Int(byte & 0x0F)])
+                Hex.append(byte, to: &out, uppercase: true)
             }
         }
         return String(decoding: out, as: UTF8.self)
@@ -34,7 +35,7 @@ public enum S3URIEncoding {
         var i = 0
         while i < bytes.count {
             if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count,
-               let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) {
+               let hi = Hex.value(of: bytes[i + 1]), let lo = Hex.value(of: bytes[i + 2]) {
                 out.append(hi << 4 | lo)
                 i += 3
             } else {
@@ -59,17 +60,6 @@ public enum S3URIEncoding {
             return true
         default:
             return false
-        }
-    }
-
-    private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-        default: return nil
         }
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Primitives
 import ReadMostly
 import Synchronization
 
@@ -173,7 +174,7 @@ public struct SigV4Signer: Sendable {
 
     private func stringToSign(canonicalRequest: String, amzDate: AMZDate) -> String {
         var text = canonicalRequest
-        let hash = text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }.hexString
+        let hash = Hex.encode(text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) })
         return "\(Self.algorithm)\n\(amzDate.timestamp)\n\(scope(amzDate))\n\(hash)"
     }
 
@@ -181,7 +182,7 @@ public struct SigV4Signer: Sendable {
         var mac = keyedMAC(day: amzDate.day)
         var text = stringToSign
         text.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
-        return mac.finalize().hexString
+        return Hex.encode(mac.finalize())
     }
 
     /// `20150830T123600Z` for a date: the form of `x-amz-date` and of the test vectors.
@@ -271,24 +272,6 @@ public struct SigV4Signer: Sendable {
         return out
     }
 }
-
-extension Sequence where Element == UInt8 {
-    /// Lowercase hex, the form SigV4 uses for hashes and signatures.
-    var hexString: String {
-        var out: [UInt8] = []
-        out.reserveCapacity(underestimatedCount * 2)
-        for byte in self {
-            out.append(hexDigit(byte >> 4))
-            out.append(hexDigit(byte & 0x0F))
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private func hexDigit(_ nibble: UInt8) -> UInt8 {
-        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
-    }
-}
-
 
 /// The signing keys a signer has derived, by (day, region, service), as keyed HMAC states ready to copy. SigV4 keys change daily, so a few
 /// entries cover every date in use at once (now, and the odd caller signing for a fixed date, as tests do);

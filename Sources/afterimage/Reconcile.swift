@@ -1,6 +1,7 @@
 import Afterimage
 import ArgumentParser
 import Foundation
+import Glibc
 import Logging
 
 struct Reconcile: AsyncParsableCommand {

@@ -1,6 +1,8 @@
 import Afterimage
 import ArgumentParser
 import Foundation
+import Glibc
+import Primitives
 
 /// `afterimage reload`: the unit's `ExecReload=`. It sends SIGHUP to the daemon and waits until the
 /// daemon says it has reloaded, so that when `systemctl reload afterimage` returns the new
@@ -33,8 +35,10 @@ struct Reload: ParsableCommand {
         }
         let receipts = ReloadReceipt(environment: ProcessInfo.processInfo.environment)
         let sent = SystemdNotifier.monotonicMicroseconds()
-        guard kill(pid, SIGHUP) == 0 else {
-            printError("afterimage: cannot signal process \(pid): \(String(cString: strerror(errno)))")
+        do throws(SystemCallError) {
+            _ = try systemCall("afterimage: cannot signal process \(pid)") { kill(pid, SIGHUP) }
+        } catch {
+            printError(error.description)
             throw ExitStatus.runtimeFailure
         }
         guard let receipts else {
@@ -93,8 +97,6 @@ struct ReloadReceipt: Sendable {
     func record(startedAt: UInt64, applied: Bool) throws {
         let temporary = path + ".tmp"
         try Data("\(startedAt) \(applied ? "applied" : "refused")\n".utf8).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
+        _ = try systemCall("cannot replace \(path)") { rename(temporary, path) }
     }
 }

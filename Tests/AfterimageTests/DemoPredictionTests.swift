@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Testing
 @testable import Afterimage
+import Primitives
 
 @Suite("The demo's Replicate prediction")
 struct DemoPredictionTests {
@@ -12,7 +13,7 @@ struct DemoPredictionTests {
         #expect(Array(png.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         // IHDR: width and height, big-endian, right after the chunk header.
         #expect(Array(png[16..<24]) == [0, 0, 0, 48, 0, 0, 0, 48])
-        #expect(DemoPrediction.pngSHA256 == SHA256.hash(data: png).map { String(format: "%02x", $0) }.joined())
+        #expect(DemoPrediction.pngSHA256 == Hex.encode(SHA256.hash(data: png)))
     }
 
     @Test("the body is a completed prediction shaped like Replicate's, with the PNG as a data: output")
@@ -31,9 +32,9 @@ struct DemoPredictionTests {
         // Millisecond created_at, nanosecond completed_at, as real webhooks mix them.
         #expect(created.count == "2026-06-12T09:41:15.127Z".count)
         #expect(completed.count == "2026-06-12T09:41:21.904733154Z".count)
-        let parsedCompleted = try #require(RFC3339.parse(completed))
+        let parsedCompleted = try #require(Date(rfc3339: completed))
         #expect(abs(parsedCompleted.timeIntervalSince1970 - now.timeIntervalSince1970) < 0.001)
-        #expect(try #require(RFC3339.parse(created)) < parsedCompleted)
+        #expect(try #require(Date(rfc3339: created)) < parsedCompleted)
         // Two demos are two predictions.
         #expect(DemoPrediction(now: now).id != prediction.id)
     }

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 @Suite("Webhook gate: headers before the body, signature as it arrives")
 struct WebhookGateTests {
@@ -21,8 +22,7 @@ struct WebhookGateTests {
 
     func signed(_ body: [UInt8], names: StandardWebhooksVerifier.HeaderNames = .standard,
                 at timestamp: Int64 = Int64(Date().timeIntervalSince1970)) -> [String: String] {
-        [names.id: "msg_1", names.timestamp: String(timestamp),
-         names.signature: StandardWebhooksVerifier.sign(secret: Self.secret, id: "msg_1", timestamp: timestamp, body: body)]
+        Dictionary(uniqueKeysWithValues: SignedWebhook(body, secret: Self.secret, id: "msg_1", timestamp: timestamp, names: names).headers)
     }
 
     /// The status of a refusal at the head, or nil when the head was admitted.

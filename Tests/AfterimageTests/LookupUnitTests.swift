@@ -3,10 +3,11 @@ import Foundation
 import S3
 import Testing
 @testable import Afterimage
+import Primitives
 
 @Suite("Lookup: tokens, presigning parameters, JSON")
 struct LookupUnitTests {
-    static func hex(_ token: String) -> String { SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined() }
+    static func hex(_ token: String) -> String { Hex.encode(SHA256.hash(data: Array(token.utf8))) }
 
     @Test func plainAndHashedTokensAreAccepted() {
         let auth = BearerAuthenticator(tokens: ["alpha-token", "sha256:" + Self.hex("beta-token").uppercased()])
@@ -109,7 +110,7 @@ struct LookupUnitTests {
         #expect(LookupError(.assetExpired, "").status == 410)
         let response = LookupError(.assetNotReady, "later", retryAfter: 7).response
         #expect(response.headers.contains { $0.0 == "Retry-After" && $0.1 == "7" })
-        #expect(LookupRoutes.iso8601(Date(timeIntervalSince1970: 1_800_000_000)) == "2027-01-15T08:00:00Z")
+        #expect(Date(timeIntervalSince1970: 1_800_000_000.9).rfc3339() == "2027-01-15T08:00:00Z")
     }
 
     @Test func postgresTimestampTextBecomesISO8601WithMilliseconds() {

@@ -39,7 +39,7 @@ struct ReplicateParseTests {
         }
         func date(_ key: String) throws(ReferenceError) -> Date? {
             guard let value = object[key], !(value is NSNull) else { return nil }
-            guard let text = value as? String, let parsed = RFC3339.parse(text) else {
+            guard let text = value as? String, let parsed = Date(rfc3339: text) else {
                 throw ReferenceError(message: "\(key) is not an RFC 3339 timestamp")
             }
             return parsed
@@ -430,22 +430,6 @@ struct ReplicateParseTests {
             #expect(actual.map { Array($0.unicodeScalars) } == Array(expected.unicodeScalars), "\(literal)")
         }
     }
-}
-
-/// A small seeded generator, so a failure names a body that can be reproduced.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
 }
 
 /// Webhook-shaped bodies as JSON text, with the awkward parts: escaped keys (`~`, `/`, `\u`), unicode,

@@ -21,7 +21,7 @@ struct ReplicateRealFormatTests {
         #expect(real.source == "api")
         #expect(real.deployment == nil && real.deadline == nil)
         let created = try #require(real.createdAt), started = try #require(real.startedAt), completed = try #require(real.completedAt)
-        #expect(created == RFC3339.parse("2026-06-12T09:41:15.127Z"))
+        #expect(created == Date(rfc3339: "2026-06-12T09:41:15.127Z"))
         #expect(abs(started.timeIntervalSince(created) - 0.009427877) < 1e-5)
         #expect(abs(completed.timeIntervalSince(started) - 6.768305277) < 1e-5)
         #expect(real.outputs.map(\.url) == ["https://replicate.delivery/xezq/Ap5zAUz9bKxq0MNF2wTfe3LqH7rvYcJk/tmp5v_v9dtm.png"])
@@ -34,13 +34,13 @@ struct ReplicateRealFormatTests {
         #expect(aborted.isTerminal)
         #expect(aborted.outputs.isEmpty)
         #expect(aborted.startedAt == nil)
-        #expect(aborted.deadline == RFC3339.parse("2026-06-12T10:03:44.561Z"))
+        #expect(aborted.deadline == Date(rfc3339: "2026-06-12T10:03:44.561Z"))
         #expect(aborted.deployment == "acme/flux-schnell-prod")
 
         let deployed = try ReplicatePrediction.parse(try fixture("real-shaped-deployment-succeeded.json"))
         #expect(deployed.deployment == "acme/mug-shots")
         #expect(deployed.outputs.map(\.pointer) == ["/0", "/1"])
-        #expect(deployed.createdAt == RFC3339.parse("2026-06-12T12:15:30.080Z"))
+        #expect(deployed.createdAt == Date(rfc3339: "2026-06-12T12:15:30.080Z"))
     }
 
     /// Data: outputs are outputs, numbered with the URLs in walk order; the kept output has their headers only.

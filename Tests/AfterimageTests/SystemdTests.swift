@@ -2,9 +2,7 @@ import Foundation
 import Logging
 import Testing
 @testable import Afterimage
-#if canImport(Glibc)
 import Glibc
-#endif
 
 @Suite("sd_notify, watchdog and socket-activation environment")
 struct SystemdEnvironmentTests {

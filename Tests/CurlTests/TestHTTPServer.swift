@@ -1,8 +1,7 @@
 import Foundation
 import Synchronization
-#if canImport(Glibc)
+import TestSupport
 import Glibc
-#endif
 
 /// A request as the test server received it.
 struct RecordedRequest: Sendable {
@@ -86,28 +85,7 @@ final class TestHTTPServer: Sendable {
 
     init(_ handler: @escaping @Sendable (RecordedRequest) -> Reply) throws {
         self.handler = handler
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listener >= 0 else { throw TestServerError("socket failed") }
-        var yes: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(listener, 64) == 0 else {
-            close(listener)
-            throw TestServerError("bind/listen failed")
-        }
-        var actual = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-        }
-        self.listener = listener
-        port = Int(UInt16(bigEndian: actual.sin_port))
+        (listener, port) = try LoopbackSocket.listening()
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 

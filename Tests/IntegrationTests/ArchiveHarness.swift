@@ -1,4 +1,5 @@
 import Afterimage
+import AfterimageTestSupport
 import Curl
 import Foundation
 import PQ
@@ -71,18 +72,10 @@ final class ArchiveHarness: @unchecked Sendable {
     func post(_ body: [UInt8], to daemon: DaemonProcess, webhookID: String = "msg_\(UUID().uuidString)",
               timestamp: Int64 = Int64(Date().timeIntervalSince1970), secret: String? = nil,
               tamper: Bool = false, route: String = "/v1/webhooks/replicate") throws -> CurlResponse {
-        let signature = StandardWebhooksVerifier.sign(secret: secret ?? self.secret, id: webhookID, timestamp: timestamp, body: body)
-        var options = CurlOptions()
-        options.allowedProtocols = ["http"]
         // A safety bound, not a speed check: a 40 MiB Stability body through a debug build on a busy
         // 2-core machine can take a while.
-        options.totalTimeout = .seconds(120)
-        let sent = tamper ? body + Array(" ".utf8) : body
-        return try CurlSession().perform(CurlRequest(
-            method: "POST", url: "http://127.0.0.1:\(daemon.port)\(route)",
-            headers: [("Content-Type", "application/json"), ("webhook-id", webhookID),
-                      ("webhook-timestamp", String(timestamp)), ("webhook-signature", signature)],
-            body: .bytes(sent)), options: options)
+        try SignedWebhook(body, secret: secret ?? self.secret, id: webhookID, timestamp: timestamp)
+            .post(port: daemon.port, route: route, tamper: tamper, timeout: .seconds(120))
     }
 
     func connection() throws -> Connection { try Connection.connect(url: databaseURL) }

@@ -4,13 +4,13 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 /// The queue's SQL against a real database: deadline order, leases and claim tokens.
 @Suite("Archive queue")
 struct ArchiveQueueTests {
     func migratedDatabase() throws -> Connection {
-        let url = try TestEnvironment.freshDatabase(prefix: "queue")
-        try Migrator().migrate(databaseURL: url, logger: Logger(label: "test"))
+        let url = try TestEnvironment.migratedDatabase(prefix: "queue")
         let connection = try Connection.connect(url: url)
         try connection.execute("INSERT INTO predictions (provider, id, status) VALUES ('replicate', 'p', 'succeeded')")
         return connection

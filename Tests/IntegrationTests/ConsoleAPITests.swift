@@ -4,6 +4,7 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 /// Issue 18's API, against the real daemon, PostgreSQL and SeaweedFS: the prediction listing the gallery
 /// pages through, the health strip's figures, the JSON form of a presigned output URL, and the console's
@@ -213,7 +214,7 @@ struct ConsoleAPITests {
     /// The statistics statement reads indexes only: no sequential scan of assets, whatever its size.
     @Test func statsStatementUsesIndexes() throws {
         let harness = try ArchiveHarness()
-        try Migrator().migrate(databaseURL: harness.databaseURL, logger: .init(label: "test"))
+        try TestEnvironment.migrate(harness.databaseURL)
         let connection = try harness.connection()
         defer { connection.close() }
         // A realistic mix: nearly everything stored over the last 60 days, a little waiting or lost.

@@ -1,6 +1,7 @@
 import Synchronization
 import Curl
 import Foundation
+import Glibc
 import TestSupport
 
 /// `afterimage` run as a real child process, the way systemd or `make run` runs it. Its stderr goes to

@@ -1,6 +1,7 @@
 import Crypto
 import Curl
 import Foundation
+import Primitives
 import TestSupport
 
 /// Tests/Fakes/fake_provider.py run as a child process: output files with scripted behaviour, and
@@ -50,6 +51,6 @@ final class FakeProvider: @unchecked Sendable {
     }
 
     static func sha256Hex(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: bytes))
     }
 }

@@ -1,5 +1,6 @@
 import Curl
 import Foundation
+import Glibc
 import TestSupport
 
 /// A fenced code block of README.md, found by the `<!-- tested: NAME -->` line just before it: the tests

@@ -1,6 +1,7 @@
 import Afterimage
 import Crypto
 import Foundation
+import Glibc
 import Testing
 import TestSupport
 

@@ -3,9 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 import TestSupport
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The real binary under abuse from unauthenticated clients: large bodies without (or with forged)
 /// signatures, and slow senders holding connections. Issue 13, points 1–3 and 7.
@@ -117,24 +115,6 @@ struct HTTPAbuseTests {
     }
 }
 
-/// Work on a thread of its own (blocking sockets must not sit on Swift concurrency's few threads).
-final class Background<Value: Sendable>: Sendable {
-    private let outcome = Mutex<Result<Value, any Error>?>(nil)
-
-    init(_ work: @escaping @Sendable () throws -> Value) {
-        let thread = Thread { [self] in
-            let result = Result { try work() }
-            outcome.withLock { $0 = result }
-        }
-        thread.start()
-    }
-
-    func value(timeout: Duration) throws -> Value {
-        try waitUntil(timeout: timeout, pollEvery: .milliseconds(50), "background work") { outcome.withLock { $0 != nil } }
-        return try outcome.withLock { $0! }.get()
-    }
-}
-
 /// One body shared by every client thread (60 MiB once, not 24 times in the test process).
 final class SharedBody: Sendable {
     let bytes: [UInt8]
@@ -156,7 +136,7 @@ enum BigPost {
     }
 
     static func send(port: Int, path: String, headers: [(String, String)], body: SharedBody) throws -> Outcome {
-        let fd = try connectLoopback(port: port, timeout: 60)
+        let fd = try LoopbackSocket.connect(port: port, timeout: .seconds(60))
         defer { close(fd) }
         var head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.bytes.count)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
@@ -209,28 +189,6 @@ enum BigPost {
     }
 }
 
-/// A blocking IPv4 loopback connection with send and receive timeouts.
-func connectLoopback(port: Int, timeout: Int) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestSupportError("socket: errno \(errno)") }
-    var tv = timeval(tv_sec: timeout, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard rc == 0 else {
-        let code = errno
-        close(fd)
-        throw TestSupportError("connect: errno \(code)")
-    }
-    return fd
-}
-
 /// `count` connections that each send one byte of a request head every `interval`, reconnecting whenever
 /// the server cuts them off, on one thread of their own, until `stop()`.
 final class SlowSenders: Sendable {
@@ -253,7 +211,7 @@ final class SlowSenders: Sendable {
             while !stopping.load(ordering: .relaxed) {
                 for index in 0..<count where !stopping.load(ordering: .relaxed) {
                     if sockets[index] < 0 {
-                        guard let fd = try? connectLoopback(port: port, timeout: 1) else { continue }
+                        guard let fd = try? LoopbackSocket.connect(port: port, timeout: .seconds(1)) else { continue }
                         sockets[index] = fd
                         progress[index] = 0
                         openedCount.add(1, ordering: .relaxed)

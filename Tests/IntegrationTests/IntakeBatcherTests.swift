@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 /// Group commit with callbacks: deliveries submitted at once share transactions, every one is answered
 /// exactly once, a hung commit is answered 503 in time (and still commits), and a dead database is a 503
@@ -15,11 +16,7 @@ import TestSupport
 struct IntakeBatcherTests {
     static let secret = "whsec_" + Data("intake-batcher-test-secret".utf8).base64EncodedString()
 
-    func migratedDatabase() throws -> String {
-        let url = try TestEnvironment.freshDatabase(prefix: "batcher")
-        try Migrator().migrate(databaseURL: url, logger: Logger(label: "test"))
-        return url
-    }
+    func migratedDatabase() throws -> String { try TestEnvironment.migratedDatabase(prefix: "batcher") }
 
     /// A started batcher on a fresh pool; both are stopped and closed when `body` returns.
     func withBatcher(_ url: String, poolSize: Int = 4, configuration: IntakeBatcher.Configuration = .init(),
@@ -147,16 +144,7 @@ struct IntakeBatcherTests {
 
     /// Posts a signed webhook to an in-process server; `tamper` changes the body after signing.
     func post(_ payload: [UInt8], id: String, port: Int, tamper: Bool = false) throws -> CurlResponse {
-        let timestamp = Int64(Date().timeIntervalSince1970)
-        var options = CurlOptions()
-        options.allowedProtocols = ["http"]
-        options.totalTimeout = .seconds(30)
-        let signature = StandardWebhooksVerifier.sign(secret: Self.secret, id: id, timestamp: timestamp, body: payload)
-        return try CurlSession().perform(CurlRequest(
-            method: "POST", url: "http://127.0.0.1:\(port)/v1/webhooks/replicate",
-            headers: [("Content-Type", "application/json"), ("webhook-id", id), ("webhook-timestamp", String(timestamp)),
-                      ("webhook-signature", signature)],
-            body: .bytes(tamper ? payload + Array(" ".utf8) : payload)), options: options)
+        try SignedWebhook(payload, secret: Self.secret, id: id).post(port: port, tamper: tamper)
     }
 
     @Test("large bodies are verified as they stream in and, spilled to disk, handled on the pool: accepted when signed, 401 when tampered")
@@ -205,17 +193,8 @@ struct IntakeBatcherTests {
             try server.start()
             defer { server.stop(drainTimeout: .seconds(2)) }
 
-            let payload = body("down")
-            let timestamp = Int64(Date().timeIntervalSince1970)
-            var options = CurlOptions()
-            options.allowedProtocols = ["http"]
-            options.totalTimeout = .seconds(30)
             let started = ContinuousClock.now
-            let answer = try CurlSession().perform(CurlRequest(
-                method: "POST", url: "http://127.0.0.1:\(server.boundPort)/v1/webhooks/replicate",
-                headers: [("Content-Type", "application/json"), ("webhook-id", "msg_down"), ("webhook-timestamp", String(timestamp)),
-                          ("webhook-signature", StandardWebhooksVerifier.sign(secret: Self.secret, id: "msg_down", timestamp: timestamp, body: payload))],
-                body: .bytes(payload)), options: options)
+            let answer = try post(body("down"), id: "msg_down", port: server.boundPort)
             #expect(answer.status == 503)
             #expect(answer.headers["Retry-After"] == "5")
             #expect(String(decoding: answer.body, as: UTF8.self).contains("database_unavailable"))

@@ -5,6 +5,7 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import Primitives
 
 /// Issue 4 end to end: the real daemon answers lookups with presigned URLs that SeaweedFS honours, refuses
 /// what it must, and every response matches openapi.yaml.
@@ -70,8 +71,6 @@ struct LookupTests {
         #expect(try client.json(redirect)["url"] as? String == location)
         let capped = try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?expires=99999999")
         #expect(try #require(capped.headers["location"]).contains("X-Amz-Expires=604800"))
-        #expect(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?expires=0").status == 400)
-        #expect(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?download=a%2Fb").status == 400)
 
         // One character of the signature changed: the bucket refuses it.
         let good = try #require(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0").headers["location"])
@@ -150,60 +149,6 @@ struct LookupTests {
         try daemon.stop()
     }
 
-    @Test func pendingInFlightLostAndUnknownOutputs() throws {
-        let harness = try ArchiveHarness()
-        let token = randomToken()
-        let (daemon, client) = try start(harness, token: token, workers: 0)
-        let id = "st\(UUID().uuidString.prefix(8).lowercased())"
-        try harness.seedPrediction(id)
-        try harness.seedAsset(predictionID: id, index: 0, .init(state: "pending", nextAttemptInSeconds: 40))
-        try harness.seedAsset(predictionID: id, index: 1, .init(state: "in_flight"))
-        try harness.seedAsset(predictionID: id, index: 2, .init(state: "failed", failureReason: "the file is larger than fetch.max_bytes (10)"))
-        try harness.seedAsset(predictionID: id, index: 3, .init(state: "expired", failureReason: "the source answered 404 after its deadline"))
-        try harness.seedAsset(predictionID: id, index: 4, .init(state: "pending"))
-        let base = "/v1/predictions/replicate/\(id)/outputs"
-
-        let later = try client.send("GET", "\(base)/0")
-        #expect(later.status == 409)
-        #expect(client.errorCode(later) == "asset_not_ready")
-        let wait = try #require(Int(later.headers["retry-after"] ?? ""))
-        #expect((35...41).contains(wait), "Retry-After \(wait) for a try due in 40 s")
-        let inFlight = try client.send("GET", "\(base)/1")
-        #expect(inFlight.status == 409)
-        #expect(Int(inFlight.headers["retry-after"] ?? "") ?? 0 >= 1)
-        let due = try client.send("GET", "\(base)/4")
-        #expect(due.status == 409)
-        #expect(Int(due.headers["retry-after"] ?? "") ?? 0 >= 1)
-
-        let failed = try client.send("GET", "\(base)/2")
-        #expect(failed.status == 410)
-        #expect(client.errorCode(failed) == "asset_failed")
-        #expect(String(decoding: failed.body, as: UTF8.self).contains("larger than fetch.max_bytes"))
-        let expired = try client.send("GET", "\(base)/3")
-        #expect(expired.status == 410)
-        #expect(client.errorCode(expired) == "asset_expired")
-        #expect(String(decoding: expired.body, as: UTF8.self).contains("after its deadline"))
-
-        let noOutput = try client.send("GET", "\(base)/9")
-        #expect(noOutput.status == 404)
-        #expect(client.errorCode(noOutput) == "output_not_found")
-        let noPrediction = try client.send("GET", "/v1/predictions/replicate/unknown-\(id)")
-        #expect(noPrediction.status == 404)
-        #expect(client.errorCode(noPrediction) == "prediction_not_found")
-        #expect(try client.send("GET", "/v1/predictions/replicate/unknown-\(id)/outputs/0").status == 404)
-        #expect(try client.send("GET", "\(base)/abc").status == 400)
-        #expect(try client.send("GET", "/v1/predictions/replicate/\(String(repeating: "x", count: 300))").status == 400)
-
-        // The prediction lists every asset with its state; none has a URL.
-        let listed = assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)")))
-        #expect(listed.map { $0["state"] as? String } == ["pending", "in_flight", "failed", "expired", "pending"])
-        #expect(listed.allSatisfy { $0["url"] == nil })
-        #expect(listed[2]["failure_reason"] as? String == "the file is larger than fetch.max_bytes (10)")
-
-        try client.validateCaptured()
-        try daemon.stop()
-    }
-
     @Test func listingPagesStayStableWhileAssetsAreInserted() throws {
         let harness = try ArchiveHarness()
         let token = randomToken()
@@ -242,10 +187,6 @@ struct LookupTests {
         let stability = try harness.seedAsset(predictionID: id, index: 0, provider: "stability", .init(state: "pending"))
         let byProvider = try client.json(try client.send("GET", "/v1/assets?provider=stability&state=pending"))
         #expect(assets(byProvider).compactMap { $0["id"] as? Int } == [Int(stability)])
-        #expect(try client.send("GET", "/v1/assets?state=lost").status == 400)
-        #expect(try client.send("GET", "/v1/assets?limit=0").status == 400)
-        #expect(try client.send("GET", "/v1/assets?limit=1001").status == 400)
-        #expect(try client.send("GET", "/v1/assets?after=-4").status == 400)
 
         // The command line lists the same rows.
         let (status, out, _) = try runAfterimage(["assets", "list", "--state", "failed"], environment: harness.environment(port: freePort()))
@@ -314,8 +255,6 @@ struct LookupTests {
         let again = try client.send("POST", "/v1/assets/\(first)/retry")
         #expect(again.status == 409)
         #expect(client.errorCode(again) == "asset_not_retryable")
-        #expect(try client.send("POST", "/v1/assets/99999999/retry").status == 404)
-        #expect(try client.send("POST", "/v1/assets/x/retry").status == 400)
         let (missing, _, missingErr) = try runAfterimage(["assets", "retry", "99999999"], environment: environment)
         #expect(missing == 1)
         #expect(missingErr.contains("no asset"))
@@ -399,33 +338,22 @@ struct LookupTests {
         let harness = try ArchiveHarness()
         let plain = randomToken()
         let hashedOnly = randomToken()
-        let digest = SHA256.hash(data: Array(hashedOnly.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.encode(SHA256.hash(data: Array(hashedOnly.utf8)))
         let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_API_TOKENS": "\(plain), sha256:\(digest)"])
         let client = try LookupClient(port: daemon.port, token: plain)
         let id = "tk\(UUID().uuidString.prefix(8).lowercased())"
         try harness.seedPrediction(id)
         let path = "/v1/predictions/replicate/\(id)"
 
+        // The refusals route by route are LookupRouteTests' (in-process); here, that the daemon's own
+        // configuration (plain and sha256: entries) reaches the routes, and that no token is ever logged.
         #expect(try client.send("GET", path).status == 200)
         #expect(try client.send("GET", path, authorization: "Bearer \(hashedOnly)").status == 200)
-        #expect(try client.send("GET", path, authorization: "bearer \(plain)").status == 200)
-        for (authorization, code) in [("", "token_missing"), ("Bearer \(plain)x", "token_invalid"), ("Bearer \(digest)", "token_invalid"),
-                                      ("Bearer sha256:\(digest)", "token_invalid"), ("Basic \(plain)", "token_missing"),
-                                      ("Bearer ", "token_invalid")] {
-            for route in [("GET", path), ("GET", path + "/outputs/0"), ("GET", "/v1/assets"), ("POST", "/v1/assets/1/retry")] {
-                let refused = try client.send(route.0, route.1, authorization: authorization)
-                #expect(refused.status == 401, "\(route) with \(authorization.prefix(6))…")
-                #expect(refused.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
-                #expect(client.errorCode(refused) == code)
-            }
-        }
-        // Lookup routes take no webhook signatures...
-        let body = Array("{}".utf8)
-        let timestamp = Int64(Date().timeIntervalSince1970)
-        let signature = StandardWebhooksVerifier.sign(secret: harness.secret, id: "msg_1", timestamp: timestamp, body: body)
-        #expect(try client.send("GET", path, authorization: "", headers: [("webhook-id", "msg_1"), ("webhook-timestamp", String(timestamp)),
-                                                                     ("webhook-signature", signature)]).status == 401)
-        // ...and webhook routes take no tokens.
+        let refused = try client.send("GET", path, authorization: "Bearer \(plain)x")
+        #expect(refused.status == 401)
+        #expect(client.errorCode(refused) == "token_invalid")
+        #expect(try client.send("GET", path, authorization: "Bearer \(digest)").status == 401)
+        // Webhook routes take no tokens.
         let webhook = try client.send("POST", "/v1/webhooks/replicate", headers: [("Content-Type", "application/json")],
                                       body: Array(harness.prediction(id: id, output: nil)))
         #expect(webhook.status == 401)

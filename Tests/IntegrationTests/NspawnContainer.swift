@@ -1,8 +1,6 @@
 import Foundation
 import TestSupport
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// A Debian 12 booted with systemd as PID 1 by `systemd-nspawn`, for testing the unit under a real
 /// service manager. The root is scripts/nspawn.sh's cached debootstrap (no Swift in it), mounted

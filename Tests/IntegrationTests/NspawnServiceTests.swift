@@ -1,7 +1,9 @@
 import Afterimage
+import AfterimageTestSupport
 import Crypto
 import Curl
 import Foundation
+import Primitives
 import Synchronization
 import Testing
 import TestSupport
@@ -314,7 +316,7 @@ final class NspawnService: @unchecked Sendable {
     /// /etc/afterimage/afterimage.json: no secret in it (the API token as its SHA-256).
     func writeConfiguration(token: String, workers: Int) throws {
         let s3 = harness.s3
-        let tokenHash = SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        let tokenHash = Hex.encode(SHA256.hash(data: Data(token.utf8)))
         let configuration: [String: Any] = [
             "http": ["host": "127.0.0.1", "port": port],
             "storage": ["endpoint": s3.endpoint, "region": s3.region, "bucket": s3.bucket, "prefix": harness.prefix],
@@ -343,17 +345,7 @@ final class NspawnService: @unchecked Sendable {
     func mainPID() throws -> Int { Int(try container.property("afterimage.service", "MainPID")) ?? 0 }
 
     func post(_ body: [UInt8], secret: String? = nil, timeout: Duration = .seconds(90)) throws -> CurlResponse {
-        let id = "msg_\(UUID().uuidString)"
-        let timestamp = Int64(Date().timeIntervalSince1970)
-        let signature = StandardWebhooksVerifier.sign(secret: secret ?? harness.secret, id: id, timestamp: timestamp, body: body)
-        var options = CurlOptions()
-        options.allowedProtocols = ["http"]
-        options.totalTimeout = timeout
-        return try CurlSession().perform(CurlRequest(
-            method: "POST", url: "http://127.0.0.1:\(port)/v1/webhooks/replicate",
-            headers: [("Content-Type", "application/json"), ("webhook-id", id),
-                      ("webhook-timestamp", String(timestamp)), ("webhook-signature", signature)],
-            body: .bytes(body)), options: options)
+        try SignedWebhook(body, secret: secret ?? harness.secret).post(port: port, timeout: timeout)
     }
 
     func lookupStatus(token: String) throws -> Int {

@@ -4,6 +4,7 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 /// GET /v1/predictions stays an index range scan on a large table: a million predictions (and as many
 /// assets), every combination of filters and cursor, as the custom plan PostgreSQL makes for the first
@@ -11,8 +12,7 @@ import TestSupport
 @Suite("Prediction listing: index scans on a million rows")
 struct PredictionListingPlanTests {
     @Test func everyFilterCombinationIsAnIndexRangeScan() throws {
-        let databaseURL = try TestEnvironment.freshDatabase(prefix: "plan")
-        _ = try Migrator().migrate(databaseURL: databaseURL, logger: Logger(label: "plan-test"))
+        let databaseURL = try TestEnvironment.migratedDatabase(prefix: "plan")
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
         // One prediction a second over the last ~11.5 days; 2 % from a second provider; a few failed or canceled.

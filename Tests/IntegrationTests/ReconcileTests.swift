@@ -3,6 +3,7 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 /// Issue 7 end to end: the real daemon and `afterimage reconcile` against a fake Replicate API
 /// (Tests/Fakes/fake_replicate_api.py), real PostgreSQL and SeaweedFS, and the fake provider's files.
@@ -58,7 +59,7 @@ struct ReconcileTests {
                 scenario.known.append(id)
             }
         }
-        try migrate(scenario.harness)
+        try TestEnvironment.migrate(scenario.harness.databaseURL)
         let connection = try scenario.harness.connection()
         defer { connection.close() }
         let intake = ReplicateIntake(retentionSeconds: 3600)
@@ -73,10 +74,6 @@ struct ReconcileTests {
         return scenario
     }
 
-    func migrate(_ harness: ArchiveHarness) throws {
-        let (status, _, err) = try runAfterimage(["migrate"], environment: ["AFTERIMAGE_DATABASE_URL": harness.databaseURL])
-        guard status == 0 else { throw TestSupportError("migrate failed: \(err)") }
-    }
 
     func reconcileEnvironment(_ s: Scenario, token: String? = nil) -> [String: String] {
         ["AFTERIMAGE_REPLICATE_API_TOKEN": token ?? s.api.token, "AFTERIMAGE_REPLICATE_BASE_URL": s.api.baseURL,

@@ -5,6 +5,7 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import Primitives
 
 /// Issue 12, Replicate: what Replicate really sends, end to end through the real daemon, PostgreSQL,
 /// SeaweedFS and the fake provider.
@@ -14,7 +15,7 @@ struct ReplicateRealFormatsTests {
         try String(contentsOf: TestEnvironment.fixturesDirectory.appendingPathComponent("replicate/\(name)"), encoding: .utf8)
     }
 
-    static func sha256(_ bytes: [UInt8]) -> String { SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() }
+    static func sha256(_ bytes: [UInt8]) -> String { Hex.encode(SHA256.hash(data: bytes)) }
 
     static func json(_ response: CurlResponse) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]

@@ -2,9 +2,7 @@ import Curl
 import Foundation
 import Testing
 import TestSupport
-#if canImport(Glibc)
 import Glibc
-#endif
 
 @Suite("systemd socket activation", .serialized)
 struct SocketActivationTests {
@@ -19,7 +17,7 @@ struct SocketActivationTests {
     @Test("a listening socket passed as fd 3 with LISTEN_FDS=1 is served; http.port is not bound")
     func servesInheritedSocket() throws {
         let harness = try ArchiveHarness()
-        let (fd, port) = try makeListeningSocket()
+        let (fd, port) = try LoopbackSocket.listening()
         defer { close(fd) }
         let fallbackPort = freePort()
         var environment = harness.environment(port: fallbackPort)
@@ -41,7 +39,7 @@ struct SocketActivationTests {
     @Test("LISTEN_PID naming another process: the descriptor is not ours, http.port is bound instead")
     func ignoresForeignListenPID() throws {
         let harness = try ArchiveHarness()
-        let (fd, port) = try makeListeningSocket()
+        let (fd, port) = try LoopbackSocket.listening()
         defer { close(fd) }
         let ownPort = freePort()
         var environment = harness.environment(port: ownPort)

@@ -5,6 +5,7 @@ import PQ
 import Testing
 import TestSupport
 @testable import Afterimage
+import AfterimageTestSupport
 
 /// The Stability poll against the fake API, without a daemon: what each answer becomes.
 @Suite("Stability source: answers of the results API")
@@ -244,8 +245,7 @@ extension StabilitySourceTests {
 @Suite("Spool: the sweep keeps what is still needed", .serialized)
 struct StabilitySpoolTests {
     @Test func theSweepTakesOnlyFilesNoLiveAssetWriterOrClaimNeeds() throws {
-        let databaseURL = try TestEnvironment.freshDatabase(prefix: "stabspool")
-        try Migrator().migrate(databaseURL: databaseURL, logger: Logger(label: "test"))
+        let databaseURL = try TestEnvironment.migratedDatabase(prefix: "stabspool")
         let pool = Pool(url: databaseURL, size: 1)
         defer { pool.close() }
         let spool = try Spool(directory: NSTemporaryDirectory() + "afterimage-inline-spool-\(UUID().uuidString)")

@@ -1,11 +1,10 @@
 import Afterimage
+import AfterimageTestSupport
 import Curl
 import Foundation
 import Testing
 import TestSupport
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// `afterimage serve` under a pretend systemd: the test owns the notify socket and the database.
 @Suite("systemd notify, watchdog and reload", .serialized)
@@ -26,16 +25,7 @@ struct SystemdNotifyTests {
     static func postStarting(_ port: Int, secret: String) throws -> Int {
         let id = "p\(UUID().uuidString.prefix(8).lowercased())"
         let body = Array(#"{"id":"\#(id)","status":"starting","model":"m","version":"v","input":{},"output":null}"#.utf8)
-        let webhookID = "msg_\(UUID().uuidString)"
-        let timestamp = Int64(Date().timeIntervalSince1970)
-        var options = CurlOptions()
-        options.allowedProtocols = ["http"]
-        options.totalTimeout = .seconds(20)
-        return try CurlSession().perform(CurlRequest(
-            method: "POST", url: "http://127.0.0.1:\(port)/v1/webhooks/replicate",
-            headers: [("Content-Type", "application/json"), ("webhook-id", webhookID), ("webhook-timestamp", String(timestamp)),
-                      ("webhook-signature", StandardWebhooksVerifier.sign(secret: secret, id: webhookID, timestamp: timestamp, body: body))],
-            body: .bytes(body)), options: options).status
+        return try SignedWebhook(body, secret: secret).post(port: port, timeout: .seconds(20)).status
     }
 
     static func monotonicMicroseconds() -> UInt64 {

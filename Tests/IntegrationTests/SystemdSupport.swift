@@ -1,9 +1,7 @@
 import Foundation
 import Synchronization
 import TestSupport
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Plays systemd's side of `sd_notify`: a Unix datagram socket the daemon is told about through
 /// `NOTIFY_SOCKET`. Every datagram is kept, in arrival order, with the time it arrived.
@@ -175,26 +173,6 @@ final class SpawnedProcess: @unchecked Sendable {
 func daemonCommand(_ command: [String], setListenPID: Bool) -> [String] {
     let closeLeaked = #"for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 3 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null; done; "#
     return ["-c", closeLeaked + (setListenPID ? "export LISTEN_PID=$$; " : "") + #"exec "$@""#, "bash"] + command
-}
-
-/// A TCP socket listening on 127.0.0.1 at a kernel-chosen port: what systemd would pass.
-func makeListeningSocket() throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw TestSupportError("socket: errno \(errno)") }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0, listen(fd, 64) == 0 else { close(fd); throw TestSupportError("bind/listen: errno \(errno)") }
-    var actual = sockaddr_in()
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &actual) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return (fd, Int(UInt16(bigEndian: actual.sin_port)))
 }
 
 /// The Prometheus text exposition format, parsed strictly enough to fail on malformed output:

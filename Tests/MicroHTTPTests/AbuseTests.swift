@@ -3,9 +3,7 @@ import MicroHTTP
 import Synchronization
 import Testing
 import TestSupport
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// A gate that admits only requests carrying `X-Key: good`, with a check that refuses bodies containing "bad".
 private let keyGate: RequestGate = { head in
@@ -171,7 +169,7 @@ struct SpillTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var router = Router()
         router.add("POST", "/echo", maxBodyBytes: 4 << 20, echoHandler)
-        router.add("POST", "/deferred", maxBodyBytes: 4 << 20, deferred: { request in .now(echoHandler(request)) })
+        router.add("POST", "/deferred", maxBodyBytes: 4 << 20, deferred: { request in .now(try echoHandler(request)) })
         try withServer(router, configure: { $0.bodySpillDirectory = directory; $0.bodySpillThresholdBytes = 4096 }) { _, port in
             let body = testBytes(3 << 20, seed: 11)
             for path in ["/echo", "/deferred"] {

@@ -1,11 +1,10 @@
 import Foundation
 import MicroHTTP
+import Primitives
 import Synchronization
 import Testing
 import TestSupport
-#if canImport(Glibc)
 import Glibc
-#endif
 
 @Suite("Server lifecycle")
 struct LifecycleTests {
@@ -27,23 +26,7 @@ struct LifecycleTests {
 
     @Test("serves on an already listening socket handed over (systemd socket activation)")
     func inheritedListeningSocket() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(bound == 0)
-        try #require(listen(fd, 16) == 0)
-        var actual = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        let port = Int(UInt16(bigEndian: actual.sin_port))
+        let (fd, port) = try LoopbackSocket.listening(backlog: 16)
 
         // host/port are deliberately wrong: the inherited socket must win.
         let server = HTTPServer(router: healthRouter(), configuration: .init(host: "192.0.2.1", port: 1, listeningSocket: fd))
@@ -52,7 +35,7 @@ struct LifecycleTests {
         #expect(try send(port, "GET", "/healthz").status == 200)
         server.stop()
         // The socket was closed on stop: connecting is refused.
-        #expect(throws: ConnectError.self) { _ = try RawConnection(port: port) }
+        #expect(throws: SystemCallError.self) { _ = try RawConnection(port: port) }
     }
 
     @Test("graceful stop: the in-flight request completes, new connections are refused, stop returns")
@@ -72,7 +55,7 @@ struct LifecycleTests {
 
         let stopping = Background { server.stop(drainTimeout: .seconds(20)) }
         try waitUntil(timeout: .seconds(5), "new connections to be refused") {
-            do { _ = try RawConnection(port: port); return false } catch is ConnectError { return true }
+            do { _ = try RawConnection(port: port); return false } catch is SystemCallError { return true }
         }
         #expect(!stopping.isFinished)  // still draining the slow request
         #expect(!slow.isFinished)

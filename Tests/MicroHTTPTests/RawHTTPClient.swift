@@ -1,8 +1,7 @@
 import Foundation
 import Synchronization
-#if canImport(Glibc)
+import TestSupport
 import Glibc
-#endif
 
 /// A deliberately tiny blocking HTTP/1.1 client over a raw socket, so tests control every byte:
 /// chunked bodies, Content-Length values that lie, bodies never sent, connections dropped.
@@ -40,23 +39,7 @@ final class RawConnection {
     /// Connects to 127.0.0.1:port; throws with errno on refusal. Reads and writes time out after
     /// `timeout` so a broken server fails the test instead of hanging it.
     init(port: Int, timeout: Duration = .seconds(10)) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClientError("socket: errno \(errno)") }
-        var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if rc != 0 {
-            let code = errno
-            close(fd)
-            throw ConnectError(errno: code)
-        }
+        fd = try LoopbackSocket.connect(port: port, timeout: timeout)
     }
 
     deinit { close(fd) }
@@ -146,7 +129,6 @@ final class RawConnection {
     }
 }
 
-struct ConnectError: Error { var errno: Int32 }
 
 private func findSubsequence(_ haystack: [UInt8], _ needle: [UInt8]) -> Int? {
     guard haystack.count >= needle.count else { return nil }

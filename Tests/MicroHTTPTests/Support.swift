@@ -16,27 +16,6 @@ func withServer(
     try body(server, server.boundPort)
 }
 
-/// Work on a thread of its own: blocking socket calls must not sit on Swift concurrency's few
-/// cooperative threads (two on a two-core machine), and a test needs more in flight than that.
-final class Background<Value: Sendable>: Sendable {
-    private let outcome = Mutex<Result<Value, any Error>?>(nil)
-
-    init(_ work: @escaping @Sendable () throws -> Value) {
-        let thread = Thread { [self] in
-            let result = Result { try work() }
-            outcome.withLock { $0 = result }
-        }
-        thread.start()
-    }
-
-    var isFinished: Bool { outcome.withLock { $0 != nil } }
-
-    func value(timeout: Duration = .seconds(15)) throws -> Value {
-        try waitUntil(timeout: timeout, "background work") { isFinished }
-        return try outcome.withLock { $0! }.get()
-    }
-}
-
 /// Counts handlers that arrived; lets them wait (with a deadline) until a condition holds.
 final class Gate: Sendable {
     private let state = Mutex((arrived: 0, open: false))

@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
 import TestSupport
 
 /// A private PostgreSQL cluster (scripts/pg.sh, like TestSupport's `PrivatePostgres`) that this

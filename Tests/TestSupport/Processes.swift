@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Runs a command to completion and returns its combined output; throws when it exits non-zero.
 /// Output goes to a temporary file, not a pipe: a server the command starts in the background (pg_ctl,
@@ -44,23 +42,9 @@ public func freePort(count: Int = 1) -> Int {
 }
 
 private func bindAndRelease(port: Int) -> Int? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
+    guard let fd = try? LoopbackSocket.bound(port: port) else { return nil }
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard rc == 0 else { return nil }
-    var bound = sockaddr_in()
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &bound) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    return Int(UInt16(bigEndian: bound.sin_port))
+    return try? LoopbackSocket.boundPort(fd)
 }
 
 /// Polls `condition` until it holds or `timeout` passes: the way tests wait, never a bare sleep.

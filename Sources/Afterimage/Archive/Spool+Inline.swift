@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Inline results (bytes that came inside a webhook body) are spooled before the asset row exists, so
 /// their files are named by a random id and the writing process, not by asset id. Their suffix tells the
@@ -16,9 +17,8 @@ extension Spool {
     /// fsyncs the directory, so files renamed into it survive a power cut: the 2xx for an inline body
     /// promises that its bytes are on disk, names included.
     public func syncDirectory() throws {
-        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw ArchiveError(.spool, "cannot open the spool directory: \(String(cString: strerror(errno)))") }
+        let descriptor = try spoolCall("cannot open the spool directory") { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw ArchiveError(.spool, "fsync of the spool directory failed: \(String(cString: strerror(errno)))") }
+        _ = try spoolCall("fsync of the spool directory failed") { fsync(descriptor) }
     }
 }

@@ -1,5 +1,7 @@
 import Crypto
 import Foundation
+import Glibc
+import Primitives
 import Synchronization
 
 /// Downloaded bytes wait in the spool until they are stored, so a failed upload retries from disk even
@@ -47,26 +49,18 @@ public struct Spool: Sendable {
             self.finalPath = finalPath
             SpoolClaims.shared.claim(path)
             SpoolClaims.shared.claim(finalPath)
-            descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard descriptor >= 0 else {
-                let reason = String(cString: strerror(errno))
+            do {
+                descriptor = try spoolCall("cannot create \(path)") { open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+            } catch {
                 SpoolClaims.shared.release(path)
                 SpoolClaims.shared.release(finalPath)
-                throw ArchiveError(.spool, "cannot create \(path): \(reason)")
+                throw error
             }
         }
 
         public func write(_ bytes: UnsafeRawBufferPointer) throws {
-            var offset = 0
-            while offset < bytes.count {
-                let n = Foundation.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    // ENOSPC lands here: a full disk is an error that says so, and the asset retries.
-                    throw ArchiveError(.spool, "writing the spool file failed: \(String(cString: strerror(errno)))")
-                }
-                offset += n
-            }
+            // ENOSPC lands here: a full disk is an error that says so, and the asset retries.
+            try spoolWriteAll(descriptor, bytes, "writing the spool file failed")
             hasher.update(bufferPointer: bytes)
             size += Int64(bytes.count)
         }
@@ -82,18 +76,14 @@ public struct Spool: Sendable {
                 SpoolClaims.shared.release(path)
             }
             do {
-                guard !durable || fsync(descriptor) == 0 else {
-                    throw ArchiveError(.spool, "fsync of the spool file failed: \(String(cString: strerror(errno)))")
-                }
-                guard rename(path, finalPath) == 0 else {
-                    throw ArchiveError(.spool, "rename of the spool file failed: \(String(cString: strerror(errno)))")
-                }
+                if durable { _ = try spoolCall("fsync of the spool file failed") { fsync(descriptor) } }
+                _ = try spoolCall("rename of the spool file failed") { rename(path, finalPath) }
             } catch {
                 unlink(path)
                 SpoolClaims.shared.release(finalPath)
                 throw error
             }
-            return (finalPath, hasher.finalize().hexString)
+            return (finalPath, Hex.encode(hasher.finalize()))
         }
 
         public func discard() {
@@ -180,10 +170,6 @@ final class SpoolClaims: Sendable {
     }
 
     func isClaimed(_ path: String) -> Bool { paths.withLock { $0[path] != nil } }
-}
-
-extension SHA256.Digest {
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }
 
 /// Errors of the archive pipeline, with a code that decides what happens to the asset next.

@@ -1,6 +1,8 @@
 import Crypto
 import Curl
 import Foundation
+import Glibc
+import Primitives
 import Synchronization
 
 /// Fetches an async Stability generation: `GET {base_url}/v2beta/results/{id}` (Stable Audio:
@@ -277,16 +279,15 @@ final class PollMemory: Sendable {
 /// without being copied into memory.
 enum MappedFile {
     static func withBytes<T>(path: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) throws -> T {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw ArchiveError(.spool, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        let descriptor = try spoolCall("cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(descriptor) }
         var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw ArchiveError(.spool, "cannot stat \(path): \(String(cString: strerror(errno)))") }
+        _ = try spoolCall("cannot stat \(path)") { fstat(descriptor, &info) }
         let size = Int(info.st_size)
         guard size > 0 else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
         // MAP_FAILED is a C macro Swift does not import: it is (void *)-1.
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), base != UnsafeMutableRawPointer(bitPattern: -1) else {
-            throw ArchiveError(.spool, "cannot map \(path): \(String(cString: strerror(errno)))")
+            throw ArchiveError(.spool, SystemCallError("cannot map \(path)", errno: errno).description)
         }
         defer { munmap(base, size) }
         return try body(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: size))

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Primitives
 import Logging
 import MicroHTTP
 import S3
@@ -94,7 +95,7 @@ struct ConsoleFile: Sendable {
         self.name = name
         body = Array(text.utf8)
         contentType = Self.contentType(of: name)
-        etag = "\"" + SHA256.hash(data: body).prefix(16).map { String(format: "%02x", $0) }.joined() + "\""
+        etag = "\"" + Hex.encode(SHA256.hash(data: body).prefix(16)) + "\""
     }
 
     static func contentType(of name: String) -> String {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Primitives
 import Logging
 import PQ
 
@@ -9,7 +10,7 @@ public struct Migration: Sendable {
     public let sql: String
     /// SHA-256 of the SQL as shipped: an applied file that later changes is refused, because the
     /// database would no longer match what the code believes the schema to be.
-    public var checksum: String { SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined() }
+    public var checksum: String { Hex.encode(SHA256.hash(data: Data(sql.utf8))) }
 
     public init(name: String, sql: String) {
         self.name = name

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Primitives
 
 /// The Replicate prediction `afterimage demo` sends: shaped like a real completed webhook (a 26-character
 /// id, `version: "hidden"`, millisecond `created_at` and nanosecond `started_at`/`completed_at`, metrics),
@@ -38,9 +39,9 @@ public struct DemoPrediction: Sendable {
             "error": NSNull(),
             "source": "api",
             "status": "succeeded",
-            "created_at": Self.timestamp(created, fractionDigits: 3),
-            "started_at": Self.timestamp(created.addingTimeInterval(0.01), fractionDigits: 9),
-            "completed_at": Self.timestamp(now, fractionDigits: 9),
+            "created_at": created.rfc3339(fractionDigits: 3),
+            "started_at": created.addingTimeInterval(0.01).rfc3339(fractionDigits: 9),
+            "completed_at": now.rfc3339(fractionDigits: 9),
             "metrics": ["predict_time": 2.39, "total_time": 2.4],
         ]
         body = Array(try! JSONSerialization.data(withJSONObject: prediction, options: [.sortedKeys, .withoutEscapingSlashes]))
@@ -63,17 +64,8 @@ public struct DemoPrediction: Sendable {
         return String((0..<26).map { _ in alphabet.randomElement()! })
     }
 
-    /// RFC 3339 in UTC with `fractionDigits` digits, as Replicate writes its timestamps.
-    static func timestamp(_ date: Date, fractionDigits: Int) -> String {
-        let seconds = date.timeIntervalSince1970.rounded(.down)
-        let whole = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds)).dropLast()  // drop "Z"
-        let fraction = date.timeIntervalSince1970 - seconds
-        let digits = String(format: "%.\(fractionDigits)f", fraction).dropFirst(2)  // drop "0."
-        return "\(whole).\(digits.prefix(fractionDigits))Z"
-    }
-
     /// Lower-case hex SHA-256 of the PNG, to compare with what the daemon stored.
     public static var pngSHA256: String {
-        SHA256.hash(data: png).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: png))
     }
 }

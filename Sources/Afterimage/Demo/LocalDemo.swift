@@ -1,6 +1,7 @@
 import Crypto
 import Curl
 import Foundation
+import Primitives
 
 /// `afterimage demo`: the whole path once, against a running daemon, as a provider and an app would
 /// use it. Sends a signed Replicate webhook carrying `DemoPrediction`, waits until its output is stored,
@@ -185,7 +186,7 @@ public struct LocalDemo: Sendable {
         guard response.status == 200 else {
             throw Failure(code: .presignedURL, message: "the presigned URL answered \(response.status): \(Self.text(response.body))")
         }
-        let digest = SHA256.hash(data: response.body).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.encode(SHA256.hash(data: response.body))
         guard digest == DemoPrediction.pngSHA256, expectedSHA256 == nil || expectedSHA256 == digest else {
             throw Failure(code: .presignedURL, message: "the presigned URL answered bytes that are not the PNG sent (sha256 \(digest))")
         }

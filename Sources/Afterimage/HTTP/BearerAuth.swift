@@ -1,5 +1,7 @@
 import Crypto
 import Foundation
+import MicroHTTP
+import Primitives
 
 /// Bearer tokens for the lookup API (`api.tokens`).
 ///
@@ -27,7 +29,10 @@ public struct BearerAuthenticator: Sendable {
     /// `tokens` are plain tokens or `sha256:<64 hex>` digests, as validated by the settings loader.
     public init(tokens: [String]) {
         digests = tokens.compactMap { entry in
-            if entry.hasPrefix("sha256:") { return Self.bytes(hex: entry.dropFirst("sha256:".count)) }
+            if entry.hasPrefix("sha256:") {
+                let digest = Hex.decode(entry.dropFirst("sha256:".count))
+                return digest?.count == 32 ? digest : nil
+            }
             return entry.isEmpty ? nil : Array(SHA256.hash(data: Array(entry.utf8)))
         }
     }
@@ -66,27 +71,34 @@ public struct BearerAuthenticator: Sendable {
     private static func isBearer(_ scheme: ArraySlice<UInt8>) -> Bool {
         scheme.count == 6 && zip(scheme, "bearer".utf8).allSatisfy { $0 | 0x20 == $1 }
     }
+}
 
-    private static func bytes(hex: Substring) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count == 64 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        var index = 0
-        while index < digits.count {
-            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
-            out.append(high << 4 | low)
-            index += 2
+/// The lookup API's 401: no bearer token, or one that matches none configured. The challenge header tells
+/// a client which scheme to use (RFC 6750); nothing of the presented token is echoed.
+enum TokenRefusal: ResponseError, Equatable {
+    case missing
+    case invalid
+
+    var status: Int { 401 }
+
+    var errorCode: String {
+        switch self {
+        case .missing: "token_missing"
+        case .invalid: "token_invalid"
         }
-        return out
     }
 
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
+    var message: String {
+        switch self {
+        case .missing: "an Authorization: Bearer token is required"
+        case .invalid: "the bearer token is not valid"
+        }
+    }
+
+    var headers: [(String, String)] {
+        switch self {
+        case .missing: [("WWW-Authenticate", #"Bearer realm="afterimage""#)]
+        case .invalid: [("WWW-Authenticate", #"Bearer realm="afterimage", error="invalid_token""#)]
         }
     }
 }

@@ -26,9 +26,9 @@ struct ConsoleAPIRoutes: Sendable {
     }
 
     func register(on router: inout Router) {
-        router.add("GET", "/v1/predictions") { request in lookup.guarded(request, list) }
-        router.add("GET", "/v1/stats") { request in lookup.guarded(request, stats) }
-        router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}/url") { request in lookup.guarded(request, signedURL) }
+        router.add("GET", "/v1/predictions") { request in try lookup.guarded(request, list) }
+        router.add("GET", "/v1/stats") { request in try lookup.guarded(request, stats) }
+        router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}/url") { request in try lookup.guarded(request, signedURL) }
     }
 
     // MARK: GET /v1/predictions
@@ -114,7 +114,7 @@ struct ConsoleAPIRoutes: Sendable {
 
         var json = JSONWriter(capacity: 512)
         json.objectStart()
-        json.field("at", figures?.at ?? LookupRoutes.iso8601(Date()))
+        json.field("at", figures?.at ?? Date().rfc3339())
         json.field("pending", figures?.pending)
         json.field("in_flight", figures?.inFlight)
         json.field("failed", figures?.failed)

@@ -41,16 +41,16 @@ public struct LookupRoutes: Sendable {
         if !authenticator().isConfigured {
             logger.warning("api.tokens is empty: the lookup API refuses every request with 401")
         }
-        router.add("GET", "/v1/predictions/{provider}/{id}", immediate: { request in self.fromMemory(request) }) { request in
-            self.guarded(request, self.prediction)
+        router.add("GET", "/v1/predictions/{provider}/{id}", immediate: { request in try self.fromMemory(request) }) { request in
+            try self.guarded(request, self.prediction)
         }
-        router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}") { request in self.guarded(request, self.output) }
-        router.add("GET", "/v1/assets") { request in self.guarded(request, self.list) }
-        router.add("POST", "/v1/assets/{id}/retry", maxBodyBytes: 1024) { request in self.guarded(request, self.retry) }
+        router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}") { request in try self.guarded(request, self.output) }
+        router.add("GET", "/v1/assets") { request in try self.guarded(request, self.list) }
+        router.add("POST", "/v1/assets/{id}/retry", maxBodyBytes: 1024) { request in try self.guarded(request, self.retry) }
         ConsoleAPIRoutes(lookup: self).register(on: &router)  // the listing, stats and signed-URL routes the console reads
     }
 
-    // MARK: Authentication and errors
+    // MARK: Authentication
 
     /// How many lookups run on pool threads at once; the others wait their turn in order. With many
     /// runnable threads on few cores the scheduler, not arrival order, decides who runs next (bench/lookup:
@@ -63,54 +63,38 @@ public struct LookupRoutes: Sendable {
     static let concurrentLookups = max(4, 4 * ProcessInfo.processInfo.activeProcessorCount)
     private let admission = DispatchSemaphore(value: LookupRoutes.concurrentLookups)
 
-    /// Admission, then the token (nothing is read before it passes), then the handler; errors become the
-    /// API's JSON.
-    func guarded(_ request: Request, _ handler: (Request) throws -> Response) -> Response {
+    /// Admission, then the token (nothing is read before it passes), then the handler. What it throws is
+    /// the answer: a `LookupError` or `TokenRefusal` renders itself; anything else goes to the daemon's
+    /// error renderer (a database outage is 503 + Retry-After).
+    func guarded(_ request: Request, _ handler: (Request) throws -> Response) throws -> Response {
         admission.wait()
         defer { admission.signal() }
-        if let refusal = refusal(request) { return refusal }
-        do {
-            return try handler(request)
-        } catch let error as LookupError {
-            return error.response
-        } catch let error as PQError where error.isUnavailable {
-            logger.error("lookup failed: database unavailable", metadata: ["error": "\(error)"])
-            return .error(status: 503, code: "database_unavailable", message: "the database is unavailable; retry later",
-                          headers: [("Retry-After", "5")])
-        } catch {
-            logger.error("lookup failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
-            return .error(status: 500, code: "internal_error", message: "the lookup failed")
-        }
+        try authorize(request)
+        return try handler(request)
     }
 
     /// The answer for a settled prediction in the cache, on the event thread (no database, no waiting);
     /// nil hands the request to `prediction` on a pool thread. A refused token is answered here too.
-    func fromMemory(_ request: Request) -> Response? {
+    func fromMemory(_ request: Request) throws -> Response? {
         guard cache.isEnabled else { return nil }
-        if let refusal = refusal(request) { return refusal }
-        do throws(LookupError) {
-            let (provider, id) = try Self.predictionParameters(request)
-            let expires = try Presigner.parseExpires(request.query["expires"])
-            guard let (view, refresh) = cache.lookup(LookupCache.Key(provider: provider, id: id)) else { return nil }
-            if refresh { refresher.refresh(provider: provider, id: id) }
-            return render(view, expires: expires)
-        } catch {
-            return error.response
-        }
+        try authorize(request)
+        let (provider, id) = try Self.predictionParameters(request)
+        let expires = try Presigner.parseExpires(request.query["expires"])
+        guard let (view, refresh) = cache.lookup(LookupCache.Key(provider: provider, id: id)) else { return nil }
+        if refresh { refresher.refresh(provider: provider, id: id) }
+        return render(view, expires: expires)
     }
 
-    /// The 401 for a missing or wrong token; nil when the token is good.
-    func refusal(_ request: Request) -> Response? {
+    /// Returns when the request carries a configured token; throws the 401 otherwise.
+    func authorize(_ request: Request) throws(TokenRefusal) {
         switch authenticator().check(authorization: request.header("authorization")) {
         case .allowed:
-            return nil
+            return
         case .missing:
-            return .error(status: 401, code: "token_missing", message: "an Authorization: Bearer token is required",
-                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage""#)])
+            throw TokenRefusal.missing
         case .invalid:
             logger.notice("lookup refused: invalid bearer token", metadata: ["path": "\(request.path)"])
-            return .error(status: 401, code: "token_invalid", message: "the bearer token is not valid",
-                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage", error="invalid_token""#)])
+            throw TokenRefusal.invalid
         }
     }
 
@@ -174,7 +158,7 @@ public struct LookupRoutes: Sendable {
             var json = JSONWriter(capacity: 1024)
             json.objectStart()
             json.field("url", signed.url)
-            json.field("url_expires_at", Self.iso8601(signed.expiresAt))
+            json.field("url_expires_at", signed.expiresAt.rfc3339())
             json.objectEnd()
             return Response(status: 302, headers: [("Location", signed.url), ("Cache-Control", "no-store"),
                                                    ("Content-Type", "application/json")], body: json.bytes)
@@ -288,18 +272,8 @@ public struct LookupRoutes: Sendable {
         json.field("seed", asset.seed)
         if let url {
             json.field("url", url.url)
-            json.field("url_expires_at", Self.iso8601(url.expiresAt))
+            json.field("url_expires_at", url.expiresAt.rfc3339())
         }
         json.objectEnd()
-    }
-
-    /// `2026-11-21T10:00:00Z`, written by hand: Foundation's formatters are slow on Linux and this runs
-    /// once per stored asset of every lookup.
-    static func iso8601(_ date: Date) -> String {
-        var t = time_t(date.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MicroHTTP
+import Primitives
 import PQ
 
 /// `POST /v1/webhooks/stability`: what apps forward from Stability AI, signed with the Stability secret
@@ -45,7 +46,7 @@ public struct StabilityWebhookRoute: Sendable {
             let outcome = try intake.record(delivery, body: DeliveryBody(request), pool: pool)
             if case .accepted(let id, _) = outcome { lookupCache?.invalidate(.init(provider: StabilityIntake.provider, id: id)) }
             return envelope.response(for: outcome, delivery: delivery, kind: "a Stability result", bodyBytes: request.bodyCount)
-        } catch let error as BodyStoreError {
+        } catch let error as SystemCallError {
             // The spilled body could not be read back (an I/O error): nothing was recorded.
             logger.error("webhook not recorded: the spilled body could not be read", metadata: ["provider": "stability", "error": "\(error)"])
             return .error(status: 503, code: "body_storage_unavailable", message: "the delivery was not recorded; retry later",

@@ -1,5 +1,6 @@
 import Foundation
 import MicroHTTP
+import Primitives
 
 /// A webhook body as intake gets it: bytes in memory (small bodies), or the file the HTTP server spilled
 /// a large one to while it arrived (`Request.bodyFile`, for routes registered with `bodyAsFile`).
@@ -60,7 +61,7 @@ public enum DeliveryBody: Sendable {
             while offset < range.upperBound {
                 let wanted = min(chunkSize, range.upperBound - offset)
                 let read = try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<wanted]))
-                guard read > 0 else { throw BodyStoreError(operation: "read a spilled body back (it is shorter than received)", errno: EIO) }
+                guard read > 0 else { throw SystemCallError("read a spilled body back (it is shorter than received)", errno: EIO) }
                 try consume(UnsafeRawBufferPointer(rebasing: buffer[0..<read]))
                 offset += read
             }

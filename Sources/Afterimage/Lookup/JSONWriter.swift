@@ -1,3 +1,5 @@
+import Primitives
+
 /// Writes JSON straight into bytes, in the order the fields are given.
 ///
 /// The lookup answers are the daemon's hottest path (the benchmark compares them with `pgbench -S`), and
@@ -81,13 +83,10 @@ struct JSONWriter {
             case 0x09: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
             case 0..<0x20:
                 bytes.append(contentsOf: "\\u00".utf8)
-                bytes.append(Self.hex[Int(byte >> 4)])
-                bytes.append(Self.hex[Int(byte & 0x0F)])
+                Hex.append(byte, to: &bytes)
             default: bytes.append(byte)
             }
         }
         bytes.append(UInt8(ascii: "\""))
     }
-
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 }

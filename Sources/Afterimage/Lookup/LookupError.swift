@@ -2,7 +2,7 @@ import MicroHTTP
 
 /// Why a lookup request or command could not be answered as asked. The message is fixed text plus values
 /// we produced (states, reasons recorded by workers); it never carries a token or a request body.
-public struct LookupError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct LookupError: ResponseError, CustomStringConvertible, Sendable, Equatable {
     public struct Code: RawRepresentable, Hashable, Sendable {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
@@ -43,8 +43,8 @@ public struct LookupError: Error, CustomStringConvertible, Sendable, Equatable {
         }
     }
 
-    var response: Response {
-        Response.error(status: status, code: code.rawValue, message: message,
-                       headers: retryAfter.map { [("Retry-After", String($0))] } ?? [])
-    }
+    public var errorCode: String { code.rawValue }
+
+    /// `Retry-After` while an asset is not ready.
+    public var headers: [(String, String)] { retryAfter.map { [("Retry-After", String($0))] } ?? [] }
 }

@@ -44,14 +44,20 @@ public enum AfterimageMetrics {
         MetricsSystem.bootstrap(factory)
     }
 
-    /// Wraps a webhook route's handler: counts the outcome (from the answer's status) and times the
-    /// acknowledgement.
+    /// Wraps a webhook route's handler: counts the outcome (from the answer's status, or the status of
+    /// what it threw) and times the acknowledgement.
     public static func instrumentWebhook(provider: String, _ handler: @escaping Handler) -> Handler {
         { request in
             let started = ContinuousClock.now
-            let response = handler(request)
-            webhookAnswered(provider: provider, status: response.status, since: started)
-            return response
+            do {
+                let response = try handler(request)
+                webhookAnswered(provider: provider, status: response.status, since: started)
+                return response
+            } catch {
+                // Webhook routes answer their own failures; anything else thrown is the router's 5xx.
+                webhookAnswered(provider: provider, status: (error as? any ResponseError)?.status ?? 500, since: started)
+                throw error
+            }
         }
     }
 

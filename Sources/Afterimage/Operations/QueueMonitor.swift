@@ -24,7 +24,7 @@ struct QueueStats: Sendable, Equatable {
     var statusLine: String {
         var line = "\(counts["pending"] ?? 0) pending, \(counts["in_flight"] ?? 0) in flight"
         if let oldestDeadline {
-            line += "; earliest deadline \(ISO8601DateFormatter().string(from: oldestDeadline))"
+            line += "; earliest deadline \(oldestDeadline.rfc3339())"
         }
         return line
     }

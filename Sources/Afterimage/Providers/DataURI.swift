@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// `data:` URIs (RFC 2397) in a prediction's output. Replicate's sync API has returned output files this
 /// way (`data:image/png;base64,…`) and its clients treat them as files, so they are outputs to archive.
@@ -129,7 +130,7 @@ final class DataURIPayloadDecoder {
         for byte in text {
             if inEscape {
                 // Inside a %XX escape.
-                guard let digit = Self.hexValue(byte) else {
+                guard let digit = Hex.value(of: byte) else {
                     throw Base64StreamDecoder.Failure(message: "a % not followed by two hex digits")
                 }
                 percentDigits.append(digit)
@@ -172,14 +173,5 @@ final class DataURIPayloadDecoder {
         guard !plainBuffer.isEmpty else { return }
         try plainBuffer.withUnsafeBytes { try sink($0) }
         plainBuffer.removeAll(keepingCapacity: true)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// A forward-only scanner over JSON bytes that reports where values are instead of building them.
 ///
@@ -110,14 +111,7 @@ struct JSONByteScanner {
         guard index + 4 <= bytes.count else { return nil }
         var unit: UInt16 = 0
         for i in index..<(index + 4) {
-            let byte = bytes[i]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: return nil
-            }
+            guard let digit = Hex.value(of: bytes[i]) else { return nil }
             unit = unit << 4 | UInt16(digit)
         }
         return unit

@@ -123,10 +123,10 @@ public struct ReplicatePrediction: Sendable {
         func date(_ member: Member?, _ key: String) throws(ParseError) -> Date? {
             guard let member, !isNull(member) else { return nil }
             // Timestamps are ASCII without escapes: parsed from the body's bytes, no String made.
-            if let span = member.string, !span.hasEscapes, let parsed = RFC3339.parse(utf8: UnsafeBufferPointer(rebasing: body[span.range])) {
+            if let span = member.string, !span.hasEscapes, let parsed = Date(rfc3339: UnsafeBufferPointer(rebasing: body[span.range])) {
                 return parsed
             }
-            guard let text = string(member), let parsed = RFC3339.parse(text) else {
+            guard let text = string(member), let parsed = Date(rfc3339: text) else {
                 throw ParseError(message: "\(key) is not an RFC 3339 timestamp")
             }
             return parsed

@@ -77,9 +77,7 @@ public struct ReplicateAPIClient: Sendable {
 
     /// The first page of predictions created after `createdAfter`, newest first.
     public func firstPageURL(createdAfter: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        let stamp = formatter.string(from: createdAfter).addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", ":", "."])) ?? ""
+        let stamp = createdAfter.rfc3339().addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", ":", "."])) ?? ""
         return "\(origin.text)\(basePath)/v1/predictions?created_after=\(stamp)"
     }
 
@@ -115,7 +113,7 @@ public struct ReplicateAPIClient: Sendable {
     static func item(_ object: [String: Any]) -> Item {
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map(Array.init) ?? []
         return Item(id: object["id"] as? String, status: object["status"] as? String,
-                    createdAt: (object["created_at"] as? String).flatMap(RFC3339.parse), source: object["source"] as? String,
+                    createdAt: (object["created_at"] as? String).flatMap(Date.init(rfc3339:)), source: object["source"] as? String,
                     body: body)
     }
 

@@ -1,7 +1,6 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
+import Primitives
 
 /// Writes one secret into a credential file the way `$CREDENTIALS_DIRECTORY` (and systemd's
 /// `LoadCredential=`) expects it: the value alone, mode 0600, replaced atomically so that a daemon
@@ -27,30 +26,27 @@ public enum CredentialFile {
             throw Failure(code: .noDirectory, message: "\(directory) is not a directory")
         }
         let temporary = directory + "/." + target.lastPathComponent + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Failure(code: .io, message: "cannot create a file in \(directory): \(String(cString: strerror(errno)))") }
-        var failure: Failure?
-        let bytes = Array(value.utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = Failure(code: .io, message: "cannot write \(temporary): \(String(cString: strerror(errno)))")
-                break
+        let fd: Int32
+        do throws(SystemCallError) {
+            fd = try systemCall("cannot create a file in \(directory)") {
+                open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             }
-            written += n
+        } catch {
+            throw Failure(code: .io, message: error.description)
         }
-        if failure == nil, fsync(fd) != 0 {
-            failure = Failure(code: .io, message: "cannot sync \(temporary): \(String(cString: strerror(errno)))")
-        }
-        close(fd)
-        if failure == nil, rename(temporary, path) != 0 {
-            failure = Failure(code: .io, message: "cannot replace \(path): \(String(cString: strerror(errno)))")
-        }
-        if let failure {
+        do throws(SystemCallError) {
+            defer { close(fd) }
+            try writeAll(fd, Array(value.utf8), "cannot write \(temporary)")
+            _ = try systemCall("cannot sync \(temporary)") { fsync(fd) }
+        } catch {
             unlink(temporary)
-            throw failure
+            throw Failure(code: .io, message: error.description)
+        }
+        do throws(SystemCallError) {
+            _ = try systemCall("cannot replace \(path)") { rename(temporary, path) }
+        } catch {
+            unlink(temporary)
+            throw Failure(code: .io, message: error.description)
         }
         // The rename is durable once the directory entry is.
         let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

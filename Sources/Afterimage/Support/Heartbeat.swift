@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Synchronization
 
 /// Proof that one of the daemon's own loops still goes round. The loop beats whenever it makes progress

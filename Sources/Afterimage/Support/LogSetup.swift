@@ -1,4 +1,6 @@
 import Foundation
+import Glibc
+import Primitives
 import Logging
 import Synchronization
 
@@ -47,7 +49,7 @@ public struct StderrLogHandler: LogHandler {
                                format: format, now: Date())
         line += "\n"
         line.utf8CString.withUnsafeBufferPointer { buffer in
-            _ = Foundation.write(2, buffer.baseAddress, buffer.count - 1)
+            _ = Glibc.write(2, buffer.baseAddress, buffer.count - 1)
         }
     }
 
@@ -79,14 +81,7 @@ public struct StderrLogHandler: LogHandler {
         }
     }
 
-    static func timestamp(_ date: Date) -> String {
-        var time = time_t(date.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        let millis = Int((date.timeIntervalSince1970 - Double(time)) * 1000)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-                      Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), min(999, max(0, millis)))
-    }
+    static func timestamp(_ date: Date) -> String { date.rfc3339(fractionDigits: 3) }
 
     /// Keeps each event on one line: newlines and control characters are escaped, values with spaces,
     /// quotes or `=` quoted (logfmt), and an empty value is `""`.
@@ -103,7 +98,7 @@ public struct StderrLogHandler: LogHandler {
             case " " where quoteSpaces, "=" where quoteSpaces: out.unicodeScalars.append(scalar); needsQuotes = true
             default:
                 if scalar.value < 0x20 || scalar.value == 0x7f {
-                    out += String(format: "\\x%02x", scalar.value)
+                    out += "\\x" + Hex.encode([UInt8(scalar.value)])
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

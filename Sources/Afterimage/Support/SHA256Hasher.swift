@@ -1,12 +1,13 @@
 import Crypto
 import Foundation
+import Primitives
 
 /// Incremental SHA-256 with a hex result, so modules that hash streams need not import Crypto's types.
 struct SHA256Hasher {
     private var inner = SHA256()
     mutating func update(_ data: Data) { inner.update(data: data) }
     mutating func update(_ bytes: UnsafeRawBufferPointer) { inner.update(bufferPointer: bytes) }
-    func hex() -> String { inner.finalize().hexString }
+    func hex() -> String { Hex.encode(inner.finalize()) }
 
     /// SHA-256 of `length` bytes of a file from `offset`, read 1 MiB at a time (memory stays flat).
     /// Throws when the file is shorter than that: a spool that lost bytes must never pass as intact.

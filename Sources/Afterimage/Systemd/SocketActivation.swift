@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Socket activation (`sd_listen_fds(3)`): systemd opens the listening socket itself, from
 /// `afterimage.socket`, and hands it over as descriptor 3 with `LISTEN_FDS` and `LISTEN_PID`.

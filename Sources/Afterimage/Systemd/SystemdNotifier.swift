@@ -1,7 +1,6 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
+import Primitives
 
 /// Talks to the service manager over `$NOTIFY_SOCKET`, the way `sd_notify(3)` does, without linking
 /// libsystemd: one `AF_UNIX` datagram per message, `KEY=value` lines. An address starting with `@`
@@ -40,8 +39,9 @@ public struct SystemdNotifier: Sendable {
     public func notify(_ assignments: [String]) -> Bool {
         guard let address, !assignments.isEmpty else { return false }
         let message = Array(assignments.joined(separator: "\n").utf8)
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard let fd = try? systemCall("socket", { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }) else {
+            return false
+        }
         defer { close(fd) }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
@@ -52,9 +52,11 @@ public struct SystemdNotifier: Sendable {
         let pathLength = address[0] == 0 ? address.count : address.count + 1
         let length = socklen_t(MemoryLayout<sa_family_t>.size + pathLength)
         let sent = message.withUnsafeBytes { body in
-            withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL), $0, length)
+            try? systemCall("sendto") {
+                withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL), $0, length)
+                    }
                 }
             }
         }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Primitives
 import S3
 import Testing
 
@@ -19,7 +20,7 @@ enum VectorFiles {
 }
 
 func sha256Hex(_ bytes: some Sequence<UInt8>) -> String {
-    SHA256.hash(data: Array(bytes)).map { String(format: "%02x", $0) }.joined()
+    Hex.encode(SHA256.hash(data: Array(bytes)))
 }
 
 /// A request of the AWS SigV4 test suite (`.req`): request line, `Name:value` headers, blank
