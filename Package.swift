@@ -73,7 +73,11 @@ let package = Package(
             resources: [.copy("Vectors")],
             swiftSettings: strict
         ),
-        .testTarget(name: "AfterimageTests", dependencies: ["Afterimage", "MicroHTTP", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "AfterimageTests",
+            dependencies: ["Afterimage", "MicroHTTP", "TestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -205,10 +205,11 @@ struct RequestParts: Sendable {
     let headers: [String: String]
     let pathParameters: [String: String]
     let remoteAddress: String?
+    let bodyCheckResult: (any Sendable)?
 
     func request(body: [UInt8]) -> Request {
         Request(method: method, path: path, query: query, headers: headers, body: body,
-                pathParameters: pathParameters, remoteAddress: remoteAddress)
+                pathParameters: pathParameters, remoteAddress: remoteAddress, bodyCheckResult: bodyCheckResult)
     }
 }
 
@@ -230,7 +231,7 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
     case .handle(let route, let parameters):
         let parts = RequestParts(method: context.method, path: context.rawPath, query: collectQuery(connection),
                                  headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
-                                 remoteAddress: clientAddress(connection))
+                                 remoteAddress: clientAddress(connection), bodyCheckResult: context.bodyCheck?.result)
         let bytes: [UInt8]
         do {
             switch try context.body.finish() {

@@ -38,7 +38,7 @@ struct AssetsList: AsyncParsableCommand {
         for asset in page.assets {
             let size = asset.size.map(String.init) ?? "-"
             let detail = asset.key ?? asset.failureReason ?? "-"
-            print([String(asset.id), asset.state, "\(asset.provider)/\(asset.predictionID)", String(asset.index),
+            print([String(asset.id), asset.state.rawValue, "\(asset.provider)/\(asset.predictionID)", String(asset.index),
                    String(asset.attempts), size, detail].joined(separator: "\t"))
         }
         if let next = page.nextAfter { printError("more: --after \(next)") }

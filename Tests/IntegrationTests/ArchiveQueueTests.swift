@@ -55,7 +55,7 @@ struct ArchiveQueueTests {
         let result = ArchiveQueue.Stored(key: "k", size: 1, sha256: String(repeating: "0", count: 64), contentType: nil, etag: nil)
         #expect(try queue.markStored(first, result, on: connection) == nil)
         #expect(try queue.retry(first, at: Date(), error: "late", on: connection) == false)
-        #expect(try queue.finish(first, state: "failed", reason: "late", on: connection) == false)
+        #expect(try queue.finish(first, state: .failed, reason: "late", on: connection) == false)
         #expect(try queue.renew([(first.assetID, first.claimToken)], on: connection) == [first.assetID])
         let timing = try #require(try queue.markStored(second, result, on: connection))
         #expect(timing.secondsSinceWebhook >= 0 && timing.secondsSinceWebhook < 3600)
