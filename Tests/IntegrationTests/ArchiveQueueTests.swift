@@ -19,7 +19,8 @@ struct ArchiveQueueTests {
     func insertAsset(_ connection: Connection, pointer: String, deadline: Date?) throws {
         try connection.execute("""
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
-            VALUES ('replicate', 'p', $1, 0, 'https://replicate.delivery/x', $2)
+            VALUES ('replicate', 'p', $1, (SELECT COALESCE(max(output_index) + 1, 0) FROM assets WHERE provider = 'replicate' AND prediction_id = 'p'),
+                    'https://replicate.delivery/x', $2)
             """, [pointer, deadline])
     }
 

@@ -263,12 +263,14 @@ struct StabilitySpoolTests {
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
         try connection.execute("INSERT INTO predictions (provider, id, status) VALUES ('stability', 'p', 'succeeded')")
-        for (pointer, kind, state, path) in [("/a", "inline", "failed", "/s/inline-failed"), ("/b", "url", "failed", "/s/url-failed"),
-                                             ("/c", "inline", "stored", "/s/inline-stored"), ("/d", "url", "pending", "/s/url-pending")] {
+        for (index, (pointer, kind, state, path)) in [("/a", "inline", "failed", "/s/inline-failed"), ("/b", "url", "failed", "/s/url-failed"),
+                                                      ("/c", "inline", "stored", "/s/inline-stored"),
+                                                      ("/d", "url", "pending", "/s/url-pending")].enumerated() {
+            // Each output its own number: (provider, prediction, output_index) is unique (0007).
             try connection.execute("""
                 INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, state, spool_path)
-                VALUES ('stability', 'p', $1, 0, 'inline:x', $2, $3, $4)
-                """, [pointer, kind, state, path])
+                VALUES ('stability', 'p', $1, $5, 'inline:x', $2, $3, $4)
+                """, [pointer, kind, state, path, index])
         }
         let referenced = try ArchiveQueue(leaseSeconds: 5, instanceName: "t").referencedSpoolPaths(on: connection)
         #expect(referenced == ["/s/inline-failed", "/s/url-pending"])
