@@ -49,6 +49,11 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            // The web console, compiled in (see Console/EmbeddedConsole.swift).
+            resources: [
+                .embedInCode("Console/Files/console.css"), .embedInCode("Console/Files/console.js"),
+                .embedInCode("Console/Files/favicon.svg"), .embedInCode("Console/Files/index.html"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -7,14 +7,14 @@ import TestSupport
 
 @Suite("Console: embedded files, headers, cursor")
 struct ConsoleUnitTests {
-    static let directory = TestEnvironment.repositoryRoot.appendingPathComponent("console")
+    static let directory = TestEnvironment.repositoryRoot.appendingPathComponent("Sources/Afterimage/Console/Files")
 
     static func sourceFiles() throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { !$0.hasPrefix(".") }.sorted()
     }
 
-    /// The binary serves what console/ holds: fails when a console file changed without re-running
-    /// scripts/embed-console.sh.
+    /// The binary serves every file Console/Files holds: fails when a file is added there but not named in
+    /// Package.swift's resources and EmbeddedConsole.
     @Test func embeddedCopyMatchesTheFiles() throws {
         let files = try Self.sourceFiles()
         #expect(files == ["console.css", "console.js", "favicon.svg", "index.html"])
@@ -23,7 +23,7 @@ struct ConsoleUnitTests {
             let onDisk = try String(contentsOf: Self.directory.appendingPathComponent(name), encoding: .utf8)
             #expect(EmbeddedConsole.files[name]?.trimmingCharacters(in: .whitespacesAndNewlines)
                     == onDisk.trimmingCharacters(in: .whitespacesAndNewlines),
-                    "\(name) differs from its embedded copy: run scripts/embed-console.sh")
+                    "\(name) differs from its embedded copy")
         }
     }
 

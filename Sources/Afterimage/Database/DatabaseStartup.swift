@@ -20,6 +20,8 @@ public final class DatabaseStartup: DaemonComponent {
     let logger: Logger
     let onFatal: @Sendable (any Error) -> Void
     private let ready = Atomic<Bool>(false)
+    /// Signalled once, when the first attempt has ended (either way).
+    private let firstAttemptDone = DispatchSemaphore(value: 0)
     private let stopSignal = StopSignal()
     private let threads: ThreadGroup
 
@@ -43,9 +45,17 @@ public final class DatabaseStartup: DaemonComponent {
     /// True once the schema is current and the pool admits callers.
     public var isReady: Bool { ready.load(ordering: .acquiring) }
 
+    /// How long `start` waits for the first attempt. With PostgreSQL there, the first attempt connects and
+    /// migrates in well under this, so the HTTP server (started after this component) never answers 503
+    /// while the database is merely being connected to: a restart under socket activation keeps webhooks
+    /// waiting in the listen backlog instead. With PostgreSQL away the attempt fails at once (or after the
+    /// connect timeout) and the daemon goes on to serve its 503s; a long migration is left running.
+    static let firstAttemptWait: Duration = .seconds(30)
+
     public func start() {
         status.set(.waiting, "waiting for the database")
         threads.spawn("afterimage-database") { [self] heartbeat in run(heartbeat) }
+        _ = firstAttemptDone.wait(timeout: .now() + Self.firstAttemptWait.timeInterval)
     }
 
     public func stop() {
@@ -62,6 +72,7 @@ public final class DatabaseStartup: DaemonComponent {
     private func run(_ heartbeat: Heartbeat) {
         var attempt = 0
         var lastReason: String?
+        defer { if attempt == 0 { firstAttemptDone.signal() } }
         while !stopSignal.isStopped {
             heartbeat.beat()
             do {
@@ -79,6 +90,7 @@ public final class DatabaseStartup: DaemonComponent {
             } catch {
                 let delay = Self.backoff(afterAttempt: attempt)
                 attempt += 1
+                if attempt == 1 { firstAttemptDone.signal() }
                 let reason = Self.reason(error)
                 if reason != lastReason {
                     // Once per distinct cause: an outage is one warning, not one per attempt.

@@ -42,7 +42,11 @@ public final class Watchdog: DaemonComponent {
 
     public func start() {
         let missed = Atomic<Bool>(false)
+        let first = Atomic<Bool>(true)
         threads.repeating("afterimage-watchdog", every: interval.timeInterval, until: stopSignal) { [self] _ in
+            // The first ping waits one interval: the daemon tells systemd READY=1 once every component has
+            // started, and a ping must not overtake it.
+            if first.exchange(false, ordering: .relaxed) { return }
             let stuck = stalled()
             if stuck.isEmpty {
                 notifier.notify("WATCHDOG=1")
