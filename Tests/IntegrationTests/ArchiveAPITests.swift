@@ -68,4 +68,52 @@ struct ArchiveAPITests {
         try reader.validateCaptured()
         #expect(try daemon.stop() == 0)
     }
+
+    /// The README's curl and Python examples, as written, against a test daemon.
+    @Test func theReadmeExamplesArchive() throws {
+        let harness = try ArchiveHarness()
+        let token = "archive_" + UUID().uuidString
+        let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_API_ARCHIVE_TOKENS": token])
+        let base = "http://127.0.0.1:\(daemon.port)"
+        let environment = ["AFTERIMAGE_URL": base, "AFTERIMAGE_ARCHIVE_TOKEN": token,
+                           "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        let curl = try ReadmeSnippet.block("archive-curl")
+            .replacingOccurrences(of: "https://archive.example.com", with: base)
+            .replacingOccurrences(of: "https://…", with: harness.fake.url("readme-curl.png", "size=700&type=image/png"))
+        let (curlStatus, curlOutput) = try runProcess("/bin/sh", ["-c", curl], environment: environment)
+        #expect(curlStatus == 0)
+        let answer = try JSONSerialization.jsonObject(with: Data(curlOutput.utf8)) as? [String: Any]
+        #expect(answer?["prediction_id"] as? String == "poster-42" && answer?["assets"] as? Int == 1, "\(curlOutput)")
+
+        let folder = NSTemporaryDirectory() + "afterimage-readme-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try ReadmeSnippet.block("archive-python").write(toFile: folder + "/archive_urls.py", atomically: true, encoding: .utf8)
+        let url = harness.fake.url("readme-python.webp", "size=800&type=image/webp")
+        let (pythonStatus, pythonOutput) = try runProcess("/usr/bin/env", [
+            "python3", "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import archive_urls; "
+                + "print(json.dumps(archive_urls.archive('readme-py', [sys.argv[2]], deadline='2030-01-01T00:00:00Z', model='dall-e-3')))",
+            folder, url,
+        ], environment: environment)
+        #expect(pythonStatus == 0, "\(pythonOutput)")
+        #expect(pythonOutput.contains("\"prediction_id\": \"readme-py\""), "\(pythonOutput)")
+        try harness.waitForAssets("stored", count: 2)
+        #expect(try harness.scalar("SELECT input->>'model' FROM predictions WHERE id = 'readme-py'", as: String.self) == "dall-e-3")
+        #expect(try daemon.stop() == 0)
+    }
+}
+
+/// Runs a command to completion: (exit status, stdout).
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = environment
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try launchWithDefaultSignals(process)
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
