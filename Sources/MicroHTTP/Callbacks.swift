@@ -188,10 +188,11 @@ struct RequestParts: Sendable {
     let headers: [String: String]
     let pathParameters: [String: String]
     let remoteAddress: String?
+    let bodyCheckResult: (any Sendable)?
 
     func request(body: [UInt8], bodyFile: BodyFile? = nil) -> Request {
         Request(method: method, path: path, query: query, headers: headers, body: body, bodyFile: bodyFile,
-                pathParameters: pathParameters, remoteAddress: remoteAddress)
+                pathParameters: pathParameters, remoteAddress: remoteAddress, bodyCheckResult: bodyCheckResult)
     }
 }
 
@@ -213,7 +214,7 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
     case .handle(let route, let parameters):
         let parts = RequestParts(method: context.method, path: context.rawPath, query: collectQuery(connection),
                                  headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
-                                 remoteAddress: clientAddress(connection))
+                                 remoteAddress: clientAddress(connection), bodyCheckResult: context.bodyCheck?.result)
         let request: Request
         do throws(SystemCallError) {
             switch try context.body.finish() {
