@@ -145,7 +145,7 @@ struct StopBudgetTests {
         let (daemon, spool) = try defaultDaemon()
         defer { try? FileManager.default.removeItem(atPath: spool) }
         #expect(daemon.componentNames == ["database pool", "database startup", "spool sweeper", "archive workers", "intake committers",
-                                          "lookup refresher", "lookup cache invalidator", "reconciler", "http server",
+                                          "lookup refresher", "lookup cache invalidator", "retention", "reconciler", "http server",
                                           "queue monitor", "watchdog"])
         let unit = try String(contentsOf: TestEnvironment.repositoryRoot.appendingPathComponent("systemd/afterimage.service"), encoding: .utf8)
         let line = try #require(unit.split(separator: "\n").first { $0.hasPrefix("TimeoutStopSec=") })

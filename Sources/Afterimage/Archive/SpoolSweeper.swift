@@ -96,7 +96,7 @@ public final class SpoolSweeper: DaemonComponent {
             outcome.clearedReferences = try pool.withConnection { connection in
                 try connection.execute("""
                     UPDATE assets SET spool_path = NULL
-                    WHERE spool_path = ANY($1) AND state IN ('stored', 'failed', 'expired')
+                    WHERE spool_path = ANY($1) AND state IN ('stored', 'failed', 'expired', 'deleted')
                     """, [try PQArray<String>(finished.map { Optional($0) })])
             }
         }
