@@ -118,6 +118,7 @@ struct LifecycleExportTests {
         let early = try #require(all.rss.first { $0.0 >= Self.count / 10 })
         let peak = all.rss.map(\.1).max() ?? 0
         #expect(peak - early.1 < 16 * 1024, "RSS grew from \(early.1) kB at \(early.0) lines to \(peak) kB")
+        print("export of \(all.count) predictions (\(all.bytes) bytes): RSS \(early.1) kB at \(early.0) lines, peak \(peak) kB")
         #expect(all.bytes > 60 << 20, "the output is \(all.bytes) bytes; the memory check needs it large")
 
         let archive = try export(["--provider", "archive", "--since", "2026-10-01T00:00:00Z", "--until", "2026-10-02"], environment: environment)
