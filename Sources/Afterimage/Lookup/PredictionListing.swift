@@ -114,8 +114,7 @@ extension LookupStore {
     /// Parameters: $1 limit, $2 status or NULL, then the provider when filtered, then the cursor when given
     /// (its time, its provider unless filtered by one, its id).
     static func predictionListSQL(byProvider: Bool, withCursor: Bool) -> String {
-        // Tombstones (deleted predictions) are not listed.
-        var conditions = ["($2::text IS NULL OR p.status = $2)", "p.deleted_at IS NULL"]
+        var conditions = ["($2::text IS NULL OR p.status = $2)"]
         let order: String
         if byProvider {
             conditions.append("p.provider = $3")
