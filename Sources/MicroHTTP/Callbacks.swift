@@ -1,10 +1,12 @@
 import CMicroHTTPD
 import Primitives
 
-// libmicrohttpd's C callbacks. Plain nonisolated functions (DESIGN §4): libmicrohttpd calls them on
-// its own threads, so they must not inherit any actor isolation. Context arrives through
-// Unmanaged pointers: `cls` is the ServerCore (unretained, owned by HTTPServer), `*con_cls` the
-// RequestContext of the request (retained here, released in `microHTTPRequestCompleted`).
+// libmicrohttpd's C callbacks. Plain nonisolated free functions: libmicrohttpd calls them on its own
+// event threads, so they must not inherit any actor isolation, and they must never block (every
+// connection an event thread serves waits while it is inside one; docs/ARCHITECTURE.md, "Concurrency
+// rules"). Context arrives through Unmanaged pointers: `cls` is the ServerCore (unretained, owned by
+// HTTPServer), `*con_cls` the RequestContext of the request (retained here, released in
+// `microHTTPRequestCompleted`).
 
 /// MHD_AccessHandlerCallback. libmicrohttpd calls it once when the headers are in (`*con_cls` is
 /// nil, `*upload_data_size` 0, and not one body byte accepted yet), once per piece of body

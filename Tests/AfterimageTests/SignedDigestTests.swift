@@ -29,18 +29,25 @@ struct SignedDigestTests {
         #expect(!key.publicKey.isValidSignature(forged, for: [UInt8]()))
     }
 
+    /// The vectors spell their keys as JSON does (`webhook_id`); the properties are Swift's camel case.
+    static var snakeCaseDecoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
     struct Vector: Decodable {
-        let private_key_hex: String
-        let public_key_hex: String
+        let privateKeyHex: String
+        let publicKeyHex: String
         let jwk: [String: String]
         let headers: [String: String]
         let body: String
-        let body_sha256: String
+        let bodySha256: String
     }
 
     static func vector(_ provider: String) throws -> Vector {
         let url = TestEnvironment.fixturesDirectory.appendingPathComponent("\(provider)/signature-vector.json")
-        return try JSONDecoder().decode(Vector.self, from: Data(contentsOf: url))
+        return try Self.snakeCaseDecoder.decode(Vector.self, from: Data(contentsOf: url))
     }
 
     /// The shared vectors: the JWK's `x` is the RFC key, the body's SHA-256 is as stated, and the signature
@@ -49,19 +56,19 @@ struct SignedDigestTests {
     func sharedVectorsVerify(_ provider: String, _ names: SignedDigestScheme.HeaderNames) throws {
         let vector = try Self.vector(provider)
         let publicKey = try #require(JSONWebKeySet.publicKey(base64URL: vector.jwk["x"]!))
-        #expect(Hex.encode(publicKey.rawRepresentation) == vector.public_key_hex)
+        #expect(Hex.encode(publicKey.rawRepresentation) == vector.publicKeyHex)
         let body = Array(vector.body.utf8)
-        #expect(Hex.encode(SHA256.hash(data: body)) == vector.body_sha256)
+        #expect(Hex.encode(SHA256.hash(data: body)) == vector.bodySha256)
         // Checked with a clock at the vector's own time (it was signed in the past).
         let signedAt = Date(timeIntervalSince1970: TimeInterval(Int64(vector.headers[names.timestamp]!)!))
         let signed = try SignedDigestScheme(headers: names).begin(header: { name in
             vector.headers.first { $0.key.lowercased() == name.lowercased() }?.value
         }, now: signedAt)
-        let message = signed.message(bodySHA256Hex: vector.body_sha256)
+        let message = signed.message(bodySHA256Hex: vector.bodySha256)
         #expect(publicKey.isValidSignature(signed.signature, for: message))
         #expect(!publicKey.isValidSignature(signed.signature, for: signed.message(bodySHA256Hex: String(repeating: "0", count: 64))))
         #if os(Linux)
-        let secret = try Curve25519.Signing.PrivateKey(rawRepresentation: Self.hex(vector.private_key_hex))
+        let secret = try Curve25519.Signing.PrivateKey(rawRepresentation: Self.hex(vector.privateKeyHex))
         #expect(Hex.encode(try secret.signature(for: message)) == vector.headers[names.signature])
         #endif
         if provider == "ideogram" { #expect(signed.keyID == vector.jwk["kid"]) }

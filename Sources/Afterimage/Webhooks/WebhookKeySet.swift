@@ -201,3 +201,16 @@ public final class WebhookKeySet: Sendable {
     /// How many keys are cached (for tests and logs).
     var count: Int { state.withLock { $0.keys.count } }
 }
+
+extension WebhookKeySet {
+    /// The key set of a provider configured the usual way (`{provider}.jwks_url`, `{provider}.public_keys`):
+    /// fetched with the download rules in force (read per fetch, so a reload reaches it) and cached as
+    /// `{provider}.jwks.json` in the daemon's key directory.
+    static func configured(for provider: ProviderName, jwksURL: String, publicKeys: [String],
+                           context: ProviderContext) -> WebhookKeySet {
+        let reloadable = context.reloadable
+        return WebhookKeySet(provider: provider, jwksURL: jwksURL, pinned: publicKeys,
+                             cacheFile: context.keyCacheDirectory.map { "\($0)/\(provider.rawValue).jwks.json" },
+                             policy: { reloadable.fetchPolicy }, logger: context.logger)
+    }
+}

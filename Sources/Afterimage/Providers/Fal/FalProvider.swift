@@ -27,11 +27,8 @@ public struct FalProvider: WebhookProvider {
     }
 
     public static func make(_ context: ProviderContext) -> FalProvider {
-        let reloadable = context.reloadable
         let settings = context.settings.fal
-        let keys = WebhookKeySet(provider: name, jwksURL: settings.jwksURL, pinned: settings.publicKeys,
-                                 cacheFile: context.keyCacheDirectory.map { "\($0)/fal.jwks.json" },
-                                 policy: { reloadable.fetchPolicy }, logger: context.logger)
+        let keys = WebhookKeySet.configured(for: name, jwksURL: settings.jwksURL, publicKeys: settings.publicKeys, context: context)
         return FalProvider(keys: keys, retentionSeconds: settings.retention, maxBodyBytes: context.settings.http.maxBodyBytes)
     }
 

@@ -25,11 +25,8 @@ public struct IdeogramProvider: WebhookProvider {
     }
 
     public static func make(_ context: ProviderContext) -> IdeogramProvider {
-        let reloadable = context.reloadable
         let settings = context.settings.ideogram
-        let keys = WebhookKeySet(provider: name, jwksURL: settings.jwksURL, pinned: settings.publicKeys,
-                                 cacheFile: context.keyCacheDirectory.map { "\($0)/ideogram.jwks.json" },
-                                 policy: { reloadable.fetchPolicy }, logger: context.logger)
+        let keys = WebhookKeySet.configured(for: name, jwksURL: settings.jwksURL, publicKeys: settings.publicKeys, context: context)
         return IdeogramProvider(keys: keys, retentionSeconds: settings.retention, maxBodyBytes: context.settings.http.maxBodyBytes)
     }
 
