@@ -77,7 +77,7 @@ extension ReconcileTests {
             #expect(try storage.getObject(key: stored[0].key) == png)
             #expect(stored.first?.sourceURL == "data:image/png;base64")
         }
-        #expect(daemon.log.components(separatedBy: "decoding inline bytes from the recorded delivery").count == 2,
+        #expect(daemon.log.components(separatedBy: "decoding a data: output from the recorded delivery").count == 2,
                 "only the command's prediction should need decoding by a worker")
         #expect(try s.harness.fake.stats().counts.isEmpty)
         #expect(try daemon.stop() == 0)
