@@ -39,7 +39,9 @@ struct Backfill: AsyncParsableCommand {
         let configured = LogSetup.level(named: settings.logLevel) ?? .info
         LogSetup.bootstrap(level: configured <= .debug ? configured : max(configured, .warning))
         let logger = Logger(label: "afterimage")
-        let start: ReplicateBackfill.Start = resume ? .resume
+        let start: ReplicateBackfill.Start =
+            resume
+            ? .resume
             : .fresh(since: DateArgument.parse(since!)!, until: until.flatMap { DateArgument.parse($0) }, includeWeb: includeWeb)
         let reporter = BackfillProgress()
         let result = try runReportingErrors { () throws -> ReplicateBackfill.Progress in
@@ -48,12 +50,16 @@ struct Backfill: AsyncParsableCommand {
             }
             let reconciler = try settings.makeReplicateReconciler(
                 token: { token }, logger: logger,
-                sleep: { seconds in Thread.sleep(forTimeInterval: max(0, seconds)); return true }, shouldAbort: { false })
+                sleep: { seconds in
+                    Thread.sleep(forTimeInterval: max(0, seconds))
+                    return true
+                }, shouldAbort: { false })
             defer { reporter.finish() }
             return try ReplicateBackfill(reconciler: reconciler, logger: logger).run(start) { reporter.show($0) }
         }
         let s = result.summary
-        print("""
+        print(
+            """
             run: \(result.runID)\(result.resumed ? " (resumed)" : "")
             pages: \(result.pages)
             predictions seen: \(result.seen)
@@ -85,7 +91,8 @@ final class BackfillProgress {
         if covered > 0, !progress.finished { eta = Self.duration(elapsed * (1 - covered) / covered) }
         let counts = "\(progress.seen) predictions, \(progress.recorded) recorded, page \(progress.pages), \(String(format: "%.1f", rate))/s"
         if isTerminal {
-            let width = 20, filled = Int(covered * Double(width))
+            let width = 20
+            let filled = Int(covered * Double(width))
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
             FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(Int(covered * 100))% \(counts), ETA \(eta)".utf8))
             shown = true

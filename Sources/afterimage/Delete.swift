@@ -26,18 +26,21 @@ struct Delete: AsyncParsableCommand {
         LogSetup.bootstrap(level: LogSetup.level(named: settings.logLevel) ?? .info)
         let logger = Logger(label: "afterimage")
         let outcome = try runReportingErrors { () throws -> PredictionDeleter.Outcome in
-            let deleter = PredictionDeleter(storage: try settings.storage.makeClient(), layout: StorageLayout(prefix: settings.storage.prefix),
-                                            spool: nil, leaseSeconds: settings.workers.leaseSeconds, logger: logger)
+            let deleter = PredictionDeleter(
+                storage: try settings.storage.makeClient(), layout: StorageLayout(prefix: settings.storage.prefix),
+                spool: nil, leaseSeconds: settings.workers.leaseSeconds, logger: logger)
             guard let outcome = try deleter.delete(provider: ProviderName(rawValue: provider), id: predictionID, settings: settings) else {
                 throw LookupError(.predictionNotFound, "no prediction \(provider)/\(predictionID)")
             }
             return outcome
         }
         let what = outcome.alreadyDeleted && outcome.assets == 0 ? "was deleted already" : "deleted"
-        print("\(TerminalText.escaped(provider))/\(TerminalText.escaped(predictionID)) \(what): \(outcome.assets) outputs marked deleted, "
-              + "\(outcome.objectsRemoved) objects removed, \(outcome.uploadsAborted) uploads aborted, \(outcome.bodiesCleared) raw bodies cleared")
+        print(
+            "\(TerminalText.escaped(provider))/\(TerminalText.escaped(predictionID)) \(what): \(outcome.assets) outputs marked deleted, "
+                + "\(outcome.objectsRemoved) objects removed, \(outcome.uploadsAborted) uploads aborted, \(outcome.bodiesCleared) raw bodies cleared")
         if outcome.purgePending {
-            printError("afterimage: some objects may remain (a transfer was in flight, or the bucket refused); the daemon's retention loop purges them")
+            printError(
+                "afterimage: some objects may remain (a transfer was in flight, or the bucket refused); the daemon's retention loop purges them")
         }
     }
 }

@@ -29,8 +29,9 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await common.loadSettings()
-        let filter = Exporter.Filter(since: since.flatMap { DateArgument.parse($0) }, until: until.flatMap { DateArgument.parse($0) },
-                                     provider: provider, presignSeconds: presign)
+        let filter = Exporter.Filter(
+            since: since.flatMap { DateArgument.parse($0) }, until: until.flatMap { DateArgument.parse($0) },
+            provider: provider, presignSeconds: presign)
         let progress = ProgressLine()
         let out = FileHandle.standardOutput
         var buffer: [UInt8] = []
@@ -39,21 +40,25 @@ struct Export: AsyncParsableCommand {
         let count = try runReportingErrors { () throws -> Int in
             let presigner = presign == nil ? nil : try Presigner.make(settings.storage)
             defer { progress.finish() }
-            return try Exporter(presigner: presigner).run(filter, settings: settings, write: { line in
-                buffer.append(contentsOf: line)
-                if buffer.count >= 1 << 16 {
+            return try Exporter(presigner: presigner).run(
+                filter, settings: settings,
+                write: { line in
+                    buffer.append(contentsOf: line)
+                    if buffer.count >= 1 << 16 {
+                        try out.write(contentsOf: buffer)
+                        buffer.removeAll(keepingCapacity: true)
+                    }
+                },
+                progress: { count in
+                    if Date().timeIntervalSince(lastShown) >= 1 {
+                        lastShown = Date()
+                        progress.show("export: \(count) predictions")
+                    }
+                },
+                finish: {
                     try out.write(contentsOf: buffer)
-                    buffer.removeAll(keepingCapacity: true)
-                }
-            }, progress: { count in
-                if Date().timeIntervalSince(lastShown) >= 1 {
-                    lastShown = Date()
-                    progress.show("export: \(count) predictions")
-                }
-            }, finish: {
-                try out.write(contentsOf: buffer)
-                buffer.removeAll()
-            })
+                    buffer.removeAll()
+                })
         }
         printError("export: \(count) predictions written")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Afterimage
 
 @Suite("Lifecycle: dates, states, errors")

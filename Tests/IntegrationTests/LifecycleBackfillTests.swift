@@ -2,8 +2,8 @@ import AfterimageTestSupport
 import Foundation
 import Glibc
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 19, backfill: `afterimage backfill` against the fake Replicate API, real PostgreSQL and SeaweedFS:
 /// the whole range is paged, web predictions only when asked, an interrupted run resumes from the page
@@ -26,7 +26,9 @@ struct LifecycleBackfillTests {
         // 20 predictions, created 1, 3, 5, … 39 days ago (newest first): 15 within 30 days. Every fifth was
         // made on the website; every third's file is gone at the source (404).
         var predictions: [[String: Any]] = []
-        var inRange: [String] = [], web: [String] = [], gone: [String] = []
+        var inRange: [String] = []
+        var web: [String] = []
+        var gone: [String] = []
         for i in 0..<20 {
             let id = "bf\(tag)\(String(format: "%02d", i))"
             let created = now.addingTimeInterval(-Double(2 * i + 1) * 86400)
@@ -41,7 +43,10 @@ struct LifecycleBackfillTests {
                 "urls": ["get": "https://api.replicate.com/v1/predictions/\(id)"],
             ])
             guard 2 * i + 1 < 30 else { continue }
-            if i % 5 == 4 { web.append(id); continue }
+            if i % 5 == 4 {
+                web.append(id)
+                continue
+            }
             inRange.append(id)
             if i % 3 == 0 { gone.append(id) }
         }
@@ -85,8 +90,10 @@ struct LifecycleBackfillTests {
         let ids = try recorded.query("SELECT id FROM predictions ORDER BY id").map { try $0.decode(0, as: String.self) }
         #expect(ids == inRange.sorted())
         // Recorded exactly as reconciliation does.
-        #expect(try harness.scalar("SELECT count(*) FROM deliveries WHERE source = 'reconcile' AND webhook_id LIKE 'reconcile:%:succeeded'",
-                                   as: Int.self) == inRange.count)
+        #expect(
+            try harness.scalar(
+                "SELECT count(*) FROM deliveries WHERE source = 'reconcile' AND webhook_id LIKE 'reconcile:%:succeeded'",
+                as: Int.self) == inRange.count)
 
         let (again, _, againErr) = try runAfterimage(["backfill", "--resume"], environment: environment)
         #expect(again == 1 && againErr.contains("no unfinished backfill"), "\(againErr)")
@@ -100,7 +107,8 @@ struct LifecycleBackfillTests {
         let expiredCount = (inRange + web).filter { id in gone.contains(id) || (Int(id.suffix(2))! % 3 == 0) }.count
         try harness.waitForAssets("expired", count: expiredCount)
         try harness.waitForAssets("stored", count: total - expiredCount)
-        #expect(try harness.scalar("SELECT count(*) FROM assets WHERE state = 'expired' AND failure_reason LIKE '%404%'", as: Int.self)
+        #expect(
+            try harness.scalar("SELECT count(*) FROM assets WHERE state = 'expired' AND failure_reason LIKE '%404%'", as: Int.self)
                 == expiredCount)
         #expect(try daemon.stop() == 0)
     }

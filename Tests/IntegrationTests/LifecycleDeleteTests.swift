@@ -3,8 +3,8 @@ import Foundation
 import PQ
 import Primitives
 import S3
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 19, delete on demand, end to end: the real daemon and `afterimage delete`, real PostgreSQL and
 /// SeaweedFS, the fake provider serving a slow file.
@@ -14,8 +14,11 @@ struct LifecycleDeleteTests {
     let adminToken = randomToken()
 
     func startDaemon(_ harness: ArchiveHarness, extra: [String: String] = [:]) throws -> DaemonProcess {
-        try harness.startDaemon(extra: ["AFTERIMAGE_API_TOKENS": readToken, "AFTERIMAGE_API_ADMIN_TOKENS": adminToken,
-                                        "AFTERIMAGE_API_LOOKUP_CACHE_SECONDS": "30"].merging(extra) { $1 })
+        try harness.startDaemon(
+            extra: [
+                "AFTERIMAGE_API_TOKENS": readToken, "AFTERIMAGE_API_ADMIN_TOKENS": adminToken,
+                "AFTERIMAGE_API_LOOKUP_CACHE_SECONDS": "30",
+            ].merging(extra) { $1 })
     }
 
     func keys(_ harness: ArchiveHarness, predictionID: String) throws -> [String] {
@@ -27,10 +30,15 @@ struct LifecycleDeleteTests {
         let harness = try ArchiveHarness()
         let daemon = try startDaemon(harness)
         let id = "del\(UUID().uuidString.prefix(8).lowercased())"
-        let fast = "\(id)-fast.png", slow = "\(id)-slow.png"
+        let fast = "\(id)-fast.png"
+        let slow = "\(id)-slow.png"
         // 2 MB at 100 kB/s: twenty seconds, far longer than the delete takes.
-        let body = harness.prediction(id: id, output: [harness.fake.url(fast, "size=3000&type=image/png"),
-                                                       harness.fake.url(slow, "size=2000000&type=image/png&rate=100000")])
+        let body = harness.prediction(
+            id: id,
+            output: [
+                harness.fake.url(fast, "size=3000&type=image/png"),
+                harness.fake.url(slow, "size=2000000&type=image/png&rate=100000"),
+            ])
         #expect(try harness.post(body, to: daemon).status == 200)
         try harness.waitForAssets("stored", count: 1)
         try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "the slow download under way") {
@@ -65,12 +73,17 @@ struct LifecycleDeleteTests {
         #expect(try harness.scalar("SELECT count(*) FROM assets WHERE prediction_id = $1 AND state <> 'deleted'", [id], as: Int.self) == 0)
         // The tombstone: sizes and hashes kept, input and output and bodies cleared.
         let stored = FakeProvider.bytes(fast, size: 3000)
-        #expect(try harness.scalar("SELECT sha256 FROM assets WHERE prediction_id = $1 AND output_index = 0", [id], as: String.self)
+        #expect(
+            try harness.scalar("SELECT sha256 FROM assets WHERE prediction_id = $1 AND output_index = 0", [id], as: String.self)
                 == FakeProvider.sha256Hex(stored))
-        #expect(try harness.scalar("SELECT deleted_at IS NOT NULL AND input IS NULL AND output IS NULL FROM predictions WHERE id = $1",
-                                   [id], as: Bool.self))
-        #expect(try harness.scalar("SELECT count(*) FROM deliveries WHERE prediction_id = $1 AND octet_length(body) = 0 AND body_sha256 = $2",
-                                   [id, FakeProvider.sha256Hex(body)], as: Int.self) == 1)
+        #expect(
+            try harness.scalar(
+                "SELECT deleted_at IS NOT NULL AND input IS NULL AND output IS NULL FROM predictions WHERE id = $1",
+                [id], as: Bool.self))
+        #expect(
+            try harness.scalar(
+                "SELECT count(*) FROM deliveries WHERE prediction_id = $1 AND octet_length(body) = 0 AND body_sha256 = $2",
+                [id, FakeProvider.sha256Hex(body)], as: Int.self) == 1)
         let files = try FileManager.default.contentsOfDirectory(atPath: harness.spoolDirectory).filter { !$0.hasPrefix("keys") }
         #expect(files.isEmpty, "spool files left: \(files)")
 
@@ -101,8 +114,11 @@ struct LifecycleDeleteTests {
         let curl = try ReadmeSnippet.block("delete-curl")
             .replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:\(daemon.port)")
             .replacingOccurrences(of: "PREDICTION_ID", with: id)
-        let (curlStatus, curlOutput) = try runProcess("/bin/sh", ["-c", curl], environment: [
-            "AFTERIMAGE_ADMIN_TOKEN": adminToken, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"])
+        let (curlStatus, curlOutput) = try runProcess(
+            "/bin/sh", ["-c", curl],
+            environment: [
+                "AFTERIMAGE_ADMIN_TOKEN": adminToken, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            ])
         #expect(curlStatus == 0)
         let repeated = try JSONSerialization.jsonObject(with: Data(curlOutput.utf8)) as? [String: Any]
         #expect(repeated?["status"] as? String == "already_deleted", "\(curlOutput)")
@@ -117,8 +133,12 @@ struct LifecycleDeleteTests {
         let harness = try ArchiveHarness()
         let daemon = try startDaemon(harness)
         let id = "cli\(UUID().uuidString.prefix(8).lowercased())"
-        let body = harness.prediction(id: id, output: [harness.fake.url("\(id)-a.png", "size=4000&type=image/png"),
-                                                       harness.fake.url("\(id)-b.png", "size=5000&type=image/png")])
+        let body = harness.prediction(
+            id: id,
+            output: [
+                harness.fake.url("\(id)-a.png", "size=4000&type=image/png"),
+                harness.fake.url("\(id)-b.png", "size=5000&type=image/png"),
+            ])
         #expect(try harness.post(body, to: daemon).status == 200)
         try harness.waitForAssets("stored", count: 2)
         // A stray object and an upload that was never completed under the prediction's prefix.

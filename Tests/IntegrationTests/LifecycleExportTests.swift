@@ -2,8 +2,8 @@ import AfterimageTestSupport
 import Foundation
 import Glibc
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 19, export: `afterimage export` over 100,000 predictions streams one JSON line each while its
 /// memory stays flat.
@@ -16,21 +16,24 @@ struct LifecycleExportTests {
     func seed(_ databaseURL: String) throws {
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO predictions (provider, id, status, model, version, input, created_at, completed_at)
             SELECT CASE WHEN n % 4 = 0 THEN 'archive' ELSE 'replicate' END, 'exp' || lpad(n::text, 6, '0'), 'succeeded',
                    'test/model', 'v1', jsonb_build_object('prompt', repeat('a lighthouse at dusk ', 8), 'n', n),
                    timestamptz '2026-10-01T00:00:00Z' + n * interval '1 minute', timestamptz '2026-10-01T00:00:00Z' + n * interval '1 minute'
             FROM generate_series(1, \(Self.count)) AS n
             """)
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, state, storage_key, size_bytes, sha256,
                                 content_type, stored_at)
             SELECT p.provider, p.id, '/0', 0, 'https://replicate.delivery/x/' || p.id || '.png', 'stored',
                    p.provider || '/' || p.id || '/0.png', 1000 + length(p.id), encode(sha256(p.id::bytea), 'hex'), 'image/png', now()
             FROM predictions p
             """)
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, state, failure_reason)
             SELECT p.provider, p.id, '/1', 1, 'https://replicate.delivery/x/' || p.id || '-1.png', 'failed', 'the source answered 404'
             FROM predictions p WHERE right(p.id, 1) = '0'
@@ -84,7 +87,8 @@ struct LifecycleExportTests {
 
     static func residentKilobytes(_ pid: Int32) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return nil }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
     }
 

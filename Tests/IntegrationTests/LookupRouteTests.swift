@@ -1,3 +1,4 @@
+import AfterimageTestSupport
 import Crypto
 import Foundation
 import Logging
@@ -5,10 +6,10 @@ import MicroHTTP
 import PQ
 import Primitives
 import S3
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 /// The lookup API's refusals, in-process: `LookupRoutes` on a `Router` answered through
 /// `Router.respond(to:)`, over a migrated database of the test's own, without a daemon or a socket. Each
@@ -27,15 +28,19 @@ struct LookupRouteTests {
         init(databaseURL: String, tokens: [String], cacheSeconds: Int = 0) throws {
             let logger = Logger(label: "lookup-route-test")
             let s3 = try TestEnvironment.s3()
-            let storage = S3Client(endpoint: try S3Endpoint(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, pathStyle: true),
-                                   credentials: S3Credentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey,
-                                                              sessionToken: nil))
+            let storage = S3Client(
+                endpoint: try S3Endpoint(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, pathStyle: true),
+                credentials: S3Credentials(
+                    accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey,
+                    sessionToken: nil))
             pool = Pool(url: databaseURL, size: 2, acquireTimeout: .seconds(2), connectTimeoutSeconds: 2)
             let authenticator = BearerAuthenticator(tokens: tokens)
             var router = Router(unhandledError: UnhandledErrors.renderer(logger: logger))
-            LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: 3600), authenticator: { authenticator },
-                         cache: LookupCache(lifetimeSeconds: cacheSeconds), logger: logger)
-                .register(on: &router)
+            LookupRoutes(
+                pool: pool, presigner: Presigner(storage: storage, defaultTTL: 3600), authenticator: { authenticator },
+                cache: LookupCache(lifetimeSeconds: cacheSeconds), logger: logger
+            )
+            .register(on: &router)
             self.router = router
             seeder = Seeder(databaseURL: databaseURL)
         }
@@ -60,14 +65,16 @@ struct LookupRouteTests {
         let rig = try Rig(databaseURL: Self.deadDatabase(), tokens: [token])
         let client = try LookupClient(router: rig.router, token: token)
         let long = String(repeating: "x", count: 300)
-        for path in ["/v1/predictions/replicate/p/outputs/abc", "/v1/predictions/replicate/p/outputs/-1",
-                     "/v1/predictions/replicate/p/outputs/1234567", "/v1/predictions/replicate/\(long)",
-                     "/v1/predictions/replicate/\(long)/outputs/0", "/v1/predictions/\(String(repeating: "p", count: 65))/x",
-                     "/v1/predictions/replicate/a%01b", "/v1/predictions/replicate/p?expires=0",
-                     "/v1/predictions/replicate/p?expires=soon", "/v1/predictions/replicate/p/outputs/0?expires=0",
-                     "/v1/predictions/replicate/p/outputs/0?download=a%2Fb", "/v1/assets?state=lost", "/v1/assets?limit=0",
-                     "/v1/assets?limit=1001", "/v1/assets?limit=ten", "/v1/assets?after=-4", "/v1/assets?provider=a%7Fb",
-                     "/v1/predictions?limit=0"] {
+        for path in [
+            "/v1/predictions/replicate/p/outputs/abc", "/v1/predictions/replicate/p/outputs/-1",
+            "/v1/predictions/replicate/p/outputs/1234567", "/v1/predictions/replicate/\(long)",
+            "/v1/predictions/replicate/\(long)/outputs/0", "/v1/predictions/\(String(repeating: "p", count: 65))/x",
+            "/v1/predictions/replicate/a%01b", "/v1/predictions/replicate/p?expires=0",
+            "/v1/predictions/replicate/p?expires=soon", "/v1/predictions/replicate/p/outputs/0?expires=0",
+            "/v1/predictions/replicate/p/outputs/0?download=a%2Fb", "/v1/assets?state=lost", "/v1/assets?limit=0",
+            "/v1/assets?limit=1001", "/v1/assets?limit=ten", "/v1/assets?after=-4", "/v1/assets?provider=a%7Fb",
+            "/v1/predictions?limit=0",
+        ] {
             let answer = try client.send("GET", path)
             #expect(answer.status == 400, "\(path): \(String(decoding: answer.body, as: UTF8.self))")
             #expect(client.errorCode(answer) == "invalid_parameter", "\(path)")
@@ -104,12 +111,16 @@ struct LookupRouteTests {
         #expect(try client.send("GET", path, authorization: "Bearer \(hashedOnly)").status == 200)
         #expect(try client.send("GET", path, authorization: "bearer \(plain)").status == 200)
         #expect(try client.send("GET", path, authorization: "  Bearer \t\(plain)  ").status == 200)
-        let routes = [("GET", path), ("GET", path + "/outputs/0"), ("GET", path + "/outputs/0/url"), ("GET", "/v1/assets"),
-                      ("POST", "/v1/assets/1/retry"), ("GET", "/v1/predictions"), ("GET", "/v1/stats"),
-                      ("GET", "/v1/predictions/replicate/p/outputs/abc"), ("GET", "/v1/assets?limit=0")]
-        for (authorization, code) in [("", "token_missing"), ("Bearer \(plain)x", "token_invalid"), ("Bearer \(digest)", "token_invalid"),
-                                      ("Bearer sha256:\(digest)", "token_invalid"), ("Basic \(plain)", "token_missing"),
-                                      ("Bearer ", "token_invalid"), ("Bearer", "token_invalid"), ("Bearer a b", "token_invalid")] {
+        let routes = [
+            ("GET", path), ("GET", path + "/outputs/0"), ("GET", path + "/outputs/0/url"), ("GET", "/v1/assets"),
+            ("POST", "/v1/assets/1/retry"), ("GET", "/v1/predictions"), ("GET", "/v1/stats"),
+            ("GET", "/v1/predictions/replicate/p/outputs/abc"), ("GET", "/v1/assets?limit=0"),
+        ]
+        for (authorization, code) in [
+            ("", "token_missing"), ("Bearer \(plain)x", "token_invalid"), ("Bearer \(digest)", "token_invalid"),
+            ("Bearer sha256:\(digest)", "token_invalid"), ("Basic \(plain)", "token_missing"),
+            ("Bearer ", "token_invalid"), ("Bearer", "token_invalid"), ("Bearer a b", "token_invalid"),
+        ] {
             for (method, route) in routes {
                 let refused = try client.send(method, route, authorization: authorization)
                 #expect(refused.status == 401, "\(method) \(route) with \(authorization.prefix(6))…")
@@ -136,11 +147,13 @@ struct LookupRouteTests {
         let token = try #require(client.token)
         try rig.seeder.asset(predictionID: id, index: 0, .init(state: "pending"))
 
-        for (path, code) in [("/v1/predictions/replicate/unknown-\(id)", "prediction_not_found"),
-                             ("/v1/predictions/stability/\(id)", "prediction_not_found"),
-                             ("/v1/predictions/replicate/\(id)/outputs/1", "output_not_found"),
-                             ("/v1/predictions/replicate/unknown-\(id)/outputs/0", "output_not_found"),
-                             ("/v1/predictions/replicate/\(id)/outputs/9/url", "output_not_found")] {
+        for (path, code) in [
+            ("/v1/predictions/replicate/unknown-\(id)", "prediction_not_found"),
+            ("/v1/predictions/stability/\(id)", "prediction_not_found"),
+            ("/v1/predictions/replicate/\(id)/outputs/1", "output_not_found"),
+            ("/v1/predictions/replicate/unknown-\(id)/outputs/0", "output_not_found"),
+            ("/v1/predictions/replicate/\(id)/outputs/9/url", "output_not_found"),
+        ] {
             let answer = try client.send("GET", path)
             #expect(answer.status == 404, "\(path)")
             #expect(client.errorCode(answer) == code, "\(path)")

@@ -15,8 +15,10 @@ public struct DeleteRoute: Sendable {
     let cache: LookupCache?
     let logger: Logger
 
-    public init(pool: Pool, deleter: PredictionDeleter, deleteTokens: @escaping @Sendable () -> BearerAuthenticator,
-                readTokens: @escaping @Sendable () -> BearerAuthenticator, cache: LookupCache? = nil, logger: Logger) {
+    public init(
+        pool: Pool, deleter: PredictionDeleter, deleteTokens: @escaping @Sendable () -> BearerAuthenticator,
+        readTokens: @escaping @Sendable () -> BearerAuthenticator, cache: LookupCache? = nil, logger: Logger
+    ) {
         self.pool = pool
         self.deleter = deleter
         self.deleteTokens = deleteTokens
@@ -32,16 +34,20 @@ public struct DeleteRoute: Sendable {
     func handle(_ request: Request) throws -> Response {
         try authorize(request)
         let (provider, id) = try LookupRoutes.predictionParameters(request)
-        guard let outcome = try pool.withConnection({ connection in
-            try deleter.delete(provider: ProviderName(rawValue: provider), id: id, on: connection)
-        }) else {
+        guard
+            let outcome = try pool.withConnection({ connection in
+                try deleter.delete(provider: ProviderName(rawValue: provider), id: id, on: connection)
+            })
+        else {
             throw LookupError(.predictionNotFound, "no prediction \(provider)/\(id)")
         }
         cache?.invalidate(LookupCache.Key(provider: provider, id: id))
-        logger.notice("prediction deleted", metadata: [
-            "prediction": "\(provider)/\(id)", "already_deleted": "\(outcome.alreadyDeleted)", "assets": "\(outcome.assets)",
-            "fenced": "\(outcome.fencedTransfers)", "objects": "\(outcome.objectsRemoved)", "bodies": "\(outcome.bodiesCleared)",
-        ])
+        logger.notice(
+            "prediction deleted",
+            metadata: [
+                "prediction": "\(provider)/\(id)", "already_deleted": "\(outcome.alreadyDeleted)", "assets": "\(outcome.assets)",
+                "fenced": "\(outcome.fencedTransfers)", "objects": "\(outcome.objectsRemoved)", "bodies": "\(outcome.bodiesCleared)",
+            ])
         return Self.answer(provider: provider, id: id, outcome)
     }
 

@@ -32,13 +32,18 @@ public struct BodyRetention: Sendable {
     /// One batch: reads, prunes, and moves the position on.
     public func runBatch(on connection: Connection) throws -> Batch {
         try connection.execute("INSERT INTO lifecycle_cursors (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", [Self.cursorName])
-        guard let state = try connection.query("""
-            SELECT position, held_back_from, rescanned_at < now() - make_interval(secs => $2) FROM lifecycle_cursors WHERE name = $1
-            """, [Self.cursorName, rescanInterval]).first else { return Batch(caughtUp: true) }
+        guard
+            let state = try connection.query(
+                """
+                SELECT position, held_back_from, rescanned_at < now() - make_interval(secs => $2) FROM lifecycle_cursors WHERE name = $1
+                """, [Self.cursorName, rescanInterval]
+            ).first
+        else { return Batch(caughtUp: true) }
         let position = try state.decode(0, as: Int64.self)
         var heldBack = try state.decode(1, as: Int64?.self)
         let mayRescan = try state.decode(2, as: Bool.self)
-        let rows = try connection.query("""
+        let rows = try connection.query(
+            """
             SELECT d.id, d.received_at < now() - make_interval(secs => $3), d.body_pruned_at IS NULL,
                    NOT EXISTS (SELECT 1 FROM assets a WHERE a.provider = d.provider AND a.prediction_id = d.prediction_id
                                                         AND a.state IN ('pending', 'in_flight')),
@@ -74,7 +79,8 @@ public struct BodyRetention: Sendable {
         // The end of the table, every row of a short batch taken: nothing older is left to look at.
         if !full, rows.count < batchRows { batch.caughtUp = true }
         if !chosen.isEmpty {
-            let pruned = try connection.query("""
+            let pruned = try connection.query(
+                """
                 UPDATE deliveries d SET body_sha256 = encode(sha256(d.body), 'hex'), body_size = octet_length(d.body),
                                         body = ''::bytea, body_pruned_at = now()
                 WHERE d.id = ANY($1::int8[]) AND d.body_pruned_at IS NULL
@@ -87,12 +93,14 @@ public struct BodyRetention: Sendable {
         }
         if batch.caughtUp, let from = heldBack, mayRescan {
             // Walk the held-back stretch again (its assets may have settled by now).
-            try connection.execute("""
+            try connection.execute(
+                """
                 UPDATE lifecycle_cursors SET position = $2, held_back_from = NULL, rescanned_at = now() WHERE name = $1
                 """, [Self.cursorName, from - 1])
         } else {
-            try connection.execute("UPDATE lifecycle_cursors SET position = $2, held_back_from = $3 WHERE name = $1",
-                                   [Self.cursorName, next, heldBack])
+            try connection.execute(
+                "UPDATE lifecycle_cursors SET position = $2, held_back_from = $3 WHERE name = $1",
+                [Self.cursorName, next, heldBack])
         }
         return batch
     }

@@ -50,8 +50,10 @@ public struct Exporter: Sendable {
 
     /// Writes every matching prediction, one line each; returns how many. `progress` gets the count after
     /// every page.
-    public func run(_ filter: Filter, on connection: Connection, write: ([UInt8]) throws -> Void,
-                    progress: (Int) -> Void = { _ in }) throws -> Int {
+    public func run(
+        _ filter: Filter, on connection: Connection, write: ([UInt8]) throws -> Void,
+        progress: (Int) -> Void = { _ in }
+    ) throws -> Int {
         var after = ("", "")
         var count = 0
         while true {
@@ -62,7 +64,8 @@ public struct Exporter: Sendable {
             let now = Date()
             while index < rows.count {
                 let first = rows[index]
-                let provider = try first.decode(0, as: String.self), id = try first.decode(1, as: String.self)
+                let provider = try first.decode(0, as: String.self)
+                let id = try first.decode(1, as: String.self)
                 var json = JSONWriter(capacity: 1024)
                 json.objectStart()
                 json.field("provider", provider)
@@ -70,7 +73,8 @@ public struct Exporter: Sendable {
                 json.field("status", try first.decode(2, as: String.self))
                 json.field("model", try first.decode(3, as: String?.self))
                 json.field("version", try first.decode(4, as: String?.self))
-                json.key("input"); json.raw(try first.decode(5, as: String?.self))
+                json.key("input")
+                json.raw(try first.decode(5, as: String?.self))
                 json.field("error", try first.decode(6, as: String?.self))
                 json.field("source", try first.decode(7, as: String?.self))
                 json.field("created_at", LookupStore.isoTimestamp(try first.decode(8, as: String?.self)))
@@ -84,7 +88,8 @@ public struct Exporter: Sendable {
                     let row = rows[index]
                     index += 1
                     guard !row.isNull(12) else { continue }
-                    let state = try row.decode(13, as: String.self), key = try row.decode(14, as: String?.self)
+                    let state = try row.decode(13, as: String.self)
+                    let key = try row.decode(14, as: String?.self)
                     json.objectStart()
                     json.field("index", try row.decode(12, as: Int.self))
                     json.field("state", state)
@@ -120,8 +125,10 @@ public struct Exporter: Sendable {
 
 extension Exporter {
     /// The same on a connection of its own (the command); `finish` runs after the last line.
-    public func run(_ filter: Filter, settings: Settings, write: ([UInt8]) throws -> Void, progress: (Int) -> Void,
-                    finish: () throws -> Void) throws -> Int {
+    public func run(
+        _ filter: Filter, settings: Settings, write: ([UInt8]) throws -> Void, progress: (Int) -> Void,
+        finish: () throws -> Void
+    ) throws -> Int {
         let connection = try Connection.connect(url: try settings.requireDatabaseURL(), limits: settings.database.sessionLimits)
         defer { connection.close() }
         let count = try run(filter, on: connection, write: write, progress: progress)

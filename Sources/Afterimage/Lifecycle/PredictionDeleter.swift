@@ -62,11 +62,16 @@ public struct PredictionDeleter: Sendable {
         var assetIDs: [Int64] = []
         var keys: [String] = []
         let found = try connection.transaction { tx -> Bool in
-            guard let row = try tx.query("""
-                SELECT deleted_at IS NOT NULL FROM predictions WHERE provider = $1 AND id = $2 FOR UPDATE
-                """, [provider, id]).first else { return false }
+            guard
+                let row = try tx.query(
+                    """
+                    SELECT deleted_at IS NOT NULL FROM predictions WHERE provider = $1 AND id = $2 FOR UPDATE
+                    """, [provider, id]
+                ).first
+            else { return false }
             outcome.alreadyDeleted = try row.decode(0, as: Bool.self)
-            let marked = try tx.query("""
+            let marked = try tx.query(
+                """
                 WITH old AS (
                     SELECT id, state, spool_path, storage_key FROM assets
                     WHERE provider = $1 AND prediction_id = $2 AND state <> 'deleted'
@@ -84,7 +89,8 @@ public struct PredictionDeleter: Sendable {
                 if let key = try row.decode(3, as: String?.self) { keys.append(key) }
             }
             outcome.assets = marked.count
-            outcome.bodiesCleared = try tx.execute("""
+            outcome.bodiesCleared = try tx.execute(
+                """
                 UPDATE deliveries SET body_sha256 = encode(sha256(body), 'hex'), body_size = octet_length(body),
                                       body = ''::bytea, body_pruned_at = now()
                 WHERE provider = $1 AND body_pruned_at IS NULL
@@ -93,7 +99,8 @@ public struct PredictionDeleter: Sendable {
                 """, [provider, id])
             // A fenced transfer may still finish an upload: purge again once its lease has surely run out.
             let purgeDelay = outcome.fencedTransfers > 0 ? 2 * leaseSeconds : 0
-            try tx.execute("""
+            try tx.execute(
+                """
                 UPDATE predictions SET deleted_at = COALESCE(deleted_at, now()), input = NULL, output = NULL,
                                        purge_due_at = CASE WHEN deleted_at IS NULL OR $4 THEN now() + make_interval(secs => $3)
                                                            ELSE purge_due_at END,
@@ -110,26 +117,34 @@ public struct PredictionDeleter: Sendable {
                 if let resolved = spool.resolve(path), unlink(resolved) == 0 { outcome.spoolFilesRemoved += 1 }
             }
         }
-        let needsPurge = try connection.query("""
-            SELECT purge_due_at IS NOT NULL FROM predictions WHERE provider = $1 AND id = $2
-            """, [provider, id]).first?.decode(0, as: Bool.self) ?? false
+        let needsPurge =
+            try connection.query(
+                """
+                SELECT purge_due_at IS NOT NULL FROM predictions WHERE provider = $1 AND id = $2
+                """, [provider, id]
+            ).first?.decode(0, as: Bool.self) ?? false
         if needsPurge || outcome.assets > 0 {
             do {
                 let purged = try purge(provider: provider, id: id, keys: keys)
                 outcome.objectsRemoved = purged.objects
                 outcome.uploadsAborted = purged.uploads
                 // Done for good unless a fenced transfer may still upload (then the due time stays).
-                try connection.execute("""
+                try connection.execute(
+                    """
                     UPDATE predictions SET purge_due_at = NULL WHERE provider = $1 AND id = $2 AND purge_due_at <= now()
                     """, [provider, id])
             } catch {
-                logger.warning("delete: the bucket refused the purge; the retention loop tries again",
-                               metadata: ["prediction": "\(provider)/\(id)", "error": "\(error)"])
+                logger.warning(
+                    "delete: the bucket refused the purge; the retention loop tries again",
+                    metadata: ["prediction": "\(provider)/\(id)", "error": "\(error)"])
             }
         }
-        outcome.purgePending = try connection.query("""
-            SELECT purge_due_at IS NOT NULL FROM predictions WHERE provider = $1 AND id = $2
-            """, [provider, id]).first?.decode(0, as: Bool.self) ?? false
+        outcome.purgePending =
+            try connection.query(
+                """
+                SELECT purge_due_at IS NOT NULL FROM predictions WHERE provider = $1 AND id = $2
+                """, [provider, id]
+            ).first?.decode(0, as: Bool.self) ?? false
         AfterimageMetrics.objectsDeleted(outcome.objectsRemoved)
         return outcome
     }
@@ -173,16 +188,22 @@ public struct PredictionDeleter: Sendable {
     /// failed); at most `limit` of them. Returns how many objects went.
     public func purgeDue(limit: Int = 50, on connection: Connection) throws -> Int {
         var removed = 0
-        for row in try connection.query("""
+        for row in try connection.query(
+            """
             SELECT provider, id FROM predictions WHERE purge_due_at <= now() ORDER BY purge_due_at LIMIT $1
-            """, [limit]) {
-            let provider = try row.decode(0, as: ProviderName.self), id = try row.decode(1, as: String.self)
-            let keys = try connection.query("""
+            """, [limit])
+        {
+            let provider = try row.decode(0, as: ProviderName.self)
+            let id = try row.decode(1, as: String.self)
+            let keys = try connection.query(
+                """
                 SELECT storage_key FROM assets WHERE provider = $1 AND prediction_id = $2 AND storage_key IS NOT NULL
-                """, [provider, id]).map { try $0.decode(0, as: String.self) }
+                """, [provider, id]
+            ).map { try $0.decode(0, as: String.self) }
             let purged = try purge(provider: provider, id: id, keys: keys)
             removed += purged.objects
-            try connection.execute("""
+            try connection.execute(
+                """
                 UPDATE predictions SET purge_due_at = NULL WHERE provider = $1 AND id = $2 AND purge_due_at <= now()
                 """, [provider, id])
         }

@@ -65,21 +65,30 @@ public struct ReplicateBackfill: Sendable {
         case .fresh(let since, let until, let web):
             var url = reconciler.api.firstPageURL(createdAfter: since)
             if let until {
-                url += "&created_before=" + (until.rfc3339().addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", ":", "."])) ?? "")
+                url +=
+                    "&created_before=" + (until.rfc3339().addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", ":", "."])) ?? "")
             }
-            guard let id = try connection.query("""
-                INSERT INTO backfill_runs (provider, since, until, include_web, next_url) VALUES ($1, $2, $3, $4, $5) RETURNING id
-                """, [ProviderName.replicate, since, until, web, url]).first?.decode(0, as: Int64.self) else {
+            guard
+                let id = try connection.query(
+                    """
+                    INSERT INTO backfill_runs (provider, since, until, include_web, next_url) VALUES ($1, $2, $3, $4, $5) RETURNING id
+                    """, [ProviderName.replicate, since, until, web, url]
+                ).first?.decode(0, as: Int64.self)
+            else {
                 throw Failure(description: "could not record the run")
             }
             progress = Progress(runID: id, since: since, until: until, resumed: false)
             next = url
             includeWeb = web
         case .resume:
-            guard let row = try connection.query("""
-                SELECT id, since, until, include_web, next_url, pages, seen, recorded FROM backfill_runs
-                WHERE provider = $1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1
-                """, [ProviderName.replicate]).first else {
+            guard
+                let row = try connection.query(
+                    """
+                    SELECT id, since, until, include_web, next_url, pages, seen, recorded FROM backfill_runs
+                    WHERE provider = $1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1
+                    """, [ProviderName.replicate]
+                ).first
+            else {
                 throw Failure(description: "no unfinished backfill to resume; start one with --since")
             }
             progress = Progress(runID: try row.decode(0), since: try row.decode(1), until: try row.decode(2), resumed: true)
@@ -94,8 +103,9 @@ public struct ReplicateBackfill: Sendable {
             let page = try reconciler.api.listPage(url)
             var summary = progress.summary
             let before = summary
-            let reachedOlder = try reconciler.process(page.items, createdAfter: progress.since, createdBefore: progress.until,
-                                                      includeWeb: includeWeb, seen: &seen, summary: &summary, on: connection)
+            let reachedOlder = try reconciler.process(
+                page.items, createdAfter: progress.since, createdBefore: progress.until,
+                includeWeb: includeWeb, seen: &seen, summary: &summary, on: connection)
             summary.pages += 1
             progress.summary = summary
             progress.pages += 1
@@ -108,7 +118,8 @@ public struct ReplicateBackfill: Sendable {
             next = reachedOlder ? nil : page.next
             // The page is recorded before the position moves past it: a crash repeats at most one page,
             // which deduplicates.
-            try connection.execute("""
+            try connection.execute(
+                """
                 UPDATE backfill_runs SET next_url = $2, pages = $3, seen = $4, recorded = $5, updated_at = now(),
                                          finished_at = CASE WHEN $2::text IS NULL THEN now() END
                 WHERE id = $1

@@ -42,8 +42,10 @@ public final class RetentionService: DaemonComponent {
     /// One batch (a short statement, or one prediction's purge) is what a stop may wait for.
     public let stopBudget: Duration = .seconds(2)
 
-    public init(pool: Pool, deleter: PredictionDeleter, configuration: Configuration,
-                databaseReady: @escaping @Sendable () -> Bool = { true }, heartbeats: Heartbeats? = nil, logger: Logger) {
+    public init(
+        pool: Pool, deleter: PredictionDeleter, configuration: Configuration,
+        databaseReady: @escaping @Sendable () -> Bool = { true }, heartbeats: Heartbeats? = nil, logger: Logger
+    ) {
         self.pool = pool
         self.deleter = deleter
         self.configuration = configuration
@@ -86,13 +88,15 @@ public final class RetentionService: DaemonComponent {
     /// Deletes the predictions whose oldest stored objects passed `retention.objects`.
     func expireObjects(_ heartbeat: Heartbeat) throws {
         let due = try pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT DISTINCT provider, prediction_id FROM (
                     SELECT provider, prediction_id FROM assets
                     WHERE state = 'stored' AND stored_at < now() - make_interval(secs => $1)
                     ORDER BY stored_at LIMIT $2) oldest
-                """, [configuration.objectsSeconds, configuration.maxObjectDeletesPerPass])
-                .map { (try $0.decode(0, as: ProviderName.self), try $0.decode(1, as: String.self)) }
+                """, [configuration.objectsSeconds, configuration.maxObjectDeletesPerPass]
+            )
+            .map { (try $0.decode(0, as: ProviderName.self), try $0.decode(1, as: String.self)) }
         }
         var objects = 0
         for (provider, id) in due where !stopSignal.isStopped {
@@ -102,8 +106,9 @@ public final class RetentionService: DaemonComponent {
             }
         }
         if !due.isEmpty {
-            logger.info("retention: predictions past retention.objects deleted (tombstones kept)",
-                        metadata: ["predictions": "\(due.count)", "objects": "\(objects)"])
+            logger.info(
+                "retention: predictions past retention.objects deleted (tombstones kept)",
+                metadata: ["predictions": "\(due.count)", "objects": "\(objects)"])
         }
     }
 

@@ -107,7 +107,8 @@ public final class LookupCache: Sendable {
             }
             return nil
         }
-        let refresh = now >= entry.refreshAfter
+        let refresh =
+            now >= entry.refreshAfter
             && entry.refreshClaimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
         return (entry.view, refresh)
     }
@@ -171,10 +172,12 @@ public final class LookupCache: Sendable {
 
     static func approximateBytes(of view: PredictionView) -> Int {
         func n(_ s: String?) -> Int { s?.utf8.count ?? 0 }
-        var total = 256 + n(view.provider) + n(view.id) + n(view.status) + n(view.model) + n(view.version)
+        var total =
+            256 + n(view.provider) + n(view.id) + n(view.status) + n(view.model) + n(view.version)
             + n(view.inputJSON) + n(view.error) + 5 * 32
         for a in view.assets {
-            total += 320 + n(a.provider) + n(a.predictionID) + n(a.pointer) + n(a.sha256) + n(a.contentType) + n(a.key)
+            total +=
+                320 + n(a.provider) + n(a.predictionID) + n(a.pointer) + n(a.sha256) + n(a.contentType) + n(a.key)
                 + n(a.failureReason) + n(a.sourceURL) + n(a.finishReason)
         }
         return total

@@ -144,8 +144,9 @@ public struct LookupStore: Sendable {
     static func isoTimestamp(_ text: String) -> String {
         var bytes = Array(text.utf8)
         guard bytes.count >= 22, bytes[10] == UInt8(ascii: " "), bytes[4] == UInt8(ascii: "-"),
-              bytes[13] == UInt8(ascii: ":"), bytes[bytes.count - 3] == UInt8(ascii: "+"),
-              bytes[bytes.count - 2] == UInt8(ascii: "0"), bytes[bytes.count - 1] == UInt8(ascii: "0") else { return text }
+            bytes[13] == UInt8(ascii: ":"), bytes[bytes.count - 3] == UInt8(ascii: "+"),
+            bytes[bytes.count - 2] == UInt8(ascii: "0"), bytes[bytes.count - 1] == UInt8(ascii: "0")
+        else { return text }
         bytes.removeLast(3)  // "+00"
         bytes[10] = UInt8(ascii: "T")
         var fraction: [UInt8] = []
@@ -182,11 +183,12 @@ public struct LookupStore: Sendable {
     /// get larger ids, so they never shift the pages it has not read yet, and nothing repeats.
     public func assets(_ filter: Filter, on connection: Connection) throws -> AssetPage {
         let limit = min(max(filter.limit, 1), Self.maxPageSize)
-        let rows = try connection.query(prepared: """
-            SELECT \(Self.assetColumns) FROM assets a
-            WHERE a.id > $1 AND ($2::text IS NULL OR a.state = $2) AND ($3::text IS NULL OR a.provider = $3)
-            ORDER BY a.id LIMIT $4
-            """, [filter.after, filter.state, filter.provider, limit + 1])
+        let rows = try connection.query(
+            prepared: """
+                SELECT \(Self.assetColumns) FROM assets a
+                WHERE a.id > $1 AND ($2::text IS NULL OR a.state = $2) AND ($3::text IS NULL OR a.provider = $3)
+                ORDER BY a.id LIMIT $4
+                """, [filter.after, filter.state, filter.provider, limit + 1])
         var assets: [AssetView] = []
         for row in rows.prefix(limit) { assets.append(try Self.decodeAsset(row, from: 0)) }
         return AssetPage(assets: assets, nextAfter: rows.count > limit ? assets.last?.id : nil)
@@ -204,7 +206,8 @@ public struct LookupStore: Sendable {
     /// worker downloads again. Throws `assetNotFound` or `notRetryable`.
     public func retry(assetID: Int64, on connection: Connection) throws -> AssetView {
         try connection.transaction { tx in
-            let updated = try tx.query("""
+            let updated = try tx.query(
+                """
                 UPDATE assets AS a SET state = 'pending', attempts = 0, next_attempt_at = now(), failure_reason = NULL,
                                        last_error = NULL, claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
                                        updated_at = now()
