@@ -14,9 +14,10 @@ import S3
 /// 4. the archive workers (they claim once the database is ready),
 /// 5. the intake committers,
 /// 6. the lookup refresher and 7. the lookup cache invalidator,
-/// 8. the reconciler (when configured),
-/// 9. the HTTP server (only now: everything its routes hand work to is running),
-/// 10. the queue monitor and 11. the watchdog.
+/// 8. the retention loop (due purges, object retention, raw-body retention),
+/// 9. the reconciler (when configured),
+/// 10. the HTTP server (only now: everything its routes hand work to is running),
+/// 11. the queue monitor and 12. the watchdog.
 ///
 /// Nothing here waits for PostgreSQL: the daemon binds and answers at once (webhooks and lookups 503 +
 /// Retry-After, `/readyz` 503) until the database is ready, and after any later outage, without a restart.
@@ -116,6 +117,16 @@ public final class Daemon: Sendable {
             cache: lookupCache, databaseURL: databaseURL, limits: limits,
             heartbeats: heartbeats, logger: logger)
         let monitor = QueueMonitor(pool: pool, status: status, heartbeats: heartbeats, logger: logger)
+        let deleter = PredictionDeleter(
+            storage: storage, layout: StorageLayout(prefix: settings.storage.prefix), spool: spool,
+            leaseSeconds: settings.workers.leaseSeconds, logger: logger)
+        var retentionConfiguration = RetentionService.Configuration()
+        retentionConfiguration.interval = TimeInterval(settings.retention.intervalSeconds)
+        retentionConfiguration.deliveryBodiesSeconds = settings.retention.deliveryBodiesSeconds
+        retentionConfiguration.objectsSeconds = settings.retention.objectsSeconds
+        let retention = RetentionService(
+            pool: pool, deleter: deleter, configuration: retentionConfiguration,
+            databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
 
         var router = Router(unhandledError: UnhandledErrors.renderer(logger: logger))
         HealthRoutes(pool: pool, storage: storage, logger: logger).register(on: &router)
@@ -133,6 +144,11 @@ public final class Daemon: Sendable {
         LookupRoutes(
             pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
             authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, logger: logger
+        )
+        .register(on: &router)
+        DeleteRoute(
+            pool: pool, deleter: deleter, deleteTokens: { reloadable.deleteAuthenticator },
+            readTokens: { reloadable.apiAuthenticator }, cache: lookupCache, logger: logger
         )
         .register(on: &router)
         ConsoleRoutes(settings: settings, logger: logger).register(on: &router)
@@ -160,7 +176,7 @@ public final class Daemon: Sendable {
             }
         }
 
-        var components: [any DaemonComponent] = [PoolComponent(pool), database, sweeper, workers, intake, refresher, invalidator]
+        var components: [any DaemonComponent] = [PoolComponent(pool), database, sweeper, workers, intake, refresher, invalidator, retention]
         if let reconciler { components.append(reconciler) }
         components += [HTTPServerComponent(server, drainTimeout: Self.httpDrainTimeout), monitor]
         if let watchdog { components.append(watchdog) }

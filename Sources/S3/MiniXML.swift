@@ -63,3 +63,16 @@ enum MiniXML {
         return out
     }
 }
+
+extension MiniXML {
+    /// The text of every `<tag>…</tag>` element in document order (listings repeat `<Contents>`, `<Upload>`).
+    static func all(_ tag: String, in xml: String) -> [String] {
+        var found: [String] = []
+        var rest = xml[...]
+        while let open = rest.range(of: "<\(tag)>"), let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
+            found.append(String(rest[open.upperBound..<close.lowerBound]))
+            rest = rest[close.upperBound...]
+        }
+        return found
+    }
+}

@@ -16,7 +16,7 @@ struct AfterimageCommand: AsyncParsableCommand {
         abstract: "Keeps image-generation outputs after the providers delete them.",
         subcommands: [
             Serve.self, Reload.self, Migrate.self, CheckConfig.self, Presign.self, Assets.self, Reconcile.self,
-            ReplicateCommand.self, Demo.self,
+            Delete.self, Export.self, Backfill.self, ReplicateCommand.self, Demo.self,
         ])
 
     static func main() async {

@@ -15,14 +15,14 @@ struct AssetsList: AsyncParsableCommand {
         abstract: "List assets in id order: id, state, provider/prediction, output index, attempts, size, key or reason.")
 
     @OptionGroup var common: CommonOptions
-    @Option(name: .long, help: "Only this state: pending, in_flight, stored, failed or expired.") var state: String?
+    @Option(name: .long, help: "Only this state: pending, in_flight, stored, failed, expired or deleted.") var state: String?
     @Option(name: .long, help: "Only this provider.") var provider: String?
     @Option(name: .long, help: "At most this many rows (1...1000).") var limit: Int = LookupStore.defaultPageSize
     @Option(name: .long, help: "Start after this asset id (the value printed for the next page).") var after: Int64 = 0
 
     func validate() throws {
         if let state, !LookupStore.states.contains(state) {
-            throw ValidationError("--state must be one of pending, in_flight, stored, failed, expired")
+            throw ValidationError("--state must be one of pending, in_flight, stored, failed, expired, deleted")
         }
         guard (1...LookupStore.maxPageSize).contains(limit) else { throw ValidationError("--limit must be 1...\(LookupStore.maxPageSize)") }
         guard after >= 0 else { throw ValidationError("--after must not be negative") }

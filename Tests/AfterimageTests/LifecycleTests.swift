@@ -154,7 +154,7 @@ struct StopBudgetTests {
         #expect(
             daemon.componentNames == [
                 "database pool", "database startup", "spool sweeper", "archive workers", "intake committers",
-                "lookup refresher", "lookup cache invalidator", "reconciler", "http server",
+                "lookup refresher", "lookup cache invalidator", "retention", "reconciler", "http server",
                 "queue monitor", "watchdog",
             ])
         let unit = try String(contentsOf: TestEnvironment.repositoryRoot.appendingPathComponent("systemd/afterimage.service"), encoding: .utf8)

@@ -152,6 +152,12 @@ public struct ArchiveQueue: Sendable {
         return StoredTiming(secondsSinceWebhook: try row.decode(0), late: try row.decode(1))
     }
 
+    /// Whether the asset was deleted (on demand or by retention) while a worker held it: that worker's
+    /// writes all failed on the cleared claim token, and what it put in the bucket or the spool must go.
+    public func isDeleted(_ job: ArchiveJob, on connection: Connection) throws -> Bool {
+        try connection.query("SELECT state = 'deleted' FROM assets WHERE id = $1", [job.assetID]).first?.decode(0, as: Bool.self) ?? false
+    }
+
     /// Schedules another try.
     public func retry(_ job: ArchiveJob, at next: Date, error: String, on connection: Connection) throws -> Bool {
         try connection.execute(

@@ -53,6 +53,9 @@ public struct Archiver: Sendable {
         var log = logger
         log[metadataKey: "asset"] = "\(job.assetID)"
         log[metadataKey: "prediction"] = "\(job.provider)/\(job.predictionID)"
+        // What this job may have left in the spool and the bucket, for when it turns out to be deleted.
+        var spooledPath: String?
+        var uploadedKey: String?
         do {
             let spooled: Spooled
             // The recorded path is normalised and must lie in the spool (`resolve`) before it is read.
@@ -72,19 +75,23 @@ public struct Archiver: Sendable {
                     throw error
                 }
                 spool.release(spooled.path)
+                spooledPath = spooled.path
                 guard recorded else { throw ArchiveError(.leaseLost, "the lease was lost while downloading") }
             }
+            spooledPath = spooled.path
             if shouldAbort() { throw ArchiveError(.aborted, "stopping") }
             let key = layout.key(
                 provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
                 contentType: spooled.contentType, sourceURL: job.sourceURL)
             let uploadStarted = ContinuousClock.now
+            uploadedKey = key
             let etag = try upload(
                 key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256,
                 contentType: spooled.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
             AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: spooled.size, since: uploadStarted)
             let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
             guard let timing = try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
+                if removeIfDeleted(job, key: key, spoolPath: spooled.path, logger: log) { return }
                 // Another owner has the job now; it will store the same bytes under the same key.
                 log.warning("stored, but the lease was lost before recording; the new owner records it")
                 return
@@ -93,10 +100,38 @@ public struct Archiver: Sendable {
             AfterimageMetrics.stored(provider: job.provider, timing)
             log.info("stored", metadata: ["key": "\(key)", "bytes": "\(spooled.size)", "sha256": "\(spooled.sha256)"])
         } catch let error as ArchiveError {
+            if error.code == .leaseLost || error.code == .aborted,
+                removeIfDeleted(job, key: uploadedKey, spoolPath: spooledPath, logger: log)
+            {
+                return
+            }
             settle(job, error: error, logger: log)
         } catch {
             settle(job, error: ArchiveError(.transport, "\(error)"), logger: log)
         }
+    }
+
+    /// When the job's asset was deleted while this worker held it (its claim token cleared, so every write
+    /// failed), removes what the job left: the object it may have uploaded and its spool file. Returns
+    /// whether it was deleted. A failure here leaves the object to the delete's second purge (`purge_due_at`).
+    func removeIfDeleted(_ job: ArchiveJob, key: String?, spoolPath: String?, logger log: Logger) -> Bool {
+        guard (try? pool.withConnection({ try queue.isDeleted(job, on: $0) })) == true else { return false }
+        if let spoolPath { spool.remove(spoolPath) }
+        if let key {
+            do {
+                if try storage.headObject(key: key) != nil {
+                    try storage.deleteObject(key: key)
+                    AfterimageMetrics.objectsDeleted(1)
+                }
+            } catch {
+                log.warning(
+                    "deleted while in flight; removing its object failed, the delete's purge removes it",
+                    metadata: ["key": "\(key)", "error": "\(error)"])
+                return true
+            }
+        }
+        log.notice("deleted while in flight; the transfer is dropped and what it stored removed", metadata: ["key": "\(key ?? "none")"])
+        return true
     }
 
     /// Records what a failure means for the asset: another try later, or a permanent state with a reason.

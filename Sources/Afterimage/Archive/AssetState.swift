@@ -1,6 +1,6 @@
 import PQ
 
-/// Where one output file stands (`assets.state`, whose CHECK constraint lists the same five).
+/// Where one output file stands (`assets.state`, whose CHECK constraint lists the same six).
 public enum AssetState: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Queued: a worker claims it once `next_attempt_at` has come.
     case pending
@@ -12,12 +12,15 @@ public enum AssetState: String, Sendable, CaseIterable, CustomStringConvertible 
     case failed
     /// The provider deleted the source before it could be stored.
     case expired
+    /// Deleted on demand or by object retention: the object and the raw bodies are gone, the row (with its
+    /// size and SHA-256) stays as a tombstone. Terminal: nothing archives it again.
+    case deleted
 
     /// As the database, the API and the logs spell it (`in_flight`).
     public var description: String { rawValue }
 
     /// Nothing happens to it any more unless someone retries it.
-    public var isSettled: Bool { self == .stored || self == .failed || self == .expired }
+    public var isSettled: Bool { self == .stored || self == .failed || self == .expired || self == .deleted }
 }
 
 extension AssetState: PQEncodable, PQDecodable {

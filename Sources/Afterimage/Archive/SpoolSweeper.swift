@@ -103,7 +103,7 @@ public final class SpoolSweeper: DaemonComponent {
                 try connection.execute(
                     """
                     UPDATE assets SET spool_path = NULL
-                    WHERE spool_path = ANY($1) AND state IN ('stored', 'failed', 'expired')
+                    WHERE spool_path = ANY($1) AND state IN ('stored', 'failed', 'expired', 'deleted')
                     """, [try PQArray<String>(finished.map { Optional($0) })])
             }
         }

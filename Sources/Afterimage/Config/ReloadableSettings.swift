@@ -20,6 +20,8 @@ public final class ReloadableSettings: Sendable {
         public let apiAuthenticator: BearerAuthenticator
         /// The tokens that may queue URLs (`POST /v1/archives`).
         public let archiveAuthenticator: BearerAuthenticator
+        /// The tokens that may delete (`api.admin_tokens` and `api.archive_tokens`).
+        public let deleteAuthenticator: BearerAuthenticator
 
         init(_ settings: Settings) {
             self.settings = settings
@@ -28,12 +30,13 @@ public final class ReloadableSettings: Sendable {
             fetchPolicy = FetchPolicy(settings.fetch)
             apiAuthenticator = BearerAuthenticator(tokens: settings.api.tokens)
             archiveAuthenticator = BearerAuthenticator(tokens: settings.api.archiveTokens)
+            deleteAuthenticator = BearerAuthenticator(tokens: settings.api.adminTokens + settings.api.archiveTokens)
         }
     }
 
     /// Keys whose new values take effect on reload; `apply` reports changes to any other key.
     public static let reloadableKeys: Set<String> = [
-        "replicate.webhook_secret", "stability.webhook_secret", "api.tokens", "api.archive_tokens", "replicate.api_token",
+        "replicate.webhook_secret", "stability.webhook_secret", "api.tokens", "api.archive_tokens", "api.admin_tokens", "replicate.api_token",
         "stability.api_key", "replicate.token_hosts", "log.level", "fetch.allowed_hosts", "fetch.allowed_schemes",
         "fetch.allow_private_networks", "fetch.max_bytes",
     ]
@@ -62,6 +65,7 @@ public final class ReloadableSettings: Sendable {
     public var fetchPolicy: FetchPolicy { box.snapshot.fetchPolicy }
     public var apiAuthenticator: BearerAuthenticator { box.snapshot.apiAuthenticator }
     public var archiveAuthenticator: BearerAuthenticator { box.snapshot.archiveAuthenticator }
+    public var deleteAuthenticator: BearerAuthenticator { box.snapshot.deleteAuthenticator }
     /// `api.tokens` entries, plain or `sha256:<hex>`; compare in constant time.
     public var apiTokens: [String] { box.snapshot.settings.api.tokens }
 
@@ -77,6 +81,7 @@ public final class ReloadableSettings: Sendable {
             merged.stability.webhookSecrets = new.stability.webhookSecrets
             merged.api.tokens = new.api.tokens
             merged.api.archiveTokens = new.api.archiveTokens
+            merged.api.adminTokens = new.api.adminTokens
             merged.replicate.apiToken = new.replicate.apiToken
             merged.replicate.tokenHosts = new.replicate.tokenHosts
             merged.stability.apiKeys = new.stability.apiKeys

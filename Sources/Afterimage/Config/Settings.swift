@@ -132,11 +132,26 @@ public struct Settings: Sendable {
         /// Tokens that may also queue URLs for archiving (`POST /v1/archives`), the same forms. A token only in
         /// `tokens` may read but not archive.
         public var archiveTokens: [String] = []
+        /// Tokens that may also delete predictions (`DELETE /v1/predictions/{provider}/{id}`), the same forms;
+        /// tokens in `archiveTokens` may delete too. A token only in `tokens` may read but not delete.
+        public var adminTokens: [String] = []
         /// How long a settled prediction's lookup answer may be served from memory; 0 turns the cache off.
         /// Retries and new assets are announced to every instance at once; this bounds only how late an
         /// unannounced change (another instance filling in a field of a finished prediction, a hand edit in
         /// SQL) shows up in this one's answers.
         public var lookupCacheSeconds = 30
+    }
+
+    /// What is kept how long (`Lifecycle/RetentionService`).
+    public struct Retention: Sendable {
+        /// Seconds a raw delivery body is kept once all its assets are settled; then it is replaced by its
+        /// SHA-256 and size. 0 keeps bodies for ever.
+        public var deliveryBodiesSeconds = 604_800
+        /// Seconds a stored object is kept; then its prediction is deleted as on demand (tombstone kept).
+        /// 0 (the default) keeps objects for ever.
+        public var objectsSeconds = 0
+        /// Seconds between retention passes.
+        public var intervalSeconds = 60
     }
 
     public struct UI: Sendable {
@@ -154,6 +169,7 @@ public struct Settings: Sendable {
     public var fetch = Fetch()
     public var workers = Workers()
     public var api = API()
+    public var retention = Retention()
     public var ui = UI()
     public var logLevel = "info"
 

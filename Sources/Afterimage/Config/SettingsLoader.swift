@@ -39,7 +39,8 @@ public enum SettingsLoader {
         ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
         ("workers.count", false), ("workers.spool_dir", false), ("workers.lease_seconds", false),
         ("workers.drain_timeout", false), ("workers.spool_sweep_interval", false),
-        ("api.tokens", true), ("api.archive_tokens", true), ("api.lookup_cache_seconds", false),
+        ("api.tokens", true), ("api.archive_tokens", true), ("api.admin_tokens", true), ("api.lookup_cache_seconds", false),
+        ("retention.delivery_bodies", false), ("retention.objects", false), ("retention.interval", false),
         ("ui.enabled", false),
         ("log.level", false),
     ]
@@ -181,6 +182,12 @@ public enum SettingsLoader {
         try validateTokens(s.api.tokens, key: "api.tokens")
         s.api.archiveTokens = try v.list("api.archive_tokens", secret: true) ?? []
         try validateTokens(s.api.archiveTokens, key: "api.archive_tokens")
+        s.api.adminTokens = try v.list("api.admin_tokens", secret: true) ?? []
+        try validateTokens(s.api.adminTokens, key: "api.admin_tokens")
+
+        s.retention.deliveryBodiesSeconds = try v.int("retention.delivery_bodies", in: 0...3650 * 86400) ?? s.retention.deliveryBodiesSeconds
+        s.retention.objectsSeconds = try v.int("retention.objects", in: 0...3650 * 86400) ?? s.retention.objectsSeconds
+        s.retention.intervalSeconds = try v.int("retention.interval", in: 1...86400) ?? s.retention.intervalSeconds
 
         s.api.lookupCacheSeconds = try v.int("api.lookup_cache_seconds", in: 0...300) ?? s.api.lookupCacheSeconds
         s.ui.enabled = try v.bool("ui.enabled") ?? s.ui.enabled

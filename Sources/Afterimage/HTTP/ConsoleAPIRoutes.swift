@@ -119,6 +119,7 @@ struct ConsoleAPIRoutes: Sendable {
         json.field("in_flight", figures?.inFlight)
         json.field("failed", figures?.failed)
         json.field("expired", figures?.expired)
+        json.field("deleted", figures?.deleted)
         json.field("stored_today", figures?.storedToday)
         json.field("deadline_misses_today", figures?.deadlineMissesToday)
         json.field("overdue", figures?.overdue)

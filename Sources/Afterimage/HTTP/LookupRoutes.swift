@@ -84,6 +84,7 @@ public struct LookupRoutes: Sendable {
         let expires = try Presigner.parseExpires(request.query["expires"])
         guard let (view, refresh) = cache.lookup(LookupCache.Key(provider: provider, id: id)) else { return nil }
         if refresh { refresher.refresh(provider: provider, id: id) }
+        try Self.refuseDeleted(view)
         return render(view, expires: expires)
     }
 
@@ -105,7 +106,16 @@ public struct LookupRoutes: Sendable {
     func prediction(_ request: Request) throws -> Response {
         let (provider, id) = try Self.predictionParameters(request)
         let expires = try Presigner.parseExpires(request.query["expires"])
-        return render(try predictionView(provider: provider, id: id), expires: expires)
+        let view = try predictionView(provider: provider, id: id)
+        try Self.refuseDeleted(view)
+        return render(view, expires: expires)
+    }
+
+    /// A tombstone is answered 410 `deleted`: the prediction existed, and its data is gone for good.
+    static func refuseDeleted(_ view: PredictionView) throws(LookupError) {
+        if let deletedAt = view.deletedAt {
+            throw LookupError(.deleted, "prediction \(view.provider)/\(view.id) was deleted at \(deletedAt)")
+        }
     }
 
     /// The prediction as JSON, each stored asset with a URL signed now.
@@ -174,6 +184,8 @@ public struct LookupRoutes: Sendable {
         case .expired:
             throw LookupError(
                 .assetExpired, "output \(index) expired at the provider before it was archived: \(asset.failureReason ?? "unknown reason")")
+        case .deleted:
+            throw LookupError(.deleted, "output \(index) of prediction \(provider)/\(id) was deleted")
         default:
             let wait = asset.state == .pending ? max(Self.defaultRetryAfter, asset.secondsUntilNextAttempt) : Self.defaultRetryAfter
             throw LookupError(
@@ -186,7 +198,7 @@ public struct LookupRoutes: Sendable {
         var filter = LookupStore.Filter()
         if let state = request.query["state"], !state.isEmpty {
             guard LookupStore.states.contains(state) else {
-                throw LookupError(.invalidParameter, "state must be one of pending, in_flight, stored, failed, expired")
+                throw LookupError(.invalidParameter, "state must be one of pending, in_flight, stored, failed, expired, deleted")
             }
             filter.state = state
         }

@@ -22,10 +22,12 @@ public struct DeliveryRecord: Sendable {
     /// `accepted` or `unparseable`.
     public var outcome: String
     public var error: String?
+    /// The prediction the body names, when it was understood (a delete finds its bodies by it).
+    public var predictionID: String?
 
     public init(
         provider: String, webhookID: String, timestamp: Date?, source: String, receivedAt: Date,
-        outcome: String, error: String?
+        outcome: String, error: String?, predictionID: String? = nil
     ) {
         self.provider = provider
         self.webhookID = webhookID
@@ -34,6 +36,7 @@ public struct DeliveryRecord: Sendable {
         self.receivedAt = receivedAt
         self.outcome = outcome
         self.error = error
+        self.predictionID = predictionID
     }
 
     /// The unique constraint a repeated webhook id violates.
@@ -47,13 +50,13 @@ public struct DeliveryRecord: Sendable {
         }
         try connection.copyIn(
             """
-            COPY deliveries (id, provider, webhook_id, webhook_timestamp, source, received_at, outcome, error, body)
+            COPY deliveries (id, provider, webhook_id, webhook_timestamp, source, received_at, outcome, error, prediction_id, body)
             FROM STDIN (FORMAT binary)
             """
         ) { copy in
             var row = BinaryCopyEncoder()
             row.header()
-            row.row(fields: 9)
+            row.row(fields: 10)
             row.int64(id)
             try row.text(provider)
             try row.text(webhookID)
@@ -63,6 +66,7 @@ public struct DeliveryRecord: Sendable {
             try row.text(outcome)
             // A reason quoting the body could carry a NUL, which text cannot hold.
             try row.text(error.map { $0.replacingOccurrences(of: "\u{0}", with: "") })
+            try row.text(predictionID)
             try row.fieldLength(body.count)
             try copy.write(row.take())
             try body.forEachPiece(of: 0..<body.count, chunkSize: 128 << 10) { piece in try copy.write(piece) }

@@ -118,6 +118,7 @@ public struct DeliveryRecorder: Sendable {
         let inserted = try insertDeliveries(
             deliveries, provider: provider.name,
             errors: interpreted.map { if case .failure(let e) = $0 { e.message } else { nil } },
+            predictionIDs: interpreted.map { try? $0.get().prediction.id },
             checking: checking, on: tx)
         // First occurrence of a new delivery id wins; later copies in the same batch are duplicates.
         var claimed = Set<String>()
@@ -146,9 +147,17 @@ public struct DeliveryRecorder: Sendable {
             }
             let merged = try upsertPredictions(round.map(\.interpretation.prediction), provider: provider.name, on: tx)
             var wanted: [(index: Int, predictionID: String, specs: [AssetSpec], isNew: Bool)] = []
+            var ofDeleted: [String] = []
             for item in round {
                 let id = item.interpretation.prediction.id
                 guard let state = merged[id] else { continue }
+                // A deleted prediction (a tombstone) records the delivery's metadata and nothing else: its
+                // outputs are never archived again and its body is not kept.
+                if state.deleted {
+                    ofDeleted.append(deliveries[item.index].deliveryID)
+                    outcomes[item.index] = .accepted(predictionID: id, assets: 0)
+                    continue
+                }
                 let specs = provider.assets(
                     for: item.interpretation, merged: state.inserted ? nil : state.merged,
                     delivery: deliveries[item.index])
@@ -172,6 +181,9 @@ public struct DeliveryRecorder: Sendable {
             let (withGeneral, files) = try insertGeneralAssets(general, provider: provider.name, on: tx)
             result.queued.formUnion(withGeneral)
             result.usedFiles.formUnion(files)
+            if !ofDeleted.isEmpty {
+                try tx.execute(Self.pruneDeliveriesSQL, [provider.name, try PQArray<String>(ofDeleted.map { Optional($0) })])
+            }
             remaining = later
         }
         result.outcomes = outcomes.map { $0! }
@@ -183,7 +195,7 @@ public struct DeliveryRecorder: Sendable {
     /// 400 rather than a 503 the provider would retry for ever.
     public func recordRejected(_ delivery: WebhookDelivery, reason: String, on connection: Connection) throws -> IntakeOutcome {
         let outcome = try connection.transaction { tx in
-            _ = try insertDeliveries([delivery], provider: delivery.provider, errors: [reason], checking: true, on: tx)
+            _ = try insertDeliveries([delivery], provider: delivery.provider, errors: [reason], predictionIDs: [nil], checking: true, on: tx)
             return IntakeOutcome.unparseable(message: reason)
         }
         removeSpoolFiles(of: [delivery], except: [])
@@ -233,29 +245,33 @@ public struct DeliveryRecorder: Sendable {
     /// Inserts the raw deliveries (`errors[i]` non-nil: kept as unparseable); returns the delivery ids that
     /// were new (the rest were recorded before).
     func insertDeliveries(
-        _ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?],
+        _ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?], predictionIDs: [String?],
         checking: Bool = true, on tx: Connection
     ) throws -> Set<String> {
-        var large: [(WebhookDelivery, String?)] = []
+        var large: [(WebhookDelivery, String?, String?)] = []
         var small: [WebhookDelivery] = []
         var smallErrors: [String?] = []
+        var smallPredictions: [String?] = []
         for (index, delivery) in deliveries.enumerated() {
             if delivery.bodyFile != nil || delivery.body.count >= Self.separateBodyBytes {
-                large.append((delivery, errors[index]))
+                large.append((delivery, errors[index], predictionIDs[index]))
             } else {
                 small.append(delivery)
                 smallErrors.append(errors[index])
+                smallPredictions.append(predictionIDs[index])
             }
         }
-        var inserted = try insertSmallDeliveries(small, provider: provider, errors: smallErrors, checking: checking, on: tx)
-        for (delivery, error) in large {
+        var inserted = try insertSmallDeliveries(
+            small, provider: provider, errors: smallErrors, predictionIDs: smallPredictions,
+            checking: checking, on: tx)
+        for (delivery, error, predictionID) in large {
             // COPY has no ON CONFLICT: the checking pass looks first. (A copy of this delivery committed
             // meanwhile still fails the transaction with unique_violation: `isDuplicateDelivery`.)
             if checking, !(try tx.query(prepared: Self.deliveryExistsSQL, [provider, delivery.deliveryID])).isEmpty { continue }
             _ = try DeliveryRecord(
                 provider: provider.rawValue, webhookID: delivery.deliveryID, timestamp: delivery.timestamp,
                 source: delivery.source.rawValue, receivedAt: delivery.receivedAt,
-                outcome: error == nil ? "accepted" : "unparseable", error: error
+                outcome: error == nil ? "accepted" : "unparseable", error: error, predictionID: predictionID
             )
             .insert(body: delivery.rawBody, on: tx)
             inserted.insert(delivery.deliveryID)
@@ -265,8 +281,8 @@ public struct DeliveryRecorder: Sendable {
 
     /// The deliveries of ordinary size, in one statement with one array per column.
     private func insertSmallDeliveries(
-        _ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?], checking: Bool,
-        on tx: Connection
+        _ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?],
+        predictionIDs: [String?], checking: Bool, on tx: Connection
     ) throws -> Set<String> {
         guard !deliveries.isEmpty else { return [] }
         var ids = PQArray<String>(capacity: 48 * deliveries.count)
@@ -276,6 +292,7 @@ public struct DeliveryRecorder: Sendable {
         var receivedAt = PQArray<Int64>(capacity: 12 * deliveries.count)
         var outcomes = PQArray<String>(capacity: 16 * deliveries.count)
         var errorTexts = PQArray<String>(capacity: 4 * deliveries.count)
+        var predictions = PQArray<String>(capacity: 32 * deliveries.count)
         for (index, delivery) in deliveries.enumerated() {
             try ids.append(delivery.deliveryID)
             try timestamps.append(delivery.timestamp.map(Self.microseconds))
@@ -284,8 +301,9 @@ public struct DeliveryRecorder: Sendable {
             try receivedAt.append(Self.microseconds(delivery.receivedAt))
             try outcomes.append(errors[index] == nil ? "accepted" : "unparseable")
             try errorTexts.append(errors[index])
+            try predictions.append(predictionIDs[index])
         }
-        let parameters: [any PQEncodable] = [provider, ids, timestamps, sources, bodies, receivedAt, outcomes, errorTexts]
+        let parameters: [any PQEncodable] = [provider, ids, timestamps, sources, bodies, receivedAt, outcomes, errorTexts, predictions]
         guard checking else {
             // Every row went in, or the statement failed with unique_violation.
             try tx.query(prepared: Self.insertNewDeliveriesSQL, parameters)
@@ -302,6 +320,8 @@ public struct DeliveryRecorder: Sendable {
     struct MergeState {
         let inserted: Bool
         let merged: MergedPrediction
+        /// The prediction was deleted (a tombstone): nothing of this delivery is archived.
+        var deleted = false
     }
 
     /// Upserts predictions so that a later event never moves one backwards; returns each merged row.
@@ -363,7 +383,8 @@ public struct DeliveryRecorder: Sendable {
                 merged[id] = MergeState(
                     inserted: false,
                     merged: MergedPrediction(
-                        status: try row.decode(2), outputJSON: try row.decode(3), completedAt: try row.decode(4), dataRemoved: try row.decode(5)))
+                        status: try row.decode(2), outputJSON: try row.decode(3), completedAt: try row.decode(4), dataRemoved: try row.decode(5)),
+                    deleted: try row.decode(6, as: Bool?.self) ?? false)
             }
         }
         return merged
@@ -530,11 +551,11 @@ public struct DeliveryRecorder: Sendable {
 
     // Built once: fixed SQL, so each pooled connection prepares each of them once.
     static let insertNewDeliveriesSQL = """
-        INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+        INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error, prediction_id)
         SELECT $1, d.webhook_id, \(timestamp("d.webhook_timestamp")), d.source, d.body,
-               \(timestamp("d.received_at")), d.outcome, d.error
-        FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[])
-             AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+               \(timestamp("d.received_at")), d.outcome, d.error, d.prediction_id
+        FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[], $9::text[])
+             AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error, prediction_id)
         """
     static let insertDeliveriesSQL =
         insertNewDeliveriesSQL + """
@@ -542,6 +563,13 @@ public struct DeliveryRecorder: Sendable {
             ON CONFLICT (provider, webhook_id) DO NOTHING
             RETURNING webhook_id
             """
+    /// Bodies of deliveries that name a deleted prediction: kept as their SHA-256 and size only.
+    static let pruneDeliveriesSQL = """
+        UPDATE deliveries SET body_sha256 = encode(sha256(body), 'hex'), body_size = octet_length(body),
+                              body = ''::bytea, body_pruned_at = now()
+        WHERE provider = $1 AND webhook_id = ANY($2::text[]) AND body_pruned_at IS NULL
+        """
+
     /// Whether a large delivery (see `separateBodyBytes`) is recorded already.
     static let deliveryExistsSQL = "SELECT 1 FROM deliveries WHERE provider = $1 AND webhook_id = $2"
 
@@ -552,7 +580,11 @@ public struct DeliveryRecorder: Sendable {
         let newer =
             "(\(rank("EXCLUDED.status")) > \(rank("predictions.status")) OR (\(rank("EXCLUDED.status")) = \(rank("predictions.status")) AND \(rank("predictions.status")) < 2))"
         func fill(_ column: String) -> String {
-            "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
+            let value =
+                "CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
+            // A tombstone's input and output stay cleared, whatever later deliveries say.
+            guard ["input", "output"].contains(column) else { return "\(column) = \(value)" }
+            return "\(column) = CASE WHEN predictions.deleted_at IS NULL THEN \(value) END"
         }
         return """
             INSERT INTO predictions AS predictions (provider, id, status, model, version, input, output, error, metrics,
@@ -572,7 +604,8 @@ public struct DeliveryRecorder: Sendable {
                 , updated_at = now()
             RETURNING id, xmax = 0,
                       CASE WHEN xmax <> 0 THEN status END, CASE WHEN xmax <> 0 THEN output::text END,
-                      CASE WHEN xmax <> 0 THEN completed_at END, CASE WHEN xmax <> 0 THEN data_removed END
+                      CASE WHEN xmax <> 0 THEN completed_at END, CASE WHEN xmax <> 0 THEN data_removed END,
+                      deleted_at IS NOT NULL
             """
     }()
 

@@ -8,6 +8,8 @@ public struct ConsoleStats: Sendable, Equatable {
     public var inFlight: Int
     public var failed: Int
     public var expired: Int
+    /// Deleted on demand or by retention (tombstones).
+    public var deleted: Int
     public var storedToday: Int
     /// Stored today after their deadline, plus expired today (the provider deleted them first).
     public var deadlineMissesToday: Int
@@ -26,6 +28,7 @@ public struct ConsoleStats: Sendable, Equatable {
                (SELECT count(*) FROM assets WHERE state = 'in_flight'),
                (SELECT count(*) FROM assets WHERE state = 'failed'),
                (SELECT count(*) FROM assets WHERE state = 'expired'),
+               (SELECT count(*) FROM assets WHERE state = 'deleted'),
                (SELECT count(*) FROM assets WHERE stored_at >= date_trunc('day', now())),
                (SELECT count(*) FROM assets WHERE stored_at >= date_trunc('day', now()) AND stored_at > deadline)
                  + (SELECT count(*) FROM assets WHERE state = 'expired' AND updated_at >= date_trunc('day', now())),
@@ -40,10 +43,10 @@ public struct ConsoleStats: Sendable, Equatable {
         guard let row = try connection.query(prepared: sql).first else { throw NoRow() }
         func count(_ column: Int) throws -> Int { Int(clamping: try row.decode(column, as: Int64.self)) }
         return ConsoleStats(
-            pending: try count(0), inFlight: try count(1), failed: try count(2), expired: try count(3),
-            storedToday: try count(4), deadlineMissesToday: try count(5), overdue: try count(6),
-            earliestDeadline: LookupStore.isoTimestamp(try row.decode(7, as: String?.self)),
-            at: LookupStore.isoTimestamp(try row.decode(8, as: String.self)))
+            pending: try count(0), inFlight: try count(1), failed: try count(2), expired: try count(3), deleted: try count(4),
+            storedToday: try count(5), deadlineMissesToday: try count(6), overdue: try count(7),
+            earliestDeadline: LookupStore.isoTimestamp(try row.decode(8, as: String?.self)),
+            at: LookupStore.isoTimestamp(try row.decode(9, as: String.self)))
     }
 
     /// A SELECT without FROM always returns one row; this is for the impossible case, answered as a 500.

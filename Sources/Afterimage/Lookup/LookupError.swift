@@ -17,6 +17,8 @@ public struct LookupError: ResponseError, CustomStringConvertible, Sendable, Equ
         public static let assetExpired = Code(rawValue: "asset_expired")
         /// Retry asked for an asset that is not failed or expired.
         public static let notRetryable = Code(rawValue: "asset_not_retryable")
+        /// Deleted on demand or by retention: only a tombstone is left.
+        public static let deleted = Code(rawValue: "deleted")
     }
 
     public let code: Code
@@ -38,7 +40,7 @@ public struct LookupError: ResponseError, CustomStringConvertible, Sendable, Equ
         case .invalidParameter: 400
         case .predictionNotFound, .outputNotFound, .assetNotFound: 404
         case .assetNotReady, .notRetryable: 409
-        case .assetFailed, .assetExpired: 410
+        case .assetFailed, .assetExpired, .deleted: 410
         default: 500
         }
     }

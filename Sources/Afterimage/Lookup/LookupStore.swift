@@ -52,6 +52,8 @@ public struct PredictionView: Sendable {
     public let firstSeenAt: String
     public let updatedAt: String
     public let assets: [AssetView]
+    /// When it was deleted (a tombstone: lookups answer 410); nil while it is kept.
+    public var deletedAt: String? = nil
 }
 
 /// A page of the asset listing and the cursor for the next one (nil on the last page).
@@ -99,7 +101,7 @@ public struct LookupStore: Sendable {
     /// (bench/lookup), without the PL/pgSQL indirection 0003 used for the same purpose.
     static let predictionSQL = """
         SELECT p.status, p.model, p.version, p.input::text, p.error, p.data_removed, p.created_at, p.started_at,
-               p.completed_at, p.first_seen_at, p.updated_at, \(assetColumns)
+               p.completed_at, p.first_seen_at, p.updated_at, \(assetColumns), p.deleted_at
         FROM predictions p LEFT JOIN assets a ON a.provider = p.provider AND a.prediction_id = p.id
         WHERE p.provider = $1 AND p.id = $2
         ORDER BY a.output_index, a.id
@@ -119,7 +121,8 @@ public struct LookupStore: Sendable {
             startedAt: Self.isoTimestamp(try first.decode(7, as: String?.self)),
             completedAt: Self.isoTimestamp(try first.decode(8, as: String?.self)),
             firstSeenAt: Self.isoTimestamp(try first.decode(9, as: String.self)),
-            updatedAt: Self.isoTimestamp(try first.decode(10, as: String.self)), assets: assets)
+            updatedAt: Self.isoTimestamp(try first.decode(10, as: String.self)), assets: assets,
+            deletedAt: Self.isoTimestamp(try first.decode(11 + Self.assetColumnCount, as: String?.self)))
     }
 
     static let outputSQL = """

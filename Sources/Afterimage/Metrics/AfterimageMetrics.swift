@@ -26,6 +26,10 @@ public enum AfterimageMetrics {
         static let oldestDeadline = "afterimage_oldest_pending_deadline_timestamp_seconds"
         static let poolConnections = "afterimage_db_pool_connections"
         static let poolWaiting = "afterimage_db_pool_waiting"
+        static let objectsDeleted = "afterimage_objects_deleted_total"
+        static let bodyBytes = "afterimage_delivery_body_bytes"
+        static let bodiesPruned = "afterimage_delivery_bodies_pruned_total"
+        static let bodyBytesPruned = "afterimage_delivery_body_pruned_bytes_total"
     }
 
     /// Installs the Prometheus backend. Call once, in `serve`, before the daemon starts
@@ -136,6 +140,24 @@ public enum AfterimageMetrics {
             Metrics.Gauge(label: Name.assets, dimensions: [("state", state)]).record(stats.counts[state] ?? 0)
         }
         Metrics.Gauge(label: Name.oldestDeadline).record(stats.oldestDeadline?.timeIntervalSince1970 ?? 0)
+    }
+
+    /// Objects removed from the bucket by a delete, object retention or a fenced transfer cleaning up.
+    public static func objectsDeleted(_ count: Int) {
+        guard count > 0 else { return }
+        Metrics.Counter(label: Name.objectsDeleted).increment(by: Int64(count))
+    }
+
+    /// Raw delivery bodies replaced by their SHA-256 and size (retention), and how many bytes that freed.
+    static func bodiesPruned(_ count: Int, bytes: Int64) {
+        guard count > 0 else { return }
+        Metrics.Counter(label: Name.bodiesPruned).increment(by: Int64(count))
+        Metrics.Counter(label: Name.bodyBytesPruned).increment(by: max(0, bytes))
+    }
+
+    /// Bytes of raw delivery bodies still kept in PostgreSQL (as the retention loop last measured them).
+    static func bodyBytesKept(_ bytes: Int64) {
+        Metrics.Gauge(label: Name.bodyBytes).record(bytes)
     }
 
     /// The pool right now: connections lent and idle, callers waiting for one.

@@ -119,9 +119,9 @@ public struct ReplicateReconciler: Sendable {
 
     /// Records the page's predictions that are not terminal here. Returns true when the page reached
     /// predictions older than the window (the list is newest first: no later page can be newer).
-    private func process(
-        _ items: [ReplicateAPIClient.Item], createdAfter: Date, seen: inout Set<String>,
-        summary: inout Summary, on connection: Connection
+    func process(
+        _ items: [ReplicateAPIClient.Item], createdAfter: Date, createdBefore: Date? = nil, includeWeb: Bool? = nil,
+        seen: inout Set<String>, summary: inout Summary, on connection: Connection
     ) throws(ReconcileError) -> Bool {
         var reachedOlder = false
         var candidates: [(String, ReplicateAPIClient.Item)] = []
@@ -132,13 +132,14 @@ public struct ReplicateReconciler: Sendable {
                 reachedOlder = true
                 continue
             }
+            if let createdBefore, let created = item.createdAt, created >= createdBefore { continue }
             guard let id = item.id, PredictionID.isSafe(id) else {
                 summary.unparseable += 1
                 logger.warning("reconcile: a listed prediction has no usable id; skipped")
                 continue
             }
             seen.insert(id)
-            if item.source == "web", !configuration.reconcileWeb {
+            if item.source == "web", !(includeWeb ?? configuration.reconcileWeb) {
                 summary.web += 1
                 continue
             }

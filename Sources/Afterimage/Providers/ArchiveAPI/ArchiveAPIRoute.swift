@@ -111,10 +111,12 @@ public struct ArchiveAPIRoute: Sendable {
     /// once cannot both find it new.
     func record(_ archive: ArchiveRequest, _ delivery: WebhookDelivery, in tx: Connection) throws -> Recorded {
         try tx.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", ["archive/" + archive.id])
+        // A deleted archive (a tombstone) goes through intake, which records the request's metadata and
+        // archives nothing: it answers 202 with no assets.
         if let row = try tx.query(
-            "SELECT output::text FROM predictions WHERE provider = $1 AND id = $2",
+            "SELECT output::text, deleted_at IS NOT NULL FROM predictions WHERE provider = $1 AND id = $2",
             [ProviderName.archive, archive.id]
-        ).first {
+        ).first, !(try row.decode(1, as: Bool.self)) {
             let recorded = try row.decode(0, as: String?.self)
             let urls = recorded.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String] }
             return urls == archive.urls ? .repeated(assets: archive.urls.count) : .conflict

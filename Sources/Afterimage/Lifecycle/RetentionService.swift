@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+import PQ
+import Synchronization
+
+/// The retention loop, a part of the daemon: every `retention.interval` seconds, once the database is
+/// ready, it
+/// 1. purges tombstones whose purge is due (a delete that fenced a transfer in flight, or whose purge the
+///    bucket refused: see `PredictionDeleter`),
+/// 2. deletes, as a delete on demand would (tombstones kept), the predictions with an object stored more
+///    than `retention.objects` seconds ago (when set),
+/// 3. prunes raw delivery bodies past `retention.delivery_bodies` (`BodyRetention`), in small batches,
+///    and now and then measures the bytes of bodies still kept (`afterimage_delivery_body_bytes`).
+///
+/// Every step takes a pooled connection for one short statement or batch and gives it back, so webhooks
+/// and lookups wait at most for one batch's connection; a pass ends early when the daemon stops.
+public final class RetentionService: DaemonComponent {
+    public struct Configuration: Sendable {
+        public var interval: TimeInterval = 60
+        /// 0 turns body pruning off.
+        public var deliveryBodiesSeconds = 604_800
+        /// 0 turns object retention off.
+        public var objectsSeconds = 0
+        /// Most batches of bodies, and predictions deleted for object retention, per pass.
+        public var maxBatchesPerPass = 50
+        public var maxObjectDeletesPerPass = 100
+        /// How often the bytes of kept bodies are summed (a scan of the table).
+        public var measureInterval: TimeInterval = 600
+        public init() {}
+    }
+
+    let pool: Pool
+    let deleter: PredictionDeleter
+    let configuration: Configuration
+    let databaseReady: @Sendable () -> Bool
+    let logger: Logger
+    private let stopSignal = StopSignal()
+    private let threads: ThreadGroup
+    private let lastMeasured = Mutex<Date?>(nil)
+
+    public let name = "retention"
+    /// One batch (a short statement, or one prediction's purge) is what a stop may wait for.
+    public let stopBudget: Duration = .seconds(2)
+
+    public init(
+        pool: Pool, deleter: PredictionDeleter, configuration: Configuration,
+        databaseReady: @escaping @Sendable () -> Bool = { true }, heartbeats: Heartbeats? = nil, logger: Logger
+    ) {
+        self.pool = pool
+        self.deleter = deleter
+        self.configuration = configuration
+        self.databaseReady = databaseReady
+        self.logger = logger
+        threads = ThreadGroup(heartbeats: heartbeats)
+    }
+
+    public func start() {
+        threads.repeating("afterimage-retention", every: configuration.interval, until: stopSignal) { [self] heartbeat in
+            while !databaseReady() {
+                guard stopSignal.sleep(1, heartbeat: heartbeat) else { return }
+            }
+            do {
+                try pass(heartbeat)
+            } catch {
+                logger.warning("retention pass ended early; the next one goes on", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    public func stop() {
+        stopSignal.stop()
+        threads.join(timeout: stopBudget)
+    }
+
+    /// One pass of all three steps.
+    func pass(_ heartbeat: Heartbeat) throws {
+        let purged = try pool.withConnection { try deleter.purgeDue(on: $0) }
+        if purged > 0 { logger.info("retention: due purges removed objects", metadata: ["objects": "\(purged)"]) }
+        if configuration.objectsSeconds > 0 { try expireObjects(heartbeat) }
+        if configuration.deliveryBodiesSeconds > 0 { try pruneBodies(heartbeat) }
+        let now = Date()
+        if lastMeasured.withLock({ $0.map { now.timeIntervalSince($0) >= configuration.measureInterval } ?? true }) {
+            lastMeasured.withLock { $0 = now }
+            AfterimageMetrics.bodyBytesKept(try pool.withConnection { try BodyRetention.bytesKept(on: $0) })
+        }
+    }
+
+    /// Deletes the predictions whose oldest stored objects passed `retention.objects`.
+    func expireObjects(_ heartbeat: Heartbeat) throws {
+        let due = try pool.withConnection { connection in
+            try connection.query(
+                """
+                SELECT DISTINCT provider, prediction_id FROM (
+                    SELECT provider, prediction_id FROM assets
+                    WHERE state = 'stored' AND stored_at < now() - make_interval(secs => $1)
+                    ORDER BY stored_at LIMIT $2) oldest
+                """, [configuration.objectsSeconds, configuration.maxObjectDeletesPerPass]
+            )
+            .map { (try $0.decode(0, as: ProviderName.self), try $0.decode(1, as: String.self)) }
+        }
+        var objects = 0
+        for (provider, id) in due where !stopSignal.isStopped {
+            heartbeat.beat()
+            if let outcome = try pool.withConnection({ try deleter.delete(provider: provider, id: id, on: $0) }) {
+                objects += outcome.objectsRemoved
+            }
+        }
+        if !due.isEmpty {
+            logger.info(
+                "retention: predictions past retention.objects deleted (tombstones kept)",
+                metadata: ["predictions": "\(due.count)", "objects": "\(objects)"])
+        }
+    }
+
+    func pruneBodies(_ heartbeat: Heartbeat) throws {
+        var retention = BodyRetention(keepSeconds: configuration.deliveryBodiesSeconds)
+        // Bodies passed over (assets not settled yet) are looked at again every ten passes.
+        retention.rescanInterval = 10 * configuration.interval
+        var pruned = 0
+        var bytes: Int64 = 0
+        for _ in 0..<configuration.maxBatchesPerPass where !stopSignal.isStopped {
+            heartbeat.beat()
+            let batch = try pool.withConnection { try retention.runBatch(on: $0) }
+            pruned += batch.pruned
+            bytes += batch.bytes
+            AfterimageMetrics.bodiesPruned(batch.pruned, bytes: batch.bytes)
+            if batch.caughtUp { break }
+        }
+        if pruned > 0 {
+            logger.info("retention: raw delivery bodies replaced by their SHA-256", metadata: ["bodies": "\(pruned)", "bytes": "\(bytes)"])
+        }
+    }
+}
