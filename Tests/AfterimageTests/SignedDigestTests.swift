@@ -262,7 +262,7 @@ struct SignedProviderBodyTests {
         let items = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
         #expect(items.count == 2 && items[1]["is_image_safe"] as? Bool == false)
 
-        let vector = try JSONDecoder().decode(
+        let vector = try SignedDigestTests.snakeCaseDecoder.decode(
             SignedDigestTests.Vector.self,
             from: Data(Self.fixture("ideogram/signature-vector.json")))
         let documented = try provider.interpret(Self.delivery(.ideogram, Array(vector.body.utf8)))
