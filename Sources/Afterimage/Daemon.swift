@@ -96,7 +96,7 @@ public final class Daemon: Sendable {
         intakeConfiguration.waitTimeout = TimeInterval(settings.http.intakeTimeoutSeconds)
         let intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention, spool: spool), pool: pool,
                                    configuration: intakeConfiguration, heartbeats: heartbeats, logger: logger)
-        let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
+        let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds, maxBytes: settings.api.lookupCacheBytes)
         let refresher = LookupRefresher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
         let invalidator = LookupCacheInvalidator(cache: lookupCache, databaseURL: databaseURL, limits: limits,
                                                  heartbeats: heartbeats, logger: logger)

@@ -53,6 +53,7 @@ extension Settings {
             ("workers.lease_seconds", "\(workers.leaseSeconds)"), ("workers.drain_timeout", "\(workers.drainTimeoutSeconds)"),
             ("workers.spool_sweep_interval", "\(workers.spoolSweepIntervalSeconds)"),
             ("api.tokens", secrets(api.tokens)), ("api.lookup_cache_seconds", "\(api.lookupCacheSeconds)"),
+            ("api.lookup_cache_bytes", "\(api.lookupCacheBytes)"),
             ("ui.enabled", "\(ui.enabled)"),
             ("log.level", plain(logLevel)),
         ]
