@@ -98,6 +98,7 @@ public final class Daemon: Sendable {
                                    configuration: intakeConfiguration, heartbeats: heartbeats, logger: logger)
         let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds, maxBytes: settings.api.lookupCacheBytes)
         let refresher = LookupRefresher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
+        let lookupBatcher = LookupBatcher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
         let invalidator = LookupCacheInvalidator(cache: lookupCache, databaseURL: databaseURL, limits: limits,
                                                  heartbeats: heartbeats, logger: logger)
         let monitor = QueueMonitor(pool: pool, status: status, heartbeats: heartbeats, logger: logger)
@@ -111,7 +112,7 @@ public final class Daemon: Sendable {
                               pool: pool, lookupCache: lookupCache, logger: logger)
             .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
         LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
-                     authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, logger: logger)
+                     authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, batcher: lookupBatcher, logger: logger)
             .register(on: &router)
         ConsoleRoutes(settings: settings, logger: logger).register(on: &router)
         let server = HTTPServer(router: router, configuration: .init(
@@ -136,7 +137,7 @@ public final class Daemon: Sendable {
             }
         }
 
-        var components: [any DaemonComponent] = [PoolComponent(pool), database, sweeper, workers, intake, refresher, invalidator]
+        var components: [any DaemonComponent] = [PoolComponent(pool), database, sweeper, workers, intake, lookupBatcher, refresher, invalidator]
         if let reconciler { components.append(reconciler) }
         components += [HTTPServerComponent(server, drainTimeout: Self.httpDrainTimeout), monitor]
         if let watchdog { components.append(watchdog) }

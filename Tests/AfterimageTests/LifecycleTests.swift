@@ -144,7 +144,7 @@ struct StopBudgetTests {
     func unitOutlastsTheStop() throws {
         let (daemon, spool) = try defaultDaemon()
         defer { try? FileManager.default.removeItem(atPath: spool) }
-        #expect(daemon.componentNames == ["database pool", "database startup", "spool sweeper", "archive workers", "intake committers",
+        #expect(daemon.componentNames == ["database pool", "database startup", "spool sweeper", "archive workers", "intake committers", "lookup readers",
                                           "lookup refresher", "lookup cache invalidator", "reconciler", "http server",
                                           "queue monitor", "watchdog"])
         let unit = try String(contentsOf: TestEnvironment.repositoryRoot.appendingPathComponent("systemd/afterimage.service"), encoding: .utf8)

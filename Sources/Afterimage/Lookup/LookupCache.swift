@@ -207,7 +207,7 @@ public final class LookupCache: Sendable {
     /// Forgets one prediction (after a write that may have changed it).
     public func invalidate(_ key: Key) {
         generationCounter.add(1, ordering: .acquiringAndReleasing)
-        shard(key).withLock { $0.remove(key) }
+        shard(key).withLock { _ = $0.remove(key) }
     }
 
     /// Forgets everything: after the invalidation feed was interrupted, any entry may be stale.
