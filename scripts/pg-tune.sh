@@ -49,7 +49,8 @@ case "$cmd" in
 apply)
   while IFS='=' read -r name value; do
     name=$(echo "$name" | tr -d ' '); value=$(echo "$value" | sed 's/^ *//; s/ *$//')
-    "$PGBIN/psql" "$url" -qc "ALTER SYSTEM SET $name = '$value'"
+    "$PGBIN/psql" "$url" -qc "ALTER SYSTEM SET $name = '$value'" 2>/dev/null \
+      || echo "pg-tune: this server refuses $name = $value; left as it was" >&2
   done < <(settings)
   ;;
 reset) "$PGBIN/psql" "$url" -qc "ALTER SYSTEM RESET ALL" ;;
