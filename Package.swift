@@ -2,8 +2,10 @@
 import PackageDescription
 
 // Afterimage: keeps image-generation outputs after the providers delete them.
-// Layers: Primitives (standard library and Glibc only) and C shims -> MicroHTTP / PQ / Curl / S3 (no domain
-// knowledge) -> Afterimage (the domain, no C) -> afterimage (commands only).
+// Layers: Primitives (standard library and Glibc only) and C shims -> MicroHTTP / PQ / Curl / ReadMostly / S3
+// (no domain knowledge) -> Afterimage (the domain, no C) -> afterimage (commands only). A target may import
+// only what it declares below (scripts/check-imports.py checks every import); what each module may and may
+// not import, and why, is in docs/ARCHITECTURE.md, "Modules".
 //
 // Linux only: the daemon is built on libmicrohttpd's epoll mode, systemd (sd_notify, socket activation,
 // credentials) and Glibc, and is built and tested on Debian 12. No other platform is built or claimed.

@@ -45,6 +45,7 @@ generated_credentials=(
   "replicate-webhook_secret whsec"
   "stability-webhook_secret whsec"
   "api-tokens token"
+  "api-archive_tokens token"
 )
 new_credentials=()
 (umask 077 && mkdir -p "$credentials_dir")

@@ -76,12 +76,16 @@ public final class Daemon: Sendable {
         let queue = ArchiveQueue(leaseSeconds: settings.workers.leaseSeconds,
                                  instanceName: "\(ProcessInfo.processInfo.hostName)/\(getpid())")
         let spool = try Spool(directory: settings.workers.spoolDirectory)
+        // Every provider (Providers/<Name>/, listed in ProviderRegistry): its route, intake, credential rules,
+        // inline decoding and polling. Fetched webhook key sets are kept beside the spool.
+        let providers = ProviderRegistry.make(ProviderContext(settings: settings, reloadable: reloadable,
+                                                              keyCacheDirectory: settings.workers.spoolDirectory + "/keys", logger: logger))
         let archiver = Archiver(
             queue: queue, pool: pool, storage: storage, spool: spool,
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { reloadable.fetchPolicy },
             sourceCredential: { provider in reloadable.current.sourceCredential(for: provider) },
             multipartThreshold: settings.storage.multipartThreshold, partSize: settings.storage.partSize,
-            stability: StabilitySource(apiKeys: { reloadable.current.stability.apiKeys }), logger: logger)
+            providers: providers, logger: logger)
         var workerConfiguration = ArchiveWorkers.Configuration(count: settings.workers.count)
         workerConfiguration.drainTimeout = .seconds(settings.workers.drainTimeoutSeconds)
         let workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL, limits: limits, configuration: workerConfiguration,
@@ -94,8 +98,8 @@ public final class Daemon: Sendable {
 
         var intakeConfiguration = IntakeBatcher.Configuration()
         intakeConfiguration.waitTimeout = TimeInterval(settings.http.intakeTimeoutSeconds)
-        let intake = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: settings.replicate.retention, spool: spool), pool: pool,
-                                   configuration: intakeConfiguration, heartbeats: heartbeats, logger: logger)
+        let recorder = DeliveryRecorder(providers: providers.compactMap { $0 as? any IntakeProvider }, spool: spool)
+        let intake = IntakeBatcher(recorder: recorder, pool: pool, configuration: intakeConfiguration, heartbeats: heartbeats, logger: logger)
         let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds, maxBytes: settings.api.lookupCacheBytes)
         let refresher = LookupRefresher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
         let lookupBatcher = LookupBatcher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
@@ -106,11 +110,14 @@ public final class Daemon: Sendable {
         var router = Router(unhandledError: UnhandledErrors.renderer(logger: logger))
         HealthRoutes(pool: pool, storage: storage, logger: logger).register(on: &router)
         MetricsRoute(pool: pool, monitor: monitor).register(on: &router)
-        ReplicateWebhookRoute(verifier: { reloadable.replicateVerifier }, batcher: intake, lookupCache: lookupCache, logger: logger)
-            .register(on: &router, maxBodyBytes: settings.http.maxBodyBytes)
-        StabilityWebhookRoute(verifier: { reloadable.stabilityVerifier }, intake: StabilityIntake(baseURL: settings.stability.baseURL, spool: spool),
-                              pool: pool, lookupCache: lookupCache, logger: logger)
-            .register(on: &router, maxBodyBytes: settings.http.stabilityMaxBodyBytes)
+        for case let provider as any WebhookProvider in providers {
+            WebhookRoute(provider: provider, batcher: intake, pool: pool, spool: spool, lookupCache: lookupCache, logger: logger)
+                .register(on: &router)
+        }
+        ArchiveAPIRoute(pool: pool, recorder: recorder, policy: { reloadable.fetchPolicy },
+                        archiveTokens: { reloadable.archiveAuthenticator }, readTokens: { reloadable.apiAuthenticator },
+                        lookupCache: lookupCache, logger: logger)
+            .register(on: &router)
         LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
                      authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, batcher: lookupBatcher, logger: logger)
             .register(on: &router)

@@ -1,10 +1,12 @@
 import CMicroHTTPD
 import Primitives
 
-// libmicrohttpd's C callbacks. Plain nonisolated functions (DESIGN §4): libmicrohttpd calls them on
-// its own threads, so they must not inherit any actor isolation. Context arrives through
-// Unmanaged pointers: `cls` is the ServerCore (unretained, owned by HTTPServer), `*con_cls` the
-// RequestContext of the request (retained here, released in `microHTTPRequestCompleted`).
+// libmicrohttpd's C callbacks. Plain nonisolated free functions: libmicrohttpd calls them on its own
+// event threads, so they must not inherit any actor isolation, and they must never block (every
+// connection an event thread serves waits while it is inside one; docs/ARCHITECTURE.md, "Concurrency
+// rules"). Context arrives through Unmanaged pointers: `cls` is the ServerCore (unretained, owned by
+// HTTPServer), `*con_cls` the RequestContext of the request (retained here, released in
+// `microHTTPRequestCompleted`).
 
 /// MHD_AccessHandlerCallback. libmicrohttpd calls it once when the headers are in (`*con_cls` is
 /// nil, `*upload_data_size` 0, and not one body byte accepted yet), once per piece of body
@@ -188,10 +190,11 @@ struct RequestParts: Sendable {
     let headers: [String: String]
     let pathParameters: [String: String]
     let remoteAddress: String?
+    let bodyCheckResult: (any Sendable)?
 
     func request(body: [UInt8], bodyFile: BodyFile? = nil) -> Request {
         Request(method: method, path: path, query: query, headers: headers, body: body, bodyFile: bodyFile,
-                pathParameters: pathParameters, remoteAddress: remoteAddress)
+                pathParameters: pathParameters, remoteAddress: remoteAddress, bodyCheckResult: bodyCheckResult)
     }
 }
 
@@ -213,7 +216,7 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
     case .handle(let route, let parameters):
         let parts = RequestParts(method: context.method, path: context.rawPath, query: collectQuery(connection),
                                  headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
-                                 remoteAddress: clientAddress(connection))
+                                 remoteAddress: clientAddress(connection), bodyCheckResult: context.bodyCheck?.result)
         let request: Request
         do throws(SystemCallError) {
             switch try context.body.finish() {

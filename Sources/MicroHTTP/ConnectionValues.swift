@@ -59,8 +59,10 @@ func clientAddress(_ connection: OpaquePointer) -> String? {
 /// Headers libmicrohttpd writes itself; a handler's copy would contradict the real framing.
 private let framingHeaders: Set<String> = ["content-length", "transfer-encoding"]
 
-/// Hands `response` to libmicrohttpd, which copies the body (MHD_RESPMEM_MUST_COPY: raw value 2;
-/// raw value 1 would make MHD free Swift's buffer, DESIGN §4) and adds Content-Length.
+/// Hands `response` to libmicrohttpd, which copies the body (MHD_RESPMEM_MUST_COPY, raw value 2) and
+/// adds Content-Length. Copying is required: the bytes belong to a Swift array that is freed when this
+/// returns, and MHD_RESPMEM_MUST_FREE (raw value 1) would have libmicrohttpd call free() on Swift's
+/// buffer.
 func queue(_ response: Response, on connection: OpaquePointer, draining: Bool) -> MHD_Result {
     // libmicrohttpd refuses status codes outside 100...999, and 1xx cannot be a final answer.
     let response = (200...999).contains(response.status)

@@ -8,7 +8,7 @@ import Glibc
 /// socket work for every connection and answer what needs no waiting (`Router.add(immediate:)`).
 /// Handlers that may block (the database, a group commit) run on `HandlerPool` threads while their
 /// connection is suspended (MHD_suspend_connection / MHD_resume_connection). Thread per connection,
-/// the first design, put 64 runnable threads on two cores under load and let the scheduler decide
+/// this server's first version, put 64 runnable threads on two cores under load and let the scheduler decide
 /// the order of answers (bench/lookup: p99 ten times the mean); this keeps the runnable set small.
 /// The connection limit bounds the pool's threads.
 ///

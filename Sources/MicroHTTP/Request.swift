@@ -21,10 +21,13 @@ public struct Request: Sendable {
     public var pathParameters: [String: String]
     /// The client's numeric IP address, when the socket has one.
     public let remoteAddress: String?
+    /// What the route's `BodyCheck` learned while the body arrived (`BodyCheck.result`); nil without one.
+    public var bodyCheckResult: (any Sendable)?
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-        body: [UInt8] = [], bodyFile: BodyFile? = nil, pathParameters: [String: String] = [:], remoteAddress: String? = nil
+        body: [UInt8] = [], bodyFile: BodyFile? = nil, pathParameters: [String: String] = [:], remoteAddress: String? = nil,
+        bodyCheckResult: (any Sendable)? = nil
     ) {
         self.method = method
         self.path = path
@@ -36,6 +39,7 @@ public struct Request: Sendable {
         self.bodyFile = bodyFile
         self.pathParameters = pathParameters
         self.remoteAddress = remoteAddress
+        self.bodyCheckResult = bodyCheckResult
     }
 
     /// The body's length, wherever it is.

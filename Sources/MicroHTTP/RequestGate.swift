@@ -53,4 +53,12 @@ public protocol BodyCheck: AnyObject {
     /// The body is complete: nil lets the request through to the handler, a response refuses it
     /// (the handler is not called).
     func finish() -> Response?
+    /// What the check learned, handed to the handler as `Request.bodyCheckResult` when `finish()` let the
+    /// request through (a body digest, or why a signature could not be decided without fetching keys), so
+    /// the handler neither hashes the body again nor mistakes an undecided request for a verified one.
+    var result: (any Sendable)? { get }
+}
+
+extension BodyCheck {
+    public var result: (any Sendable)? { nil }
 }

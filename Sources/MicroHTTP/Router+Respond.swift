@@ -49,6 +49,7 @@ extension Router {
         }
         var routed = request
         routed.pathParameters = parameters
+        routed.bodyCheckResult = bodyCheck?.result
         let awaited = AwaitedAnswer()
         switch dispatch(route, routed) {
         case .answer(let response): return response

@@ -86,12 +86,13 @@ public struct Router: Sendable {
     }
 
     /// Registers a handler that answers later through a `Responder` instead of blocking a pool thread
-    /// (see `DeferredHandler`).
+    /// (see `DeferredHandler`). `bodyAsFile` as for a blocking handler: a spilled body is handed over as its
+    /// file (`Request.bodyFile`) on the event thread, so the handler must not read it there.
     public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
-                             deferred: @escaping DeferredHandler) {
+                             bodyAsFile: Bool = false, deferred: @escaping DeferredHandler) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
         routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: nil, gate: gate, bodyAsFile: false, work: .deferred(deferred)))
+                            immediate: nil, gate: gate, bodyAsFile: bodyAsFile, work: .deferred(deferred)))
     }
 
     enum Resolution {

@@ -54,6 +54,10 @@ public struct PQError: Error, CustomStringConvertible, Sendable {
     /// True when the statement hit a unique constraint: the caller's "already there" case.
     public var isUniqueViolation: Bool { sqlState == "23505" }
 
+    /// True for SQLSTATE class 22 (data exception: a value the column's type cannot hold, such as a NUL in
+    /// jsonb): the data, not the database, is the problem, and sending it again will not help.
+    public var isDataException: Bool { sqlState?.hasPrefix("22") ?? false }
+
     /// True when the database cannot do the work right now but may a little later, so the caller should
     /// answer "retry later" (503) rather than blame the request: no connection (none could be made, it
     /// broke, none became free, the pool is closed or not yet admitting), or the server gave up on a

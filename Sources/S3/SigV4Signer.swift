@@ -6,8 +6,8 @@ import Synchronization
 
 /// AWS Signature Version 4, written for S3's rules.
 ///
-/// Why our own (DESIGN §4): libcurl 7.88's `CURLOPT_AWS_SIGV4` mis-signs queries that are unsorted
-/// or have valueless parameters (`?uploads`, multipart) and cannot presign. S3 differs from the
+/// Why our own rather than libcurl's: libcurl 7.88's `CURLOPT_AWS_SIGV4` mis-signs queries that are
+/// unsorted or have valueless parameters (`?uploads`, multipart) and cannot presign. S3 differs from the
 /// generic SigV4 rules in two ways honoured here: the path is not normalised (no dot-segment
 /// removal, `//` kept) and each segment is encoded exactly once.
 ///

@@ -39,7 +39,7 @@ struct AssetsList: AsyncParsableCommand {
             let size = asset.size.map(String.init) ?? "-"
             let detail = asset.key ?? asset.failureReason.map(URLRedaction.redactingUserInfo) ?? "-"
             // Every text field escaped: they came from outside, and one line per asset must stay one line.
-            print([String(asset.id), asset.state, "\(asset.provider)/\(asset.predictionID)", String(asset.index),
+            print([String(asset.id), asset.state.rawValue, "\(asset.provider)/\(asset.predictionID)", String(asset.index),
                    String(asset.attempts), size, detail].map(TerminalText.escaped).joined(separator: "\t"))
         }
         if let next = page.nextAfter { printError("more: --after \(next)") }

@@ -6,7 +6,7 @@ import Testing
 struct LookupCacheTests {
     static func asset(_ state: String, prediction: String = "p1", index: Int = 0) -> AssetView {
         AssetView(id: Int64(index + 1), provider: "replicate", predictionID: prediction, index: index, pointer: "/\(index)",
-                  state: state, attempts: 0, size: 10, sha256: String(repeating: "0", count: 64), contentType: "image/png",
+                  state: AssetState(rawValue: state)!, attempts: 0, size: 10, sha256: String(repeating: "0", count: 64), contentType: "image/png",
                   key: state == "stored" ? "k/\(prediction)-\(index).png" : nil, failureReason: nil,
                   createdAt: "2026-11-21T10:00:00.000Z", updatedAt: "2026-11-21T10:00:00.000Z", storedAt: nil,
                   secondsUntilNextAttempt: 0, sourceKind: "url", sourceURL: "https://replicate.delivery/x.png",
@@ -146,7 +146,7 @@ struct LookupCacheTests {
     /// What intake sends is what the invalidator reads back: every id, in payloads PostgreSQL accepts.
     @Test func intakeNotificationsRoundTrip() throws {
         let ids = Set((0..<400).map { "prediction-\($0)-" + String(repeating: "x", count: $0 % 200) })
-        let payloads = ReplicateIntake.notificationPayloads(for: ids)
+        let payloads = AssetNotifications.payloads(provider: .replicate, ids: ids)
         #expect(payloads.count > 1, "400 long ids must not fit one payload")
         #expect(payloads.allSatisfy { $0.utf8.count < 8000 })
         var named = Set<String>()
@@ -162,7 +162,7 @@ struct LookupCacheTests {
         #expect(named == ids)
 
         // An id with a line break cannot be listed: the others still are, and the caches are emptied.
-        let odd = ReplicateIntake.notificationPayloads(for: ["a", "b\nc"])
+        let odd = AssetNotifications.payloads(provider: .replicate, ids: ["a", "b\nc"])
         #expect(odd.map(LookupCacheInvalidator.invalidation(fromPayload:)) == [.predictions([.init(provider: "replicate", id: "a")]), .everything])
     }
 }

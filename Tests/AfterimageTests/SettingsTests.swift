@@ -31,7 +31,16 @@ struct SettingsTests {
         #expect(settings.storage.pathStyle)
         #expect(settings.storage.presignTTL == 3600)
         #expect(settings.replicate.retention == 3600)
-        #expect(settings.fetch.allowedHosts == ["replicate.delivery", "*.replicate.delivery", "api.stability.ai"])
+        #expect(settings.fetch.allowedHosts == ["replicate.delivery", "*.replicate.delivery", "api.stability.ai", "ideogram.ai",
+                                                "fal.media", "*.fal.media"])
+        #expect(settings.ideogram.jwksURL == "https://api.ideogram.ai/v1/.well-known/jwks.json")
+        #expect(settings.ideogram.retention == 86400 && settings.ideogram.publicKeys.isEmpty)
+        #expect(settings.fal.jwksURL == "https://rest.alpha.fal.ai/.well-known/jwks.json")
+        #expect(settings.fal.retention == 0, "fal files do not expire unless configured")
+        #expect(settings.api.archiveTokens.isEmpty)
+        // The key sets' API hosts are not download hosts (they are fetched with their own host allowed).
+        #expect(FetchPolicy(settings.fetch).refusal(for: "https://api.ideogram.ai/v1/.well-known/jwks.json") != nil)
+        #expect(FetchPolicy(settings.fetch).refusal(for: "https://v3.fal.media/files/b/x/output.png") == nil)
         #expect(settings.replicate.tokenHosts == ["replicate.delivery", "*.replicate.delivery"])
         #expect(!settings.replicate.reconcileWeb)
         // The API is the reconciler's (replicate.base_url), never a download: an output naming it is refused.
@@ -151,6 +160,31 @@ struct SettingsTests {
             Issue.record("ftp was accepted as a fetch scheme")
         } catch {
             #expect(error.key == "fetch.allowed_schemes")
+        }
+    }
+
+    @Test func providerKeysAndArchiveTokens() async throws {
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        let settings = try await SettingsLoader.load(configFile: nil, environment: [
+            "AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS": "\(x) \(x)=", "AFTERIMAGE_IDEOGRAM_RETENTION": "3600",
+            "AFTERIMAGE_FAL_JWKS_URL": "http://127.0.0.1:9/jwks.json", "AFTERIMAGE_FAL_RETENTION": "604800",
+            "AFTERIMAGE_API_ARCHIVE_TOKENS": "tok_a sha256:" + String(repeating: "ab", count: 32)])
+        #expect(settings.ideogram.publicKeys == [x, x + "="])
+        #expect(settings.ideogram.retention == 3600)
+        #expect(settings.fal.jwksURL == "http://127.0.0.1:9/jwks.json" && settings.fal.retention == 604800)
+        #expect(settings.api.archiveTokens.count == 2)
+        #expect(settings.redactedDescription().contains("api.archive_tokens = (2 set, redacted)"))
+        #expect(!settings.redactedDescription().contains("tok_a"))
+        for (variable, value, key) in [("AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS", "not-a-key", "ideogram.public_keys"),
+                                       ("AFTERIMAGE_FAL_JWKS_URL", "ftp://x/jwks", "fal.jwks_url"),
+                                       ("AFTERIMAGE_API_ARCHIVE_TOKENS", "sha256:xyz", "api.archive_tokens"),
+                                       ("AFTERIMAGE_FAL_RETENTION", "-1", "fal.retention")] {
+            do {
+                _ = try await SettingsLoader.load(configFile: nil, environment: [variable: value])
+                Issue.record("\(variable)=\(value) was accepted")
+            } catch {
+                #expect(error.key == key)
+            }
         }
     }
 

@@ -5,59 +5,66 @@ import TestSupport
 
 @Suite("Standard Webhooks signatures")
 struct StandardWebhooksTests {
+    /// The vectors spell their keys as JSON does (`webhook_id`); the properties are Swift's camel case.
+    static var snakeCaseDecoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
     struct Vector: Decodable {
         let secret: String
-        let webhook_id: String
-        let webhook_timestamp: Int64
+        let webhookId: String
+        let webhookTimestamp: Int64
         let payload: String
-        let expected_signature: String
+        let expectedSignature: String
     }
 
     func vector() throws -> Vector {
         let url = TestEnvironment.fixturesDirectory.appendingPathComponent("standard-webhooks-vector.json")
-        return try JSONDecoder().decode(Vector.self, from: Data(contentsOf: url))
+        return try Self.snakeCaseDecoder.decode(Vector.self, from: Data(contentsOf: url))
     }
 
     @Test func signingVector() throws {
         let v = try vector()
-        #expect(StandardWebhooksVerifier.sign(secret: v.secret, id: v.webhook_id, timestamp: v.webhook_timestamp, body: Array(v.payload.utf8)) == v.expected_signature)
+        #expect(StandardWebhooksVerifier.sign(secret: v.secret, id: v.webhookId, timestamp: v.webhookTimestamp, body: Array(v.payload.utf8)) == v.expectedSignature)
         let verifier = StandardWebhooksVerifier(secrets: [v.secret])
-        let at = Date(timeIntervalSince1970: TimeInterval(v.webhook_timestamp))
-        try verifier.verify(id: v.webhook_id, timestamp: String(v.webhook_timestamp), signature: v.expected_signature, body: Array(v.payload.utf8), now: at)
+        let at = Date(timeIntervalSince1970: TimeInterval(v.webhookTimestamp))
+        try verifier.verify(id: v.webhookId, timestamp: String(v.webhookTimestamp), signature: v.expectedSignature, body: Array(v.payload.utf8), now: at)
     }
 
     @Test func anyEntryAndAnySecretMayMatch() throws {
         let v = try vector()
         let other = "whsec_" + Data("another key".utf8).base64EncodedString()
-        let at = Date(timeIntervalSince1970: TimeInterval(v.webhook_timestamp))
-        let header = "v1,Zm9vYmFy v2,whatever \(v.expected_signature)"
+        let at = Date(timeIntervalSince1970: TimeInterval(v.webhookTimestamp))
+        let header = "v1,Zm9vYmFy v2,whatever \(v.expectedSignature)"
         try StandardWebhooksVerifier(secrets: [other, v.secret]).verify(
-            id: v.webhook_id, timestamp: String(v.webhook_timestamp), signature: header, body: Array(v.payload.utf8), now: at)
+            id: v.webhookId, timestamp: String(v.webhookTimestamp), signature: header, body: Array(v.payload.utf8), now: at)
     }
 
     @Test func refusals() throws {
         let v = try vector()
         let verifier = StandardWebhooksVerifier(secrets: [v.secret])
         let body = Array(v.payload.utf8)
-        let ts = String(v.webhook_timestamp)
-        let at = Date(timeIntervalSince1970: TimeInterval(v.webhook_timestamp))
+        let ts = String(v.webhookTimestamp)
+        let at = Date(timeIntervalSince1970: TimeInterval(v.webhookTimestamp))
         func code(_ id: String?, _ t: String?, _ sig: String?, _ b: [UInt8], _ now: Date) -> StandardWebhooksVerifier.Failure.Code? {
             do { try verifier.verify(id: id, timestamp: t, signature: sig, body: b, now: now); return nil } catch { return error.code }
         }
-        #expect(code(v.webhook_id, ts, v.expected_signature, body + [0x20], at) == .invalid)          // tampered body
-        #expect(code("msg_other", ts, v.expected_signature, body, at) == .invalid)                     // other id
-        #expect(code(v.webhook_id, ts, v.expected_signature, body, at.addingTimeInterval(301)) == .staleTimestamp)
-        #expect(code(v.webhook_id, ts, v.expected_signature, body, at.addingTimeInterval(-301)) == .staleTimestamp)
-        #expect(code(v.webhook_id, ts, v.expected_signature, body, at.addingTimeInterval(299)) == nil)
-        #expect(code(nil, ts, v.expected_signature, body, at) == .missingHeaders)
-        #expect(code(v.webhook_id, ts, nil, body, at) == .missingHeaders)
-        #expect(code(v.webhook_id, "soon", v.expected_signature, body, at) == .invalid)
+        #expect(code(v.webhookId, ts, v.expectedSignature, body + [0x20], at) == .invalid)          // tampered body
+        #expect(code("msg_other", ts, v.expectedSignature, body, at) == .invalid)                     // other id
+        #expect(code(v.webhookId, ts, v.expectedSignature, body, at.addingTimeInterval(301)) == .staleTimestamp)
+        #expect(code(v.webhookId, ts, v.expectedSignature, body, at.addingTimeInterval(-301)) == .staleTimestamp)
+        #expect(code(v.webhookId, ts, v.expectedSignature, body, at.addingTimeInterval(299)) == nil)
+        #expect(code(nil, ts, v.expectedSignature, body, at) == .missingHeaders)
+        #expect(code(v.webhookId, ts, nil, body, at) == .missingHeaders)
+        #expect(code(v.webhookId, "soon", v.expectedSignature, body, at) == .invalid)
         let wrong = StandardWebhooksVerifier(secrets: ["whsec_" + Data("wrong".utf8).base64EncodedString()])
         #expect(throws: StandardWebhooksVerifier.Failure.self) {
-            try wrong.verify(id: v.webhook_id, timestamp: ts, signature: v.expected_signature, body: body, now: at)
+            try wrong.verify(id: v.webhookId, timestamp: ts, signature: v.expectedSignature, body: body, now: at)
         }
         #expect(throws: StandardWebhooksVerifier.Failure.self) {
-            try StandardWebhooksVerifier(secrets: []).verify(id: v.webhook_id, timestamp: ts, signature: v.expected_signature, body: body, now: at)
+            try StandardWebhooksVerifier(secrets: []).verify(id: v.webhookId, timestamp: ts, signature: v.expectedSignature, body: body, now: at)
         }
     }
 

@@ -18,6 +18,9 @@ was downloaded exactly once, or never.
                                     (completed: whole body sent; authorization: the Authorization header
                                     of each request for the path, "" when there was none)
   POST /_reset                      clears the counters
+  GET /jwks.json                    the key set last given to POST /_jwks (a provider's published webhook keys,
+                                    as Ideogram and fal serve theirs); 404 until one is given; counted in /_stats
+  POST /_jwks                       replaces that key set with the body
 
 Arguments: [PORT [HOST]] (default: any free port on 127.0.0.1; another loopback address such as
 127.0.0.2 gives a second host name for the same machine).
@@ -35,6 +38,7 @@ from urllib.parse import parse_qs, urlparse
 
 lock = threading.Lock()
 counts, active, started, completed, authorization = {}, {}, {}, {}, {}
+jwks = {"body": None}
 
 
 def file_bytes(name, size):
@@ -76,7 +80,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
-        if self.path == "/_reset":
+        if self.path == "/_jwks":
+            length = int(self.headers.get("Content-Length", "0"))
+            with lock:
+                jwks["body"] = self.rfile.read(length)
+            self.send_json(200, {"ok": True})
+        elif self.path == "/_reset":
             with lock:
                 counts.clear(); active.clear(); started.clear(); completed.clear(); authorization.clear()
             self.send_json(200, {"ok": True})
@@ -89,6 +98,19 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 self.send_json(200, {"counts": dict(counts), "active": dict(active), "started": dict(started),
                                      "completed": dict(completed), "authorization": dict(authorization)})
+            return
+        if url.path == "/jwks.json":
+            with lock:
+                counts[url.path] = counts.get(url.path, 0) + 1
+                body = jwks["body"]
+            if body is None:
+                self.send_json(404, {"error": "no key set yet"})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         if not url.path.startswith("/files/"):
             self.send_json(404, {"error": "unknown"})

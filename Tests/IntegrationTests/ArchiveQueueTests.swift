@@ -19,7 +19,8 @@ struct ArchiveQueueTests {
     func insertAsset(_ connection: Connection, pointer: String, deadline: Date?) throws {
         try connection.execute("""
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
-            VALUES ('replicate', 'p', $1, 0, 'https://replicate.delivery/x', $2)
+            VALUES ('replicate', 'p', $1, (SELECT COALESCE(max(output_index) + 1, 0) FROM assets WHERE provider = 'replicate' AND prediction_id = 'p'),
+                    'https://replicate.delivery/x', $2)
             """, [pointer, deadline])
     }
 
@@ -55,7 +56,7 @@ struct ArchiveQueueTests {
         let result = ArchiveQueue.Stored(key: "k", size: 1, sha256: String(repeating: "0", count: 64), contentType: nil, etag: nil)
         #expect(try queue.markStored(first, result, on: connection) == nil)
         #expect(try queue.retry(first, at: Date(), error: "late", on: connection) == false)
-        #expect(try queue.finish(first, state: "failed", reason: "late", on: connection) == false)
+        #expect(try queue.finish(first, state: .failed, reason: "late", on: connection) == false)
         #expect(try queue.renew([(first.assetID, first.claimToken)], on: connection) == [first.assetID])
         let timing = try #require(try queue.markStored(second, result, on: connection))
         #expect(timing.secondsSinceWebhook >= 0 && timing.secondsSinceWebhook < 3600)

@@ -26,7 +26,7 @@ struct FoundationTests {
                 results.withLock { $0.append(result) }
             }
         }
-        threads.forEach { $0.start() }
+        for thread in threads { thread.start() }
         try waitUntil(timeout: .seconds(60), "both migrate runs") { results.withLock { $0.count } == 2 }
         for (status, _, stderr) in results.withLock({ $0 }) {
             #expect(status == 0, "migrate failed: \(stderr)")

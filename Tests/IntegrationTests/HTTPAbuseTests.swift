@@ -207,7 +207,7 @@ final class SlowSenders: Sendable {
             let head = Array("POST /v1/webhooks/replicate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8)
             var sockets = [Int32](repeating: -1, count: count)
             var progress = [Int](repeating: 0, count: count)
-            defer { sockets.filter { $0 >= 0 }.forEach { close($0) } }
+            defer { for socket in sockets where socket >= 0 { close(socket) } }
             while !stopping.load(ordering: .relaxed) {
                 for index in 0..<count where !stopping.load(ordering: .relaxed) {
                     if sockets[index] < 0 {

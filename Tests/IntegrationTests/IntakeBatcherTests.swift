@@ -23,7 +23,8 @@ struct IntakeBatcherTests {
                      _ body: (IntakeBatcher, Pool) throws -> Void) throws {
         let pool = Pool(url: url, size: poolSize, acquireTimeout: .seconds(1))
         defer { pool.close() }
-        let batcher = IntakeBatcher(intake: ReplicateIntake(retentionSeconds: 3600), pool: pool, configuration: configuration,
+        let batcher = IntakeBatcher(recorder: DeliveryRecorder(providers: [ReplicateProvider(retentionSeconds: 3600)]), pool: pool,
+                                    configuration: configuration,
                                     logger: Logger(label: "test"))
         batcher.start()
         defer { batcher.stop() }
@@ -53,12 +54,12 @@ struct IntakeBatcherTests {
             let answers = Answers()
             for n in 0..<200 {
                 let id = "p\(n)"
-                batcher.submit(.init(webhookID: "msg_\(n)", timestamp: Date(), body: body(id))) { answers.add(id, $0) }
+                batcher.submit(.init(provider: .replicate, deliveryID: "msg_\(n)", timestamp: Date(), body: body(id))) { answers.add(id, $0) }
             }
             // The same webhook id again: a duplicate, answered as such.
             let again = Answers()
             try waitUntil(timeout: .seconds(30), "200 answers") { answers.count == 200 }
-            batcher.submit(.init(webhookID: "msg_7", timestamp: Date(), body: body("p7"))) { again.add("p7", $0) }
+            batcher.submit(.init(provider: .replicate, deliveryID: "msg_7", timestamp: Date(), body: body("p7"))) { again.add("p7", $0) }
             try waitUntil(timeout: .seconds(10), "the duplicate's answer") { again.count == 1 }
 
             for (id, results) in answers.all {
@@ -86,15 +87,15 @@ struct IntakeBatcherTests {
         let url = try migratedDatabase()
         try withBatcher(url) { batcher, pool in
             let first = Answers()
-            for n in 0..<20 { batcher.submit(.init(webhookID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { first.add("p\(n)", $0) } }
+            for n in 0..<20 { batcher.submit(.init(provider: .replicate, deliveryID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { first.add("p\(n)", $0) } }
             try waitUntil(timeout: .seconds(30), "the first 20 answers") { first.count == 20 }
 
             // Submitted together, so they share batches with plain INSERTs first: new deliveries, a webhook id
             // seen before (deliveries conflict), and a new webhook id for a completed prediction (assets conflict).
             let second = Answers()
-            for n in 20..<60 { batcher.submit(.init(webhookID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { second.add("p\(n)", $0) } }
-            batcher.submit(.init(webhookID: "msg_3", timestamp: Date(), body: body("p3"))) { second.add("again-3", $0) }
-            batcher.submit(.init(webhookID: "msg_resent_5", timestamp: Date(), body: body("p5"))) { second.add("resent-5", $0) }
+            for n in 20..<60 { batcher.submit(.init(provider: .replicate, deliveryID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { second.add("p\(n)", $0) } }
+            batcher.submit(.init(provider: .replicate, deliveryID: "msg_3", timestamp: Date(), body: body("p3"))) { second.add("again-3", $0) }
+            batcher.submit(.init(provider: .replicate, deliveryID: "msg_resent_5", timestamp: Date(), body: body("p5"))) { second.add("resent-5", $0) }
             try waitUntil(timeout: .seconds(30), "42 answers") { second.count == 42 }
 
             let answers = second.all
@@ -127,7 +128,7 @@ struct IntakeBatcherTests {
             try blocker.execute("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE")
             let answers = Answers()
             let submitted = ContinuousClock.now
-            batcher.submit(.init(webhookID: "msg_hung", timestamp: Date(), body: body("hung"))) { answers.add("hung", $0) }
+            batcher.submit(.init(provider: .replicate, deliveryID: "msg_hung", timestamp: Date(), body: body("hung"))) { answers.add("hung", $0) }
             try waitUntil(timeout: .seconds(10), "an answer while the table is locked") { answers.count == 1 }
             #expect(ContinuousClock.now - submitted < .seconds(5))
             let result = try #require(answers.all["hung"]?.first)
@@ -155,8 +156,10 @@ struct IntakeBatcherTests {
         defer { try? FileManager.default.removeItem(atPath: spill) }
         try withBatcher(url, poolSize: 2) { batcher, pool in
             var router = Router()
-            ReplicateWebhookRoute(verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }, batcher: batcher, logger: Logger(label: "test"))
-                .register(on: &router, maxBodyBytes: 1 << 20)
+            WebhookRoute(provider: ReplicateProvider(retentionSeconds: 3600, maxBodyBytes: 1 << 20,
+                                                     verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }),
+                         batcher: batcher, pool: pool, spool: nil, logger: Logger(label: "test"))
+                .register(on: &router)
             let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(
                 host: "127.0.0.1", port: 0, bodySpillDirectory: spill, bodySpillThresholdBytes: 64 * 1024))
             try server.start()
@@ -185,10 +188,11 @@ struct IntakeBatcherTests {
     func deadDatabaseIs503() throws {
         // A port nobody listens on: every connection attempt is refused at once.
         try withBatcher("postgresql://afterimage@127.0.0.1:\(freePort())/none", poolSize: 2) { batcher, pool in
-            let route = ReplicateWebhookRoute(verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }, batcher: batcher,
-                                              logger: Logger(label: "test"))
+            let route = WebhookRoute(provider: ReplicateProvider(retentionSeconds: 3600, maxBodyBytes: 1 << 20,
+                                                                 verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }),
+                                     batcher: batcher, pool: pool, spool: nil, logger: Logger(label: "test"))
             var router = Router()
-            route.register(on: &router, maxBodyBytes: 1 << 20)
+            route.register(on: &router)
             let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(host: "127.0.0.1", port: 0))
             try server.start()
             defer { server.stop(drainTimeout: .seconds(2)) }

@@ -179,7 +179,7 @@ struct LookupRouteTests {
         let store = LookupStore()
         for _ in 0..<8 {  // past the five runs after which a prepared statement may switch to its generic plan
             let page = try store.assets(.init(state: "failed", after: 10_000, limit: 20), on: connection)
-            #expect(page.assets.count == 20 && page.assets.allSatisfy { $0.state == "failed" && $0.id > 10_000 })
+            #expect(page.assets.count == 20 && page.assets.allSatisfy { $0.state == .failed && $0.id > 10_000 })
             #expect(try store.assets(.init(state: "failed", provider: "replicate", after: 10_000, limit: 20), on: connection).assets.count == 20)
         }
         let prepared = try connection.query("SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%a.state = $3%'")

@@ -326,7 +326,7 @@ struct LookupTests {
         let connection = try harness.connection()
         defer { connection.close() }
         let body = Array(#"{"id":"\#(id)","status":"succeeded","output":["https://replicate.delivery/x/\#(id).png"]}"#.utf8)
-        let outcome = try ReplicateIntake(retentionSeconds: 3600).record(.init(webhookID: "msg_\(id)", timestamp: Date(), body: body), on: connection)
+        let outcome = try ReplicateIntake(retentionSeconds: 3600).record(.init(provider: .replicate, deliveryID: "msg_\(id)", timestamp: Date(), body: body), on: connection)
         #expect(outcome == .accepted(predictionID: id, assets: 1))
         try waitUntil(timeout: .seconds(5), pollEvery: .milliseconds(50), "the other instance's new asset to show") {
             try assetCount() == 1

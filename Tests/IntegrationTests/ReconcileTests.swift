@@ -68,7 +68,7 @@ struct ReconcileTests {
             object["status"] = ["succeeded", "failed", "canceled"][n % 3]
             object["output"] = NSNull()
             let body = Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
-            let outcome = try intake.record(.init(webhookID: "seed-\(id)", timestamp: nil, body: body), on: connection)
+            let outcome = try intake.record(.init(provider: .replicate, deliveryID: "seed-\(id)", timestamp: nil, body: body), on: connection)
             #expect(outcome == .accepted(predictionID: id, assets: 0))
         }
         return scenario
@@ -282,7 +282,7 @@ struct ReconcileTests {
         let created = Self.iso(Date().addingTimeInterval(-86400))
         for id in [stuck, fresh] {
             let body = s.harness.prediction(id: id, status: "processing", output: nil, completedAt: nil)
-            _ = try intake.record(.init(webhookID: "start-\(id)", timestamp: nil, body: body), on: connection)
+            _ = try intake.record(.init(provider: .replicate, deliveryID: "start-\(id)", timestamp: nil, body: body), on: connection)
         }
         try connection.execute("UPDATE predictions SET updated_at = now() - interval '2 hours' WHERE id = $1", [stuck])
         let done: [String: Any] = ["id": stuck, "status": "succeeded", "created_at": created, "completed_at": Self.iso(Date()),

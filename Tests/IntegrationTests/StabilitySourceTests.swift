@@ -273,11 +273,12 @@ struct StabilitySpoolTests {
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
         try connection.execute("INSERT INTO predictions (provider, id, status) VALUES ('stability', 'p', 'succeeded')")
-        for (pointer, state, path) in [("/a", "pending", pending), ("/b", "failed", failed)] {
+        for (index, (pointer, state, path)) in [("/a", "pending", pending), ("/b", "failed", failed)].enumerated() {
+            // Each output its own number: (provider, prediction, output_index) is unique (0007).
             try connection.execute("""
                 INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, state, spool_path)
-                VALUES ('stability', 'p', $1, 0, 'inline:x', 'inline', $2, $3)
-                """, [pointer, state, path])
+                VALUES ('stability', 'p', $1, $4, 'inline:x', 'inline', $2, $3)
+                """, [pointer, state, path, index])
         }
         let outcome = try sweeper.sweep()
         #expect(Set(outcome.removed) == [gone, failed, deadPart])

@@ -1,4 +1,5 @@
--- wrk script: each thread posts its own slice of pre-signed, distinct webhooks (bench/intake/make_requests.py).
+-- wrk script: each thread posts its own slice of pre-signed, distinct webhooks (bench/intake/make_requests.py:
+-- route TAB header count TAB name TAB value ... TAB body).
 -- No response() callback: with one, wrk hands every answer's headers and body to Lua, which cost the
 -- load generator CPU that the daemon and PostgreSQL share; wrk's own "Non-2xx or 3xx responses" line
 -- counts errors, and run.sh compares the rows committed with the requests sent.
@@ -15,9 +16,12 @@ function init(args)
   local i = 0
   for line in io.lines(args[1]) do
     if i % nthreads == tid then
-      local id, ts, sig, body = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t(.*)$")
-      table.insert(requests, wrk.format("POST", "/v1/webhooks/replicate",
-        {["Content-Type"] = "application/json", ["webhook-id"] = id, ["webhook-timestamp"] = ts, ["webhook-signature"] = sig}, body))
+      local fields = {}
+      for field in (line .. "\t"):gmatch("([^\t]*)\t") do table.insert(fields, field) end
+      local headers = {["Content-Type"] = "application/json"}
+      local count = tonumber(fields[2])
+      for h = 0, count - 1 do headers[fields[3 + 2 * h]] = fields[4 + 2 * h] end
+      table.insert(requests, wrk.format("POST", fields[1], headers, fields[3 + 2 * count]))
     end
     i = i + 1
   end
@@ -29,4 +33,3 @@ function request()
   if index > #requests then index = 1 end   -- wraps only if the file was too short: then duplicates
   return requests[index]
 end
-

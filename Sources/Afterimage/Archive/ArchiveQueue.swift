@@ -4,7 +4,7 @@ import PQ
 /// One claimed asset: everything a worker needs, and the token that proves it still owns the job.
 public struct ArchiveJob: Sendable {
     public let assetID: Int64
-    public let provider: String
+    public let provider: ProviderName
     public let predictionID: String
     public let outputIndex: Int
     public let sourceURL: String
@@ -51,7 +51,7 @@ public struct ArchiveQueue: Sendable {
             """, [token, instanceName, leaseSeconds]) }
         guard let row = rows.first else { return nil }
         return ArchiveJob(
-            assetID: try row.decode(0, as: Int64.self), provider: try row.decode(1, as: String.self),
+            assetID: try row.decode(0, as: Int64.self), provider: try row.decode(1, as: ProviderName.self),
             predictionID: try row.decode(2, as: String.self), outputIndex: try row.decode(3, as: Int.self),
             sourceURL: try row.decode(4, as: String.self), deadline: try row.decode(5, as: Date?.self),
             attempts: try row.decode(6, as: Int.self), claimToken: token,
@@ -94,12 +94,12 @@ public struct ArchiveQueue: Sendable {
     }
 
     /// Remembers a complete spool file, so a failed upload does not mean a second download.
-    public func recordSpool(_ job: ArchiveJob, path: String, sha256: String, size: Int64, contentType: String?, on connection: Connection) throws -> Bool {
+    public func recordSpool(_ job: ArchiveJob, _ spooled: Spooled, on connection: Connection) throws -> Bool {
         try Self.withoutWaitingForFlush(connection) { tx in
             try tx.execute("""
                 UPDATE assets SET spool_path = $3, spool_sha256 = $4, spool_size = $5, content_type = $6, updated_at = now()
                 WHERE id = $1 AND claim_token = $2
-                """, [job.assetID, job.claimToken, path, sha256, size, contentType]) == 1
+                """, [job.assetID, job.claimToken, spooled.path, spooled.sha256, spooled.size, spooled.contentType]) == 1
         }
     }
 
@@ -151,8 +151,8 @@ public struct ArchiveQueue: Sendable {
     }
 
     /// A permanent outcome: `failed` or `expired`, with the reason an operator will read.
-    public func finish(_ job: ArchiveJob, state: String, reason: String, on connection: Connection) throws -> Bool {
-        precondition(state == "failed" || state == "expired")
+    public func finish(_ job: ArchiveJob, state: AssetState, reason: String, on connection: Connection) throws -> Bool {
+        precondition(state == .failed || state == .expired)
         return try connection.execute("""
             UPDATE assets SET state = $3, failure_reason = $4, last_error = $4, claim_token = NULL, claimed_by = NULL,
                               lease_expires_at = NULL, updated_at = now()

@@ -168,7 +168,7 @@ public final class ArchiveWorkers: DaemonComponent {
 
     /// Wakes idle workers on every notification, and once listening again (anything queued meanwhile).
     private func listenLoop(_ heartbeat: Heartbeat) {
-        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel, limits: limits, heartbeat: heartbeat).run(
+        ChannelListener(databaseURL: databaseURL, channel: AssetNotifications.channel, limits: limits, heartbeat: heartbeat).run(
             while: { !stopSignal.isStopped },
             connected: { stopSignal.wake() },
             received: { _ in stopSignal.wake() },

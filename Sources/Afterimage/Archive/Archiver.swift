@@ -16,19 +16,20 @@ public struct Archiver: Sendable {
     public let retryPolicy: RetryPolicy
     /// The credential of a provider's assets (read per job, so a reload can change it); it is sent only to
     /// the hosts it names, decided hop by hop.
-    public let sourceCredential: @Sendable (String) -> SourceCredential?
+    public let sourceCredential: @Sendable (ProviderName) -> SourceCredential?
     public let multipartThreshold: Int64
     public let partSize: Int64
     public let partsInFlight: Int
-    /// Polls async Stability generations (`stability_result` assets); nil when not configured.
-    public let stability: StabilitySource?
+    /// Every provider whose assets may be queued: they decode their inline outputs again and poll their
+    /// results (see `Provider`).
+    public let providers: [ProviderName: any Provider]
     let logger: Logger
 
     public init(queue: ArchiveQueue, pool: Pool, storage: S3Client, spool: Spool, layout: StorageLayout,
                 policy: @escaping @Sendable () -> FetchPolicy, retryPolicy: RetryPolicy = RetryPolicy(),
-                sourceCredential: @escaping @Sendable (String) -> SourceCredential?,
+                sourceCredential: @escaping @Sendable (ProviderName) -> SourceCredential?,
                 multipartThreshold: Int64 = 64 << 20, partSize: Int64 = 8 << 20, partsInFlight: Int = 4,
-                stability: StabilitySource? = nil, logger: Logger) {
+                providers: [any Provider] = [], logger: Logger) {
         self.queue = queue
         self.pool = pool
         self.storage = storage
@@ -40,7 +41,7 @@ public struct Archiver: Sendable {
         self.multipartThreshold = multipartThreshold
         self.partSize = max(5 << 20, partSize)
         self.partsInFlight = max(1, partsInFlight)
-        self.stability = stability
+        self.providers = Dictionary(providers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.logger = logger
     }
 
@@ -51,18 +52,18 @@ public struct Archiver: Sendable {
         log[metadataKey: "asset"] = "\(job.assetID)"
         log[metadataKey: "prediction"] = "\(job.provider)/\(job.predictionID)"
         do {
-            var spooled: (path: String, sha256: String, size: Int64, contentType: String?)
+            let spooled: Spooled
             // The recorded path is normalised and must lie in the spool (`resolve`) before it is read.
             if let path = job.spoolPath.flatMap(spool.resolve), let sha = job.spoolSHA256, let size = job.spoolSize,
                spool.isIntact(path: path, size: size, sha256: sha) {
-                spooled = (path, sha, size, job.contentType)
+                spooled = Spooled(path: path, sha256: sha, size: size, contentType: job.contentType)
                 log.info("uploading from spool left by an earlier try")
             } else {
                 spooled = try fetch(job, session: session, shouldAbort: shouldAbort, logger: log)
                 // The new file stays claimed (no sweep takes it) until the in_flight row refers to it.
                 let recorded: Bool
                 do {
-                    recorded = try pool.withConnection { try queue.recordSpool(job, path: spooled.path, sha256: spooled.sha256, size: spooled.size, contentType: spooled.contentType, on: $0) }
+                    recorded = try pool.withConnection { try queue.recordSpool(job, spooled, on: $0) }
                 } catch {
                     spool.release(spooled.path)
                     throw error
@@ -112,11 +113,11 @@ public struct Archiver: Sendable {
                     _ = try queue.retry(job, at: at, error: error.description, on: connection)
                 case .fail(let reason):
                     log.error("asset failed", metadata: ["reason": "\(reason)"])
-                    _ = try queue.finish(job, state: "failed", reason: reason, on: connection)
+                    _ = try queue.finish(job, state: .failed, reason: reason, on: connection)
                 case .expire(let reason):
                     log.error("asset expired", metadata: ["reason": "\(reason)"])
                     AfterimageMetrics.deadlineMissed(provider: job.provider)
-                    _ = try queue.finish(job, state: "expired", reason: reason, on: connection)
+                    _ = try queue.finish(job, state: .expired, reason: reason, on: connection)
                 }
             }
         } catch {
@@ -125,7 +126,7 @@ public struct Archiver: Sendable {
         }
     }
 
-    func download(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool) throws -> (path: String, sha256: String, size: Int64, contentType: String?) {
+    func download(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool) throws -> Spooled {
         let policy = policy()
         let started = ContinuousClock.now
         if let refusal = policy.refusal(for: job.sourceURL) { throw ArchiveError(.disallowedURL, refusal) }
@@ -150,7 +151,7 @@ public struct Archiver: Sendable {
         }
         let (path, sha) = try writer.finish(durable: false)
         AfterimageMetrics.transfer(.download, provider: job.provider, bytes: writer.size, since: started)
-        return (path, sha, writer.size, response.headers["content-type"])
+        return Spooled(path: path, sha256: sha, size: writer.size, contentType: response.headers["content-type"])
     }
 
     static func mapCurl(_ error: CurlError, maxBytes: Int64) -> ArchiveError {

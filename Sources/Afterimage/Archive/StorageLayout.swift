@@ -8,7 +8,7 @@ public struct StorageLayout: Sendable {
 
     public init(prefix: String) { self.prefix = prefix }
 
-    public func key(provider: String, predictionID: String, index: Int, contentType: String?, sourceURL: String?) -> String {
+    public func key(provider: ProviderName, predictionID: String, index: Int, contentType: String?, sourceURL: String?) -> String {
         "\(prefix)\(provider)/\(predictionID)/\(index)\(Self.fileExtension(contentType: contentType, sourceURL: sourceURL))"
     }
 

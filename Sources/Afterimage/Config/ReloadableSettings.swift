@@ -18,6 +18,8 @@ public final class ReloadableSettings: Sendable {
         public let fetchPolicy: FetchPolicy
         /// The lookup API's tokens, hashed once per reload.
         public let apiAuthenticator: BearerAuthenticator
+        /// The tokens that may queue URLs (`POST /v1/archives`).
+        public let archiveAuthenticator: BearerAuthenticator
 
         init(_ settings: Settings) {
             self.settings = settings
@@ -25,12 +27,13 @@ public final class ReloadableSettings: Sendable {
             stabilityVerifier = StandardWebhooksVerifier(secrets: settings.stability.webhookSecrets)
             fetchPolicy = FetchPolicy(settings.fetch)
             apiAuthenticator = BearerAuthenticator(tokens: settings.api.tokens)
+            archiveAuthenticator = BearerAuthenticator(tokens: settings.api.archiveTokens)
         }
     }
 
     /// Keys whose new values take effect on reload; `apply` reports changes to any other key.
     public static let reloadableKeys: Set<String> = [
-        "replicate.webhook_secret", "stability.webhook_secret", "api.tokens", "replicate.api_token",
+        "replicate.webhook_secret", "stability.webhook_secret", "api.tokens", "api.archive_tokens", "replicate.api_token",
         "stability.api_key", "replicate.token_hosts", "log.level", "fetch.allowed_hosts", "fetch.allowed_schemes",
         "fetch.allow_private_networks", "fetch.max_bytes",
     ]
@@ -58,6 +61,7 @@ public final class ReloadableSettings: Sendable {
     public var stabilityVerifier: StandardWebhooksVerifier { box.snapshot.stabilityVerifier }
     public var fetchPolicy: FetchPolicy { box.snapshot.fetchPolicy }
     public var apiAuthenticator: BearerAuthenticator { box.snapshot.apiAuthenticator }
+    public var archiveAuthenticator: BearerAuthenticator { box.snapshot.archiveAuthenticator }
     /// `api.tokens` entries, plain or `sha256:<hex>`; compare in constant time.
     public var apiTokens: [String] { box.snapshot.settings.api.tokens }
 
@@ -72,6 +76,7 @@ public final class ReloadableSettings: Sendable {
             merged.replicate.webhookSecrets = new.replicate.webhookSecrets
             merged.stability.webhookSecrets = new.stability.webhookSecrets
             merged.api.tokens = new.api.tokens
+            merged.api.archiveTokens = new.api.archiveTokens
             merged.replicate.apiToken = new.replicate.apiToken
             merged.replicate.tokenHosts = new.replicate.tokenHosts
             merged.stability.apiKeys = new.stability.apiKeys

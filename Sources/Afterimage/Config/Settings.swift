@@ -84,10 +84,29 @@ public struct Settings: Sendable {
         public var baseURL = "https://api.stability.ai"
     }
 
+    public struct Ideogram: Sendable {
+        /// Ideogram's published webhook keys (JWKS), fetched through the download rules.
+        public var jwksURL = "https://api.ideogram.ai/v1/.well-known/jwks.json"
+        /// Base64url Ed25519 keys that replace the JWKS: with any set, nothing is fetched.
+        public var publicKeys: [String] = []
+        /// Ideogram's result links expire 24 hours after the generation was created.
+        public var retention = 86400
+    }
+
+    public struct Fal: Sendable {
+        public var jwksURL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+        public var publicKeys: [String] = []
+        /// fal's files do not expire by default: 0 gives its assets no deadline (claimed after every asset
+        /// that has one); a number of seconds gives them one after the delivery.
+        public var retention = 0
+    }
+
     public struct Fetch: Sendable {
         /// Not api.replicate.com: the API is reached by the reconciler through `replicate.base_url`, never by
-        /// a download, so an output string pointing at it is refused rather than fetched.
-        public var allowedHosts = ["replicate.delivery", "*.replicate.delivery", "api.stability.ai"]
+        /// a download, so an output string pointing at it is refused rather than fetched. The providers' key
+        /// sets (JWKS) are fetched with their own host allowed, so their API hosts need not be here either.
+        public var allowedHosts = ["replicate.delivery", "*.replicate.delivery", "api.stability.ai", "ideogram.ai",
+                                   "fal.media", "*.fal.media"]
         public var allowedSchemes = ["https"]
         public var allowPrivateNetworks = false
         public var maxBytes: Int64 = 5_368_709_120
@@ -108,6 +127,9 @@ public struct Settings: Sendable {
     public struct API: Sendable {
         /// Plain tokens or `sha256:<hex>` digests of them.
         public var tokens: [String] = []
+        /// Tokens that may also queue URLs for archiving (`POST /v1/archives`), the same forms. A token only in
+        /// `tokens` may read but not archive.
+        public var archiveTokens: [String] = []
         /// How long a settled prediction's lookup answer may be served from memory; 0 turns the cache off.
         /// Retries and new assets are announced to every instance at once; this bounds only how late an
         /// unannounced change (another instance filling in a field of a finished prediction, a hand edit in
@@ -130,6 +152,8 @@ public struct Settings: Sendable {
     public var storage = Storage()
     public var replicate = Replicate()
     public var stability = Stability()
+    public var ideogram = Ideogram()
+    public var fal = Fal()
     public var fetch = Fetch()
     public var workers = Workers()
     public var api = API()
@@ -148,11 +172,11 @@ extension Settings {
         return url
     }
 
-    /// The credential sent with downloads of `provider`'s assets: Replicate's API token, to
-    /// `replicate.token_hosts` only. Nil for other providers (Stability results carry their own key).
-    public func sourceCredential(for provider: String) -> SourceCredential? {
-        guard provider == ReplicateIntake.provider, let token = replicate.apiToken, !token.isEmpty else { return nil }
-        return SourceCredential(token: token, hosts: replicate.tokenHosts)
+    /// The credential sent with downloads of `provider`'s assets, and the only hosts it goes to (see
+    /// `Provider.sourceCredential`): Replicate's API token, to `replicate.token_hosts`. Nil for the others
+    /// (Stability's keys go only to `stability.base_url`, with its polls).
+    public func sourceCredential(for provider: ProviderName) -> SourceCredential? {
+        ProviderRegistry.sourceCredential(for: provider, in: self)
     }
 
     /// Checks everything `serve` needs, so `check-config` and `serve` fail the same way before doing anything.

@@ -33,11 +33,13 @@ public enum SettingsLoader {
         ("replicate.reconcile_interval", false), ("replicate.reconcile_margin", false),
         ("replicate.reconcile_stale_after", false), ("replicate.token_hosts", false), ("replicate.reconcile_web", false),
         ("stability.webhook_secret", true), ("stability.api_key", true), ("stability.base_url", false),
+        ("ideogram.jwks_url", false), ("ideogram.public_keys", false), ("ideogram.retention", false),
+        ("fal.jwks_url", false), ("fal.public_keys", false), ("fal.retention", false),
         ("fetch.allowed_hosts", false), ("fetch.allowed_schemes", false),
         ("fetch.allow_private_networks", false), ("fetch.max_bytes", false),
         ("workers.count", false), ("workers.spool_dir", false), ("workers.lease_seconds", false),
         ("workers.drain_timeout", false), ("workers.spool_sweep_interval", false),
-        ("api.tokens", true), ("api.lookup_cache_seconds", false),
+        ("api.tokens", true), ("api.archive_tokens", true), ("api.lookup_cache_seconds", false),
         ("ui.enabled", false),
         ("log.level", false),
     ]
@@ -148,6 +150,17 @@ public enum SettingsLoader {
             throw ConfigurationError(key: "stability.base_url", "\(problem), such as https://api.stability.ai")
         }
 
+        s.ideogram.jwksURL = try v.string("ideogram.jwks_url") ?? s.ideogram.jwksURL
+        try validateHTTPURL(s.ideogram.jwksURL, key: "ideogram.jwks_url")
+        s.ideogram.publicKeys = try v.list("ideogram.public_keys") ?? s.ideogram.publicKeys
+        try validatePublicKeys(s.ideogram.publicKeys, key: "ideogram.public_keys")
+        s.ideogram.retention = try v.int("ideogram.retention", in: 60...30 * 86400) ?? s.ideogram.retention
+        s.fal.jwksURL = try v.string("fal.jwks_url") ?? s.fal.jwksURL
+        try validateHTTPURL(s.fal.jwksURL, key: "fal.jwks_url")
+        s.fal.publicKeys = try v.list("fal.public_keys") ?? s.fal.publicKeys
+        try validatePublicKeys(s.fal.publicKeys, key: "fal.public_keys")
+        s.fal.retention = try v.int("fal.retention", in: 0...365 * 86400) ?? s.fal.retention
+
         s.fetch.allowedHosts = try v.list("fetch.allowed_hosts") ?? s.fetch.allowedHosts
         s.fetch.allowedSchemes = try v.list("fetch.allowed_schemes") ?? s.fetch.allowedSchemes
         for scheme in s.fetch.allowedSchemes where !["http", "https"].contains(scheme) {
@@ -163,12 +176,9 @@ public enum SettingsLoader {
         s.workers.spoolSweepIntervalSeconds = try v.int("workers.spool_sweep_interval", in: 1...86400) ?? s.workers.spoolSweepIntervalSeconds
 
         s.api.tokens = try v.list("api.tokens", secret: true) ?? []
-        for token in s.api.tokens where token.hasPrefix("sha256:") {
-            let hex = token.dropFirst("sha256:".count)
-            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
-                throw ConfigurationError(key: "api.tokens", "an entry starting with sha256: must carry 64 hex digits")
-            }
-        }
+        try validateTokens(s.api.tokens, key: "api.tokens")
+        s.api.archiveTokens = try v.list("api.archive_tokens", secret: true) ?? []
+        try validateTokens(s.api.archiveTokens, key: "api.archive_tokens")
 
         s.api.lookupCacheSeconds = try v.int("api.lookup_cache_seconds", in: 0...300) ?? s.api.lookupCacheSeconds
         s.api.lookupCacheBytes = try v.int("api.lookup_cache_bytes", in: 0...(64 << 30)) ?? s.api.lookupCacheBytes
@@ -194,6 +204,30 @@ public enum SettingsLoader {
         }
         guard components.query == nil, components.fragment == nil else { return "must not have a query or fragment" }
         return nil
+    }
+
+    /// Plain tokens, or `sha256:` and the 64 hex digits of a token's digest.
+    static func validateTokens(_ tokens: [String], key: String) throws(ConfigurationError) {
+        for token in tokens where token.hasPrefix("sha256:") {
+            let hex = token.dropFirst("sha256:".count)
+            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                throw ConfigurationError(key: key, "an entry starting with sha256: must carry 64 hex digits")
+            }
+        }
+    }
+
+    static func validateHTTPURL(_ value: String, key: String) throws(ConfigurationError) {
+        guard let url = URL(string: value), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+              let host = url.host, !host.isEmpty else {
+            throw ConfigurationError(key: key, "must be an http(s) URL")
+        }
+    }
+
+    /// Ed25519 public keys as JWKS writes them: 32 bytes, base64url (padding optional).
+    static func validatePublicKeys(_ keys: [String], key: String) throws(ConfigurationError) {
+        for value in keys where JSONWebKeySet.publicKey(base64URL: value) == nil {
+            throw ConfigurationError(key: key, "each entry must be a 32-byte Ed25519 public key in base64url (a JWK's \"x\"), not \"\(value.prefix(60))\"")
+        }
     }
 
     /// Host names or `*.domain` wildcards, nothing else: a URL or a bare `*` here would send a credential to

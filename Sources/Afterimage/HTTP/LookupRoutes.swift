@@ -195,7 +195,7 @@ public struct LookupRoutes: Sendable {
             throw LookupError(.outputNotFound, "no output \(index) of prediction \(provider)/\(id)")
         }
         switch asset.state {
-        case "stored" where asset.key != nil:
+        case .stored where asset.key != nil:
             let signed = presigner.sign(key: asset.key!, expires: expires, downloadName: download)
             // The body repeats the URL for clients that do not follow redirects.
             var json = JSONWriter(capacity: 1024)
@@ -205,13 +205,13 @@ public struct LookupRoutes: Sendable {
             json.objectEnd()
             return Response(status: 302, headers: [("Location", signed.url), ("Cache-Control", "no-store"),
                                                    ("Content-Type", "application/json")], body: json.bytes)
-        case "failed":
+        case .failed:
             throw LookupError(.assetFailed, "output \(index) could not be archived: \(asset.failureReason ?? "unknown reason")")
-        case "expired":
+        case .expired:
             throw LookupError(.assetExpired, "output \(index) expired at the provider before it was archived: \(asset.failureReason ?? "unknown reason")")
         default:
-            let wait = asset.state == "pending" ? max(Self.defaultRetryAfter, asset.secondsUntilNextAttempt) : Self.defaultRetryAfter
-            throw LookupError(.assetNotReady, "output \(index) is \(asset.state == "pending" ? "waiting to be archived" : "being archived")",
+            let wait = asset.state == .pending ? max(Self.defaultRetryAfter, asset.secondsUntilNextAttempt) : Self.defaultRetryAfter
+            throw LookupError(.assetNotReady, "output \(index) is \(asset.state == .pending ? "waiting to be archived" : "being archived")",
                               retryAfter: min(wait, 3600))
         }
     }
@@ -299,7 +299,7 @@ public struct LookupRoutes: Sendable {
         json.field("prediction_id", asset.predictionID)
         json.field("index", asset.index)
         json.field("pointer", asset.pointer)
-        json.field("state", asset.state)
+        json.field("state", asset.state.rawValue)
         json.field("attempts", asset.attempts)
         json.field("size", asset.size)
         json.field("sha256", asset.sha256)

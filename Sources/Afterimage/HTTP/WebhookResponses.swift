@@ -6,22 +6,49 @@ import MicroHTTP
 /// verified into a `Delivery`, and turn the intake's outcome into the HTTP answer. One place, so the
 /// providers cannot drift apart.
 struct WebhookEnvelope {
-    let provider: String
+    let provider: ProviderName
     let logger: Logger
-    var headerNames: StandardWebhooksVerifier.HeaderNames = .standard
 
-    /// The delivery of a request whose signature the route's `WebhookGate` has verified (the handler never
-    /// sees any other), or a refusal should the headers somehow be absent.
-    func delivery(from request: Request) -> Result<ReplicateIntake.Delivery, WebhookRefusal> {
-        guard let webhookID = request.header(headerNames.id), !webhookID.isEmpty,
-              webhookID.utf8.count <= WebhookGate.maxWebhookIDBytes else {
-            return .failure(WebhookRefusal(.error(status: 401, code: StandardWebhooksVerifier.Failure.Code.missingHeaders.rawValue,
-                                                  message: "webhook-id, webhook-timestamp and webhook-signature headers are required")))
+    /// A delivery taken from a request, and, for an Ed25519 signature no cached key verified, what is
+    /// needed to settle it once the keys are fetched again (on a handler pool thread, before recording).
+    struct Received {
+        var delivery: WebhookDelivery
+        var undecided: (verdict: SignedDigestVerdict.Verified, keys: WebhookKeySet)?
+    }
+
+    /// The delivery of a request its `WebhookGate` has let through (the handler never sees any other), or
+    /// a refusal should what the gate checked somehow be absent.
+    func delivery(from request: Request, authentication: WebhookAuthentication) -> Result<Received, WebhookRefusal> {
+        switch authentication {
+        case .standardWebhooks(let names, _):
+            guard let webhookID = request.header(names.id), !webhookID.isEmpty,
+                  webhookID.utf8.count <= WebhookGate.maxWebhookIDBytes else {
+                return .failure(WebhookRefusal(.error(status: 401, code: StandardWebhooksVerifier.Failure.Code.missingHeaders.rawValue,
+                                                      message: "\(names.id), \(names.timestamp) and \(names.signature) headers are required")))
+            }
+            let timestamp = request.header(names.timestamp).flatMap(Int64.init).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+            return .success(Received(delivery: WebhookDelivery(provider: provider, deliveryID: webhookID, timestamp: timestamp,
+                                                               body: request.body, bodyFile: request.bodyFile), undecided: nil))
+        case .signedDigest(_, let keys):
+            let verified: SignedDigestVerdict.Verified
+            var undecided: (verdict: SignedDigestVerdict.Verified, keys: WebhookKeySet)?
+            switch request.bodyCheckResult as? SignedDigestVerdict {
+            case .verified(let result)?:
+                verified = result
+            case .undecided(let result)?:
+                verified = result
+                undecided = (result, keys)
+            case nil:
+                return .failure(WebhookRefusal(.error(status: 401, code: StandardWebhooksVerifier.Failure.Code.invalid.rawValue,
+                                                      message: "the signature was not checked")))
+            }
+            // Retries are signed afresh (a new timestamp), so the body identifies the delivery with the id.
+            let delivery = WebhookDelivery(provider: provider, deliveryID: "\(verified.signed.id):\(verified.bodySHA256)",
+                                           subject: verified.signed.id,
+                                           timestamp: Date(timeIntervalSince1970: TimeInterval(verified.signed.seconds)), body: request.body,
+                                           bodyFile: request.bodyFile)
+            return .success(Received(delivery: delivery, undecided: undecided))
         }
-        let timestamp = request.header(headerNames.timestamp)
-        return .success(ReplicateIntake.Delivery(
-            webhookID: webhookID, timestamp: timestamp.flatMap(Int64.init).map { Date(timeIntervalSince1970: TimeInterval($0)) },
-            body: request.body))
     }
 
     /// `{"assets":…,"prediction_id":…,"status":…}`, absent fields left out. Written by hand: every
@@ -37,18 +64,17 @@ struct WebhookEnvelope {
     }
 
     /// `kind` names what the body should have been ("a prediction", "a Stability result") in a 400.
-    /// `bodyBytes`: the body's length when it is not in `delivery.body` (a route that takes bodies as files).
-    func response(for outcome: IntakeOutcome, delivery: ReplicateIntake.Delivery, kind: String, bodyBytes: Int? = nil) -> Response {
+    func response(for outcome: IntakeOutcome, delivery: WebhookDelivery, kind: String) -> Response {
         switch outcome {
         case .accepted(let predictionID, let assets):
             logger.info("webhook accepted", metadata: ["provider": "\(provider)", "prediction": "\(predictionID)", "assets": "\(assets)",
-                                                      "bytes": "\(bodyBytes ?? delivery.body.count)"])
+                                                      "bytes": "\(delivery.rawBody.count)"])
             return Self.acknowledgement(status: "accepted", predictionID: predictionID, assets: assets)
         case .duplicate(let predictionID):
             AfterimageMetrics.webhookDuplicate(provider: provider)
             return Self.acknowledgement(status: "duplicate", predictionID: predictionID.flatMap { $0.isEmpty ? nil : $0 }, assets: nil)
         case .unparseable(let message):
-            logger.warning("webhook kept but not understood", metadata: ["provider": "\(provider)", "webhook_id": "\(delivery.webhookID)", "reason": "\(message)"])
+            logger.warning("webhook kept but not understood", metadata: ["provider": "\(provider)", "webhook_id": "\(delivery.deliveryID)", "reason": "\(message)"])
             return .error(status: 400, code: "body_unparseable", message: "kept, but not \(kind): \(message)")
         }
     }
@@ -59,6 +85,14 @@ struct WebhookEnvelope {
         logger.error("webhook not recorded: database unavailable", metadata: ["provider": "\(provider)", "error": "\(error)"])
         return .error(status: 503, code: "database_unavailable",
                       message: "the delivery was not recorded; retry later", headers: [("Retry-After", "5")])
+    }
+
+    /// The spool could not take the delivery's inline bytes (disk full, permissions): nothing was
+    /// acknowledged, the provider retries.
+    func spoolFailure(_ error: any Error) -> Response {
+        logger.error("webhook not recorded: spool failure", metadata: ["provider": "\(provider)", "error": "\(error)"])
+        return .error(status: 503, code: "spool_unavailable", message: "the delivery was not recorded; retry later",
+                      headers: [("Retry-After", "30")])
     }
 }
 

@@ -5,13 +5,6 @@ import Foundation
 /// Memory stays at one 64 KiB chunk whatever the size: the JSON escapes are undone run by run, the base64
 /// is decoded chunk by chunk, and each chunk is written and hashed before the next is decoded.
 enum InlineSpooler {
-    struct Spooled {
-        let path: String
-        let sha256: String
-        let size: Int64
-        let contentType: String
-    }
-
     /// The base64 text was not base64 (the delivery is kept but refused with 400).
     struct InvalidBase64: Error, CustomStringConvertible {
         let pointer: String

@@ -24,12 +24,12 @@ public final class IntakeBatcher: DaemonComponent {
     /// One delivery waiting for its commit. `finish` answers it exactly once: a committer and the
     /// timeout sweep may both try.
     final class Pending: Sendable {
-        let delivery: ReplicateIntake.Delivery
+        let delivery: WebhookDelivery
         let enqueuedAt = ContinuousClock.now
         private let completion: @Sendable (Result<IntakeOutcome, any Error>) -> Void
         private let finished = Atomic<Bool>(false)
 
-        init(_ delivery: ReplicateIntake.Delivery, completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void) {
+        init(_ delivery: WebhookDelivery, completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void) {
             self.delivery = delivery
             self.completion = completion
         }
@@ -42,7 +42,8 @@ public final class IntakeBatcher: DaemonComponent {
         var isFinished: Bool { finished.load(ordering: .acquiring) }
     }
 
-    let intake: ReplicateIntake
+    /// Records every provider's deliveries (a batch may mix them).
+    let recorder: DeliveryRecorder
     let pool: Pool
     let configuration: Configuration
     let logger: Logger
@@ -61,9 +62,9 @@ public final class IntakeBatcher: DaemonComponent {
     /// What is queued when the stop begins is committed, or answered 503 once this has passed.
     public var stopBudget: Duration { .milliseconds(Int64(configuration.waitTimeout * 1000)) }
 
-    public init(intake: ReplicateIntake, pool: Pool, configuration: Configuration = Configuration(),
+    public init(recorder: DeliveryRecorder, pool: Pool, configuration: Configuration = Configuration(),
                 heartbeats: Heartbeats? = nil, logger: Logger) {
-        self.intake = intake
+        self.recorder = recorder
         self.pool = pool
         self.configuration = configuration
         self.logger = logger
@@ -100,7 +101,7 @@ public final class IntakeBatcher: DaemonComponent {
     /// `waitTimeout`). Nothing here blocks, so the HTTP event thread can call it: no thread waits per
     /// webhook. Before the database is ready, and when the batcher is not running, `completion` is called
     /// at once, here, with an error that means "retry later".
-    public func submit(_ delivery: ReplicateIntake.Delivery,
+    public func submit(_ delivery: WebhookDelivery,
                        completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void) {
         guard running.load(ordering: .acquiring) else {
             completion(.failure(IntakeStopped()))
@@ -167,7 +168,7 @@ public final class IntakeBatcher: DaemonComponent {
             let outcomes = try recordBatch(batch.map(\.delivery))
             for (pending, outcome) in zip(batch, outcomes) { pending.finish(.success(outcome)) }
         } catch {
-            if Self.isUnavailable(error) {
+            if (error as? PQError)?.isUnavailable ?? false {
                 // The database is away: recording each alone would only wait longer. Nothing was committed.
                 for pending in batch { pending.finish(.failure(error)) }
                 return
@@ -189,40 +190,31 @@ public final class IntakeBatcher: DaemonComponent {
     /// duplicate makes that transaction fail with unique_violation, nothing of it is kept, and the batch is
     /// recorded again with ON CONFLICT; the next batches then check too for a while (a provider retrying
     /// many deliveries at once should not cost two transactions per batch).
-    private func recordBatch(_ deliveries: [ReplicateIntake.Delivery]) throws -> [IntakeOutcome] {
+    private func recordBatch(_ deliveries: [WebhookDelivery]) throws -> [IntakeOutcome] {
         let cooldown = conflictCooldown.load(ordering: .relaxed)
         if cooldown > 0 {
             conflictCooldown.store(cooldown - 1, ordering: .relaxed)  // a lost decrement between committers is harmless
         } else {
             do {
-                return try pool.withConnection { try intake.recordBatch(deliveries, expectingDuplicates: false, on: $0) }
+                return try pool.withConnection { try recorder.recordBatch(deliveries, expectingDuplicates: false, on: $0) }
             } catch let error as PQError where error.isUniqueViolation {
                 conflictCooldown.store(Self.conflictCooldownBatches, ordering: .relaxed)
                 conflictRetries.add(1, ordering: .relaxed)
             }
         }
-        return try pool.withConnection { try intake.recordBatch(deliveries, on: $0) }
+        return try pool.withConnection { try recorder.recordBatch(deliveries, on: $0) }
     }
 
     /// One delivery in its own transaction. A body PostgreSQL refuses to interpret (well-formed JSON that
     /// jsonb cannot hold) is kept raw and answered as unparseable, never turned into a 503 the provider
     /// would retry for ever.
-    private func recordAlone(_ delivery: ReplicateIntake.Delivery) throws -> IntakeOutcome {
+    private func recordAlone(_ delivery: WebhookDelivery) throws -> IntakeOutcome {
         do {
-            return try pool.withConnection { try intake.record(delivery, on: $0) }
-        } catch let error as PQError where Self.isDataError(error) {
+            return try pool.withConnection { try recorder.record(delivery, on: $0) }
+        } catch let error as PQError where error.isDataException {
             return try pool.withConnection {
-                try intake.recordRejected(delivery, reason: "the database refused a value in it (\(error.message))", on: $0)
+                try recorder.recordRejected(delivery, reason: "the database refused a value in it (\(error.message))", on: $0)
             }
         }
-    }
-
-    /// SQLSTATE class 22 (data exception): the delivery's content, not the database, is the problem.
-    static func isDataError(_ error: PQError) -> Bool { error.sqlState?.hasPrefix("22") ?? false }
-
-    /// Errors that say the database is away or past a deadline (retrying each delivery alone would only
-    /// wait longer).
-    static func isUnavailable(_ error: any Error) -> Bool {
-        (error as? PQError)?.isUnavailable ?? false
     }
 }

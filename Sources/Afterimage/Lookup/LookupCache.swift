@@ -234,10 +234,8 @@ public final class LookupCache: Sendable {
 }
 
 extension PredictionView {
-    static let settledAssetStates: Set<String> = ["stored", "failed", "expired"]
-
     /// Nothing about it changes any more except through a retry or a late fill-in (see `LookupCache`).
     public var isSettled: Bool {
-        ReplicatePrediction.terminalStatuses.contains(status) && assets.allSatisfy { Self.settledAssetStates.contains($0.state) }
+        PredictionStatus(rawValue: status).isTerminal && assets.allSatisfy(\.state.isSettled)
     }
 }

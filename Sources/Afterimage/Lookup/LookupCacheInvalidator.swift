@@ -45,21 +45,16 @@ public final class LookupCacheInvalidator: DaemonComponent {
         case everything
     }
 
-    /// The payload is one `provider/prediction` per line (intake sends one notification per batch);
-    /// `*` means everything (intake's answer for a prediction id with a line break in it). Lines that
-    /// name no prediction (an older daemon's bare provider name) are skipped.
+    /// What a payload on the assets channel asks the cache to forget (the format is `AssetNotifications`').
     static func invalidation(fromPayload payload: String) -> Invalidation {
-        if payload == ReplicateIntake.invalidateEverythingPayload { return .everything }
-        return .predictions(payload.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
-            guard let slash = line.firstIndex(of: "/") else { return nil }
-            let provider = line[..<slash], id = line[line.index(after: slash)...]
-            guard !provider.isEmpty, !id.isEmpty else { return nil }
-            return LookupCache.Key(provider: String(provider), id: String(id))
-        })
+        switch AssetNotifications.invalidation(fromPayload: payload) {
+        case .everything: .everything
+        case .predictions(let named): .predictions(named.map { LookupCache.Key(provider: $0.provider.rawValue, id: $0.id) })
+        }
     }
 
     private func listenLoop(_ heartbeat: Heartbeat) {
-        ChannelListener(databaseURL: databaseURL, channel: ReplicateIntake.assetsChannel, limits: limits, heartbeat: heartbeat).run(
+        ChannelListener(databaseURL: databaseURL, channel: AssetNotifications.channel, limits: limits, heartbeat: heartbeat).run(
             while: { !stopSignal.isStopped },
             connected: { cache.invalidateAll() },  // whatever changed while nobody was listening
             received: { notifications in

@@ -8,8 +8,7 @@ public struct AssetView: Sendable, Equatable {
     public let predictionID: String
     public let index: Int
     public let pointer: String
-    /// pending, in_flight, stored, failed or expired.
-    public let state: String
+    public let state: AssetState
     public let attempts: Int
     public let size: Int64?
     public let sha256: String?
@@ -33,7 +32,7 @@ public struct AssetView: Sendable, Equatable {
     /// The generation seed Stability reported; nil for other providers.
     public let seed: Int64?
 
-    public var isStored: Bool { state == "stored" && key != nil }
+    public var isStored: Bool { state == .stored && key != nil }
 }
 
 /// One prediction with its outputs in walk order.
@@ -64,7 +63,8 @@ public struct AssetPage: Sendable {
 /// The lookup API's SQL. Each call is one statement (the retry is one transaction), so a lookup costs one
 /// round trip, comparable with `pgbench -S`.
 public struct LookupStore: Sendable {
-    public static let states: Set<String> = ["pending", "in_flight", "stored", "failed", "expired"]
+    /// What `?state=` and `assets list --state` accept.
+    public static let states: Set<String> = Set(AssetState.allCases.map(\.rawValue))
     public static let maxPageSize = 1000
     public static let defaultPageSize = 100
 
@@ -281,7 +281,7 @@ public struct LookupStore: Sendable {
                 throw LookupError(.notRetryable, "asset \(assetID) is \(current.state); only failed or expired assets can be retried")
             }
             let asset = try Self.decodeAsset(row, from: 0)
-            try tx.notify(ReplicateIntake.assetsChannel, payload: "\(asset.provider)/\(asset.predictionID)")
+            try AssetNotifications.send(for: [.init(provider: ProviderName(rawValue: asset.provider), id: asset.predictionID)], on: tx)
             return asset
         }
     }

@@ -46,7 +46,7 @@ public enum AfterimageMetrics {
 
     /// Wraps a webhook route's handler: counts the outcome (from the answer's status, or the status of
     /// what it threw) and times the acknowledgement.
-    public static func instrumentWebhook(provider: String, _ handler: @escaping Handler) -> Handler {
+    public static func instrumentWebhook(provider: ProviderName, _ handler: @escaping Handler) -> Handler {
         { request in
             let started = ContinuousClock.now
             do {
@@ -62,7 +62,7 @@ public enum AfterimageMetrics {
     }
 
     /// Counts one webhook answer by outcome and records how long it took to give.
-    public static func webhookAnswered(provider: String, status: Int, since started: ContinuousClock.Instant) {
+    public static func webhookAnswered(provider: ProviderName, status: Int, since started: ContinuousClock.Instant) {
         let outcome = switch status {
         case 200..<300: "accepted"
         case 401: "unauthorized"
@@ -76,8 +76,8 @@ public enum AfterimageMetrics {
             instruments.outcomes[outcome]?.increment()
             instruments.ackTime.record(duration: elapsed)
         } else {
-            Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", outcome)]).increment()
-            Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)]).record(duration: elapsed)
+            Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider.rawValue), ("outcome", outcome)]).increment()
+            Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider.rawValue)]).record(duration: elapsed)
         }
     }
 
@@ -89,29 +89,27 @@ public enum AfterimageMetrics {
         let outcomes: [String: Metrics.Counter]
         let ackTime: Metrics.Timer
 
-        init(provider: String) {
+        init(provider: ProviderName) {
             outcomes = Dictionary(uniqueKeysWithValues: Self.outcomeNames.map {
-                ($0, Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider), ("outcome", $0)]))
+                ($0, Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider.rawValue), ("outcome", $0)]))
             })
-            ackTime = Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider)])
+            ackTime = Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider.rawValue)])
         }
     }
 
-    static let webhookInstruments: [String: WebhookInstruments] = [
-        "replicate": WebhookInstruments(provider: "replicate"),
-        "stability": WebhookInstruments(provider: "stability"),
-    ]
+    static let webhookInstruments: [ProviderName: WebhookInstruments] = Dictionary(uniqueKeysWithValues:
+        [ProviderName.replicate, .stability, .ideogram, .fal, .archive].map { ($0, WebhookInstruments(provider: $0)) })
 
     /// A delivery seen before (same webhook-id): acknowledged again, nothing new recorded.
-    public static func webhookDuplicate(provider: String) {
-        Metrics.Counter(label: Name.webhookDuplicates, dimensions: [("provider", provider)]).increment()
+    public static func webhookDuplicate(provider: ProviderName) {
+        Metrics.Counter(label: Name.webhookDuplicates, dimensions: [("provider", provider.rawValue)]).increment()
     }
 
     public enum Direction: String, Sendable { case download, upload }
 
     /// A finished transfer's bytes and duration.
-    public static func transfer(_ direction: Direction, provider: String, bytes: Int64, since started: ContinuousClock.Instant) {
-        let dimensions = [("direction", direction.rawValue), ("provider", provider)]
+    public static func transfer(_ direction: Direction, provider: ProviderName, bytes: Int64, since started: ContinuousClock.Instant) {
+        let dimensions = [("direction", direction.rawValue), ("provider", provider.rawValue)]
         Metrics.Counter(label: Name.transferBytes, dimensions: dimensions).increment(by: Int64(max(0, bytes)))
         Metrics.Timer(label: Name.transferSeconds, dimensions: dimensions).record(duration: ContinuousClock.now - started)
     }
@@ -119,15 +117,15 @@ public enum AfterimageMetrics {
     /// An asset recorded as stored: how long since its webhook arrived, and whether it beat its deadline.
     /// The timing comes from the row's own timestamps (the database's clock for both), returned by the
     /// statement that recorded the outcome.
-    public static func stored(provider: String, _ timing: ArchiveQueue.StoredTiming) {
-        Metrics.Timer(label: Name.webhookToStored, dimensions: [("provider", provider)])
+    public static func stored(provider: ProviderName, _ timing: ArchiveQueue.StoredTiming) {
+        Metrics.Timer(label: Name.webhookToStored, dimensions: [("provider", provider.rawValue)])
             .recordNanoseconds(Int64(max(0, timing.secondsSinceWebhook) * 1e9))
         if timing.late { deadlineMissed(provider: provider) }
     }
 
     /// An asset stored after its deadline, or given up as expired.
-    public static func deadlineMissed(provider: String) {
-        Metrics.Counter(label: Name.deadlineMisses, dimensions: [("provider", provider)]).increment()
+    public static func deadlineMissed(provider: ProviderName) {
+        Metrics.Counter(label: Name.deadlineMisses, dimensions: [("provider", provider.rawValue)]).increment()
     }
 
     /// The queue as the last `QueueMonitor` query saw it.

@@ -5,7 +5,7 @@ import Synchronization
 
 /// How much work waits: assets per state and the earliest deadline among those not yet stored.
 struct QueueStats: Sendable, Equatable {
-    static let states = ["pending", "in_flight", "stored", "failed", "expired"]
+    static let states = AssetState.allCases.map(\.rawValue)
     var counts: [String: Int]
     var oldestDeadline: Date?
 

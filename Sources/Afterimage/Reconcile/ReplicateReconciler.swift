@@ -162,7 +162,7 @@ public struct ReplicateReconciler: Sendable {
                 SELECT id FROM predictions
                 WHERE provider = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb))
                   AND status IN ('succeeded', 'failed', 'canceled', 'aborted')
-                """, [ReplicateIntake.provider, list])
+                """, [ProviderName.replicate, list])
             var found: Set<String> = []
             for row in rows { found.insert(try row.decode(0, as: String.self)) }
             return found
@@ -172,11 +172,11 @@ public struct ReplicateReconciler: Sendable {
     }
 
     private func record(id: String, item: ReplicateAPIClient.Item, summary: inout Summary, on connection: Connection) throws(ReconcileError) {
-        let raw = ReplicateIntake.Delivery(
-            webhookID: Self.deliveryID(predictionID: id, status: item.status), timestamp: nil, body: item.body, source: "reconcile")
+        let raw = WebhookDelivery(provider: .replicate, deliveryID: Self.deliveryID(predictionID: id, status: item.status),
+                                  timestamp: nil, body: item.body, source: .reconcile)
         // data: outputs are decoded into the spool as a webhook's are; without a spool (or when it is full)
         // the workers decode them from the recorded delivery instead.
-        let delivery: ReplicateIntake.Delivery
+        let delivery: WebhookDelivery
         do {
             delivery = try intake.spoolingDataOutputs(of: raw)
         } catch {
@@ -222,7 +222,7 @@ public struct ReplicateReconciler: Sendable {
     /// A failure that is about one prediction's content, not about the database: a value it refused
     /// (SQLSTATE class 22, data exception) or one that cannot even be sent (a NUL in text).
     static func isContentError(_ error: PQError) -> Bool {
-        error.code == .invalidParameter || (error.sqlState?.hasPrefix("22") ?? false)
+        error.code == .invalidParameter || error.isDataException
     }
 
     /// Predictions non-terminal here, unchanged for `staleAfter` and not in this pass's list (older than
@@ -238,7 +238,7 @@ public struct ReplicateReconciler: Sendable {
                   AND updated_at < now() - make_interval(secs => $2)
                   AND id NOT IN (SELECT jsonb_array_elements_text($3::jsonb))
                 ORDER BY random() LIMIT $4
-                """, [ReplicateIntake.provider, configuration.staleAfter, excluded, configuration.maxRefreshes]) {
+                """, [ProviderName.replicate, configuration.staleAfter, excluded, configuration.maxRefreshes]) {
                 stale.append(try row.decode(0, as: String.self))
             }
         } catch {

@@ -11,7 +11,10 @@ import Primitives
 /// everyone for a moment; here the file is born 0600 (`O_CREAT|O_EXCL` with the mode) and renamed over.
 public enum CredentialFile {
     public struct Failure: Error, CustomStringConvertible, Sendable {
-        public enum Code: String, Sendable { case noDirectory = "no_directory", io }
+        public enum Code: String, Sendable {
+            case noDirectory = "no_directory"
+            case io
+        }
         public let code: Code
         public let message: String
         public var description: String { message }

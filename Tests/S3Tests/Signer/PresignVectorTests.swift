@@ -5,36 +5,43 @@ import Testing
 /// The AWS S3 documentation's presigned GET example (Vectors/s3-presign-vector.json).
 @Suite("S3 presign vector")
 struct PresignVectorTests {
+    /// The vectors spell their keys as JSON does (`webhook_id`); the properties are Swift's camel case.
+    static var snakeCaseDecoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
     struct Vector: Decodable {
         var method: String
         var url: String
-        var access_key_id: String
-        var secret_access_key: String
+        var accessKeyId: String
+        var secretAccessKey: String
         var region: String
         var service: String
-        var amz_date: String
+        var amzDate: String
         var expires: Int
-        var expected_canonical_request: String
-        var expected_canonical_request_sha256: String
-        var expected_signature: String
+        var expectedCanonicalRequest: String
+        var expectedCanonicalRequestSha256: String
+        var expectedSignature: String
     }
 
     @Test func documentationExampleMatches() throws {
         let data = Data(try VectorFiles.text("s3-presign-vector.json").utf8)
-        let v = try JSONDecoder().decode(Vector.self, from: data)
+        let v = try Self.snakeCaseDecoder.decode(Vector.self, from: data)
         let signer = SigV4Signer(
-            credentials: S3Credentials(accessKeyID: v.access_key_id, secretAccessKey: v.secret_access_key),
+            credentials: S3Credentials(accessKeyID: v.accessKeyId, secretAccessKey: v.secretAccessKey),
             region: v.region, service: v.service)
-        let date = try #require(SigV4Signer.parseAMZDate(v.amz_date))
+        let date = try #require(SigV4Signer.parseAMZDate(v.amzDate))
         let p = signer.presignDetails(method: v.method, url: v.url, expires: v.expires, date: date)
 
-        #expect(p.canonicalRequest == v.expected_canonical_request)
-        #expect(sha256Hex(p.canonicalRequest.utf8) == v.expected_canonical_request_sha256)
-        #expect(p.signature == v.expected_signature)
+        #expect(p.canonicalRequest == v.expectedCanonicalRequest)
+        #expect(sha256Hex(p.canonicalRequest.utf8) == v.expectedCanonicalRequestSha256)
+        #expect(p.signature == v.expectedSignature)
         #expect(p.url == "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
             + "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
             + "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
-            + "&X-Amz-Signature=\(v.expected_signature)")
+            + "&X-Amz-Signature=\(v.expectedSignature)")
         #expect(signer.presign(method: v.method, url: v.url, expires: v.expires, date: date) == p.url)
     }
 

@@ -14,13 +14,28 @@ import Synchronization
 /// A result can be read only with the key that created it (any other key gets 404), so with several
 /// keys a 404 is asked again with the next one before it counts; the key that answered is remembered
 /// and asked first next time.
-public struct StabilitySource: Sendable {
+public struct StabilitySource: ResultSource {
     /// `stability.api_key`: every key a result may have been created with, read per poll so a reload
     /// can change them.
     let apiKeys: @Sendable () -> [String]
+    /// The only host the keys are sent to: `stability.base_url`'s (nil: the results URL's own, for tests
+    /// that poll a fake). A result recorded under another base URL is refused rather than polled with
+    /// the keys.
+    let keyHost: @Sendable () -> String?
     let memory = PollMemory()
 
-    public init(apiKeys: @escaping @Sendable () -> [String]) { self.apiKeys = apiKeys }
+    public init(apiKeys: @escaping @Sendable () -> [String], keyHost: @escaping @Sendable () -> String? = { nil }) {
+        self.apiKeys = apiKeys
+        self.keyHost = keyHost
+    }
+
+    /// `ResultSource`: what the archiver calls for a `result` asset.
+    public func poll(_ job: ArchiveJob, spool: Spool, session: CurlSession, policy: FetchPolicy,
+                     shouldAbort: @escaping @Sendable () -> Bool) throws -> FetchedResult {
+        let fetched = try fetch(job, spool: spool, session: session, policy: policy, shouldAbort: shouldAbort)
+        return FetchedResult(spooled: Spooled(path: fetched.path, sha256: fetched.sha256, size: fetched.size, contentType: fetched.contentType),
+                             finishReason: fetched.finishReason, seed: fetched.seed)
+    }
 
     /// Stability's rate limit: a 429 locks the key out for 60 s.
     static let rateLimitSeconds: TimeInterval = 60
@@ -52,6 +67,9 @@ public struct StabilitySource: Sendable {
             throw ArchiveError(.transport, "stability.api_key is not configured; cannot fetch the generation")
         }
         if let refusal = policy.refusal(for: job.sourceURL) { throw ArchiveError(.disallowedURL, refusal) }
+        if let host = keyHost(), URL(string: job.sourceURL)?.host?.lowercased() != host.lowercased() {
+            throw ArchiveError(.disallowedURL, "the result is not at stability.base_url's host (\(host)), the only one the API keys are sent to")
+        }
         if let wait = memory.wait(before: job.sourceURL, now: now) {
             throw ArchiveError(.notReady, "polled less than \(Int(Self.minimumPollInterval)) s ago; waiting before the next poll",
                                retryAfter: wait)
@@ -148,7 +166,7 @@ public struct StabilitySource: Sendable {
             // The endpoint says what the bytes are when the field does not (`result`).
             let typed = StabilityBody.Artifact(pointer: artifact.pointer, kind: kind == .audio ? "audio" : artifact.kind,
                                                base64: artifact.base64, seed: artifact.seed, finishReason: artifact.finishReason)
-            let spooled: InlineSpooler.Spooled
+            let spooled: Spooled
             do {
                 spooled = try InlineSpooler.spool(typed, body: body, writer: try spool.decodedWriter(assetID: job.assetID, claim: job.claimToken))
             } catch let error as InlineSpooler.InvalidBase64 {

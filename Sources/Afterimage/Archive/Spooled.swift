@@ -1,0 +1,19 @@
+/// Bytes waiting in the spool to be uploaded: where they are, what they are (SHA-256 and size, taken
+/// while they were written) and as what they will be stored (content type, when known).
+///
+/// One value for what a download, a decoded inline output and a polled result all leave behind, so the
+/// archiver, the intake and the queue pass it around whole instead of as four loose fields.
+public struct Spooled: Sendable, Equatable {
+    public let path: String
+    /// Lowercase hex SHA-256 of the file's bytes.
+    public let sha256: String
+    public let size: Int64
+    public let contentType: String?
+
+    public init(path: String, sha256: String, size: Int64, contentType: String?) {
+        self.path = path
+        self.sha256 = sha256
+        self.size = size
+        self.contentType = contentType
+    }
+}
