@@ -14,7 +14,7 @@ let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 let package = Package(
     name: "afterimage",
     products: [
-        .executable(name: "afterimage", targets: ["afterimage"]),
+        .executable(name: "afterimage", targets: ["afterimage"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -80,8 +80,9 @@ let package = Package(
         // Shared test plumbing, one copy each: private PostgreSQL / SeaweedFS instances, free ports, loopback
         // sockets, threads, env (TestSupport); and what needs the domain, a migrated database and signed
         // webhooks (AfterimageTestSupport, in its folder).
-        .target(name: "TestSupport", dependencies: ["Primitives"], path: "Tests/TestSupport", exclude: ["Afterimage"],
-                swiftSettings: strict),
+        .target(
+            name: "TestSupport", dependencies: ["Primitives"], path: "Tests/TestSupport", exclude: ["Afterimage"],
+            swiftSettings: strict),
         .target(
             name: "AfterimageTestSupport",
             dependencies: ["Afterimage", "Curl", "TestSupport", .product(name: "Logging", package: "swift-log")],

@@ -45,8 +45,10 @@ public final class Daemon: Sendable {
     ///   - listeningSocket: an inherited listening socket (systemd socket activation) served instead of binding.
     ///   - notifier: readiness, status, reload and stop notifications to systemd (`serve` passes the real one).
     ///   - watchdogInterval: ping systemd's watchdog this often, while every loop beats (nil: off).
-    public init(settings: Settings, logger: Logger, listeningSocket: Int32? = nil,
-                notifier: SystemdNotifier = .disabled, watchdogInterval: Duration? = nil) throws {
+    public init(
+        settings: Settings, logger: Logger, listeningSocket: Int32? = nil,
+        notifier: SystemdNotifier = .disabled, watchdogInterval: Duration? = nil
+    ) throws {
         try settings.validateForServe()
         self.settings = settings
         self.logger = logger
@@ -60,26 +62,31 @@ public final class Daemon: Sendable {
         let (failures, failed) = AsyncStream<any Error>.makeStream()
         self.failures = failures
 
-        let pool = Pool(url: databaseURL, size: settings.database.poolSize,
-                        acquireTimeout: .milliseconds(settings.database.acquireTimeoutMilliseconds),
-                        connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds, limits: limits, admitting: false)
+        let pool = Pool(
+            url: databaseURL, size: settings.database.poolSize,
+            acquireTimeout: .milliseconds(settings.database.acquireTimeoutMilliseconds),
+            connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds, limits: limits, admitting: false)
         self.pool = pool
         storage = try settings.storage.makeClient()
         let reloadable = ReloadableSettings(settings)
         self.reloadable = reloadable
-        let database = DatabaseStartup(databaseURL: databaseURL, migrate: settings.database.migrate, limits: limits, pool: pool,
-                                       status: status, heartbeats: heartbeats, logger: logger,
-                                       onFatal: { error in failed.yield(error) })
+        let database = DatabaseStartup(
+            databaseURL: databaseURL, migrate: settings.database.migrate, limits: limits, pool: pool,
+            status: status, heartbeats: heartbeats, logger: logger,
+            onFatal: { error in failed.yield(error) })
         self.database = database
         let databaseReady: @Sendable () -> Bool = { database.isReady }
 
-        let queue = ArchiveQueue(leaseSeconds: settings.workers.leaseSeconds,
-                                 instanceName: "\(ProcessInfo.processInfo.hostName)/\(getpid())")
+        let queue = ArchiveQueue(
+            leaseSeconds: settings.workers.leaseSeconds,
+            instanceName: "\(ProcessInfo.processInfo.hostName)/\(getpid())")
         let spool = try Spool(directory: settings.workers.spoolDirectory)
         // Every provider (Providers/<Name>/, listed in ProviderRegistry): its route, intake, credential rules,
         // inline decoding and polling. Fetched webhook key sets are kept beside the spool.
-        let providers = ProviderRegistry.make(ProviderContext(settings: settings, reloadable: reloadable,
-                                                              keyCacheDirectory: settings.workers.spoolDirectory + "/keys", logger: logger))
+        let providers = ProviderRegistry.make(
+            ProviderContext(
+                settings: settings, reloadable: reloadable,
+                keyCacheDirectory: settings.workers.spoolDirectory + "/keys", logger: logger))
         let archiver = Archiver(
             queue: queue, pool: pool, storage: storage, spool: spool,
             layout: StorageLayout(prefix: settings.storage.prefix), policy: { reloadable.fetchPolicy },
@@ -88,13 +95,16 @@ public final class Daemon: Sendable {
             providers: providers, logger: logger)
         var workerConfiguration = ArchiveWorkers.Configuration(count: settings.workers.count)
         workerConfiguration.drainTimeout = .seconds(settings.workers.drainTimeoutSeconds)
-        let workers = ArchiveWorkers(archiver: archiver, databaseURL: databaseURL, limits: limits, configuration: workerConfiguration,
-                                     databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
-        let sweeper = SpoolSweeper(spool: spool, pool: pool, interval: TimeInterval(settings.workers.spoolSweepIntervalSeconds),
-                                   databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
+        let workers = ArchiveWorkers(
+            archiver: archiver, databaseURL: databaseURL, limits: limits, configuration: workerConfiguration,
+            databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
+        let sweeper = SpoolSweeper(
+            spool: spool, pool: pool, interval: TimeInterval(settings.workers.spoolSweepIntervalSeconds),
+            databaseReady: databaseReady, heartbeats: heartbeats, logger: logger)
 
-        let reconciler = try ReconcileService.fromSettings(settings, currentToken: { reloadable.current.replicate.apiToken },
-                                                           heartbeats: heartbeats, databaseReady: databaseReady, logger: logger)
+        let reconciler = try ReconcileService.fromSettings(
+            settings, currentToken: { reloadable.current.replicate.apiToken },
+            heartbeats: heartbeats, databaseReady: databaseReady, logger: logger)
 
         var intakeConfiguration = IntakeBatcher.Configuration()
         intakeConfiguration.waitTimeout = TimeInterval(settings.http.intakeTimeoutSeconds)
@@ -103,8 +113,9 @@ public final class Daemon: Sendable {
         let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds, maxBytes: settings.api.lookupCacheBytes)
         let refresher = LookupRefresher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
         let lookupBatcher = LookupBatcher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
-        let invalidator = LookupCacheInvalidator(cache: lookupCache, databaseURL: databaseURL, limits: limits,
-                                                 heartbeats: heartbeats, logger: logger)
+        let invalidator = LookupCacheInvalidator(
+            cache: lookupCache, databaseURL: databaseURL, limits: limits,
+            heartbeats: heartbeats, logger: logger)
         let monitor = QueueMonitor(pool: pool, status: status, heartbeats: heartbeats, logger: logger)
 
         var router = Router(unhandledError: UnhandledErrors.renderer(logger: logger))
@@ -114,25 +125,31 @@ public final class Daemon: Sendable {
             WebhookRoute(provider: provider, batcher: intake, pool: pool, spool: spool, lookupCache: lookupCache, logger: logger)
                 .register(on: &router)
         }
-        ArchiveAPIRoute(pool: pool, recorder: recorder, policy: { reloadable.fetchPolicy },
-                        archiveTokens: { reloadable.archiveAuthenticator }, readTokens: { reloadable.apiAuthenticator },
-                        lookupCache: lookupCache, logger: logger)
-            .register(on: &router)
-        LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
-                     authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, batcher: lookupBatcher, logger: logger)
-            .register(on: &router)
+        ArchiveAPIRoute(
+            pool: pool, recorder: recorder, policy: { reloadable.fetchPolicy },
+            archiveTokens: { reloadable.archiveAuthenticator }, readTokens: { reloadable.apiAuthenticator },
+            lookupCache: lookupCache, logger: logger
+        )
+        .register(on: &router)
+        LookupRoutes(
+            pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
+            authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, batcher: lookupBatcher, logger: logger
+        )
+        .register(on: &router)
         ConsoleRoutes(settings: settings, logger: logger).register(on: &router)
-        let server = HTTPServer(router: router, configuration: .init(
-            host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
-            connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
-            connectionLimit: settings.http.connectionLimit,
-            perIPConnectionLimit: settings.http.perIPConnectionLimit,
-            headerTimeoutSeconds: settings.http.headerTimeoutSeconds,
-            requestTimeoutSeconds: settings.http.requestTimeoutSeconds,
-            // `http.max_body_bytes` is the Replicate route's own limit; other routes keep the server's 1 MiB default.
-            maxInflightBodyBytes: settings.http.maxInflightBodyBytes,
-            // Large bodies wait in unnamed files beside the spool while they arrive (see BodyStore).
-            bodySpillDirectory: settings.workers.spoolDirectory))
+        let server = HTTPServer(
+            router: router,
+            configuration: .init(
+                host: settings.http.host, port: settings.http.port, listeningSocket: listeningSocket,
+                connectionTimeoutSeconds: settings.http.connectionTimeoutSeconds,
+                connectionLimit: settings.http.connectionLimit,
+                perIPConnectionLimit: settings.http.perIPConnectionLimit,
+                headerTimeoutSeconds: settings.http.headerTimeoutSeconds,
+                requestTimeoutSeconds: settings.http.requestTimeoutSeconds,
+                // `http.max_body_bytes` is the Replicate route's own limit; other routes keep the server's 1 MiB default.
+                maxInflightBodyBytes: settings.http.maxInflightBodyBytes,
+                // Large bodies wait in unnamed files beside the spool while they arrive (see BodyStore).
+                bodySpillDirectory: settings.workers.spoolDirectory))
         self.server = server
 
         let watchdog = watchdogInterval.map { interval in
@@ -231,8 +248,9 @@ extension Daemon {
             let ignored = reloadable.apply(new)
             LogSetup.setLevel(LogSetup.level(named: new.logLevel) ?? .info)
             if !ignored.isEmpty {
-                logger.warning("reload: these keys changed but take effect only after a restart",
-                               metadata: ["keys": "\(ignored.joined(separator: ","))"])
+                logger.warning(
+                    "reload: these keys changed but take effect only after a restart",
+                    metadata: ["keys": "\(ignored.joined(separator: ","))"])
             }
             logger.notice("configuration reloaded", metadata: ["log_level": "\(new.logLevel)"])
             outcome = "configuration reloaded"

@@ -45,8 +45,10 @@ public struct CurlResponse: Sendable {
     /// How many redirects were followed to get here.
     public let redirectCount: Int
 
-    public init(status: Int, headers: HTTPHeaders, body: [UInt8], effectiveURL: String, bytesReceived: Int64,
-                bodyTruncated: Bool = false, redirectCount: Int = 0) {
+    public init(
+        status: Int, headers: HTTPHeaders, body: [UInt8], effectiveURL: String, bytesReceived: Int64,
+        bodyTruncated: Bool = false, redirectCount: Int = 0
+    ) {
         self.status = status
         self.headers = headers
         self.body = body

@@ -29,12 +29,15 @@ public final class CurlSession: Sendable {
     /// Non-2xx responses are returned, not thrown, and their body does NOT reach the sink: it goes to
     /// `CurlResponse.body`, cut at `errorBodyLimit` bytes (`bodyTruncated`), so a 404 page never lands
     /// in a spool file. `options.maxBytes` bounds 2xx bodies only.
-    public func perform(_ request: CurlRequest, options: CurlOptions,
-                        sink: (UnsafeRawBufferPointer) throws -> Void) throws(CurlError) -> CurlResponse {
+    public func perform(
+        _ request: CurlRequest, options: CurlOptions,
+        sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws(CurlError) -> CurlResponse {
         try withoutActuallyEscaping(sink) { (escapable) throws(CurlError) -> CurlResponse in
             try handle.withLock { (easy) throws(CurlError) -> CurlResponse in
-                try Self.run(&easy, request, options, .sink(escapable),
-                             successLimit: options.maxBytes, otherLimit: Self.errorBodyLimit)
+                try Self.run(
+                    &easy, request, options, .sink(escapable),
+                    successLimit: options.maxBytes, otherLimit: Self.errorBodyLimit)
             }
         }
     }
@@ -44,8 +47,9 @@ public final class CurlSession: Sendable {
     public func perform(_ request: CurlRequest, options: CurlOptions) throws(CurlError) -> CurlResponse {
         let limit = options.maxBytes ?? Self.defaultCollectLimit
         return try handle.withLock { (easy) throws(CurlError) -> CurlResponse in
-            try Self.run(&easy, request, options, .collect,
-                         successLimit: limit, otherLimit: Int(clamping: limit))
+            try Self.run(
+                &easy, request, options, .collect,
+                successLimit: limit, otherLimit: Int(clamping: limit))
         }
     }
 
@@ -53,8 +57,10 @@ public final class CurlSession: Sendable {
 
     private static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
 
-    private static func run(_ easy: inout EasyHandle, _ request: CurlRequest, _ options: CurlOptions,
-                            _ destination: BodyDestination, successLimit: Int64?, otherLimit: Int) throws(CurlError) -> CurlResponse {
+    private static func run(
+        _ easy: inout EasyHandle, _ request: CurlRequest, _ options: CurlOptions,
+        _ destination: BodyDestination, successLimit: Int64?, otherLimit: Int
+    ) throws(CurlError) -> CurlResponse {
         let handle = try easy.get(guarded: options.addressPolicy != nil)
         let deadline = options.totalTimeout.map { ContinuousClock.now + $0 }
         var current = request
@@ -64,12 +70,15 @@ public final class CurlSession: Sendable {
         while true {
             var sent = current
             if let destinationHeaders = options.destinationHeaders { sent.headers += destinationHeaders(url.host) }
-            let hop = try HopRunner(handle: handle, request: sent, url: url, options: options, deadline: deadline,
-                                    destination: destination, successLimit: successLimit, otherLimit: otherLimit).run()
+            let hop = try HopRunner(
+                handle: handle, request: sent, url: url, options: options, deadline: deadline,
+                destination: destination, successLimit: successLimit, otherLimit: otherLimit
+            ).run()
             guard options.maxRedirects > 0, redirectStatuses.contains(hop.status), let target = hop.redirectURL else {
-                return CurlResponse(status: hop.status, headers: HTTPHeaders(hop.headers), body: hop.body,
-                                    effectiveURL: hop.effectiveURL, bytesReceived: hop.bytesReceived,
-                                    bodyTruncated: hop.bodyTruncated, redirectCount: hops)
+                return CurlResponse(
+                    status: hop.status, headers: HTTPHeaders(hop.headers), body: hop.body,
+                    effectiveURL: hop.effectiveURL, bytesReceived: hop.bytesReceived,
+                    bodyTruncated: hop.bodyTruncated, redirectCount: hops)
             }
             guard hops < options.maxRedirects else {
                 throw CurlError(.tooManyRedirects, "\(current.method) \(url.redacted): more than \(options.maxRedirects) redirects")
@@ -93,8 +102,10 @@ public final class CurlSession: Sendable {
 
     /// The request for the next hop, the way browsers and libcurl do it: 303 (and 301/302 after a POST)
     /// become a GET without a body; credentials are not carried to another origin.
-    private static func redirected(_ request: CurlRequest, status: Int, from: ParsedURL, to: ParsedURL,
-                                   target: String) -> CurlRequest {
+    private static func redirected(
+        _ request: CurlRequest, status: Int, from: ParsedURL, to: ParsedURL,
+        target: String
+    ) -> CurlRequest {
         var next = request
         next.url = target
         if (status == 303 && request.method != "HEAD") || ((status == 301 || status == 302) && request.method == "POST") {

@@ -29,8 +29,9 @@ struct HopRunner {
         try validate()
         let upload = try makeUpload()
         let isHead = request.method == "HEAD"
-        let transfer = Transfer(destination: destination, isHead: isHead, successLimit: successLimit,
-                                otherLimit: otherLimit, options: options, upload: upload)
+        let transfer = Transfer(
+            destination: destination, isHead: isHead, successLimit: successLimit,
+            otherLimit: otherLimit, options: options, upload: upload)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
 
         // Reset forgets every option of the previous request but keeps its live connections.
@@ -43,9 +44,9 @@ struct HopRunner {
         let set = EasyOptions(handle: handle)
 
         try set.set(CURLOPT_URL, request.url)
-        try set.set(CURLOPT_NOSIGNAL, 1)                     // no SIGALRM for DNS timeouts: we are threaded
-        try set.set(CURLOPT_FOLLOWLOCATION, 0)               // redirects are ours, checked one by one
-        try set.set(CURLOPT_PROXY, "")                       // ignore *_proxy variables: the address guard must see the real peer
+        try set.set(CURLOPT_NOSIGNAL, 1)  // no SIGALRM for DNS timeouts: we are threaded
+        try set.set(CURLOPT_FOLLOWLOCATION, 0)  // redirects are ours, checked one by one
+        try set.set(CURLOPT_PROXY, "")  // ignore *_proxy variables: the address guard must see the real peer
         if options.pathAsIs { try set.set(CURLOPT_PATH_AS_IS, 1) }  // the path exactly as signed
         let protocols = options.allowedProtocols.map { $0.lowercased() }.joined(separator: ",")
         try set.set(CURLOPT_PROTOCOLS_STR, protocols)
@@ -123,9 +124,10 @@ struct HopRunner {
     /// Method and header syntax, so a value from outside cannot inject a header line or a request.
     private func validate() throws(CurlError) {
         func isToken(_ text: String) -> Bool {
-            !text.isEmpty && text.utf8.allSatisfy { byte in
-                (0x21...0x7e).contains(byte) && !"\"(),/:;<=>?@[\\]{}".utf8.contains(byte)
-            }
+            !text.isEmpty
+                && text.utf8.allSatisfy { byte in
+                    (0x21...0x7e).contains(byte) && !"\"(),/:;<=>?@[\\]{}".utf8.contains(byte)
+                }
         }
         guard isToken(request.method) else { throw CurlError(.invalidRequest, "invalid method") }
         for (name, value) in request.headers {
@@ -159,7 +161,8 @@ struct HopRunner {
         var detail = url.scrub(transfer.errorText)
         if detail.isEmpty { detail = String(cString: curl_easy_strerror(code)) }
         if !transfer.blockedAddresses.isEmpty && code != CURLE_OK
-            && [CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT].contains(code) {
+            && [CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT].contains(code)
+        {
             let list = Set(transfer.blockedAddresses.map(\.description)).sorted().joined(separator: ", ")
             return CurlError(.blockedAddress, "\(label): address policy refused \(list)", curlCode: curlCode)
         }

@@ -97,16 +97,16 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     ].map(cidr)
 
     private static let reservedV6: [(bytes: [UInt8], length: Int)] = [
-        "::/96",            // unspecified, loopback and the deprecated IPv4-compatible form
-        "64:ff9b:1::/48",   // local-use NAT64
-        "100::/64",         // discard-only
-        "2001::/23",        // IETF protocol assignments (Teredo, ORCHID, ...)
-        "2001:db8::/32",    // documentation
-        "3fff::/20",        // documentation (2024)
-        "5f00::/16",        // SRv6 SIDs
-        "fc00::/7",         // unique local
-        "fe80::/10",        // link-local
-        "fec0::/10",        // deprecated site-local
-        "ff00::/8",         // multicast
+        "::/96",  // unspecified, loopback and the deprecated IPv4-compatible form
+        "64:ff9b:1::/48",  // local-use NAT64
+        "100::/64",  // discard-only
+        "2001::/23",  // IETF protocol assignments (Teredo, ORCHID, ...)
+        "2001:db8::/32",  // documentation
+        "3fff::/20",  // documentation (2024)
+        "5f00::/16",  // SRv6 SIDs
+        "fc00::/7",  // unique local
+        "fe80::/10",  // link-local
+        "fec0::/10",  // deprecated site-local
+        "ff00::/8",  // multicast
     ].map(cidr)
 }

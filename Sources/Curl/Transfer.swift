@@ -40,8 +40,10 @@ final class Transfer {
 
     static let maxHeaderCount = 500
 
-    init(destination: BodyDestination, isHead: Bool, successLimit: Int64?, otherLimit: Int,
-         options: CurlOptions, upload: UploadSource?) {
+    init(
+        destination: BodyDestination, isHead: Bool, successLimit: Int64?, otherLimit: Int,
+        options: CurlOptions, upload: UploadSource?
+    ) {
         self.destination = destination
         self.isHead = isHead
         self.successLimit = successLimit
@@ -93,7 +95,8 @@ final class Transfer {
     private func checkAnnouncedLength() -> Bool {
         guard isSuccess, !isHead, let limit = successLimit else { return true }
         guard let value = headers.last(where: { $0.0.caseInsensitiveEquals("content-length") })?.1,
-              let announced = Int64(value) else { return true }
+            let announced = Int64(value)
+        else { return true }
         if announced > limit {
             failure = (.tooLarge, "Content-Length \(announced) exceeds the limit of \(limit) bytes")
             return false
@@ -175,24 +178,30 @@ private func transfer(_ pointer: UnsafeMutableRawPointer?) -> Transfer {
 }
 
 /// CURLOPT_WRITEFUNCTION: returning less than given makes libcurl stop with CURLE_WRITE_ERROR.
-func curlWriteCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
-                       _ context: UnsafeMutableRawPointer?) -> Int {
+func curlWriteCallback(
+    _ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+    _ context: UnsafeMutableRawPointer?
+) -> Int {
     let total = size * count
     let ok = transfer(context).receiveBody(UnsafeRawBufferPointer(start: data, count: total))
     return ok ? total : 0
 }
 
 /// CURLOPT_HEADERFUNCTION: one complete header line per call, status lines included.
-func curlHeaderCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
-                        _ context: UnsafeMutableRawPointer?) -> Int {
+func curlHeaderCallback(
+    _ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+    _ context: UnsafeMutableRawPointer?
+) -> Int {
     let total = size * count
     let ok = transfer(context).receiveHeader(UnsafeRawBufferPointer(start: data, count: total))
     return ok ? total : 0
 }
 
 /// CURLOPT_READFUNCTION: the upload body.
-func curlReadCallback(_ buffer: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
-                      _ context: UnsafeMutableRawPointer?) -> Int {
+func curlReadCallback(
+    _ buffer: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+    _ context: UnsafeMutableRawPointer?
+) -> Int {
     guard let buffer else { return ccurl_readfunc_abort() }
     return transfer(context).readUpload(into: UnsafeMutableRawPointer(buffer), capacity: size * count)
         ?? ccurl_readfunc_abort()
@@ -207,15 +216,19 @@ func curlSeekCallback(_ context: UnsafeMutableRawPointer?, _ offset: curl_off_t,
 }
 
 /// CURLOPT_XFERINFOFUNCTION: non-zero aborts with CURLE_ABORTED_BY_CALLBACK.
-func curlProgressCallback(_ context: UnsafeMutableRawPointer?, _ downloadTotal: curl_off_t, _ downloaded: curl_off_t,
-                          _ uploadTotal: curl_off_t, _ uploaded: curl_off_t) -> Int32 {
+func curlProgressCallback(
+    _ context: UnsafeMutableRawPointer?, _ downloadTotal: curl_off_t, _ downloaded: curl_off_t,
+    _ uploadTotal: curl_off_t, _ uploaded: curl_off_t
+) -> Int32 {
     transfer(context).progress() ? 0 : 1
 }
 
 /// CURLOPT_OPENSOCKETFUNCTION: runs after DNS for every address libcurl tries. Refused addresses get
 /// CURL_SOCKET_BAD, so no packet is ever sent to them.
-func curlOpenSocketCallback(_ context: UnsafeMutableRawPointer?, _ purpose: curlsocktype,
-                            _ address: UnsafeMutablePointer<curl_sockaddr>?) -> curl_socket_t {
+func curlOpenSocketCallback(
+    _ context: UnsafeMutableRawPointer?, _ purpose: curlsocktype,
+    _ address: UnsafeMutablePointer<curl_sockaddr>?
+) -> curl_socket_t {
     guard let address else { return ccurl_socket_bad() }
     var raw = [UInt8](repeating: 0, count: 16)
     let length = Int(ccurl_sockaddr_ip(address, &raw))

@@ -141,10 +141,12 @@ private func beginRequest(
     var maxBodyBytes = 0
     if case .handle(let route, _) = plan { maxBodyBytes = route.maxBodyBytes ?? core.configuration.defaultMaxBodyBytes }
 
-    let body = BodyStore(spillDirectory: core.configuration.bodySpillDirectory,
-                         spillThreshold: core.configuration.bodySpillThresholdBytes)
-    let context = RequestContext(method: method, rawPath: rawPath, plan: plan, maxBodyBytes: maxBodyBytes,
-                                 declaredLength: chunked ? nil : contentLength, body: body)
+    let body = BodyStore(
+        spillDirectory: core.configuration.bodySpillDirectory,
+        spillThreshold: core.configuration.bodySpillThresholdBytes)
+    let context = RequestContext(
+        method: method, rawPath: rawPath, plan: plan, maxBodyBytes: maxBodyBytes,
+        declaredLength: chunked ? nil : contentLength, body: body)
     conCls.pointee = Unmanaged.passRetained(context).toOpaque()
     core.inFlight.add(1, ordering: .relaxed)
 
@@ -193,8 +195,9 @@ struct RequestParts: Sendable {
     let bodyCheckResult: (any Sendable)?
 
     func request(body: [UInt8], bodyFile: BodyFile? = nil) -> Request {
-        Request(method: method, path: path, query: query, headers: headers, body: body, bodyFile: bodyFile,
-                pathParameters: pathParameters, remoteAddress: remoteAddress, bodyCheckResult: bodyCheckResult)
+        Request(
+            method: method, path: path, query: query, headers: headers, body: body, bodyFile: bodyFile,
+            pathParameters: pathParameters, remoteAddress: remoteAddress, bodyCheckResult: bodyCheckResult)
     }
 }
 
@@ -214,9 +217,10 @@ private func finish(_ core: ServerCore, _ context: RequestContext, _ connection:
     case .answer(let response):
         return .route(.answer(response))
     case .handle(let route, let parameters):
-        let parts = RequestParts(method: context.method, path: context.rawPath, query: collectQuery(connection),
-                                 headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
-                                 remoteAddress: clientAddress(connection), bodyCheckResult: context.bodyCheck?.result)
+        let parts = RequestParts(
+            method: context.method, path: context.rawPath, query: collectQuery(connection),
+            headers: context.headers ?? collectHeaders(connection), pathParameters: parameters,
+            remoteAddress: clientAddress(connection), bodyCheckResult: context.bodyCheck?.result)
         let request: Request
         do throws(SystemCallError) {
             switch try context.body.finish() {

@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
-import Synchronization
 import Glibc
+import Synchronization
 
 /// Closes connections whose request is not in by its deadline: the head within `headerTimeout` and the
 /// whole request (head and body) within `requestTimeout`, counted from when the connection was accepted

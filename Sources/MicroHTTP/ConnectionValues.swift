@@ -65,7 +65,8 @@ private let framingHeaders: Set<String> = ["content-length", "transfer-encoding"
 /// buffer.
 func queue(_ response: Response, on connection: OpaquePointer, draining: Bool) -> MHD_Result {
     // libmicrohttpd refuses status codes outside 100...999, and 1xx cannot be a final answer.
-    let response = (200...999).contains(response.status)
+    let response =
+        (200...999).contains(response.status)
         ? response : .error(status: 500, code: "internal_error", message: "the handler produced an invalid status")
     let created = response.body.withUnsafeBytes { bytes in
         MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)

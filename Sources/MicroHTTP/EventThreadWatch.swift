@@ -1,5 +1,5 @@
-import Synchronization
 import Glibc
+import Synchronization
 
 /// How long each libmicrohttpd event thread has been inside the server's callbacks, so a watchdog can tell
 /// a wedged event thread (a callback that never returns, holding every connection that thread serves) from

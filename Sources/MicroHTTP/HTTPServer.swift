@@ -1,6 +1,6 @@
 import CMicroHTTPD
-import Synchronization
 import Glibc
+import Synchronization
 
 /// An HTTP/1.1 server over libmicrohttpd 0.9.75.
 ///
@@ -139,8 +139,10 @@ public final class HTTPServer: Sendable {
             if let deadline, ContinuousClock.now >= deadline {
                 let waiting = core.suspended.withLock { Array($0.values) }
                 for request in waiting {
-                    request.answer(.error(status: 503, code: "stopping", message: "the server is stopping; retry later",
-                                          headers: [("Retry-After", "5")]))
+                    request.answer(
+                        .error(
+                            status: 503, code: "stopping", message: "the server is stopping; retry later",
+                            headers: [("Retry-After", "5")]))
                 }
                 return
             }
@@ -153,7 +155,9 @@ public final class HTTPServer: Sendable {
         let configuration = core.configuration
         try validate(configuration)
         try state.withLock { state throws(HTTPServerError) in
-            guard state.phase == .idle else { throw HTTPServerError(.alreadyStarted, "the HTTP server was already started (a stopped server cannot be restarted)") }
+            guard state.phase == .idle else {
+                throw HTTPServerError(.alreadyStarted, "the HTTP server was already started (a stopped server cannot be restarted)")
+            }
             let daemon = try startDaemon(configuration)
             state.daemon = DaemonHandle(pointer: daemon)
             state.boundPort = Int(cmhd_daemon_bound_port(daemon))
@@ -221,7 +225,10 @@ public final class HTTPServer: Sendable {
             while core.inFlight.load(ordering: .acquiring) > 0, clock.now < flushBy { usleep(5_000) }
         }
         let daemon = state.withLock { state -> DaemonHandle? in
-            defer { state.daemon = nil; state.phase = .stopped }
+            defer {
+                state.daemon = nil
+                state.phase = .stopped
+            }
             return state.daemon
         }
         if let daemon {

@@ -20,8 +20,10 @@ extension Router {
         case .notFound:
             return .answer(.error(status: 404, code: "not_found", message: "no such resource"))
         case .methodNotAllowed(let allow):
-            return .answer(.error(status: 405, code: "method_not_allowed", message: "method \(method) is not allowed here",
-                                  headers: [("Allow", allow)]))
+            return .answer(
+                .error(
+                    status: 405, code: "method_not_allowed", message: "method \(method) is not allowed here",
+                    headers: [("Allow", allow)]))
         case .malformedPath:
             return .answer(.error(status: 400, code: "bad_request", message: "the path is not valid percent-encoded UTF-8"))
         }
@@ -103,14 +105,16 @@ enum Refusal {
 
     /// The body budget is spent: a sender that retries (every webhook provider does) gets through shortly.
     static func overBudget() -> Response {
-        .error(status: 503, code: "server_busy", message: "too many request bodies are being received; retry later",
-               headers: [("Retry-After", "5")])
+        .error(
+            status: 503, code: "server_busy", message: "too many request bodies are being received; retry later",
+            headers: [("Retry-After", "5")])
     }
 
     /// The body could not be kept (disk full): nothing was handed to the route, so nothing was recorded.
     static func bodyStorageFailed(_ error: SystemCallError) -> Response {
-        .error(status: 503, code: "body_storage_unavailable", message: "the request body could not be stored; retry later",
-               headers: [("Retry-After", "30")])
+        .error(
+            status: 503, code: "body_storage_unavailable", message: "the request body could not be stored; retry later",
+            headers: [("Retry-After", "30")])
     }
 }
 

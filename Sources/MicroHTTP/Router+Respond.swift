@@ -16,8 +16,10 @@ extension Router {
     ///   - defaultMaxBodyBytes: the limit for routes without their own (the server's `defaultMaxBodyBytes`).
     ///   - timeout: how long to wait for a deferred answer.
     /// - Throws: `HTTPServerError(.noAnswer)` when a deferred route did not answer within `timeout`.
-    public func respond(to request: Request, defaultMaxBodyBytes: Int = HTTPServer.Configuration().defaultMaxBodyBytes,
-                        timeout: Duration = .seconds(30)) throws(HTTPServerError) -> Response {
+    public func respond(
+        to request: Request, defaultMaxBodyBytes: Int = HTTPServer.Configuration().defaultMaxBodyBytes,
+        timeout: Duration = .seconds(30)
+    ) throws(HTTPServerError) -> Response {
         let route: Route
         let parameters: [String: String]
         switch plan(method: request.method, rawPath: request.path) {
@@ -27,8 +29,12 @@ extension Router {
         let declared = request.header("content-length").map { Int($0) ?? Int.max } ?? (request.body.isEmpty ? nil : request.body.count)
         var bodyCheck: BodyCheck?
         if route.gate != nil {
-            switch admit(route, RequestHead(method: request.method, path: request.path, headers: request.headers,
-                                            contentLength: declared)) {
+            switch admit(
+                route,
+                RequestHead(
+                    method: request.method, path: request.path, headers: request.headers,
+                    contentLength: declared))
+            {
             case .refuse(let response): return response
             case .admit(let check): bodyCheck = check
             }

@@ -78,21 +78,29 @@ public struct Router: Sendable {
     /// and may refuse the request there (see `RequestGate`). `bodyAsFile`: a body large enough to have been
     /// spilled to disk while it arrived is handed over as `Request.bodyFile` (with `body` empty), for a
     /// handler that streams it rather than hold tens of MiB in memory; smaller bodies still come as `body`.
-    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
-                             bodyAsFile: Bool = false, immediate: ImmediateHandler? = nil, _ handler: @escaping Handler) {
+    public mutating func add(
+        _ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
+        bodyAsFile: Bool = false, immediate: ImmediateHandler? = nil, _ handler: @escaping Handler
+    ) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
-        routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: immediate, gate: gate, bodyAsFile: bodyAsFile, work: .blocking(handler)))
+        routes.append(
+            Route(
+                method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
+                immediate: immediate, gate: gate, bodyAsFile: bodyAsFile, work: .blocking(handler)))
     }
 
     /// Registers a handler that answers later through a `Responder` instead of blocking a pool thread
     /// (see `DeferredHandler`). `bodyAsFile` as for a blocking handler: a spilled body is handed over as its
     /// file (`Request.bodyFile`) on the event thread, so the handler must not read it there.
-    public mutating func add(_ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
-                             bodyAsFile: Bool = false, deferred: @escaping DeferredHandler) {
+    public mutating func add(
+        _ method: String, _ pattern: String, maxBodyBytes: Int? = nil, gate: RequestGate? = nil,
+        bodyAsFile: Bool = false, deferred: @escaping DeferredHandler
+    ) {
         precondition(maxBodyBytes.map { $0 >= 0 } ?? true, "maxBodyBytes must not be negative")
-        routes.append(Route(method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
-                            immediate: nil, gate: gate, bodyAsFile: bodyAsFile, work: .deferred(deferred)))
+        routes.append(
+            Route(
+                method: method.uppercased(), pattern: PathPattern(pattern), maxBodyBytes: maxBodyBytes,
+                immediate: nil, gate: gate, bodyAsFile: bodyAsFile, work: .deferred(deferred)))
     }
 
     enum Resolution {

@@ -33,8 +33,9 @@ final class ServerCore: Sendable {
         self.configuration = configuration
         handlers = HandlerPool(maxThreads: configuration.connectionLimit)
         bodyBudget = BodyBudget(limit: configuration.maxInflightBodyBytes)
-        deadlines = ConnectionDeadlines(headerTimeout: .seconds(configuration.headerTimeoutSeconds),
-                                        requestTimeout: .seconds(configuration.requestTimeoutSeconds))
+        deadlines = ConnectionDeadlines(
+            headerTimeout: .seconds(configuration.headerTimeoutSeconds),
+            requestTimeout: .seconds(configuration.requestTimeoutSeconds))
     }
 }
 
@@ -75,7 +76,12 @@ final class SuspendedRequest: AnswerSink {
 final class PendingResponse: Sendable {
     private let slot = Mutex<Response?>(nil)
     func set(_ response: Response) { slot.withLock { $0 = response } }
-    func take() -> Response? { slot.withLock { value in defer { value = nil }; return value } }
+    func take() -> Response? {
+        slot.withLock { value in
+            defer { value = nil }
+            return value
+        }
+    }
 }
 
 /// Per-request state kept in libmicrohttpd's `con_cls` slot between the calls of the access

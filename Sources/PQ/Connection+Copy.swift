@@ -70,8 +70,9 @@ public struct CopyIn {
             let length = min(Self.maxPiece, bytes.count - offset)
             let sent = PQputCopyData(handle, (base + offset).assumingMemoryBound(to: CChar.self), Int32(length))
             guard sent == 1 else {
-                throw PQError(code: PQstatus(handle) == CONNECTION_OK ? .queryFailed : .connectionLost,
-                              message: Connection.errorMessage(handle))
+                throw PQError(
+                    code: PQstatus(handle) == CONNECTION_OK ? .queryFailed : .connectionLost,
+                    message: Connection.errorMessage(handle))
             }
             offset += length
         }

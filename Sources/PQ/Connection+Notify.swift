@@ -85,10 +85,11 @@ extension Connection {
     private func drainNotifications(_ handle: OpaquePointer) -> [Notification] {
         var notifications: [Notification] = []
         while let notify = PQnotifies(handle) {
-            notifications.append(Notification(
-                channel: String(cString: notify.pointee.relname),
-                payload: notify.pointee.extra.map { String(cString: $0) } ?? "",
-                backendPID: notify.pointee.be_pid))
+            notifications.append(
+                Notification(
+                    channel: String(cString: notify.pointee.relname),
+                    payload: notify.pointee.extra.map { String(cString: $0) } ?? "",
+                    backendPID: notify.pointee.be_pid))
             PQfreemem(notify)
         }
         return notifications

@@ -24,8 +24,10 @@ extension Connection {
                     name = known
                 } else if preparedStatements.isFull {
                     return Result { () throws(PQError) in
-                        try consume(PQexecParams(handle, sql, layout.count, layout.types, layout.values, layout.lengths,
-                                                 layout.formats, 0), handle: handle)
+                        try consume(
+                            PQexecParams(
+                                handle, sql, layout.count, layout.types, layout.values, layout.lengths,
+                                layout.formats, 0), handle: handle)
                     }
                 } else {
                     let fresh = preparedStatements.nextName()
@@ -38,8 +40,9 @@ extension Connection {
                     name = fresh
                 }
                 return Result { () throws(PQError) in
-                    try consume(PQexecPrepared(handle, name, layout.count, layout.values, layout.lengths, layout.formats, 0),
-                                handle: handle)
+                    try consume(
+                        PQexecPrepared(handle, name, layout.count, layout.values, layout.lengths, layout.formats, 0),
+                        handle: handle)
                 }
             }
             switch outcome {

@@ -49,8 +49,9 @@ extension Connection {
         }
         if PQtransactionStatus(handle) == PQTRANS_INERROR {
             rollbackQuietly()
-            throw PQError(code: .queryFailed, message: "a statement in the transaction failed; it was rolled back",
-                          sqlState: "25P02")
+            throw PQError(
+                code: .queryFailed, message: "a statement in the transaction failed; it was rolled back",
+                sqlState: "25P02")
         }
         try query("COMMIT")
         return value
@@ -79,10 +80,11 @@ extension Connection {
     /// with memchr over their contiguous UTF-8 (intake sends 10 KB-sized parameters many times a second; a
     /// byte-by-byte `contains` showed in its profile); bridged ones fall back to the iterator.
     static func checkNoNUL(_ text: String, what: String) throws(PQError) {
-        let found = text.utf8.withContiguousStorageIfAvailable { buffer in
-            guard let base = buffer.baseAddress, !buffer.isEmpty else { return false }
-            return memchr(base, 0, buffer.count) != nil
-        } ?? text.utf8.contains(0)
+        let found =
+            text.utf8.withContiguousStorageIfAvailable { buffer in
+                guard let base = buffer.baseAddress, !buffer.isEmpty else { return false }
+                return memchr(base, 0, buffer.count) != nil
+            } ?? text.utf8.contains(0)
         if found {
             throw PQError(code: .invalidParameter, message: "\(what) contains a NUL byte")
         }
@@ -92,8 +94,9 @@ extension Connection {
     func consume(_ result: OpaquePointer?, handle: OpaquePointer) throws(PQError) -> QueryResult {
         guard let result else {
             // NULL: out of memory, or the command could not even be sent.
-            throw PQError(code: PQstatus(handle) == CONNECTION_OK ? .queryFailed : .connectionLost,
-                          message: Self.errorMessage(handle))
+            throw PQError(
+                code: PQstatus(handle) == CONNECTION_OK ? .queryFailed : .connectionLost,
+                message: Self.errorMessage(handle))
         }
         defer { PQclear(result) }
         let status = PQresultStatus(result)
@@ -113,16 +116,20 @@ extension Connection {
     /// (the server is shutting down or starting), or a connection libpq has marked bad.
     static func serverError(_ result: OpaquePointer, handle: OpaquePointer) -> PQError {
         let sqlState = field(result, CPQ_DIAG_SQLSTATE)
-        let message = field(result, CPQ_DIAG_MESSAGE_PRIMARY) ?? {
-            let text = PQresultErrorMessage(result).map { String(cString: $0) } ?? ""
-            let trimmed = text.split(separator: "\n").first.map(String.init) ?? ""
-            return trimmed.isEmpty ? errorMessage(handle) : trimmed
-        }()
-        let lost = PQstatus(handle) != CONNECTION_OK
+        let message =
+            field(result, CPQ_DIAG_MESSAGE_PRIMARY)
+            ?? {
+                let text = PQresultErrorMessage(result).map { String(cString: $0) } ?? ""
+                let trimmed = text.split(separator: "\n").first.map(String.init) ?? ""
+                return trimmed.isEmpty ? errorMessage(handle) : trimmed
+            }()
+        let lost =
+            PQstatus(handle) != CONNECTION_OK
             || sqlState?.hasPrefix("08") == true
             || ["57P01", "57P02", "57P03"].contains(sqlState)
-        return PQError(code: lost ? .connectionLost : .queryFailed, message: message, sqlState: sqlState,
-                       constraintName: field(result, CPQ_DIAG_CONSTRAINT_NAME))
+        return PQError(
+            code: lost ? .connectionLost : .queryFailed, message: message, sqlState: sqlState,
+            constraintName: field(result, CPQ_DIAG_CONSTRAINT_NAME))
     }
 
     private static func field(_ result: OpaquePointer, _ code: Int) -> String? {

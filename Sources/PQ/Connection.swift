@@ -32,8 +32,10 @@ public final class Connection: @unchecked Sendable {
     /// Errors never contain the URI or its password. `connectTimeoutSeconds` below 2 is raised to 2
     /// (libpq's minimum; libpq's 0 would mean "wait forever"). `limits` bounds what the session may wait
     /// for (statements, locks, idle transactions, a dead peer); they win over the URI's own `options`.
-    public static func connect(url: String, connectTimeoutSeconds: Int = 5,
-                               limits: SessionLimits = SessionLimits()) throws(PQError) -> Connection {
+    public static func connect(
+        url: String, connectTimeoutSeconds: Int = 5,
+        limits: SessionLimits = SessionLimits()
+    ) throws(PQError) -> Connection {
         let parameters = ConnectionParameters(url: url, connectTimeoutSeconds: connectTimeoutSeconds, limits: limits)
         let handle = parameters.withCArrays { keywords, values in PQconnectdbParams(keywords, values, 1) }
         guard let handle else {

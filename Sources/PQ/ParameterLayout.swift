@@ -41,30 +41,36 @@ extension Connection {
             let value = parameter.pqValue
             switch value {
             case .null:
-                slots.append(.null); lengths.append(0); formats.append(0)
+                slots.append(.null)
+                lengths.append(0)
+                formats.append(0)
             case .text(let text):
                 try checkNoNUL(text, what: "parameter $\(index + 1)")
                 let count = text.utf8.count
                 if count >= directParameterBytes {
-                    slots.append(.pinned(pinned.count)); pinned.append(value)
+                    slots.append(.pinned(pinned.count))
+                    pinned.append(value)
                 } else {
                     slots.append(.staged(buffer.count))
                     buffer.append(contentsOf: text.utf8)
                     buffer.append(0)
                 }
-                lengths.append(Int32(clamping: count)); formats.append(0)
+                lengths.append(Int32(clamping: count))
+                formats.append(0)
             case .bytea(let bytes), .binary(_, let bytes):
                 guard bytes.count < Int(Int32.max) else {
                     throw PQError(code: .invalidParameter, message: "parameter $\(index + 1) is larger than PostgreSQL's 1 GB limit")
                 }
                 if case .binary(let binaryOID, _) = value { oid = binaryOID } else { oid = PQTypeOID.bytea }
                 if bytes.count >= directParameterBytes {
-                    slots.append(.pinned(pinned.count)); pinned.append(value)
+                    slots.append(.pinned(pinned.count))
+                    pinned.append(value)
                 } else {
                     slots.append(.staged(buffer.count))
                     buffer.append(contentsOf: bytes)
                 }
-                lengths.append(Int32(bytes.count)); formats.append(1)
+                lengths.append(Int32(bytes.count))
+                formats.append(1)
             }
             types.append(oid)
         }
@@ -94,8 +100,10 @@ extension Connection {
     /// Calls `body` with a pointer to each value's own bytes, all valid for the whole call: one nested
     /// `withUnsafeBufferPointer` (bytea) or `withCString` (text, NUL-terminated) scope per value, so nothing
     /// is copied. (Swift offers no other way to keep several arrays' storage pinned at once.)
-    private static func withPinned<R>(_ values: ArraySlice<PQValue>, pointers: [UnsafePointer<CChar>?],
-                                      _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    private static func withPinned<R>(
+        _ values: ArraySlice<PQValue>, pointers: [UnsafePointer<CChar>?],
+        _ body: ([UnsafePointer<CChar>?]) -> R
+    ) -> R {
         guard let first = values.first else { return body(pointers) }
         let rest = values.dropFirst()
         switch first {

@@ -64,8 +64,10 @@ public final class Pool: Sendable {
     ///     new connection is bounded separately, by `connectTimeoutSeconds`.
     ///   - limits: deadlines of every session the pool opens.
     ///   - admitting: false refuses check-outs until `startAdmitting()`.
-    public init(url: String, size: Int, acquireTimeout: Duration = .seconds(2), connectTimeoutSeconds: Int = 5,
-                limits: SessionLimits = SessionLimits(), admitting: Bool = true) {
+    public init(
+        url: String, size: Int, acquireTimeout: Duration = .seconds(2), connectTimeoutSeconds: Int = 5,
+        limits: SessionLimits = SessionLimits(), admitting: Bool = true
+    ) {
         precondition(size >= 1, "a pool needs at least one connection")
         self.url = url
         self.size = size

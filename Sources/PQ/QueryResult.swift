@@ -36,7 +36,8 @@ public struct QueryResult: RandomAccessCollection, Sendable {
         values.reserveCapacity(rows * columns)
         for row in 0..<rows {
             for column in 0..<columns {
-                let r = Int32(row), c = Int32(column)
+                let r = Int32(row)
+                let c = Int32(column)
                 if PQgetisnull(result, r, c) != 0 {
                     values.append(nil)
                 } else {

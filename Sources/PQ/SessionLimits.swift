@@ -25,10 +25,12 @@ public struct SessionLimits: Sendable, Equatable {
 
     /// The `-c name=value` settings for the `options` connection keyword; empty when none is set.
     var serverOptions: String {
-        [("statement_timeout", statementTimeoutMilliseconds), ("lock_timeout", lockTimeoutMilliseconds),
-         ("idle_in_transaction_session_timeout", idleInTransactionTimeoutMilliseconds)]
-            .filter { $0.1 > 0 }
-            .map { "-c \($0.0)=\($0.1)" }
-            .joined(separator: " ")
+        [
+            ("statement_timeout", statementTimeoutMilliseconds), ("lock_timeout", lockTimeoutMilliseconds),
+            ("idle_in_transaction_session_timeout", idleInTransactionTimeoutMilliseconds),
+        ]
+        .filter { $0.1 > 0 }
+        .map { "-c \($0.0)=\($0.1)" }
+        .joined(separator: " ")
     }
 }

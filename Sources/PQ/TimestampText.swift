@@ -44,12 +44,12 @@ enum TimestampText {
     static func parse(_ text: String) -> Date? {
         var scanner = ByteScanner(Array(text.utf8))
         guard let year = scanner.digits(min: 4, max: 9), scanner.skip(UInt8(ascii: "-")),
-              let month = scanner.digits(min: 2, max: 2), scanner.skip(UInt8(ascii: "-")),
-              let day = scanner.digits(min: 2, max: 2),
-              scanner.skip(UInt8(ascii: " ")) || scanner.skip(UInt8(ascii: "T")),
-              let hour = scanner.digits(min: 2, max: 2), scanner.skip(UInt8(ascii: ":")),
-              let minute = scanner.digits(min: 2, max: 2), scanner.skip(UInt8(ascii: ":")),
-              let second = scanner.digits(min: 2, max: 2)
+            let month = scanner.digits(min: 2, max: 2), scanner.skip(UInt8(ascii: "-")),
+            let day = scanner.digits(min: 2, max: 2),
+            scanner.skip(UInt8(ascii: " ")) || scanner.skip(UInt8(ascii: "T")),
+            let hour = scanner.digits(min: 2, max: 2), scanner.skip(UInt8(ascii: ":")),
+            let minute = scanner.digits(min: 2, max: 2), scanner.skip(UInt8(ascii: ":")),
+            let second = scanner.digits(min: 2, max: 2)
         else { return nil }
         var micros: Int64 = 0
         if scanner.skip(UInt8(ascii: ".")) {
@@ -80,7 +80,7 @@ enum TimestampText {
             astronomicalYear = 1 - year
         }
         guard scanner.atEnd, (1...12).contains(month), (1...31).contains(day), hour <= 24,
-              minute <= 59, second <= 60
+            minute <= 59, second <= 60
         else { return nil }
         let days = Int64(CivilDate(year: Int(astronomicalYear), month: Int(month), day: Int(day)).daysSinceEpoch)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds

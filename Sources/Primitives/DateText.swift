@@ -56,15 +56,17 @@ extension UTCDateTime {
     /// Reads `yyyyMMddTHHmmssZ` (the form `iso8601Basic` writes); nil for anything else.
     public init?(iso8601Basic text: String) {
         var text = text
-        guard let fields = text.withUTF8({ chars -> UTCDateTime? in
-            let digits = FixedDigits(chars)
-            guard chars.count == 16, chars[8] == UInt8(ascii: "T"), chars[15] == UInt8(ascii: "Z"),
-                  let year = digits.number(0, 4), let month = digits.number(4, 2), let day = digits.number(6, 2),
-                  let hour = digits.number(9, 2), let minute = digits.number(11, 2), let second = digits.number(13, 2),
-                  (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
-            else { return nil }
-            return UTCDateTime(date: CivilDate(year: year, month: month, day: day), hour: hour, minute: minute, second: second)
-        }) else { return nil }
+        guard
+            let fields = text.withUTF8({ chars -> UTCDateTime? in
+                let digits = FixedDigits(chars)
+                guard chars.count == 16, chars[8] == UInt8(ascii: "T"), chars[15] == UInt8(ascii: "Z"),
+                    let year = digits.number(0, 4), let month = digits.number(4, 2), let day = digits.number(6, 2),
+                    let hour = digits.number(9, 2), let minute = digits.number(11, 2), let second = digits.number(13, 2),
+                    (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+                else { return nil }
+                return UTCDateTime(date: CivilDate(year: year, month: month, day: day), hour: hour, minute: minute, second: second)
+            })
+        else { return nil }
         self = fields
     }
 }

@@ -22,12 +22,12 @@ public enum RFC3339 {
     public static func secondsSinceReferenceDate(utf8 chars: UnsafeBufferPointer<UInt8>) -> Double? {
         let digits = FixedDigits(chars)
         guard chars.count >= 20,
-              let year = digits.number(0, 4), chars[4] == UInt8(ascii: "-"), let month = digits.number(5, 2),
-              chars[7] == UInt8(ascii: "-"), let day = digits.number(8, 2),
-              chars[10] == UInt8(ascii: "T") || chars[10] == UInt8(ascii: "t") || chars[10] == UInt8(ascii: " "),
-              let hour = digits.number(11, 2), chars[13] == UInt8(ascii: ":"), let minute = digits.number(14, 2),
-              chars[16] == UInt8(ascii: ":"), let second = digits.number(17, 2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+            let year = digits.number(0, 4), chars[4] == UInt8(ascii: "-"), let month = digits.number(5, 2),
+            chars[7] == UInt8(ascii: "-"), let day = digits.number(8, 2),
+            chars[10] == UInt8(ascii: "T") || chars[10] == UInt8(ascii: "t") || chars[10] == UInt8(ascii: " "),
+            let hour = digits.number(11, 2), chars[13] == UInt8(ascii: ":"), let minute = digits.number(14, 2),
+            chars[16] == UInt8(ascii: ":"), let second = digits.number(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
         else { return nil }
         var index = 19
         var fraction = 0.0
@@ -49,7 +49,8 @@ public enum RFC3339 {
             guard index + 1 == chars.count else { return nil }
         case UInt8(ascii: "+"), UInt8(ascii: "-"):
             guard index + 6 == chars.count, let oh = digits.number(index + 1, 2), chars[index + 3] == UInt8(ascii: ":"),
-                  let om = digits.number(index + 4, 2) else { return nil }
+                let om = digits.number(index + 4, 2)
+            else { return nil }
             offsetSeconds = (oh * 3600 + om * 60) * (chars[index] == UInt8(ascii: "+") ? 1 : -1)
         default:
             return nil

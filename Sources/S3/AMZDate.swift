@@ -5,7 +5,7 @@ import Primitives
 /// form, written by `Primitives` (one allocation, no `DateFormatter`, which is locale- and calendar-
 /// sensitive and costly to share between threads).
 struct AMZDate: Sendable, Equatable {
-    let timestamp: String   // yyyyMMdd'T'HHmmss'Z'
+    let timestamp: String  // yyyyMMdd'T'HHmmss'Z'
     var day: Substring { timestamp.prefix(8) }
 
     init(_ date: Date) {

@@ -9,8 +9,9 @@ extension S3Client {
         let operation = "POST \(key)?uploads"
         try Self.validate(key: key)
         let headers = try Self.objectHeaders(contentType: contentType, metadata: metadata)
-        let response = try send("POST", url: endpoint.objectURL(key: key) + "?uploads", headers: headers,
-                                body: .bytes([]), operation: operation, maxBytes: Self.maxXMLResponseBytes)
+        let response = try send(
+            "POST", url: endpoint.objectURL(key: key) + "?uploads", headers: headers,
+            body: .bytes([]), operation: operation, maxBytes: Self.maxXMLResponseBytes)
         guard response.isSuccess else {
             throw S3Error.from(status: response.status, body: response.body, operation: operation)
         }
@@ -22,17 +23,20 @@ extension S3Client {
 
     /// Uploads part `partNumber` (1...10000) and returns its ETag, to be passed to completion.
     /// `shouldAbort` is polled about once a second while the part goes up (see `putObject`).
-    public func uploadPart(key: String, uploadId: String, partNumber: Int, body: RequestBody,
-                           payloadSHA256Hex: String? = nil, shouldAbort: (@Sendable () -> Bool)? = nil) throws(S3Error) -> String {
+    public func uploadPart(
+        key: String, uploadId: String, partNumber: Int, body: RequestBody,
+        payloadSHA256Hex: String? = nil, shouldAbort: (@Sendable () -> Bool)? = nil
+    ) throws(S3Error) -> String {
         let operation = "PUT \(key) part \(partNumber)"
         try Self.validate(key: key)
         guard (1...10_000).contains(partNumber) else {
             throw S3Error(.invalidArgument, "\(operation): part number must be 1...10000")
         }
         let hash = try payloadHash(payloadSHA256Hex, body: body)
-        let response = try send("PUT", url: uploadURL(key: key, uploadId: uploadId, partNumber: partNumber),
-                                body: body, payloadHash: hash, operation: operation, maxBytes: Self.maxXMLResponseBytes,
-                                shouldAbort: shouldAbort)
+        let response = try send(
+            "PUT", url: uploadURL(key: key, uploadId: uploadId, partNumber: partNumber),
+            body: body, payloadHash: hash, operation: operation, maxBytes: Self.maxXMLResponseBytes,
+            shouldAbort: shouldAbort)
         guard response.isSuccess else {
             throw S3Error.from(status: response.status, body: response.body, operation: operation, notFound: .noSuchUpload)
         }
@@ -57,14 +61,16 @@ extension S3Client {
         }
         xml += "</CompleteMultipartUpload>"
         let body = Array(xml.utf8)
-        let response = try send("POST", url: uploadURL(key: key, uploadId: uploadId, partNumber: nil),
-                                headers: [("Content-Type", "application/xml")], body: .bytes(body),
-                                payloadHash: try payloadHash(nil, body: .bytes(body)), operation: operation,
-                                maxBytes: Self.maxXMLResponseBytes)
+        let response = try send(
+            "POST", url: uploadURL(key: key, uploadId: uploadId, partNumber: nil),
+            headers: [("Content-Type", "application/xml")], body: .bytes(body),
+            payloadHash: try payloadHash(nil, body: .bytes(body)), operation: operation,
+            maxBytes: Self.maxXMLResponseBytes)
         let text = String(decoding: response.body, as: UTF8.self)
         guard response.isSuccess, !text.contains("<Error>") else {
-            throw S3Error.from(status: response.isSuccess ? 500 : response.status, body: response.body,
-                               operation: operation, notFound: .noSuchUpload)
+            throw S3Error.from(
+                status: response.isSuccess ? 500 : response.status, body: response.body,
+                operation: operation, notFound: .noSuchUpload)
         }
         return MiniXML.first("ETag", in: text) ?? response.headers.trimmed("etag") ?? ""
     }
@@ -74,8 +80,9 @@ extension S3Client {
     public func abortMultipartUpload(key: String, uploadId: String, timeout: Duration = .seconds(10)) throws(S3Error) {
         let operation = "DELETE \(key) upload"
         try Self.validate(key: key)
-        let response = try send("DELETE", url: uploadURL(key: key, uploadId: uploadId, partNumber: nil), operation: operation,
-                                totalTimeout: timeout)
+        let response = try send(
+            "DELETE", url: uploadURL(key: key, uploadId: uploadId, partNumber: nil), operation: operation,
+            totalTimeout: timeout)
         if response.isSuccess { return }
         let error = S3Error.from(status: response.status, body: response.body, operation: operation, notFound: .noSuchUpload)
         if error.code == .noSuchUpload { return }

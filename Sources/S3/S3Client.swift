@@ -66,16 +66,19 @@ public final class S3Client: Sendable {
     ///   - shouldAbort: polled about once a second while the body goes up; true ends the upload with a
     ///     `.transport` error whose `isAborted` is true (a stopping daemon does not wait for it).
     @discardableResult
-    public func putObject(key: String, body: RequestBody, contentType: String?, metadata: [String: String] = [:],
-                          payloadSHA256Hex: String? = nil, ifNoneMatch: Bool = false,
-                          shouldAbort: (@Sendable () -> Bool)? = nil) throws(S3Error) -> String {
+    public func putObject(
+        key: String, body: RequestBody, contentType: String?, metadata: [String: String] = [:],
+        payloadSHA256Hex: String? = nil, ifNoneMatch: Bool = false,
+        shouldAbort: (@Sendable () -> Bool)? = nil
+    ) throws(S3Error) -> String {
         let operation = "PUT \(key)"
         try Self.validate(key: key)
         var headers = try Self.objectHeaders(contentType: contentType, metadata: metadata)
         if ifNoneMatch { headers.append(("If-None-Match", "*")) }
         let hash = try payloadHash(payloadSHA256Hex, body: body)
-        let response = try send("PUT", url: endpoint.objectURL(key: key), headers: headers, body: body,
-                                payloadHash: hash, operation: operation, shouldAbort: shouldAbort)
+        let response = try send(
+            "PUT", url: endpoint.objectURL(key: key), headers: headers, body: body,
+            payloadHash: hash, operation: operation, shouldAbort: shouldAbort)
         guard response.isSuccess else {
             throw S3Error.from(status: response.status, body: response.body, operation: operation)
         }
@@ -133,11 +136,15 @@ public final class S3Client: Sendable {
     /// A URL anyone can GET the object with until `date + expires` (1...604800 s), signing nothing
     /// but the host. `responseContentDisposition` makes S3 answer with that Content-Disposition
     /// (e.g. `attachment; filename="x.png"`).
-    public func presignedGetURL(key: String, expires: Int, responseContentDisposition: String? = nil,
-                                date: Date = Date()) -> String {
+    public func presignedGetURL(
+        key: String, expires: Int, responseContentDisposition: String? = nil,
+        date: Date = Date()
+    ) -> String {
         if responseContentDisposition == nil, signer.credentials.sessionToken == nil {
-            return signer.presignSimple(method: "GET", origin: endpoint.objectOrigin, canonicalPath: endpoint.objectPath(key: key),
-                                        host: endpoint.objectHost, expires: expires, date: date).url
+            return signer.presignSimple(
+                method: "GET", origin: endpoint.objectOrigin, canonicalPath: endpoint.objectPath(key: key),
+                host: endpoint.objectHost, expires: expires, date: date
+            ).url
         }
         var extra: [(String, String)] = []
         if let responseContentDisposition { extra.append(("response-content-disposition", responseContentDisposition)) }
@@ -147,10 +154,12 @@ public final class S3Client: Sendable {
     // MARK: Sending
 
     /// Signs and performs one request, collecting a small body (XML answers, small objects).
-    func send(_ method: String, url: String, headers: [(String, String)] = [], body: RequestBody = .none,
-              payloadHash: String = SigV4Signer.emptyPayloadHash, operation: String,
-              maxBytes: Int64? = nil, totalTimeout: Duration? = nil,
-              shouldAbort: (@Sendable () -> Bool)? = nil) throws(S3Error) -> CurlResponse {
+    func send(
+        _ method: String, url: String, headers: [(String, String)] = [], body: RequestBody = .none,
+        payloadHash: String = SigV4Signer.emptyPayloadHash, operation: String,
+        maxBytes: Int64? = nil, totalTimeout: Duration? = nil,
+        shouldAbort: (@Sendable () -> Bool)? = nil
+    ) throws(S3Error) -> CurlResponse {
         let request = signed(method, url: url, headers: headers, body: body, payloadHash: payloadHash)
         var options = self.options
         if let maxBytes { options.maxBytes = maxBytes }
@@ -166,8 +175,10 @@ public final class S3Client: Sendable {
     }
 
     /// Signs and performs one request, streaming a 2xx body into `sink`.
-    func send(_ method: String, url: String, operation: String,
-              sink: (UnsafeRawBufferPointer) throws -> Void) throws(S3Error) -> CurlResponse {
+    func send(
+        _ method: String, url: String, operation: String,
+        sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws(S3Error) -> CurlResponse {
         let request = signed(method, url: url, headers: [], body: .none, payloadHash: SigV4Signer.emptyPayloadHash)
         return try withSession { (session) throws(S3Error) -> CurlResponse in
             do throws(CurlError) {
@@ -178,8 +189,10 @@ public final class S3Client: Sendable {
         }
     }
 
-    private func signed(_ method: String, url: String, headers: [(String, String)], body: RequestBody,
-                        payloadHash: String) -> CurlRequest {
+    private func signed(
+        _ method: String, url: String, headers: [(String, String)], body: RequestBody,
+        payloadHash: String
+    ) -> CurlRequest {
         let auth = signer.sign(method: method, url: url, headers: headers, payloadHash: payloadHash, date: Date())
         return CurlRequest(method: method, url: url, headers: headers + auth, body: body)
     }

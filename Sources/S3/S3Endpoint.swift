@@ -40,8 +40,10 @@ public struct S3Endpoint: Sendable {
         self.pathStyle = pathStyle
         self.prefix = prefix
         self.parts = parts
-        let root = pathStyle ? parts.origin + "/" + S3URIEncoding.encode(bucket, encodeSlash: true)
-                             : "\(parts.scheme)://\(bucket).\(parts.host)\(parts.port.map { ":\($0)" } ?? "")"
+        let root =
+            pathStyle
+            ? parts.origin + "/" + S3URIEncoding.encode(bucket, encodeSlash: true)
+            : "\(parts.scheme)://\(bucket).\(parts.host)\(parts.port.map { ":\($0)" } ?? "")"
         let rootParts = URLParts(root + "/")!  // built from validated parts: always parses
         objectOrigin = rootParts.origin
         objectPathPrefix = String(rootParts.path.dropLast())
@@ -92,18 +94,23 @@ public struct S3Endpoint: Sendable {
     static func validate(bucket: String, pathStyle: Bool, https: Bool) throws(S3Error) {
         let bytes = Array(bucket.utf8)
         guard !bytes.isEmpty, bytes.count <= 255,
-              bytes.allSatisfy({ S3URIEncoding.isUnreserved($0) }) else {
+            bytes.allSatisfy({ S3URIEncoding.isUnreserved($0) })
+        else {
             throw S3Error(.invalidConfiguration, "storage bucket \"\(bucket)\" is empty, too long or has characters a bucket name cannot have")
         }
         if !pathStyle {
-            let dnsSafe = (3...63).contains(bytes.count)
+            let dnsSafe =
+                (3...63).contains(bytes.count)
                 && bytes.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x2E }
                 && bytes.first != 0x2D && bytes.last != 0x2D
             guard dnsSafe else {
                 throw S3Error(.invalidConfiguration, "storage bucket \"\(bucket)\" cannot be used in a host name: set storage.path_style = true")
             }
             guard !(https && bucket.contains(".")) else {
-                throw S3Error(.invalidConfiguration, "storage bucket \"\(bucket)\" has dots, which break TLS certificate matching for virtual-hosted URLs: set storage.path_style = true")
+                throw S3Error(
+                    .invalidConfiguration,
+                    "storage bucket \"\(bucket)\" has dots, which break TLS certificate matching for virtual-hosted URLs: set storage.path_style = true"
+                )
             }
         }
     }

@@ -90,8 +90,9 @@ public struct SigV4Signer: Sendable {
     ) -> Presigned {
         let parts = URLParts(url)
         if parts?.query == nil, credentials.sessionToken == nil, extraQuery.isEmpty {
-            return presignSimple(method: method, origin: parts?.origin ?? "", canonicalPath: Self.canonicalPath(parts?.path ?? ""),
-                                 host: parts?.hostHeader ?? "", expires: expires, date: date)
+            return presignSimple(
+                method: method, origin: parts?.origin ?? "", canonicalPath: Self.canonicalPath(parts?.path ?? ""),
+                host: parts?.hostHeader ?? "", expires: expires, date: date)
         }
         let amzDate = AMZDate(date)
         var query: [(String, String)] = [
@@ -126,13 +127,15 @@ public struct SigV4Signer: Sendable {
     func presignSimple(method: String, origin: String, canonicalPath: String, host: String, expires: Int, date: Date) -> Presigned {
         let amzDate = AMZDate(date)
         let credential = Self.encodeComponent("\(credentials.accessKeyID)/\(scope(amzDate))")
-        let canonicalQuery = "X-Amz-Algorithm=\(Self.algorithm)&X-Amz-Credential=\(credential)&X-Amz-Date=\(amzDate.timestamp)"
+        let canonicalQuery =
+            "X-Amz-Algorithm=\(Self.algorithm)&X-Amz-Credential=\(credential)&X-Amz-Date=\(amzDate.timestamp)"
             + "&X-Amz-Expires=\(min(max(expires, 1), 604_800))&X-Amz-SignedHeaders=host"
         let creq = "\(method)\n\(canonicalPath)\n\(canonicalQuery)\nhost:\(host)\n\nhost\n\(Self.unsignedPayload)"
         let sts = stringToSign(canonicalRequest: creq, amzDate: amzDate)
         let sig = signature(stringToSign: sts, amzDate: amzDate)
-        return Presigned(url: "\(origin)\(canonicalPath)?\(canonicalQuery)&X-Amz-Signature=\(sig)",
-                         canonicalRequest: creq, stringToSign: sts, signature: sig)
+        return Presigned(
+            url: "\(origin)\(canonicalPath)?\(canonicalQuery)&X-Amz-Signature=\(sig)",
+            canonicalRequest: creq, stringToSign: sts, signature: sig)
     }
 
     // MARK: The steps, exposed for tests
@@ -226,8 +229,10 @@ public struct SigV4Signer: Sendable {
     static func splitQuery(_ query: Substring) -> [(String, String)] {
         query.split(separator: "&", omittingEmptySubsequences: true).map { item in
             if let eq = item.firstIndex(of: "=") {
-                return (S3URIEncoding.canonical(item[item.startIndex..<eq], encodeSlash: true),
-                        S3URIEncoding.canonical(item[item.index(after: eq)...], encodeSlash: true))
+                return (
+                    S3URIEncoding.canonical(item[item.startIndex..<eq], encodeSlash: true),
+                    S3URIEncoding.canonical(item[item.index(after: eq)...], encodeSlash: true)
+                )
             }
             return (S3URIEncoding.canonical(item, encodeSlash: true), "")
         }

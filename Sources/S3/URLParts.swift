@@ -28,7 +28,10 @@ struct URLParts: Sendable, Equatable {
                 let slash1 = bytes.index(after: i)
                 if slash1 < bytes.endIndex, bytes[slash1] == UInt8(ascii: "/") {
                     let slash2 = bytes.index(after: slash1)
-                    if slash2 < bytes.endIndex, bytes[slash2] == UInt8(ascii: "/") { schemeEnd = i; break }
+                    if slash2 < bytes.endIndex, bytes[slash2] == UInt8(ascii: "/") {
+                        schemeEnd = i
+                        break
+                    }
                 }
             }
             i = bytes.index(after: i)
@@ -36,13 +39,15 @@ struct URLParts: Sendable, Equatable {
         guard let schemeEnd else { return nil }
         scheme = url[url.startIndex..<schemeEnd].lowercased()
         let restStart = bytes.index(schemeEnd, offsetBy: 3)
-        let authorityEnd = bytes[restStart...].firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") })
+        let authorityEnd =
+            bytes[restStart...].firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") })
             ?? bytes.endIndex
         var authorityStart = restStart
         if let at = bytes[restStart..<authorityEnd].lastIndex(of: UInt8(ascii: "@")) { authorityStart = bytes.index(after: at) }
         // A port follows the last ':' unless that colon is inside an IPv6 literal's brackets.
         if let colon = bytes[authorityStart..<authorityEnd].lastIndex(of: UInt8(ascii: ":")),
-           first(UInt8(ascii: "]"), in: colon..<authorityEnd) == nil {
+            first(UInt8(ascii: "]"), in: colon..<authorityEnd) == nil
+        {
             guard let p = Int(url[bytes.index(after: colon)..<authorityEnd]), (0...65535).contains(p) else { return nil }
             port = p
             host = String(url[authorityStart..<colon])

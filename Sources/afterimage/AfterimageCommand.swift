@@ -14,8 +14,10 @@ struct AfterimageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "afterimage",
         abstract: "Keeps image-generation outputs after the providers delete them.",
-        subcommands: [Serve.self, Reload.self, Migrate.self, CheckConfig.self, Presign.self, Assets.self, Reconcile.self,
-                      ReplicateCommand.self, Demo.self])
+        subcommands: [
+            Serve.self, Reload.self, Migrate.self, CheckConfig.self, Presign.self, Assets.self, Reconcile.self,
+            ReplicateCommand.self, Demo.self,
+        ])
 
     static func main() async {
         resetSignalMask()

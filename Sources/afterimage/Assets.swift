@@ -39,8 +39,11 @@ struct AssetsList: AsyncParsableCommand {
             let size = asset.size.map(String.init) ?? "-"
             let detail = asset.key ?? asset.failureReason.map(URLRedaction.redactingUserInfo) ?? "-"
             // Every text field escaped: they came from outside, and one line per asset must stay one line.
-            print([String(asset.id), asset.state.rawValue, "\(asset.provider)/\(asset.predictionID)", String(asset.index),
-                   String(asset.attempts), size, detail].map(TerminalText.escaped).joined(separator: "\t"))
+            print(
+                [
+                    String(asset.id), asset.state.rawValue, "\(asset.provider)/\(asset.predictionID)", String(asset.index),
+                    String(asset.attempts), size, detail,
+                ].map(TerminalText.escaped).joined(separator: "\t"))
         }
         if let next = page.nextAfter { printError("more: --after \(next)") }
     }

@@ -36,17 +36,20 @@ struct Demo: AsyncParsableCommand {
             guard let token = settings.api.tokens.first(where: { !$0.hasPrefix("sha256:") }) else {
                 throw ConfigurationError(key: "api.tokens", "needs a plain token (not only sha256: ones) for the demo's lookup")
             }
-            return LocalDemo(baseURL: url ?? LocalDemo.baseURL(for: settings.http), webhookSecret: secret, apiToken: token,
-                             timeout: .seconds(timeout))
+            return LocalDemo(
+                baseURL: url ?? LocalDemo.baseURL(for: settings.http), webhookSecret: secret, apiToken: token,
+                timeout: .seconds(timeout))
         }
         let outcome = try runReportingErrors { () throws -> LocalDemo.Outcome in
             try demo.run { printError("demo: \($0)") }
         }
         let stored = Double(outcome.storedAfter.components.seconds) + Double(outcome.storedAfter.components.attoseconds) / 1e18
-        let pretty = (try? JSONSerialization.jsonObject(with: Data(outcome.lookup)))
+        let pretty =
+            (try? JSONSerialization.jsonObject(with: Data(outcome.lookup)))
             .flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) }
             .map { String(decoding: $0, as: UTF8.self) } ?? String(decoding: outcome.lookup, as: UTF8.self)
-        print("""
+        print(
+            """
             Stored in \(String(format: "%.1f", stored)) s. The lookup, GET \(demo.baseURL)/v1/predictions/replicate/\(outcome.predictionID):
             \(pretty)
 

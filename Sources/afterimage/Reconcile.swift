@@ -36,7 +36,10 @@ struct Reconcile: AsyncParsableCommand {
             }
             return try settings.makeReplicateReconciler(
                 token: { token }, logger: logger,
-                sleep: { seconds in Thread.sleep(forTimeInterval: max(0, seconds)); return true },
+                sleep: { seconds in
+                    Thread.sleep(forTimeInterval: max(0, seconds))
+                    return true
+                },
                 shouldAbort: { false })
         }
         let window = since.flatMap(DurationText.seconds) ?? (settings.replicate.retention + settings.replicate.reconcileMargin)
@@ -44,7 +47,9 @@ struct Reconcile: AsyncParsableCommand {
         let outcome = try runReportingErrors {
             defer { progress.finish() }
             return try reconciler.runPass(createdAfter: Date().addingTimeInterval(-TimeInterval(window))) { summary in
-                progress.show("reconcile: page \(summary.pages), \(summary.seen) predictions seen, \(summary.recorded) recorded, \(summary.assets) outputs queued")
+                progress.show(
+                    "reconcile: page \(summary.pages), \(summary.seen) predictions seen, \(summary.recorded) recorded, \(summary.assets) outputs queued"
+                )
             }
         }
         switch outcome {
@@ -53,7 +58,8 @@ struct Reconcile: AsyncParsableCommand {
             throw ExitStatus.runtimeFailure
         case .completed(let s):
             for id in s.recordedIDs { print("recorded replicate/\(id)") }
-            print("""
+            print(
+                """
                 pages: \(s.pages)
                 predictions seen: \(s.seen) (created in the last \(window) s)
                 already terminal here: \(s.alreadyTerminal)

@@ -34,7 +34,8 @@ struct ReplicateSecret: AsyncParsableCommand {
     func validate() throws {
         if printToStdout, output != nil { throw ValidationError("--print and --output exclude each other") }
         if !printToStdout, output == nil, Self.credentialsDirectory == nil {
-            throw ValidationError("""
+            throw ValidationError(
+                """
                 say where the secret goes: --output FILE (e.g. /etc/afterimage/credentials/replicate-webhook_secret), \
                 CREDENTIALS_DIRECTORY=DIR, or --print
                 """)
@@ -50,10 +51,15 @@ struct ReplicateSecret: AsyncParsableCommand {
         let destination = printToStdout ? nil : output ?? Self.credentialsDirectory.map { $0 + "/replicate-webhook_secret" }
         let secret = try runReportingErrors { () throws -> String in
             guard let token = settings.replicate.apiToken, !token.isEmpty else {
-                throw ConfigurationError(key: "replicate.api_token", "is required to fetch the webhook secret (environment AFTERIMAGE_REPLICATE_API_TOKEN)")
+                throw ConfigurationError(
+                    key: "replicate.api_token", "is required to fetch the webhook secret (environment AFTERIMAGE_REPLICATE_API_TOKEN)")
             }
-            let client = try ReplicateAPIClient(configuration: .init(baseURL: settings.replicate.baseURL, token: token),
-                                                sleep: { seconds in Thread.sleep(forTimeInterval: max(0, seconds)); return true })
+            let client = try ReplicateAPIClient(
+                configuration: .init(baseURL: settings.replicate.baseURL, token: token),
+                sleep: { seconds in
+                    Thread.sleep(forTimeInterval: max(0, seconds))
+                    return true
+                })
             return try client.defaultWebhookSecret()
         }
         guard let destination else {

@@ -22,8 +22,9 @@ struct Serve: AsyncParsableCommand {
         SocketActivation.clearEnvironment()
         if let inherited { logger.info("serving the socket passed by systemd", metadata: ["fd": "\(inherited)"]) }
         let daemon = try runReportingErrors {
-            try Daemon(settings: settings, logger: logger, listeningSocket: inherited,
-                       notifier: SystemdNotifier(), watchdogInterval: Watchdog.interval())
+            try Daemon(
+                settings: settings, logger: logger, listeningSocket: inherited,
+                notifier: SystemdNotifier(), watchdogInterval: Watchdog.interval())
         }
         try runReportingErrors { try daemon.start() }
         let reloadReceipt = ReloadReceipt(environment: ProcessInfo.processInfo.environment)

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// docs/ARCHITECTURE.md is the project's own account of how the code is built, and the one comments may
 /// point to. These keep it from falling behind the tree: a new module must be described there, and no
@@ -35,7 +35,9 @@ struct ArchitectureDocumentTests {
                 }
             }
         }
-        #expect(found.isEmpty, """
+        #expect(
+            found.isEmpty,
+            """
             these lines cite the design document; say what they mean in place, or point to docs/ARCHITECTURE.md:
             \(found.joined(separator: "\n"))
             """)
@@ -49,8 +51,9 @@ struct ArchitectureDocumentTests {
             .filter { !$0.hasPrefix(".") }
             .filter { name in
                 var isDirectory: ObjCBool = false
-                return FileManager.default.fileExists(atPath: Self.root.appendingPathComponent("Sources/\(name)").path,
-                                                      isDirectory: &isDirectory) && isDirectory.boolValue
+                return FileManager.default.fileExists(
+                    atPath: Self.root.appendingPathComponent("Sources/\(name)").path,
+                    isDirectory: &isDirectory) && isDirectory.boolValue
             }
             .sorted()
         #expect(modules.contains("Afterimage") && modules.contains("MicroHTTP"), "Sources/ lists \(modules)")
@@ -59,7 +62,9 @@ struct ArchitectureDocumentTests {
                 (line.hasPrefix("#") && line.contains("`\(module)`")) || line.contains("**\(module)**") || line.contains("**`\(module)`**")
             }
         }
-        #expect(missing.isEmpty, """
+        #expect(
+            missing.isEmpty,
+            """
             docs/ARCHITECTURE.md does not describe these modules (a heading naming `Module`, or **Module**, \
             saying what it may and may not import): \(missing.joined(separator: ", "))
             """)
@@ -82,7 +87,8 @@ struct ArchitectureDocumentTests {
     }
 
     static func relative(_ file: URL) -> String {
-        let path = file.standardizedFileURL.path, base = root.standardizedFileURL.path + "/"
+        let path = file.standardizedFileURL.path
+        let base = root.standardizedFileURL.path + "/"
         return path.hasPrefix(base) ? String(path.dropFirst(base.count)) : path
     }
 }

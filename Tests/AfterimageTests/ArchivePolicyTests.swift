@@ -1,10 +1,12 @@
 import Testing
+
 @testable import Afterimage
 
 @Suite("Fetch policy and storage layout")
 struct ArchivePolicyTests {
-    let policy = FetchPolicy(allowedHosts: ["replicate.delivery", "*.replicate.delivery", "API.example.com"],
-                             allowedSchemes: ["https"], allowPrivateNetworks: false, maxBytes: 10)
+    let policy = FetchPolicy(
+        allowedHosts: ["replicate.delivery", "*.replicate.delivery", "API.example.com"],
+        allowedSchemes: ["https"], allowPrivateNetworks: false, maxBytes: 10)
 
     @Test func hostAllowlist() {
         #expect(policy.refusal(for: "https://replicate.delivery/a.png") == nil)
@@ -31,12 +33,20 @@ struct ArchivePolicyTests {
 
     @Test func keysAreStableAndCarryTheExtension() {
         let layout = StorageLayout(prefix: "archive/")
-        #expect(layout.key(provider: "replicate", predictionID: "abc", index: 2, contentType: "image/png", sourceURL: nil) == "archive/replicate/abc/2.png")
-        #expect(layout.key(provider: "replicate", predictionID: "abc", index: 0, contentType: "image/jpeg; charset=binary", sourceURL: nil) == "archive/replicate/abc/0.jpg")
-        #expect(layout.key(provider: "replicate", predictionID: "abc", index: 1, contentType: "application/octet-stream",
-                           sourceURL: "https://replicate.delivery/x/out-1.webp") == "archive/replicate/abc/1.webp")
-        #expect(layout.key(provider: "replicate", predictionID: "abc", index: 1, contentType: nil,
-                           sourceURL: "https://replicate.delivery/x/noext") == "archive/replicate/abc/1")
+        #expect(
+            layout.key(provider: "replicate", predictionID: "abc", index: 2, contentType: "image/png", sourceURL: nil)
+                == "archive/replicate/abc/2.png")
+        #expect(
+            layout.key(provider: "replicate", predictionID: "abc", index: 0, contentType: "image/jpeg; charset=binary", sourceURL: nil)
+                == "archive/replicate/abc/0.jpg")
+        #expect(
+            layout.key(
+                provider: "replicate", predictionID: "abc", index: 1, contentType: "application/octet-stream",
+                sourceURL: "https://replicate.delivery/x/out-1.webp") == "archive/replicate/abc/1.webp")
+        #expect(
+            layout.key(
+                provider: "replicate", predictionID: "abc", index: 1, contentType: nil,
+                sourceURL: "https://replicate.delivery/x/noext") == "archive/replicate/abc/1")
         #expect(StorageLayout.fileExtension(contentType: nil, sourceURL: "https://x/a.reallylongext") == "")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Afterimage
 
 @Suite("Streaming base64 decoder")
@@ -46,7 +47,7 @@ struct Base64StreamDecoderTests {
 
     @Test func acceptsLineBreaksUrlSafeAlphabetAndMissingPadding() throws {
         let bytes: [UInt8] = [0xFB, 0xFF, 0xBF, 0x00, 0x10]
-        let standard = Data(bytes).base64EncodedString()          // "+/+/ABA=" style
+        let standard = Data(bytes).base64EncodedString()  // "+/+/ABA=" style
         let wrapped = Data(bytes).base64EncodedString(options: [.lineLength64Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
         #expect(try decode(Array(wrapped.utf8)).bytes == bytes)
         let urlSafe = standard.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")

@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 import MicroHTTP
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 @Suite("Console: embedded files, headers, cursor")
@@ -21,9 +22,10 @@ struct ConsoleUnitTests {
         #expect(EmbeddedConsole.files.keys.sorted() == files)
         for name in files {
             let onDisk = try String(contentsOf: Self.directory.appendingPathComponent(name), encoding: .utf8)
-            #expect(EmbeddedConsole.files[name]?.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(
+                EmbeddedConsole.files[name]?.trimmingCharacters(in: .whitespacesAndNewlines)
                     == onDisk.trimmingCharacters(in: .whitespacesAndNewlines),
-                    "\(name) differs from its embedded copy")
+                "\(name) differs from its embedded copy")
         }
     }
 
@@ -50,8 +52,9 @@ struct ConsoleUnitTests {
             #expect(!file.contains("@import") && !file.contains("url(http"), "a style sheet or font from another origin")
         }
         let script = try #require(EmbeddedConsole.files["console.js"])
-        #expect(!script.contains("innerHTML") && !script.contains("eval(") && !script.contains("new Function"),
-                "API text must reach the page as text, and the CSP forbids eval")
+        #expect(
+            !script.contains("innerHTML") && !script.contains("eval(") && !script.contains("new Function"),
+            "API text must reach the page as text, and the CSP forbids eval")
         #expect(script.contains("sessionStorage") && !script.contains("localStorage") && !script.contains("document.cookie"))
     }
 
@@ -67,7 +70,8 @@ struct ConsoleUnitTests {
         storage.endpoint = nil
         #expect(ConsoleRoutes.bucketOrigin(storage) == nil)
         let headers = Dictionary(uniqueKeysWithValues: ConsoleRoutes.securityHeaders(bucketOrigin: "https://b.example:9000"))
-        #expect(headers["Content-Security-Policy"]
+        #expect(
+            headers["Content-Security-Policy"]
                 == "default-src 'self'; img-src 'self' https://b.example:9000; media-src 'self' https://b.example:9000; frame-ancestors 'none'")
         #expect(headers["X-Content-Type-Options"] == "nosniff")
         #expect(headers["Referrer-Policy"] == "no-referrer")
@@ -96,13 +100,15 @@ struct ConsoleUnitTests {
         #expect(encoded.range(of: "^[A-Za-z0-9_-]+$", options: .regularExpression) != nil, "not URL-safe: \(encoded)")
         #expect(try PredictionCursor(encoded: encoded) == cursor)
         #expect(try PredictionCursor(encoded: PredictionCursor(firstSeenAt: "2026-11-21 10:00:00+00", provider: "p", id: "i").encoded).id == "i")
-        for bad in ["", "!!!", String(repeating: "A", count: 2000),
-                    PredictionCursor(firstSeenAt: "2026-11-21T10:00:00Z", provider: "p", id: "i").encoded,
-                    PredictionCursor(firstSeenAt: "2026-11-21 10:00:00.1234567+00", provider: "p", id: "i").encoded,
-                    PredictionCursor(firstSeenAt: "2026-11-21 10:00:00+01", provider: "p", id: "i").encoded,
-                    PredictionCursor(firstSeenAt: "2026-11-21 10:00:00+00'; --", provider: "p", id: "i").encoded,
-                    PredictionCursor(firstSeenAt: "2026-11-21 10:00:00+00", provider: "", id: "i").encoded,
-                    Data(#"["2026-11-21 10:00:00+00","p"]"#.utf8).base64EncodedString()] {
+        for bad in [
+            "", "!!!", String(repeating: "A", count: 2000),
+            PredictionCursor(firstSeenAt: "2026-11-21T10:00:00Z", provider: "p", id: "i").encoded,
+            PredictionCursor(firstSeenAt: "2026-11-21 10:00:00.1234567+00", provider: "p", id: "i").encoded,
+            PredictionCursor(firstSeenAt: "2026-11-21 10:00:00+01", provider: "p", id: "i").encoded,
+            PredictionCursor(firstSeenAt: "2026-11-21 10:00:00+00'; --", provider: "p", id: "i").encoded,
+            PredictionCursor(firstSeenAt: "2026-11-21 10:00:00+00", provider: "", id: "i").encoded,
+            Data(#"["2026-11-21 10:00:00+00","p"]"#.utf8).base64EncodedString(),
+        ] {
             #expect(throws: LookupError.self, "\(bad.prefix(40))") { try PredictionCursor(encoded: bad) }
         }
     }

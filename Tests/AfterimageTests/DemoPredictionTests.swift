@@ -1,8 +1,9 @@
 import Crypto
 import Foundation
-import Testing
-@testable import Afterimage
 import Primitives
+import Testing
+
+@testable import Afterimage
 
 @Suite("The demo's Replicate prediction")
 struct DemoPredictionTests {

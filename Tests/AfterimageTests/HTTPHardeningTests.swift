@@ -1,27 +1,31 @@
+import AfterimageTestSupport
 import Foundation
 import Logging
 import MicroHTTP
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 @Suite("Webhook gate: headers before the body, signature as it arrives")
 struct WebhookGateTests {
     static let secret = "whsec_" + Data("a gate test secret of some length".utf8).base64EncodedString()
 
     func gate(names: StandardWebhooksVerifier.HeaderNames = .standard, secrets: [String] = [secret]) -> WebhookGate {
-        WebhookGate(provider: "test", headerNames: names, verifier: { StandardWebhooksVerifier(secrets: secrets) },
-                    logger: Logger(label: "test"))
+        WebhookGate(
+            provider: "test", headerNames: names, verifier: { StandardWebhooksVerifier(secrets: secrets) },
+            logger: Logger(label: "test"))
     }
 
     func head(_ headers: [String: String], length: Int = 1000) -> RequestHead {
         RequestHead(method: "POST", path: "/hook", headers: headers, contentLength: length)
     }
 
-    func signed(_ body: [UInt8], names: StandardWebhooksVerifier.HeaderNames = .standard,
-                at timestamp: Int64 = Int64(Date().timeIntervalSince1970)) -> [String: String] {
+    func signed(
+        _ body: [UInt8], names: StandardWebhooksVerifier.HeaderNames = .standard,
+        at timestamp: Int64 = Int64(Date().timeIntervalSince1970)
+    ) -> [String: String] {
         Dictionary(uniqueKeysWithValues: SignedWebhook(body, secret: Self.secret, id: "msg_1", timestamp: timestamp, names: names).headers)
     }
 
@@ -100,16 +104,23 @@ struct ReadinessProbeTests {
     }
 
     func probe(_ calls: Calls, lifetime: Duration = .seconds(1)) -> ReadinessProbe {
-        ReadinessProbe(lifetime: lifetime, logger: Logger(label: "test"), checks: [
-            ("database", {
-                calls.count.add(1, ordering: .relaxed)
-                Thread.sleep(forTimeInterval: 0.05)
-                if calls.failing.load(ordering: .relaxed) {
-                    throw TestSupportError("connection to server at \"db.internal\" (10.1.2.3), port 5432 failed: password authentication failed for user \"afterimage\"")
-                }
-            }),
-            ("storage", {}),
-        ])
+        ReadinessProbe(
+            lifetime: lifetime, logger: Logger(label: "test"),
+            checks: [
+                (
+                    "database",
+                    {
+                        calls.count.add(1, ordering: .relaxed)
+                        Thread.sleep(forTimeInterval: 0.05)
+                        if calls.failing.load(ordering: .relaxed) {
+                            throw TestSupportError(
+                                "connection to server at \"db.internal\" (10.1.2.3), port 5432 failed: password authentication failed for user \"afterimage\""
+                            )
+                        }
+                    }
+                ),
+                ("storage", {}),
+            ])
     }
 
     @Test func checksRunOncePerLifetimeWhateverTheNumberOfProbes() throws {
@@ -152,17 +163,21 @@ struct HTTPSettingsTests {
         #expect(defaults.http.requestTimeoutSeconds == 30)
         #expect(defaults.http.perIPConnectionLimit == 0)
         #expect(defaults.http.maxInflightBodyBytes == 256 << 20)
-        let set = try await SettingsLoader.load(configFile: nil, environment: [
-            "AFTERIMAGE_HTTP_HEADER_TIMEOUT": "5", "AFTERIMAGE_HTTP_REQUEST_TIMEOUT": "20",
-            "AFTERIMAGE_HTTP_PER_IP_CONNECTION_LIMIT": "16", "AFTERIMAGE_HTTP_MAX_INFLIGHT_BODY_BYTES": "1048576",
-        ])
+        let set = try await SettingsLoader.load(
+            configFile: nil,
+            environment: [
+                "AFTERIMAGE_HTTP_HEADER_TIMEOUT": "5", "AFTERIMAGE_HTTP_REQUEST_TIMEOUT": "20",
+                "AFTERIMAGE_HTTP_PER_IP_CONNECTION_LIMIT": "16", "AFTERIMAGE_HTTP_MAX_INFLIGHT_BODY_BYTES": "1048576",
+            ])
         #expect(set.http.headerTimeoutSeconds == 5)
         #expect(set.http.requestTimeoutSeconds == 20)
         #expect(set.http.perIPConnectionLimit == 16)
         #expect(set.http.maxInflightBodyBytes == 1 << 20)
         let description = set.redactedDescription()
-        for key in ["http.header_timeout = 5", "http.request_timeout = 20", "http.per_ip_connection_limit = 16",
-                    "http.max_inflight_body_bytes = 1048576"] {
+        for key in [
+            "http.header_timeout = 5", "http.request_timeout = 20", "http.per_ip_connection_limit = 16",
+            "http.max_inflight_body_bytes = 1048576",
+        ] {
             #expect(description.contains(key))
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Issue 13, points 8, 9, 11 and 13 at the unit level: URL userinfo never printed, configured URLs
@@ -38,14 +39,16 @@ struct IntegrityUnitTests {
     }
 
     @Test func configuredURLsAreValidatedAtLoadWithoutEchoingThem() async throws {
-        for (key, value) in [("storage.endpoint", "https://AKIAX:topsecret@s3.example.com"),
-                             ("storage.endpoint", "https://s3.example.com/bucket"),
-                             ("storage.endpoint", "ftp://s3.example.com"),
-                             ("storage.endpoint", "s3.example.com"),
-                             ("stability.base_url", "https://user:topsecret@api.stability.ai"),
-                             ("stability.base_url", "https://api.stability.ai?key=topsecret"),
-                             ("stability.base_url", "api.stability.ai"),
-                             ("stability.base_url", "file:///etc/passwd")] {
+        for (key, value) in [
+            ("storage.endpoint", "https://AKIAX:topsecret@s3.example.com"),
+            ("storage.endpoint", "https://s3.example.com/bucket"),
+            ("storage.endpoint", "ftp://s3.example.com"),
+            ("storage.endpoint", "s3.example.com"),
+            ("stability.base_url", "https://user:topsecret@api.stability.ai"),
+            ("stability.base_url", "https://api.stability.ai?key=topsecret"),
+            ("stability.base_url", "api.stability.ai"),
+            ("stability.base_url", "file:///etc/passwd"),
+        ] {
             let variable = "AFTERIMAGE_" + key.uppercased().replacingOccurrences(of: ".", with: "_")
             do {
                 _ = try await SettingsLoader.load(configFile: nil, environment: [variable: value])
@@ -55,18 +58,22 @@ struct IntegrityUnitTests {
                 #expect(!error.description.contains("topsecret"))
             }
         }
-        let good = try await SettingsLoader.load(configFile: nil, environment: [
-            "AFTERIMAGE_STORAGE_ENDPOINT": "http://127.0.0.1:8333/", "AFTERIMAGE_STABILITY_BASE_URL": "http://127.0.0.1:9000/prefix",
-        ])
+        let good = try await SettingsLoader.load(
+            configFile: nil,
+            environment: [
+                "AFTERIMAGE_STORAGE_ENDPOINT": "http://127.0.0.1:8333/", "AFTERIMAGE_STABILITY_BASE_URL": "http://127.0.0.1:9000/prefix",
+            ])
         #expect(good.storage.endpoint == "http://127.0.0.1:8333/")
         #expect(good.stability.baseURL == "http://127.0.0.1:9000/prefix")
     }
 
     @Test func checkConfigMasksUserinfoWhateverTheKey() async throws {
         // No key is meant to hold a URL with a credential, but none may print one either.
-        let settings = try await SettingsLoader.load(configFile: nil, environment: [
-            "AFTERIMAGE_WORKERS_SPOOL_DIR": "/var/lib/https://spooluser:spoolsecret@x/spool",
-        ])
+        let settings = try await SettingsLoader.load(
+            configFile: nil,
+            environment: [
+                "AFTERIMAGE_WORKERS_SPOOL_DIR": "/var/lib/https://spooluser:spoolsecret@x/spool"
+            ])
         let text = settings.redactedDescription()
         #expect(!text.contains("spoolsecret"))
         #expect(text.contains("workers.spool_dir = \"/var/lib/https://***@x/spool\""))
@@ -95,8 +102,9 @@ struct IntegrityUnitTests {
         // Never a cut escape: every % is followed by two hex digits.
         let bytes = Array(value.utf8)
         for (index, byte) in bytes.enumerated() where byte == UInt8(ascii: "%") {
-            #expect(index + 2 < bytes.count && bytes[(index + 1)...(index + 2)].allSatisfy { UInt8(ascii: "0")...UInt8(ascii: "F") ~= $0 },
-                    "cut escape at \(index)")
+            #expect(
+                index + 2 < bytes.count && bytes[(index + 1)...(index + 2)].allSatisfy { UInt8(ascii: "0")...UInt8(ascii: "F") ~= $0 },
+                "cut escape at \(index)")
         }
         // Both S3 metadata entries together stay under S3's 2 KiB.
         #expect("sha256".utf8.count + 64 + "source-url".utf8.count + value.utf8.count <= 2048)
@@ -111,8 +119,10 @@ struct IntegrityUnitTests {
         #expect(spool.resolve("\(d)/asset-1.spool") == "\(d)/asset-1.spool")
         #expect(spool.resolve("\(d)//./asset-1.spool") == "\(d)/asset-1.spool")
         #expect(spool.resolve("\(d)/../spool/asset-1.spool") == "\(d)/asset-1.spool")
-        for outside in ["\(d)/../../etc/passwd", "\(d)/../x.spool", "\(d)/sub/asset.spool", "\(d)", "\(d)/", "\(d)/..",
-                        "relative/asset-1.spool", "\(d)x/asset-1.spool"] {
+        for outside in [
+            "\(d)/../../etc/passwd", "\(d)/../x.spool", "\(d)/sub/asset.spool", "\(d)", "\(d)/", "\(d)/..",
+            "relative/asset-1.spool", "\(d)x/asset-1.spool",
+        ] {
             #expect(spool.resolve(outside) == nil, "\(outside)")
         }
         // A file outside the spool is never taken for an intact spool file, even with the right size and hash.
@@ -127,7 +137,8 @@ struct IntegrityUnitTests {
     @Test func partFilesAreNamedPerClaimAndNeverOpenAnExistingPathOrSymlink() throws {
         let spool = try Spool(directory: NSTemporaryDirectory() + "afterimage-parts-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(atPath: spool.directory) }
-        let claimA = UUID(), claimB = UUID()
+        let claimA = UUID()
+        let claimB = UUID()
         let a = try spool.writer(assetID: 7, claim: claimA)
         let b = try spool.writer(assetID: 7, claim: claimB)
         #expect(a.path != b.path)
@@ -213,8 +224,10 @@ struct JSONSkeletonTests {
 
     static func bodies() throws -> [(String, [UInt8])] {
         var bodies: [(String, [UInt8])] = []
-        for name in ["v1-artifacts.json", "v2beta-image.json", "async-reference.json", "audio-answer.json", "audio-reference.json",
-                     "results-answer.json", "results-in-progress.json"] {
+        for name in [
+            "v1-artifacts.json", "v2beta-image.json", "async-reference.json", "audio-answer.json", "audio-reference.json",
+            "results-answer.json", "results-in-progress.json",
+        ] {
             bodies.append((name, Array(try Data(contentsOf: TestEnvironment.fixturesDirectory.appendingPathComponent("stability/\(name)")))))
         }
         let raw = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
@@ -227,7 +240,13 @@ struct JSONSkeletonTests {
         let unicode = base64.replacingOccurrences(of: "A", with: "\\u0041")
         for (name, text) in [("plain", base64), ("slashes", slashes), ("lines", lines), ("unicode", unicode)] {
             bodies.append(("v2beta-\(name)", Array(#"{"image": "\#(text)", "seed": 3, "finish_reason": "SUCCESS", "prediction_id": "p-1"}"#.utf8)))
-            bodies.append(("v1-\(name)", Array(#"{"artifacts": [{"base64": "\#(text)", "seed": "12", "finishReason": "SUCCESS"}, {"finishReason": "ERROR"}, {"base64": "QUJD", "seed": null}], "extra": {"long": "\#(String(repeating: "x", count: 5000))", "n": [1, 2.5e3, true, null]}}"#.utf8)))
+            bodies.append(
+                (
+                    "v1-\(name)",
+                    Array(
+                        #"{"artifacts": [{"base64": "\#(text)", "seed": "12", "finishReason": "SUCCESS"}, {"finishReason": "ERROR"}, {"base64": "QUJD", "seed": null}], "extra": {"long": "\#(String(repeating: "x", count: 5000))", "n": [1, 2.5e3, true, null]}}"#
+                            .utf8)
+                ))
         }
         let long = String(repeating: "é", count: 2000)
         bodies += [
@@ -281,8 +300,9 @@ struct JSONSkeletonTests {
 
 extension JSONSkeletonTests.Found {
     init(_ parsed: StabilityBody, _ decoded: [[UInt8]]) {
-        self.init(pointers: parsed.artifacts.map(\.pointer), kinds: parsed.artifacts.map(\.kind), seeds: parsed.artifacts.map(\.seed),
-                  reasons: parsed.artifacts.map(\.finishReason), generation: parsed.generationID, prediction: parsed.predictionID,
-                  decoded: decoded)
+        self.init(
+            pointers: parsed.artifacts.map(\.pointer), kinds: parsed.artifacts.map(\.kind), seeds: parsed.artifacts.map(\.seed),
+            reasons: parsed.artifacts.map(\.finishReason), generation: parsed.generationID, prediction: parsed.predictionID,
+            decoded: decoded)
     }
 }

@@ -2,8 +2,9 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// What the components of a test did, in order.
@@ -59,9 +60,12 @@ struct LifecycleTests {
     @Test("a failed start stops what had started, in reverse, and rethrows")
     func failedStartUnwinds() {
         let journal = Journal()
-        let lifecycle = Lifecycle([RecordingComponent("a", journal: journal), RecordingComponent("b", journal: journal),
-                                   RecordingComponent("c", journal: journal, failStart: true), RecordingComponent("d", journal: journal)],
-                                  logger: logger)
+        let lifecycle = Lifecycle(
+            [
+                RecordingComponent("a", journal: journal), RecordingComponent("b", journal: journal),
+                RecordingComponent("c", journal: journal, failStart: true), RecordingComponent("d", journal: journal),
+            ],
+            logger: logger)
         #expect(throws: RecordingComponent.Refused.self) { try lifecycle.start() }
         #expect(journal.all == ["start a", "start b", "stop b", "stop a"])
     }
@@ -69,9 +73,12 @@ struct LifecycleTests {
     @Test("a stop that hangs is given up after its budget and the rest still stop")
     func hangingStopIsBounded() throws {
         let journal = Journal()
-        let lifecycle = Lifecycle([RecordingComponent("a", journal: journal),
-                                   RecordingComponent("stuck", journal: journal, stopBudget: .milliseconds(300), hangOnStop: true),
-                                   RecordingComponent("c", journal: journal)], logger: logger)
+        let lifecycle = Lifecycle(
+            [
+                RecordingComponent("a", journal: journal),
+                RecordingComponent("stuck", journal: journal, stopBudget: .milliseconds(300), hangOnStop: true),
+                RecordingComponent("c", journal: journal),
+            ], logger: logger)
         try lifecycle.start()
         let began = ContinuousClock.now
         lifecycle.stop()
@@ -144,9 +151,12 @@ struct StopBudgetTests {
     func unitOutlastsTheStop() throws {
         let (daemon, spool) = try defaultDaemon()
         defer { try? FileManager.default.removeItem(atPath: spool) }
-        #expect(daemon.componentNames == ["database pool", "database startup", "spool sweeper", "archive workers", "intake committers", "lookup readers",
-                                          "lookup refresher", "lookup cache invalidator", "reconciler", "http server",
-                                          "queue monitor", "watchdog"])
+        #expect(
+            daemon.componentNames == [
+                "database pool", "database startup", "spool sweeper", "archive workers", "intake committers", "lookup readers",
+                "lookup refresher", "lookup cache invalidator", "reconciler", "http server",
+                "queue monitor", "watchdog",
+            ])
         let unit = try String(contentsOf: TestEnvironment.repositoryRoot.appendingPathComponent("systemd/afterimage.service"), encoding: .utf8)
         let line = try #require(unit.split(separator: "\n").first { $0.hasPrefix("TimeoutStopSec=") })
         let seconds = try #require(Int(line.dropFirst("TimeoutStopSec=".count)))

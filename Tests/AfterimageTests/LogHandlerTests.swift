@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Afterimage
 
 @Suite("Log line format")

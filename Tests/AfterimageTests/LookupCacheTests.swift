@@ -1,23 +1,26 @@
 import Foundation
 import Testing
+
 @testable import Afterimage
 
 @Suite("Lookup cache: settled only, invalidation wins, bounded")
 struct LookupCacheTests {
     static func asset(_ state: String, prediction: String = "p1", index: Int = 0) -> AssetView {
-        AssetView(id: Int64(index + 1), provider: "replicate", predictionID: prediction, index: index, pointer: "/\(index)",
-                  state: AssetState(rawValue: state)!, attempts: 0, size: 10, sha256: String(repeating: "0", count: 64), contentType: "image/png",
-                  key: state == "stored" ? "k/\(prediction)-\(index).png" : nil, failureReason: nil,
-                  createdAt: "2026-11-21T10:00:00.000Z", updatedAt: "2026-11-21T10:00:00.000Z", storedAt: nil,
-                  secondsUntilNextAttempt: 0, sourceKind: "url", sourceURL: "https://replicate.delivery/x.png",
-                  finishReason: nil, seed: nil)
+        AssetView(
+            id: Int64(index + 1), provider: "replicate", predictionID: prediction, index: index, pointer: "/\(index)",
+            state: AssetState(rawValue: state)!, attempts: 0, size: 10, sha256: String(repeating: "0", count: 64), contentType: "image/png",
+            key: state == "stored" ? "k/\(prediction)-\(index).png" : nil, failureReason: nil,
+            createdAt: "2026-11-21T10:00:00.000Z", updatedAt: "2026-11-21T10:00:00.000Z", storedAt: nil,
+            secondsUntilNextAttempt: 0, sourceKind: "url", sourceURL: "https://replicate.delivery/x.png",
+            finishReason: nil, seed: nil)
     }
 
     static func view(_ id: String = "p1", status: String = "succeeded", assets: [String] = ["stored"], input: String = "{}") -> PredictionView {
-        PredictionView(provider: "replicate", id: id, status: status, model: "m", version: "v", inputJSON: input, error: nil,
-                       dataRemoved: false, createdAt: nil, startedAt: nil, completedAt: nil,
-                       firstSeenAt: "2026-11-21T10:00:00.000Z", updatedAt: "2026-11-21T10:00:00.000Z",
-                       assets: assets.enumerated().map { asset($0.element, prediction: id, index: $0.offset) })
+        PredictionView(
+            provider: "replicate", id: id, status: status, model: "m", version: "v", inputJSON: input, error: nil,
+            dataRemoved: false, createdAt: nil, startedAt: nil, completedAt: nil,
+            firstSeenAt: "2026-11-21T10:00:00.000Z", updatedAt: "2026-11-21T10:00:00.000Z",
+            assets: assets.enumerated().map { asset($0.element, prediction: id, index: $0.offset) })
     }
 
     static let key = LookupCache.Key(provider: "replicate", id: "p1")
@@ -152,7 +155,8 @@ struct LookupCacheTests {
         var named = Set<String>()
         for payload in payloads {
             guard case .predictions(let keys) = LookupCacheInvalidator.invalidation(fromPayload: payload) else {
-                Issue.record("unexpected payload \(payload.prefix(40))"); continue
+                Issue.record("unexpected payload \(payload.prefix(40))")
+                continue
             }
             for key in keys {
                 #expect(key.provider == "replicate")

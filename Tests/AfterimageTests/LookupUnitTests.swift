@@ -1,9 +1,10 @@
 import Crypto
 import Foundation
+import Primitives
 import S3
 import Testing
+
 @testable import Afterimage
-import Primitives
 
 @Suite("Lookup: tokens, presigning parameters, JSON")
 struct LookupUnitTests {
@@ -73,7 +74,8 @@ struct LookupUnitTests {
 
     @Test func downloadNamesBecomeASafeContentDisposition() throws {
         #expect(Presigner.contentDisposition(filename: "cat.png") == "attachment; filename=\"cat.png\"; filename*=UTF-8''cat.png")
-        #expect(Presigner.contentDisposition(filename: "a \"b\" ü.png")
+        #expect(
+            Presigner.contentDisposition(filename: "a \"b\" ü.png")
                 == "attachment; filename=\"a _b_ _.png\"; filename*=UTF-8''a%20%22b%22%20%C3%BC.png")
         let url = try presigner(pathStyle: true).sign(key: "k", downloadName: "x y.png").url
         #expect(url.contains("response-content-disposition=attachment%3B%20filename%3D%22x%20y.png%22"))
@@ -90,8 +92,15 @@ struct LookupUnitTests {
         json.field("n", nil as String?)
         json.field("i", Int64(-5))
         json.field("b", true)
-        json.key("raw"); json.raw(#"{"a": [1, 2]}"#)
-        json.key("list"); json.arrayStart(); json.int(1); json.string("x"); json.objectStart(); json.objectEnd(); json.arrayEnd()
+        json.key("raw")
+        json.raw(#"{"a": [1, 2]}"#)
+        json.key("list")
+        json.arrayStart()
+        json.int(1)
+        json.string("x")
+        json.objectStart()
+        json.objectEnd()
+        json.arrayEnd()
         json.objectEnd()
         let text = String(decoding: json.bytes, as: UTF8.self)
         #expect(text == #"{"s":"q\"b\\n\nt\tc\u0001ü","n":null,"i":-5,"b":true,"raw":{"a": [1, 2]},"list":[1,"x",{}]}"#)

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 @Suite("Embedded migrations")
@@ -14,8 +15,9 @@ struct MigrationsEmbeddingTests {
         #expect(Migration.bundled.map(\.name) == files)
         for migration in Migration.bundled {
             let onDisk = try String(contentsOf: directory.appendingPathComponent(migration.name), encoding: .utf8)
-            #expect(migration.sql.trimmingCharacters(in: .whitespacesAndNewlines) == onDisk.trimmingCharacters(in: .whitespacesAndNewlines),
-                    "\(migration.name) differs from its embedded copy: run scripts/embed-migrations.sh")
+            #expect(
+                migration.sql.trimmingCharacters(in: .whitespacesAndNewlines) == onDisk.trimmingCharacters(in: .whitespacesAndNewlines),
+                "\(migration.name) differs from its embedded copy: run scripts/embed-migrations.sh")
         }
     }
 

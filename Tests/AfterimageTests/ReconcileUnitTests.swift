@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Afterimage
 
 @Suite("Reconciliation: the parts without a network")

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// The byte-scanner parse of Replicate bodies must answer exactly as the JSONSerialization parse it
@@ -30,7 +31,8 @@ struct ReplicateParseTests {
             throw ReferenceError(message: "a prediction needs a string id")
         }
         guard !id.isEmpty, id.utf8.count <= 128, id != ".", id != "..",
-              !id.unicodeScalars.contains(where: { "/\\".unicodeScalars.contains($0) || $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            !id.unicodeScalars.contains(where: { "/\\".unicodeScalars.contains($0) || $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+        else {
             throw ReferenceError(message: PredictionID.rule)
         }
         let statuses = ReplicatePrediction.statuses
@@ -130,19 +132,31 @@ struct ReplicateParseTests {
         var dataRemoved: Bool
         var outputURLs: [OutputURLWalker.Found]
 
-        init(id: String, status: String, model: String?, version: String?, inputJSON: String?, outputJSON: String?,
-             metricsJSON: String?, error: String?, createdAt: Date?, startedAt: Date?, completedAt: Date?,
-             dataRemoved: Bool, outputURLs: [OutputURLWalker.Found]) {
-            self.id = id; self.status = status; self.model = model; self.version = version
-            self.inputJSON = inputJSON; self.outputJSON = outputJSON; self.metricsJSON = metricsJSON; self.error = error
-            self.createdAt = createdAt; self.startedAt = startedAt; self.completedAt = completedAt
-            self.dataRemoved = dataRemoved; self.outputURLs = outputURLs
+        init(
+            id: String, status: String, model: String?, version: String?, inputJSON: String?, outputJSON: String?,
+            metricsJSON: String?, error: String?, createdAt: Date?, startedAt: Date?, completedAt: Date?,
+            dataRemoved: Bool, outputURLs: [OutputURLWalker.Found]
+        ) {
+            self.id = id
+            self.status = status
+            self.model = model
+            self.version = version
+            self.inputJSON = inputJSON
+            self.outputJSON = outputJSON
+            self.metricsJSON = metricsJSON
+            self.error = error
+            self.createdAt = createdAt
+            self.startedAt = startedAt
+            self.completedAt = completedAt
+            self.dataRemoved = dataRemoved
+            self.outputURLs = outputURLs
         }
 
         init(_ p: ReplicatePrediction) {
-            self.init(id: p.id, status: p.status, model: p.model, version: p.version, inputJSON: p.inputJSON,
-                      outputJSON: p.outputJSON, metricsJSON: p.metricsJSON, error: p.error, createdAt: p.createdAt,
-                      startedAt: p.startedAt, completedAt: p.completedAt, dataRemoved: p.dataRemoved, outputURLs: p.outputs)
+            self.init(
+                id: p.id, status: p.status, model: p.model, version: p.version, inputJSON: p.inputJSON,
+                outputJSON: p.outputJSON, metricsJSON: p.metricsJSON, error: p.error, createdAt: p.createdAt,
+                startedAt: p.startedAt, completedAt: p.completedAt, dataRemoved: p.dataRemoved, outputURLs: p.outputs)
         }
 
         static func == (lhs: Snapshot, rhs: Snapshot) -> Bool { lhs.bytes == rhs.bytes }
@@ -170,14 +184,16 @@ struct ReplicateParseTests {
             // A kept JSON field the reference had to clean (NULs, data: payloads) is compared as canonical JSON.
             func canonical(_ text: String?, _ expected: String?) -> String? {
                 guard let text, let expected, text != expected,
-                      let value = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed) else { return text }
+                    let value = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed)
+                else { return text }
                 return json(value)
             }
             snapshot.inputJSON = canonical(snapshot.inputJSON, reference?.inputJSON)
             snapshot.outputJSON = canonical(snapshot.outputJSON, reference?.outputJSON)
             snapshot.metricsJSON = canonical(snapshot.metricsJSON, reference?.metricsJSON)
             if let error = snapshot.error, let reference, reference.error != error,
-               let value = try? JSONSerialization.jsonObject(with: Data(error.utf8), options: .fragmentsAllowed), !(value is String) {
+                let value = try? JSONSerialization.jsonObject(with: Data(error.utf8), options: .fragmentsAllowed), !(value is String)
+            {
                 snapshot.error = json(value)
             }
             return .success(snapshot)
@@ -223,18 +239,23 @@ struct ReplicateParseTests {
             // And the intake path that re-reads the stored output text.
             let prediction = try ReplicatePrediction.parse(body)
             let stored = prediction.outputJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
-            #expect(Self.exact(OutputURLWalker.urls(inJSON: prediction.outputJSON ?? "null")) == Self.exact(OutputURLWalker.urls(in: stored)), "\(name)")
+            #expect(
+                Self.exact(OutputURLWalker.urls(inJSON: prediction.outputJSON ?? "null")) == Self.exact(OutputURLWalker.urls(in: stored)), "\(name)")
         }
     }
 
     @Test func generatedBodiesParseAsBefore() {
         var generator = BodyGenerator(seed: 0x5EED_0F_AF7E_4143)
-        var parsed = 0, withURLs = 0, refused = 0
+        var parsed = 0
+        var withURLs = 0
+        var refused = 0
         for index in 0..<600 {
             let body = generator.body()
             Self.expectSameAnswer(Array(body.utf8), "body \(index): \(body)")
             switch Result(catching: { () throws(ReplicatePrediction.ParseError) in try ReplicatePrediction.parse(Array(body.utf8)) }) {
-            case .success(let p): parsed += 1; if !p.outputs.isEmpty { withURLs += 1 }
+            case .success(let p):
+                parsed += 1
+                if !p.outputs.isEmpty { withURLs += 1 }
             case .failure: refused += 1
             }
         }
@@ -365,8 +386,9 @@ struct ReplicateParseTests {
     /// ~500 levels). Such a webhook now gets a 400 and is kept raw.
     @Test func nestingBeyondTheDepthLimitIsRefused() throws {
         func body(depth: Int) -> [UInt8] {
-            Array((#"{"id":"p1","status":"succeeded","input":"# + String(repeating: "[", count: depth)
-                + String(repeating: "]", count: depth) + "}").utf8)
+            Array(
+                (#"{"id":"p1","status":"succeeded","input":"# + String(repeating: "[", count: depth)
+                    + String(repeating: "]", count: depth) + "}").utf8)
         }
         #expect(try ReplicatePrediction.parse(body(depth: JSONByteScanner.maxDepth - 1)).inputJSON != nil)
         #expect(throws: ReplicatePrediction.ParseError.self) { try ReplicatePrediction.parse(body(depth: JSONByteScanner.maxDepth)) }
@@ -385,8 +407,10 @@ struct ReplicateParseTests {
     @Test func utf8CheckAgreesWithTheStandardLibrary() {
         var rng = SplitMix64(seed: 7)
         // Bytes biased towards the edges of the UTF-8 lead and continuation ranges.
-        let interesting: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0,
-                                    0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+        let interesting: [UInt8] = [
+            0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0,
+            0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF,
+        ]
         var invalid = 0
         for _ in 0..<5000 {
             let count = Int(rng.next() % 24)
@@ -408,7 +432,11 @@ struct ReplicateParseTests {
         func accepts(_ text: String) -> Bool {
             Array(text.utf8).withUnsafeBufferPointer { buffer in
                 var scanner = JSONByteScanner(buffer)
-                do throws(JSONByteScanner.Failure) { try scanner.skipValue(); try scanner.expectEnd(); return true } catch { return false }
+                do throws(JSONByteScanner.Failure) {
+                    try scanner.skipValue()
+                    try scanner.expectEnd()
+                    return true
+                } catch { return false }
             }
         }
         for good in ["0", "-0", "0.5", "-0.5e-3", "10", "1e5", "0e1", "1E+2", "120.010"] { #expect(accepts(good), "\(good)") }
@@ -452,8 +480,10 @@ struct BodyGenerator {
         "plain", "caf\u{e9}", "日本", "😀", "e\u{301}", "~", "/", "~1", #"\n"#, #"\""#, #"\\"#, #"\/"#, #"\t"#, #"\b"#,
         #"\f"#, #"\r"#, #"\u00e9"#, #"\u0041"#, #"\ud83d\ude00"#, #"\u0000"#, #"\u001f"#, #"\u2028"#, "\u{7F}", " ", "a/b",
     ]
-    static let keys = ["a", "b", "image", "masks", "a/b", "t~", "~0", "x/~y", "\u{e9}", "e\u{301}", "日本", "",
-                       #"\u0061"#, #"k\/s"#, #"\u007e"#, "z", "A", "_"]
+    static let keys = [
+        "a", "b", "image", "masks", "a/b", "t~", "~0", "x/~y", "\u{e9}", "e\u{301}", "日本", "",
+        #"\u0061"#, #"k\/s"#, #"\u007e"#, "z", "A", "_",
+    ]
     static let numbers = ["0", "-0", "1", "-17", "3.25", "1e3", "-2.5E-4", "0.001", "123456789", "9007199254740993", "1E+2"]
 
     mutating func string(urlBias: Bool) -> String {
@@ -474,7 +504,8 @@ struct BodyGenerator {
         }
         if depth < 4, roll < 40 {
             let count = rng.below(5)
-            return "{" + (0..<count).map { _ in key() + (rng.chance(20) ? " : " : ":") + value(depth: depth + 1, urlBias: urlBias) }
+            return "{"
+                + (0..<count).map { _ in key() + (rng.chance(20) ? " : " : ":") + value(depth: depth + 1, urlBias: urlBias) }
                 .joined(separator: ",") + "}"
         }
         switch roll {
@@ -529,7 +560,10 @@ struct BodyGenerator {
         }
         if rng.chance(70) { members.append(("\"metrics\"", rng.chance(80) ? #"{"predict_time":\#(rng.pick(Self.numbers))}"# : "null")) }
         if rng.chance(70) {
-            let error = rng.pick(["null", "null", "null", #""CUDA out of memory""#, #""line\nbreak \u00e9""#, "42", #"{"b":1,"a":"x"}"#, #"["e",{"z":null,"y":2.5}]"#, "true"])
+            let error = rng.pick([
+                "null", "null", "null", #""CUDA out of memory""#, #""line\nbreak \u00e9""#, "42", #"{"b":1,"a":"x"}"#, #"["e",{"z":null,"y":2.5}]"#,
+                "true",
+            ])
             members.append(("\"error\"", error))
         }
         for name in ["created_at", "started_at", "completed_at"] where rng.chance(75) {

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// What real Replicate webhooks carry (issue 12): the parse of real-shaped bodies, data: outputs, NULs,
@@ -20,7 +21,9 @@ struct ReplicateRealFormatTests {
         #expect(real.version == "hidden")
         #expect(real.source == "api")
         #expect(real.deployment == nil && real.deadline == nil)
-        let created = try #require(real.createdAt), started = try #require(real.startedAt), completed = try #require(real.completedAt)
+        let created = try #require(real.createdAt)
+        let started = try #require(real.startedAt)
+        let completed = try #require(real.completedAt)
         #expect(created == Date(rfc3339: "2026-06-12T09:41:15.127Z"))
         #expect(abs(started.timeIntervalSince(created) - 0.009427877) < 1e-5)
         #expect(abs(completed.timeIntervalSince(started) - 6.768305277) < 1e-5)
@@ -46,8 +49,11 @@ struct ReplicateRealFormatTests {
     /// Data: outputs are outputs, numbered with the URLs in walk order; the kept output has their headers only.
     @Test func dataOutputsAreFoundAndElided() throws {
         let sync = try ReplicatePrediction.parse(try fixture("real-shaped-sync-data-uri.json"))
-        #expect(sync.outputs == [.init(pointer: "/0", url: "data:image/webp;base64"),
-                                 .init(pointer: "/1", url: "data:application/octet-stream;base64")])
+        #expect(
+            sync.outputs == [
+                .init(pointer: "/0", url: "data:image/webp;base64"),
+                .init(pointer: "/1", url: "data:application/octet-stream;base64"),
+            ])
         #expect(sync.outputs.allSatisfy { $0.isData && $0.dataSpan != nil })
         let kept = try #require(sync.outputJSON)
         #expect(!kept.contains("UklGR") && !kept.contains("iVBOR"))
@@ -56,12 +62,16 @@ struct ReplicateRealFormatTests {
         // The stored copy walks to the same outputs: a later event of the prediction numbers them alike.
         #expect(OutputURLWalker.urls(inJSON: kept) == sync.outputs)
 
-        let mixed = Array(#"""
+        let mixed = Array(
+            #"""
             {"id":"mix1","status":"succeeded","output":{"z":"https://replicate.delivery/a/z.png","a":["data:image\/png;base64,AAAA","caption"],"m":"DATA:;base64,AAAA"}}
             """#.utf8)
         let parsed = try ReplicatePrediction.parse(mixed)
-        #expect(parsed.outputs == [.init(pointer: "/a/0", url: "data:image/png;base64"), .init(pointer: "/m", url: "data:;base64"),
-                                   .init(pointer: "/z", url: "https://replicate.delivery/a/z.png")])
+        #expect(
+            parsed.outputs == [
+                .init(pointer: "/a/0", url: "data:image/png;base64"), .init(pointer: "/m", url: "data:;base64"),
+                .init(pointer: "/z", url: "https://replicate.delivery/a/z.png"),
+            ])
         let outputText = try #require(parsed.outputJSON)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(outputText.utf8)) as? [String: Any])
         #expect((object["a"] as? [String]) == ["data:image/png;base64,", "caption"])
@@ -80,9 +90,11 @@ struct ReplicateRealFormatTests {
         #expect(header("data:text/plain;charset=utf-8,hello")?.isBase64 == false)
         #expect(header("data:,hello")?.mediaType == nil)
         #expect(header("data:;base64,AAAA")?.isBase64 == true)
-        for text in ["data:", "data: x, y", "data:image/png;base64", "data:image;base64,AA", "data:image/png;x;base64,AA",
-                     "data:image/png\u{0};base64,AA", "database: 42", "data:" + String(repeating: "a", count: 300) + "/b,AA",
-                     "https://x/data:a,b"] {
+        for text in [
+            "data:", "data: x, y", "data:image/png;base64", "data:image;base64,AA", "data:image/png;x;base64,AA",
+            "data:image/png\u{0};base64,AA", "database: 42", "data:" + String(repeating: "a", count: 300) + "/b,AA",
+            "https://x/data:a,b",
+        ] {
             #expect(header(text) == nil, "\(text.debugDescription)")
         }
         func may(_ text: String) -> Bool { Array(text.utf8).withUnsafeBufferPointer(DataURI.mayOccur) }
@@ -121,7 +133,8 @@ struct ReplicateRealFormatTests {
     /// PostgreSQL cannot hold NUL: the interpreted copy leaves NULs out (text and jsonb), the raw body keeps
     /// them; URLs with control characters are text, keys with NUL name the same output without it.
     @Test func nulsAreLeftOutOfTheKeptFields() throws {
-        let body = Array(#"""
+        let body = Array(
+            #"""
             {"id":"nul1","status":"succeeded","model":"a\u0000b","version":"v\u0000","error":"bad\u0000thing",
              "input":{"prompt":"a\u0000b","k\u0000":"\\u0000 stays"},"metrics":{"n\u0000":1},
              "output":{"x\u0000":"https://replicate.delivery/a/1.png","y":"https://replicate.delivery/a/2\u0000.png"}}
@@ -150,16 +163,20 @@ struct ReplicateRealFormatTests {
         for good in ["gm3qorzdhgbfurvjtvhg6dckhu", "a", "a.b", "...", "é", String(repeating: "x", count: 128)] {
             #expect(PredictionID.isSafe(good), "\(good)")
         }
-        for bad in ["", ".", "..", "a/b", "/", "a\\b", "a\u{0}", "a\nb", "a\u{7F}", "a\u{85}", String(repeating: "x", count: 129),
-                    String(repeating: "é", count: 65)] {
+        for bad in [
+            "", ".", "..", "a/b", "/", "a\\b", "a\u{0}", "a\nb", "a\u{7F}", "a\u{85}", String(repeating: "x", count: 129),
+            String(repeating: "é", count: 65),
+        ] {
             #expect(!PredictionID.isSafe(bad), "\(bad.debugDescription)")
         }
     }
 
     /// A Stability body with inline bytes used to skip the generation id check, so its id reached the key.
     @Test func stabilityGenerationIDIsCheckedWithArtifacts() {
-        for body in [#"{"id": "../../replicate/x", "image": "iVBORw0KGgo="}"#, #"{"id": "a/b", "artifacts": [{"base64": "iVBORw0KGgo="}]}"#,
-                     #"{"id": "..", "image": "iVBORw0KGgo="}"#, #"{"id": "", "image": "iVBORw0KGgo="}"#] {
+        for body in [
+            #"{"id": "../../replicate/x", "image": "iVBORw0KGgo="}"#, #"{"id": "a/b", "artifacts": [{"base64": "iVBORw0KGgo="}]}"#,
+            #"{"id": "..", "image": "iVBORw0KGgo="}"#, #"{"id": "", "image": "iVBORw0KGgo="}"#,
+        ] {
             #expect(throws: StabilityBody.ParseError.self, "\(body)") {
                 try Array(body.utf8).withUnsafeBufferPointer { try StabilityBody.parse($0) }
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Afterimage
 
 @Suite("Configuration precedence, validation and redaction")
@@ -31,8 +32,11 @@ struct SettingsTests {
         #expect(settings.storage.pathStyle)
         #expect(settings.storage.presignTTL == 3600)
         #expect(settings.replicate.retention == 3600)
-        #expect(settings.fetch.allowedHosts == ["replicate.delivery", "*.replicate.delivery", "api.stability.ai", "ideogram.ai",
-                                                "fal.media", "*.fal.media"])
+        #expect(
+            settings.fetch.allowedHosts == [
+                "replicate.delivery", "*.replicate.delivery", "api.stability.ai", "ideogram.ai",
+                "fal.media", "*.fal.media",
+            ])
         #expect(settings.ideogram.jwksURL == "https://api.ideogram.ai/v1/.well-known/jwks.json")
         #expect(settings.ideogram.retention == 86400 && settings.ideogram.publicKeys.isEmpty)
         #expect(settings.fal.jwksURL == "https://rest.alpha.fal.ai/.well-known/jwks.json")
@@ -56,26 +60,30 @@ struct SettingsTests {
 
     @Test func environmentBeatsCredentialsBeatsFileBeatsDefaults() async throws {
         let scratch = try Scratch()
-        let config = try scratch.file("config.json", """
+        let config = try scratch.file(
+            "config.json",
+            """
             {"http": {"port": 9001, "host": "127.0.0.2"},
              "database": {"url": "postgresql://file@127.0.0.1/db", "pool_size": 3},
              "storage": {"bucket": "from-file", "secret_access_key": "file-secret"}}
             """)
         _ = try scratch.file("credentials/storage-secret_access_key", "credential-secret\n")
         _ = try scratch.file("credentials/database-url", "postgresql://cred@127.0.0.1/db")
-        let settings = try await SettingsLoader.load(configFile: config, environment: [
-            "AFTERIMAGE_HTTP_PORT": "9002",
-            "AFTERIMAGE_DATABASE_URL": "postgresql://env@127.0.0.1/db",
-            "CREDENTIALS_DIRECTORY": scratch.credentials,
-            "HTTP_PORT": "1",  // not ours: ignored
-        ])
-        #expect(settings.http.port == 9002)                                 // environment
-        #expect(settings.database.url == "postgresql://env@127.0.0.1/db")   // environment over credentials
-        #expect(settings.storage.secretAccessKey == "credential-secret")    // credentials over file, trimmed
-        #expect(settings.storage.bucket == "from-file")                     // file
-        #expect(settings.http.host == "127.0.0.2")                          // file
-        #expect(settings.database.poolSize == 3)                            // file
-        #expect(settings.workers.count == 8)                                // default
+        let settings = try await SettingsLoader.load(
+            configFile: config,
+            environment: [
+                "AFTERIMAGE_HTTP_PORT": "9002",
+                "AFTERIMAGE_DATABASE_URL": "postgresql://env@127.0.0.1/db",
+                "CREDENTIALS_DIRECTORY": scratch.credentials,
+                "HTTP_PORT": "1",  // not ours: ignored
+            ])
+        #expect(settings.http.port == 9002)  // environment
+        #expect(settings.database.url == "postgresql://env@127.0.0.1/db")  // environment over credentials
+        #expect(settings.storage.secretAccessKey == "credential-secret")  // credentials over file, trimmed
+        #expect(settings.storage.bucket == "from-file")  // file
+        #expect(settings.http.host == "127.0.0.2")  // file
+        #expect(settings.database.poolSize == 3)  // file
+        #expect(settings.workers.count == 8)  // default
     }
 
     @Test func listsAreArraysInFilesAndSeparatedStringsInTheEnvironment() async throws {
@@ -86,22 +94,26 @@ struct SettingsTests {
 
         let secretA = "whsec_" + Data("first-secret".utf8).base64EncodedString()
         let secretB = "whsec_" + Data("second-secret".utf8).base64EncodedString()
-        let fromEnv = try await SettingsLoader.load(configFile: config, environment: [
-            "AFTERIMAGE_FETCH_ALLOWED_HOSTS": "c.example, d.example",
-            "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": "\(secretA) \(secretB)",
-            "AFTERIMAGE_FETCH_ALLOWED_SCHEMES": "https,http",
-        ])
+        let fromEnv = try await SettingsLoader.load(
+            configFile: config,
+            environment: [
+                "AFTERIMAGE_FETCH_ALLOWED_HOSTS": "c.example, d.example",
+                "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": "\(secretA) \(secretB)",
+                "AFTERIMAGE_FETCH_ALLOWED_SCHEMES": "https,http",
+            ])
         #expect(fromEnv.fetch.allowedHosts == ["c.example", "d.example"])
         #expect(fromEnv.replicate.webhookSecrets == [secretA, secretB])
         #expect(fromEnv.fetch.allowedSchemes == ["https", "http"])
     }
 
     @Test func tokenHostsAndReconcileWeb() async throws {
-        let settings = try await SettingsLoader.load(configFile: nil, environment: [
-            "AFTERIMAGE_REPLICATE_TOKEN_HOSTS": "files.example.com *.cdn.example.com",
-            "AFTERIMAGE_REPLICATE_RECONCILE_WEB": "true",
-            "AFTERIMAGE_REPLICATE_API_TOKEN": "r8_secret",
-        ])
+        let settings = try await SettingsLoader.load(
+            configFile: nil,
+            environment: [
+                "AFTERIMAGE_REPLICATE_TOKEN_HOSTS": "files.example.com *.cdn.example.com",
+                "AFTERIMAGE_REPLICATE_RECONCILE_WEB": "true",
+                "AFTERIMAGE_REPLICATE_API_TOKEN": "r8_secret",
+            ])
         #expect(settings.replicate.tokenHosts == ["files.example.com", "*.cdn.example.com"])
         #expect(settings.replicate.reconcileWeb)
         #expect(settings.sourceCredential(for: "replicate")?.headers(for: "a.cdn.example.com").count == 1)
@@ -165,20 +177,25 @@ struct SettingsTests {
 
     @Test func providerKeysAndArchiveTokens() async throws {
         let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
-        let settings = try await SettingsLoader.load(configFile: nil, environment: [
-            "AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS": "\(x) \(x)=", "AFTERIMAGE_IDEOGRAM_RETENTION": "3600",
-            "AFTERIMAGE_FAL_JWKS_URL": "http://127.0.0.1:9/jwks.json", "AFTERIMAGE_FAL_RETENTION": "604800",
-            "AFTERIMAGE_API_ARCHIVE_TOKENS": "tok_a sha256:" + String(repeating: "ab", count: 32)])
+        let settings = try await SettingsLoader.load(
+            configFile: nil,
+            environment: [
+                "AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS": "\(x) \(x)=", "AFTERIMAGE_IDEOGRAM_RETENTION": "3600",
+                "AFTERIMAGE_FAL_JWKS_URL": "http://127.0.0.1:9/jwks.json", "AFTERIMAGE_FAL_RETENTION": "604800",
+                "AFTERIMAGE_API_ARCHIVE_TOKENS": "tok_a sha256:" + String(repeating: "ab", count: 32),
+            ])
         #expect(settings.ideogram.publicKeys == [x, x + "="])
         #expect(settings.ideogram.retention == 3600)
         #expect(settings.fal.jwksURL == "http://127.0.0.1:9/jwks.json" && settings.fal.retention == 604800)
         #expect(settings.api.archiveTokens.count == 2)
         #expect(settings.redactedDescription().contains("api.archive_tokens = (2 set, redacted)"))
         #expect(!settings.redactedDescription().contains("tok_a"))
-        for (variable, value, key) in [("AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS", "not-a-key", "ideogram.public_keys"),
-                                       ("AFTERIMAGE_FAL_JWKS_URL", "ftp://x/jwks", "fal.jwks_url"),
-                                       ("AFTERIMAGE_API_ARCHIVE_TOKENS", "sha256:xyz", "api.archive_tokens"),
-                                       ("AFTERIMAGE_FAL_RETENTION", "-1", "fal.retention")] {
+        for (variable, value, key) in [
+            ("AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS", "not-a-key", "ideogram.public_keys"),
+            ("AFTERIMAGE_FAL_JWKS_URL", "ftp://x/jwks", "fal.jwks_url"),
+            ("AFTERIMAGE_API_ARCHIVE_TOKENS", "sha256:xyz", "api.archive_tokens"),
+            ("AFTERIMAGE_FAL_RETENTION", "-1", "fal.retention"),
+        ] {
             do {
                 _ = try await SettingsLoader.load(configFile: nil, environment: [variable: value])
                 Issue.record("\(variable)=\(value) was accepted")
@@ -211,14 +228,16 @@ struct SettingsTests {
 
     @Test func redactedDescriptionShowsNoSecret() async throws {
         let secret = "whsec_" + Data("very-secret-value".utf8).base64EncodedString()
-        let settings = try await SettingsLoader.load(configFile: nil, environment: [
-            "AFTERIMAGE_DATABASE_URL": "postgresql://user:hunter2@127.0.0.1/db",
-            "AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY": "s3-secret-key-value",
-            "AFTERIMAGE_STORAGE_ACCESS_KEY_ID": "AKIDVALUE",
-            "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": secret,
-            "AFTERIMAGE_API_TOKENS": "token-one token-two",
-            "AFTERIMAGE_STORAGE_BUCKET": "visible-bucket",
-        ])
+        let settings = try await SettingsLoader.load(
+            configFile: nil,
+            environment: [
+                "AFTERIMAGE_DATABASE_URL": "postgresql://user:hunter2@127.0.0.1/db",
+                "AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY": "s3-secret-key-value",
+                "AFTERIMAGE_STORAGE_ACCESS_KEY_ID": "AKIDVALUE",
+                "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": secret,
+                "AFTERIMAGE_API_TOKENS": "token-one token-two",
+                "AFTERIMAGE_STORAGE_BUCKET": "visible-bucket",
+            ])
         let text = settings.redactedDescription()
         for leaked in ["hunter2", "s3-secret-key-value", "AKIDVALUE", secret, "token-one", "token-two"] {
             #expect(!text.contains(leaked), "\(leaked) leaked into check-config output")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Fixture copies")
 struct SharedFixturesTests {
@@ -14,7 +14,8 @@ struct SharedFixturesTests {
         while let relative = enumerator.nextObject() as? String {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: shared.appendingPathComponent(relative).path, isDirectory: &isDirectory),
-                  !isDirectory.boolValue else { continue }
+                !isDirectory.boolValue
+            else { continue }
             let original = try Data(contentsOf: shared.appendingPathComponent(relative))
             let copy = try Data(contentsOf: TestEnvironment.fixturesDirectory.appendingPathComponent(relative))
             #expect(copy == original, "Tests/Fixtures/\(relative) differs from ../shared/fixtures/\(relative)")

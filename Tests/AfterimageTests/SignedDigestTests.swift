@@ -3,8 +3,9 @@ import Foundation
 import Logging
 import MicroHTTP
 import Primitives
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Ed25519 as Ideogram and fal sign: the RFC 8032 vector through swift-crypto, the shared vectors through
@@ -18,11 +19,12 @@ struct SignedDigestTests {
         let secret = Self.hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
         let key = try Curve25519.Signing.PrivateKey(rawRepresentation: secret)
         #expect(Hex.encode(key.publicKey.rawRepresentation) == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
-        let expected = Self.hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        let expected = Self.hex(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
         #expect(key.publicKey.isValidSignature(expected, for: [UInt8]()))
         #if os(Linux)
-        // BoringSSL signs deterministically, as RFC 8032 specifies (Apple's CryptoKit randomises).
-        #expect(Array(try key.signature(for: [UInt8]())) == expected)
+            // BoringSSL signs deterministically, as RFC 8032 specifies (Apple's CryptoKit randomises).
+            #expect(Array(try key.signature(for: [UInt8]())) == expected)
         #endif
         var forged = expected
         forged[0] ^= 1
@@ -61,22 +63,24 @@ struct SignedDigestTests {
         #expect(Hex.encode(SHA256.hash(data: body)) == vector.bodySha256)
         // Checked with a clock at the vector's own time (it was signed in the past).
         let signedAt = Date(timeIntervalSince1970: TimeInterval(Int64(vector.headers[names.timestamp]!)!))
-        let signed = try SignedDigestScheme(headers: names).begin(header: { name in
-            vector.headers.first { $0.key.lowercased() == name.lowercased() }?.value
-        }, now: signedAt)
+        let signed = try SignedDigestScheme(headers: names).begin(
+            header: { name in
+                vector.headers.first { $0.key.lowercased() == name.lowercased() }?.value
+            }, now: signedAt)
         let message = signed.message(bodySHA256Hex: vector.bodySha256)
         #expect(publicKey.isValidSignature(signed.signature, for: message))
         #expect(!publicKey.isValidSignature(signed.signature, for: signed.message(bodySHA256Hex: String(repeating: "0", count: 64))))
         #if os(Linux)
-        let secret = try Curve25519.Signing.PrivateKey(rawRepresentation: Self.hex(vector.privateKeyHex))
-        #expect(Hex.encode(try secret.signature(for: message)) == vector.headers[names.signature])
+            let secret = try Curve25519.Signing.PrivateKey(rawRepresentation: Self.hex(vector.privateKeyHex))
+            #expect(Hex.encode(try secret.signature(for: message)) == vector.headers[names.signature])
         #endif
         if provider == "ideogram" { #expect(signed.keyID == vector.jwk["kid"]) }
     }
 
     @Test func keySetsParseLikeTheProvidersPublishThem() throws {
         let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
-        let document = Array(#"""
+        let document = Array(
+            #"""
             {"keys":[{"kty":"RSA","n":"xyz","e":"AQAB","kid":"rsa"},
                      {"kty":"OKP","crv":"Ed25519","use":"sig","kid":"v1","x":"\#(x)","alg":"EdDSA"},
                      {"kty":"OKP","crv":"Ed25519","x":"\#(x)="},
@@ -96,24 +100,32 @@ struct SignedDigestTests {
     static let key = Curve25519.Signing.PrivateKey()
 
     static func keySet(pinned: [Curve25519.Signing.PrivateKey] = [key], jwksURL: String = "http://127.0.0.1:9/jwks.json") -> WebhookKeySet {
-        let pins = pinned.map { Data($0.publicKey.rawRepresentation).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "") }
-        return WebhookKeySet(provider: .ideogram, jwksURL: jwksURL, pinned: pins, cacheFile: nil,
-                             policy: { FetchPolicy(allowedHosts: ["127.0.0.1"], allowedSchemes: ["http"], allowPrivateNetworks: true, maxBytes: 1 << 20) },
-                             fetchTimeout: .seconds(2), logger: Logger(label: "test"))
+        let pins = pinned.map {
+            Data($0.publicKey.rawRepresentation).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        return WebhookKeySet(
+            provider: .ideogram, jwksURL: jwksURL, pinned: pins, cacheFile: nil,
+            policy: { FetchPolicy(allowedHosts: ["127.0.0.1"], allowedSchemes: ["http"], allowPrivateNetworks: true, maxBytes: 1 << 20) },
+            fetchTimeout: .seconds(2), logger: Logger(label: "test"))
     }
 
     static func gate(_ keys: WebhookKeySet) -> WebhookGate {
-        WebhookGate(provider: .ideogram, authentication: .signedDigest(SignedDigestScheme(headers: IdeogramProvider.headers), keys: keys),
-                    logger: Logger(label: "test"))
+        WebhookGate(
+            provider: .ideogram, authentication: .signedDigest(SignedDigestScheme(headers: IdeogramProvider.headers), keys: keys),
+            logger: Logger(label: "test"))
     }
 
-    static func headers(_ body: [UInt8], key: Curve25519.Signing.PrivateKey = key, kid: String? = "k1",
-                        at timestamp: Int64 = Int64(Date().timeIntervalSince1970)) throws -> [String: String] {
+    static func headers(
+        _ body: [UInt8], key: Curve25519.Signing.PrivateKey = key, kid: String? = "k1",
+        at timestamp: Int64 = Int64(Date().timeIntervalSince1970)
+    ) throws -> [String: String] {
         let message = Array("gen1\nuser1\n\(timestamp)\n\(Hex.encode(SHA256.hash(data: body)))".utf8)
-        var headers = ["X-Ideogram-Webhook-Generation-Id": "gen1", "X-Ideogram-Webhook-User-Id": "user1",
-                       "X-Ideogram-Webhook-Timestamp": String(timestamp),
-                       "X-Ideogram-Webhook-Signature": Hex.encode(try key.signature(for: message))]
+        var headers = [
+            "X-Ideogram-Webhook-Generation-Id": "gen1", "X-Ideogram-Webhook-User-Id": "user1",
+            "X-Ideogram-Webhook-Timestamp": String(timestamp),
+            "X-Ideogram-Webhook-Signature": Hex.encode(try key.signature(for: message)),
+        ]
         if let kid { headers["X-Ideogram-Webhook-Key-Id"] = kid }
         return headers
     }
@@ -125,21 +137,33 @@ struct SignedDigestTests {
     @Test func missingOrStaleHeadersAreRefusedFromTheHeadAlone() throws {
         let gate = Self.gate(Self.keySet())
         let body = Array("{}".utf8)
-        guard case .admit = admit(gate, try Self.headers(body)) else { Issue.record("a signed head was refused"); return }
-        for name in ["X-Ideogram-Webhook-Generation-Id", "X-Ideogram-Webhook-User-Id", "X-Ideogram-Webhook-Timestamp",
-                     "X-Ideogram-Webhook-Signature"] {
+        guard case .admit = admit(gate, try Self.headers(body)) else {
+            Issue.record("a signed head was refused")
+            return
+        }
+        for name in [
+            "X-Ideogram-Webhook-Generation-Id", "X-Ideogram-Webhook-User-Id", "X-Ideogram-Webhook-Timestamp",
+            "X-Ideogram-Webhook-Signature",
+        ] {
             var partial = try Self.headers(body)
             partial[name] = nil
-            guard case .refuse(let response) = admit(gate, partial) else { Issue.record("admitted without \(name)"); continue }
+            guard case .refuse(let response) = admit(gate, partial) else {
+                Issue.record("admitted without \(name)")
+                continue
+            }
             #expect(response.status == 401)
         }
         guard case .refuse(let stale) = admit(gate, try Self.headers(body, at: Int64(Date().timeIntervalSince1970) - 301)) else {
-            Issue.record("a stale timestamp was admitted"); return
+            Issue.record("a stale timestamp was admitted")
+            return
         }
         #expect(stale.status == 401)
         var short = try Self.headers(body)
         short["X-Ideogram-Webhook-Signature"] = "abcd"
-        guard case .refuse(let malformed) = admit(gate, short) else { Issue.record("a short signature was admitted"); return }
+        guard case .refuse(let malformed) = admit(gate, short) else {
+            Issue.record("a short signature was admitted")
+            return
+        }
         #expect(malformed.status == 401)
     }
 
@@ -148,10 +172,16 @@ struct SignedDigestTests {
     @Test func theBodyIsHashedAsItArrives() throws {
         let gate = Self.gate(Self.keySet())
         let body = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
-        guard case .admit(let check?) = admit(gate, try Self.headers(body)) else { Issue.record("not admitted with a check"); return }
+        guard case .admit(let check?) = admit(gate, try Self.headers(body)) else {
+            Issue.record("not admitted with a check")
+            return
+        }
         for start in stride(from: 0, to: body.count, by: 4096) { body[start..<min(start + 4096, body.count)].withUnsafeBytes { check.update($0) } }
         #expect(check.finish() == nil)
-        guard case .verified(let verified)? = check.result as? SignedDigestVerdict else { Issue.record("no verdict"); return }
+        guard case .verified(let verified)? = check.result as? SignedDigestVerdict else {
+            Issue.record("no verdict")
+            return
+        }
         #expect(verified.bodySHA256 == Hex.encode(SHA256.hash(data: body)))
 
         guard case .admit(let tampered?) = admit(gate, try Self.headers(body)) else { return }
@@ -171,15 +201,28 @@ struct SignedDigestTests {
         let keys = Self.keySet(pinned: [])
         let gate = Self.gate(keys)
         let body = Array("{}".utf8)
-        guard case .admit(let check?) = admit(gate, try Self.headers(body)) else { Issue.record("refused before trying to fetch"); return }
+        guard case .admit(let check?) = admit(gate, try Self.headers(body)) else {
+            Issue.record("refused before trying to fetch")
+            return
+        }
         body.withUnsafeBytes { check.update($0) }
         #expect(check.finish() == nil, "undecided: the handler fetches")
-        guard case .undecided(let verdict)? = check.result as? SignedDigestVerdict else { Issue.record("not undecided"); return }
-        let outcome = keys.refreshAndVerify(verdict.signed.signature, message: verdict.signed.message(bodySHA256Hex: verdict.bodySHA256),
-                                            keyID: verdict.signed.keyID)
-        guard case .unavailable(let retryAfter) = outcome else { Issue.record("\(outcome)"); return }
+        guard case .undecided(let verdict)? = check.result as? SignedDigestVerdict else {
+            Issue.record("not undecided")
+            return
+        }
+        let outcome = keys.refreshAndVerify(
+            verdict.signed.signature, message: verdict.signed.message(bodySHA256Hex: verdict.bodySHA256),
+            keyID: verdict.signed.keyID)
+        guard case .unavailable(let retryAfter) = outcome else {
+            Issue.record("\(outcome)")
+            return
+        }
         #expect((1...60).contains(retryAfter))
-        guard case .refuse(let early) = admit(gate, try Self.headers(body)) else { Issue.record("admitted while no key can be had"); return }
+        guard case .refuse(let early) = admit(gate, try Self.headers(body)) else {
+            Issue.record("admitted while no key can be had")
+            return
+        }
         #expect(early.status == 503)
         #expect(early.headers.contains { $0.0 == "Retry-After" })
     }
@@ -192,13 +235,15 @@ struct SignedProviderBodyTests {
     }
 
     static func keys() -> WebhookKeySet {
-        WebhookKeySet(provider: .ideogram, jwksURL: "http://127.0.0.1:9/", pinned: [], cacheFile: nil,
-                      policy: { FetchPolicy(Settings.Fetch()) }, logger: Logger(label: "test"))
+        WebhookKeySet(
+            provider: .ideogram, jwksURL: "http://127.0.0.1:9/", pinned: [], cacheFile: nil,
+            policy: { FetchPolicy(Settings.Fetch()) }, logger: Logger(label: "test"))
     }
 
     static func delivery(_ provider: ProviderName, _ body: [UInt8], subject: String = "header-id") -> WebhookDelivery {
-        WebhookDelivery(provider: provider, deliveryID: "\(subject):x", subject: subject,
-                        timestamp: Date(timeIntervalSince1970: 1_800_000_000), body: body, receivedAt: Date(timeIntervalSince1970: 1_800_000_005))
+        WebhookDelivery(
+            provider: provider, deliveryID: "\(subject):x", subject: subject,
+            timestamp: Date(timeIntervalSince1970: 1_800_000_000), body: body, receivedAt: Date(timeIntervalSince1970: 1_800_000_005))
     }
 
     @Test func ideogramImagesWithAndWithoutURLs() throws {
@@ -217,8 +262,9 @@ struct SignedProviderBodyTests {
         let items = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
         #expect(items.count == 2 && items[1]["is_image_safe"] as? Bool == false)
 
-        let vector = try JSONDecoder().decode(SignedDigestTests.Vector.self,
-                                              from: Data(Self.fixture("ideogram/signature-vector.json")))
+        let vector = try JSONDecoder().decode(
+            SignedDigestTests.Vector.self,
+            from: Data(Self.fixture("ideogram/signature-vector.json")))
         let documented = try provider.interpret(Self.delivery(.ideogram, Array(vector.body.utf8)))
         #expect(documented.prediction.id == "xtdZiqPwRxqY1Y7NExFmzB")
         #expect(documented.assets.map(\.pointer) == ["/0/url"])
@@ -265,13 +311,16 @@ struct SignedProviderBodyTests {
     }
 
     @Test func archiveRequests() throws {
-        let valid = try ArchiveRequest.parse(Array(#"{"id":"img-1","urls":["https://a.example/x.png"],"deadline":"2026-11-21T10:00:00Z","metadata":{"app":"t"}}"#.utf8))
+        let valid = try ArchiveRequest.parse(
+            Array(#"{"id":"img-1","urls":["https://a.example/x.png"],"deadline":"2026-11-21T10:00:00Z","metadata":{"app":"t"}}"#.utf8))
         #expect(valid.urls == ["https://a.example/x.png"])
         #expect(valid.deadline == Date(rfc3339: "2026-11-21T10:00:00Z"))
         #expect(valid.metadataJSON == #"{"app":"t"}"#)
-        for bad in [#"{"id":"a/b","urls":["https://x/y"]}"#, #"{"id":"a","urls":[]}"#, #"{"id":"a","urls":[1]}"#,
-                    #"{"id":"a","urls":["https://x/y"],"deadline":"tomorrow"}"#, #"{"id":"a","urls":["https://x/y"],"metadata":[1]}"#,
-                    "[]"] {
+        for bad in [
+            #"{"id":"a/b","urls":["https://x/y"]}"#, #"{"id":"a","urls":[]}"#, #"{"id":"a","urls":[1]}"#,
+            #"{"id":"a","urls":["https://x/y"],"deadline":"tomorrow"}"#, #"{"id":"a","urls":["https://x/y"],"metadata":[1]}"#,
+            "[]",
+        ] {
             #expect(throws: ArchiveRequest.Invalid.self, "\(bad)") { try ArchiveRequest.parse(Array(bad.utf8)) }
         }
         let big = String(repeating: "x", count: 17_000)
@@ -286,8 +335,10 @@ struct SignedProviderBodyTests {
         func url(_ pointer: String, _ url: String) -> AssetSpec { AssetSpec(pointer: pointer, source: .url(url), deadline: nil) }
         let fresh = DeliveryRecorder.plan([url("/0", "a"), url("/1", "b"), url("/0", "a")], predictionID: "p", existing: [:], deliveryID: "d")
         #expect(fresh.map(\.index) == [0, 1])
-        let existing = ["/0": DeliveryRecorder.ExistingAsset(index: 0, bytes: nil, sourceURL: "a"),
-                        "/2": DeliveryRecorder.ExistingAsset(index: 5, bytes: "sha-1", sourceURL: "inline")]
+        let existing = [
+            "/0": DeliveryRecorder.ExistingAsset(index: 0, bytes: nil, sourceURL: "a"),
+            "/2": DeliveryRecorder.ExistingAsset(index: 5, bytes: "sha-1", sourceURL: "inline"),
+        ]
         let later = DeliveryRecorder.plan([url("/0", "a"), url("/1", "b"), url("/3", "c")], predictionID: "p", existing: existing, deliveryID: "d")
         #expect(later.map(\.spec.pointer) == ["/1", "/3"])
         #expect(later.map(\.index) == [6, 7], "after the highest number, never a taken one")

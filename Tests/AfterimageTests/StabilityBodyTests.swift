@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 @Suite("Stability bodies: forms, fields and inline bytes")
@@ -74,7 +75,8 @@ struct StabilityBodyTests {
     }
 
     @Test func unknownFieldsAndNestedValuesAreSkipped() throws {
-        let text = #"{"meta": {"a": [1, 2.5e3, true, false, null, {"b": "\"}"}]}, "artifacts": [{"base64": "AAEC", "seed": 0, "extra": [[]]}, {"finishReason": "ERROR"}], "id": null}"#
+        let text =
+            #"{"meta": {"a": [1, 2.5e3, true, false, null, {"b": "\"}"}]}, "artifacts": [{"base64": "AAEC", "seed": 0, "extra": [[]]}, {"finishReason": "ERROR"}], "id": null}"#
         let body = try parse(text)
         #expect(body.artifacts.map(\.pointer) == ["/artifacts/0"])  // the ERROR artifact has no bytes to keep
         #expect(try decoded(text, body.artifacts[0]) == [0, 1, 2])
@@ -103,7 +105,9 @@ struct StabilityBodyTests {
         let body = Array(#"{"id": "x", "name": "unauthorized", "errors": ["bad key sk-secret-123\nline"]}"#.utf8)
         let message = StabilitySource.providerMessage(body, redacting: "sk-secret-123")
         #expect(message == "unauthorized: bad key [redacted] line")
-        #expect(StabilitySource.providerMessage(Array(repeating: UInt8(ascii: "x"), count: 5000), redacting: "k")!.count <= StabilitySource.maxMessageLength + 1)
+        #expect(
+            StabilitySource.providerMessage(Array(repeating: UInt8(ascii: "x"), count: 5000), redacting: "k")!.count <= StabilitySource
+                .maxMessageLength + 1)
         #expect(StabilitySource.providerMessage([], redacting: "k") == nil)
         // With several keys, none of them.
         let two = Array(#"{"name": "unauthorized", "errors": ["sk-a1 and sk-b2"]}"#.utf8)
@@ -116,7 +120,8 @@ struct StabilityBodyTests {
         let notReady = ArchiveError(.notReady, "in progress", status: 202, retryAfter: 7)
         #expect(policy.decide(notReady, attempts: 100, deadline: now.addingTimeInterval(3600), now: now) == .retry(at: now.addingTimeInterval(7)))
         #expect(policy.decide(notReady, attempts: 1, deadline: now.addingTimeInterval(2), now: now) == .retry(at: now.addingTimeInterval(2)))
-        if case .expire = policy.decide(notReady, attempts: 1, deadline: now.addingTimeInterval(-1), now: now) {} else {
+        if case .expire = policy.decide(notReady, attempts: 1, deadline: now.addingTimeInterval(-1), now: now) {
+        } else {
             Issue.record("a generation still in progress after its deadline must expire")
         }
         // Our own wait between polls is no answer from the source: it never expires, nor is it pulled in.
@@ -126,7 +131,8 @@ struct StabilityBodyTests {
         // Stability's 429: not before its 60 s.
         let limited = ArchiveError(.sourceStatus, "Stability answered 429", status: 429, retryAfter: 60)
         guard case .retry(let at) = policy.decide(limited, attempts: 1, deadline: now.addingTimeInterval(3600), now: now, jitter: 1) else {
-            Issue.record("429 must be retried"); return
+            Issue.record("429 must be retried")
+            return
         }
         #expect(at >= now.addingTimeInterval(60))
         // A lost inline result fails at once, with its reason.
@@ -135,9 +141,10 @@ struct StabilityBodyTests {
 
     @Test func pollDelayGrowsWithTheGenerationsAge() {
         func job(receivedSecondsAgo: TimeInterval, now: Date) -> ArchiveJob {
-            ArchiveJob(assetID: 1, provider: "stability", predictionID: "p", outputIndex: 0, sourceURL: "http://x/v2beta/results/p",
-                       deadline: now.addingTimeInterval(StabilityIntake.resultRetention - receivedSecondsAgo), attempts: 1,
-                       claimToken: UUID(), spoolPath: nil, spoolSHA256: nil, spoolSize: nil, contentType: nil, sourceKind: .stabilityResult)
+            ArchiveJob(
+                assetID: 1, provider: "stability", predictionID: "p", outputIndex: 0, sourceURL: "http://x/v2beta/results/p",
+                deadline: now.addingTimeInterval(StabilityIntake.resultRetention - receivedSecondsAgo), attempts: 1,
+                claimToken: UUID(), spoolPath: nil, spoolSHA256: nil, spoolSize: nil, contentType: nil, sourceKind: .stabilityResult)
         }
         let now = Date()
         // Never sooner than Stability's 10 s between polls.

@@ -1,8 +1,9 @@
 import Foundation
+import Glibc
 import Logging
 import Testing
+
 @testable import Afterimage
-import Glibc
 
 @Suite("sd_notify, watchdog and socket-activation environment")
 struct SystemdEnvironmentTests {
@@ -75,8 +76,9 @@ struct LogFormatTests {
     }
 
     @Test func logfmtOtherwise() {
-        let line = StderrLogHandler.render(level: .info, message: "listening now", metadata: ["port": "8080", "host": "127.0.0.1"],
-                                           format: .logfmt, now: moment)
+        let line = StderrLogHandler.render(
+            level: .info, message: "listening now", metadata: ["port": "8080", "host": "127.0.0.1"],
+            format: .logfmt, now: moment)
         #expect(line == #"ts=2025-11-21T10:00:00.250Z level=info msg="listening now" host=127.0.0.1 port=8080"#)
         #expect(StderrLogHandler.escape("a=b", quoteSpaces: true) == "\"a=b\"")
         #expect(StderrLogHandler.escape(#"C:\x"#, quoteSpaces: true) == #""C:\\x""#)
@@ -145,7 +147,8 @@ struct ReloadableSettingsTests {
         }
         let oldSignature = StandardWebhooksVerifier.sign(secret: old.replicate.webhookSecrets[0], id: "m", timestamp: 1_000, body: body)
         #expect(throws: StandardWebhooksVerifier.Failure.self) {
-            try holder.replicateVerifier.verify(id: "m", timestamp: "1000", signature: oldSignature, body: body, now: Date(timeIntervalSince1970: 1_000))
+            try holder.replicateVerifier.verify(
+                id: "m", timestamp: "1000", signature: oldSignature, body: body, now: Date(timeIntervalSince1970: 1_000))
         }
     }
 }

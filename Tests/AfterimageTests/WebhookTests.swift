@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 @Suite("Standard Webhooks signatures")
@@ -27,10 +28,13 @@ struct StandardWebhooksTests {
 
     @Test func signingVector() throws {
         let v = try vector()
-        #expect(StandardWebhooksVerifier.sign(secret: v.secret, id: v.webhookId, timestamp: v.webhookTimestamp, body: Array(v.payload.utf8)) == v.expectedSignature)
+        #expect(
+            StandardWebhooksVerifier.sign(secret: v.secret, id: v.webhookId, timestamp: v.webhookTimestamp, body: Array(v.payload.utf8))
+                == v.expectedSignature)
         let verifier = StandardWebhooksVerifier(secrets: [v.secret])
         let at = Date(timeIntervalSince1970: TimeInterval(v.webhookTimestamp))
-        try verifier.verify(id: v.webhookId, timestamp: String(v.webhookTimestamp), signature: v.expectedSignature, body: Array(v.payload.utf8), now: at)
+        try verifier.verify(
+            id: v.webhookId, timestamp: String(v.webhookTimestamp), signature: v.expectedSignature, body: Array(v.payload.utf8), now: at)
     }
 
     @Test func anyEntryAndAnySecretMayMatch() throws {
@@ -49,10 +53,13 @@ struct StandardWebhooksTests {
         let ts = String(v.webhookTimestamp)
         let at = Date(timeIntervalSince1970: TimeInterval(v.webhookTimestamp))
         func code(_ id: String?, _ t: String?, _ sig: String?, _ b: [UInt8], _ now: Date) -> StandardWebhooksVerifier.Failure.Code? {
-            do { try verifier.verify(id: id, timestamp: t, signature: sig, body: b, now: now); return nil } catch { return error.code }
+            do {
+                try verifier.verify(id: id, timestamp: t, signature: sig, body: b, now: now)
+                return nil
+            } catch { return error.code }
         }
-        #expect(code(v.webhookId, ts, v.expectedSignature, body + [0x20], at) == .invalid)          // tampered body
-        #expect(code("msg_other", ts, v.expectedSignature, body, at) == .invalid)                     // other id
+        #expect(code(v.webhookId, ts, v.expectedSignature, body + [0x20], at) == .invalid)  // tampered body
+        #expect(code("msg_other", ts, v.expectedSignature, body, at) == .invalid)  // other id
         #expect(code(v.webhookId, ts, v.expectedSignature, body, at.addingTimeInterval(301)) == .staleTimestamp)
         #expect(code(v.webhookId, ts, v.expectedSignature, body, at.addingTimeInterval(-301)) == .staleTimestamp)
         #expect(code(v.webhookId, ts, v.expectedSignature, body, at.addingTimeInterval(299)) == nil)
@@ -106,20 +113,28 @@ struct ReplicatePredictionTests {
     }
 
     @Test func notAPrediction() {
-        for body in ["[]", "{}", "{\"id\": \"x\", \"status\": \"exploded\"}", "not json", "{\"id\": 5, \"status\": \"starting\"}",
-                     "{\"id\": \"x\", \"status\": \"succeeded\", \"completed_at\": \"yesterday\"}"] {
+        for body in [
+            "[]", "{}", "{\"id\": \"x\", \"status\": \"exploded\"}", "not json", "{\"id\": 5, \"status\": \"starting\"}",
+            "{\"id\": \"x\", \"status\": \"succeeded\", \"completed_at\": \"yesterday\"}",
+        ] {
             #expect(throws: ReplicatePrediction.ParseError.self, "\(body)") { try ReplicatePrediction.parse(Array(body.utf8)) }
         }
     }
 
     @Test func walkerEscapesPointersAndSkipsNonURLs() {
-        let output: [String: Any] = ["a/b": "https://x.example/1", "t~": ["http://y.example/2", "https://", "ftp://z/3", "data:image/png;base64,AAA",
-                                                                          "data: not one", "data:"], "n": 3]
-        #expect(OutputURLWalker.urls(in: output) == [
-            .init(pointer: "/a~1b", url: "https://x.example/1"),
-            .init(pointer: "/t~0/0", url: "http://y.example/2"),
-            .init(pointer: "/t~0/3", url: "data:image/png;base64"),
-        ])
+        let output: [String: Any] = [
+            "a/b": "https://x.example/1",
+            "t~": [
+                "http://y.example/2", "https://", "ftp://z/3", "data:image/png;base64,AAA",
+                "data: not one", "data:",
+            ], "n": 3,
+        ]
+        #expect(
+            OutputURLWalker.urls(in: output) == [
+                .init(pointer: "/a~1b", url: "https://x.example/1"),
+                .init(pointer: "/t~0/0", url: "http://y.example/2"),
+                .init(pointer: "/t~0/3", url: "data:image/png;base64"),
+            ])
     }
 
     /// The byte-wise check for ASCII strings must answer as the Character rules (kept for other strings) do.
@@ -131,11 +146,13 @@ struct ReplicatePredictionTests {
             return !rest.isEmpty && !rest.hasPrefix("/") && !string.contains(where: { $0.isWhitespace })
                 && !string.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
         }
-        let cases = ["https://x.example/a.png", "HTTP://X", "Https://h", "http://", "https://", "https:///path", "http:/x",
-                     "https://a b", "https://a\tb", "https://a\r\n", "http://a\u{0B}", "https://a\u{1C}", "ftp://x", "httpsx://y",
-                     "http", "", " https://x", "https://x\u{A0}y", "https://x\u{2003}", "https://é.example", "https://\u{301}x",
-                     "HTTPS://ÉXAMPLE", "http://x\u{85}", "data:image/png;base64,AAA", "https://x/" + String(repeating: "a", count: 300),
-                     "https://x/a\u{0}b", "https://x/\u{7F}", "https://x/\u{1}"]
+        let cases = [
+            "https://x.example/a.png", "HTTP://X", "Https://h", "http://", "https://", "https:///path", "http:/x",
+            "https://a b", "https://a\tb", "https://a\r\n", "http://a\u{0B}", "https://a\u{1C}", "ftp://x", "httpsx://y",
+            "http", "", " https://x", "https://x\u{A0}y", "https://x\u{2003}", "https://é.example", "https://\u{301}x",
+            "HTTPS://ÉXAMPLE", "http://x\u{85}", "data:image/png;base64,AAA", "https://x/" + String(repeating: "a", count: 300),
+            "https://x/a\u{0}b", "https://x/\u{7F}", "https://x/\u{1}",
+        ]
         for string in cases {
             #expect(OutputURLWalker.isFetchableURL(string) == characterRule(string), "\(string.debugDescription)")
         }

@@ -1,6 +1,6 @@
 import Curl
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Curl guards: addresses, protocols, redirects")
 struct GuardTests {
@@ -58,7 +58,10 @@ struct GuardTests {
         var options = localOptions()
         options.maxRedirects = 3
         let targets = Recorder<String>()
-        options.redirectPolicy = { targets.append($0); return true }
+        options.redirectPolicy = {
+            targets.append($0)
+            return true
+        }
 
         let response = try CurlSession().perform(CurlRequest(url: server.baseURL + "/hop/3"), options: options)
 
@@ -126,9 +129,10 @@ struct GuardTests {
         defer { origin.stop() }
         var options = localOptions()
         options.maxRedirects = 1
-        let request = CurlRequest(method: "POST", url: origin.baseURL + "/submit",
-                                  headers: [("Authorization", "Bearer r8_secret"), ("X-Trace", "1")],
-                                  body: .bytes(Array("payload".utf8)))
+        let request = CurlRequest(
+            method: "POST", url: origin.baseURL + "/submit",
+            headers: [("Authorization", "Bearer r8_secret"), ("X-Trace", "1")],
+            body: .bytes(Array("payload".utf8)))
 
         let response = try CurlSession().perform(request, options: options)
 
@@ -170,8 +174,9 @@ struct GuardTests {
     @Test("a refused connection is connectFailed, and the message leaks no query or header secret")
     func connectFailedWithoutSecrets() throws {
         let port = freePort()
-        let request = CurlRequest(url: "http://user:hunter22@127.0.0.1:\(port)/object?X-Amz-Signature=deadbeefcafe",
-                                  headers: [("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE")])
+        let request = CurlRequest(
+            url: "http://user:hunter22@127.0.0.1:\(port)/object?X-Amz-Signature=deadbeefcafe",
+            headers: [("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE")])
         let error = try #require(curlError { () throws(CurlError) in try CurlSession().perform(request, options: localOptions()) })
         #expect(error.code == .connectFailed)
         #expect(error.code.isTransient)

@@ -13,9 +13,10 @@ struct RequestTests {
         try Data(content).write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }
 
-        let request = CurlRequest(method: "PUT", url: server.baseURL + "/bucket/part?partNumber=2&uploadId=u",
-                                  headers: [("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("Content-Type", "image/png")],
-                                  body: .file(path: path, offset: 1234, length: 2_000_000))
+        let request = CurlRequest(
+            method: "PUT", url: server.baseURL + "/bucket/part?partNumber=2&uploadId=u",
+            headers: [("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("Content-Type", "image/png")],
+            body: .file(path: path, offset: 1234, length: 2_000_000))
         let response = try CurlSession().perform(request, options: localOptions())
 
         #expect(response.status == 200)
@@ -56,8 +57,9 @@ struct RequestTests {
         var options = localOptions()
         options.maxRedirects = 1
         let bytes = Pattern.bytes(0..<200_000)
-        let response = try CurlSession().perform(CurlRequest(method: "PUT", url: server.baseURL + "/old", body: .bytes(bytes)),
-                                                 options: options)
+        let response = try CurlSession().perform(
+            CurlRequest(method: "PUT", url: server.baseURL + "/old", body: .bytes(bytes)),
+            options: options)
         #expect(response.status == 200)
         #expect(server.requests.map(\.method) == ["PUT", "PUT"])
         #expect(server.requests.last?.target == "/new")

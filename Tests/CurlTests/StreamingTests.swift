@@ -1,8 +1,8 @@
 import Curl
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Curl streaming and limits")
 struct StreamingTests {
@@ -82,7 +82,8 @@ struct StreamingTests {
         defer { server.stop() }
         var options = localOptions()
         options.maxBytes = 100_000
-        #expect(curlError { () throws(CurlError) in try CurlSession().perform(CurlRequest(url: server.baseURL), options: options) }?.code == .tooLarge)
+        #expect(
+            curlError { () throws(CurlError) in try CurlSession().perform(CurlRequest(url: server.baseURL), options: options) }?.code == .tooLarge)
         options.maxBytes = 300_000
         let response = try CurlSession().perform(CurlRequest(url: server.baseURL), options: options)
         #expect(response.body == Pattern.bytes(0..<300_000))
@@ -97,7 +98,9 @@ struct StreamingTests {
         options.lowSpeedTime = .seconds(1)
         let started = ContinuousClock.now
 
-        let error = curlError { () throws(CurlError) in try CurlSession().perform(CurlRequest(url: server.baseURL + "/slow"), options: options) { _ in } }
+        let error = curlError { () throws(CurlError) in
+            try CurlSession().perform(CurlRequest(url: server.baseURL + "/slow"), options: options) { _ in }
+        }
 
         #expect(error?.code == .timeout)
         #expect(ContinuousClock.now - started < .seconds(10))

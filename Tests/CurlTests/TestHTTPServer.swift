@@ -1,7 +1,7 @@
 import Foundation
+import Glibc
 import Synchronization
 import TestSupport
-import Glibc
 
 /// A request as the test server received it.
 struct RecordedRequest: Sendable {
@@ -154,8 +154,9 @@ final class TestHTTPServer: Sendable {
         }
         let body = Array(pending.prefix(length))
         pending.removeFirst(length)
-        return RecordedRequest(connection: connection, method: String(requestLine[0]), target: String(requestLine[1]),
-                               headers: headers, body: body)
+        return RecordedRequest(
+            connection: connection, method: String(requestLine[0]), target: String(requestLine[1]),
+            headers: headers, body: body)
     }
 
     private func receive(_ fd: Int32, into buffer: inout [UInt8]) -> Bool {
@@ -181,8 +182,12 @@ final class TestHTTPServer: Sendable {
         var keepAlive = true
         switch reply.length {
         case .exact: head += "Content-Length: \(bodyLength)\r\n"
-        case .none: head += "Connection: close\r\n"; keepAlive = false
-        case .declared(let declared): head += "Content-Length: \(declared)\r\nConnection: close\r\n"; keepAlive = false
+        case .none:
+            head += "Connection: close\r\n"
+            keepAlive = false
+        case .declared(let declared):
+            head += "Content-Length: \(declared)\r\nConnection: close\r\n"
+            keepAlive = false
         }
         head += "\r\n"
         guard sendAll(fd, Array(head.utf8)) else { return false }

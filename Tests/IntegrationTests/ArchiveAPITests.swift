@@ -1,7 +1,8 @@
 import Curl
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// `POST /v1/archives` end to end: tokens, the fetch policy's verdict, idempotence by id, conflicts, and
@@ -10,16 +11,22 @@ import TestSupport
 struct ArchiveAPITests {
     @Test func urlsAreArchivedOncePerIdAndLookedUp() throws {
         let harness = try ArchiveHarness()
-        let readToken = "read_" + UUID().uuidString, archiveToken = "archive_" + UUID().uuidString
-        let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_API_TOKENS": readToken,
-                                                     "AFTERIMAGE_API_ARCHIVE_TOKENS": "sha256:" + FakeProvider.sha256Hex(Array(archiveToken.utf8))])
+        let readToken = "read_" + UUID().uuidString
+        let archiveToken = "archive_" + UUID().uuidString
+        let daemon = try harness.startDaemon(extra: [
+            "AFTERIMAGE_API_TOKENS": readToken,
+            "AFTERIMAGE_API_ARCHIVE_TOKENS": "sha256:" + FakeProvider.sha256Hex(Array(archiveToken.utf8)),
+        ])
         let client = try LookupClient(port: daemon.port, token: archiveToken)
         let id = "openai-\(UUID().uuidString.prefix(8).lowercased())"
         let urls = [harness.fake.url("\(id)-a.png", "size=1500&type=image/png"), harness.fake.url("\(id)-b.webp", "size=1600&type=image/webp")]
         let deadline = Date().addingTimeInterval(3600)
         func request(_ urls: [String], id: String = id) -> [UInt8] {
-            Array(try! JSONSerialization.data(withJSONObject: ["id": id, "urls": urls, "deadline": ISO8601DateFormatter().string(from: deadline),
-                                                               "metadata": ["app": "test", "model": "gpt-image-1"]]))
+            Array(
+                try! JSONSerialization.data(withJSONObject: [
+                    "id": id, "urls": urls, "deadline": ISO8601DateFormatter().string(from: deadline),
+                    "metadata": ["app": "test", "model": "gpt-image-1"],
+                ]))
         }
         func post(_ body: [UInt8], authorization: String? = nil) throws -> LookupAnswer {
             try client.send("POST", "/v1/archives", authorization: authorization, headers: [("Content-Type", "application/json")], body: body)
@@ -75,8 +82,10 @@ struct ArchiveAPITests {
         let token = "archive_" + UUID().uuidString
         let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_API_ARCHIVE_TOKENS": token])
         let base = "http://127.0.0.1:\(daemon.port)"
-        let environment = ["AFTERIMAGE_URL": base, "AFTERIMAGE_ARCHIVE_TOKEN": token,
-                           "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        let environment = [
+            "AFTERIMAGE_URL": base, "AFTERIMAGE_ARCHIVE_TOKEN": token,
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+        ]
         let curl = try ReadmeSnippet.block("archive-curl")
             .replacingOccurrences(of: "https://archive.example.com", with: base)
             .replacingOccurrences(of: "https://…", with: harness.fake.url("readme-curl.png", "size=700&type=image/png"))
@@ -90,11 +99,14 @@ struct ArchiveAPITests {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try ReadmeSnippet.block("archive-python").write(toFile: folder + "/archive_urls.py", atomically: true, encoding: .utf8)
         let url = harness.fake.url("readme-python.webp", "size=800&type=image/webp")
-        let (pythonStatus, pythonOutput) = try runProcess("/usr/bin/env", [
-            "python3", "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import archive_urls; "
-                + "print(json.dumps(archive_urls.archive('readme-py', [sys.argv[2]], deadline='2030-01-01T00:00:00Z', model='dall-e-3')))",
-            folder, url,
-        ], environment: environment)
+        let (pythonStatus, pythonOutput) = try runProcess(
+            "/usr/bin/env",
+            [
+                "python3", "-c",
+                "import json, sys; sys.path.insert(0, sys.argv[1]); import archive_urls; "
+                    + "print(json.dumps(archive_urls.archive('readme-py', [sys.argv[2]], deadline='2030-01-01T00:00:00Z', model='dall-e-3')))",
+                folder, url,
+            ], environment: environment)
         #expect(pythonStatus == 0, "\(pythonOutput)")
         #expect(pythonOutput.contains("\"prediction_id\": \"readme-py\""), "\(pythonOutput)")
         try harness.waitForAssets("stored", count: 2)

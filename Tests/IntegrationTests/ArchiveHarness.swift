@@ -69,9 +69,11 @@ final class ArchiveHarness: @unchecked Sendable {
 
     /// Signs and posts a webhook; `tamper` changes the body after signing.
     @discardableResult
-    func post(_ body: [UInt8], to daemon: DaemonProcess, webhookID: String = "msg_\(UUID().uuidString)",
-              timestamp: Int64 = Int64(Date().timeIntervalSince1970), secret: String? = nil,
-              tamper: Bool = false, route: String = "/v1/webhooks/replicate") throws -> CurlResponse {
+    func post(
+        _ body: [UInt8], to daemon: DaemonProcess, webhookID: String = "msg_\(UUID().uuidString)",
+        timestamp: Int64 = Int64(Date().timeIntervalSince1970), secret: String? = nil,
+        tamper: Bool = false, route: String = "/v1/webhooks/replicate"
+    ) throws -> CurlResponse {
         // A safety bound, not a speed check: a 40 MiB Stability body through a debug build on a busy
         // 2-core machine can take a while.
         try SignedWebhook(body, secret: secret ?? self.secret, id: webhookID, timestamp: timestamp)
@@ -94,8 +96,9 @@ final class ArchiveHarness: @unchecked Sendable {
     }
 
     func storage() throws -> S3Client {
-        S3Client(endpoint: try S3Endpoint(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, pathStyle: true),
-                 credentials: S3Credentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey, sessionToken: nil))
+        S3Client(
+            endpoint: try S3Endpoint(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, pathStyle: true),
+            credentials: S3Credentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey, sessionToken: nil))
     }
 
     struct StoredAsset {
@@ -110,12 +113,15 @@ final class ArchiveHarness: @unchecked Sendable {
     func storedAssets(predictionID: String) throws -> [StoredAsset] {
         let connection = try connection()
         defer { connection.close() }
-        return try connection.query("""
+        return try connection.query(
+            """
             SELECT pointer, source_url, storage_key, sha256, size_bytes, content_type FROM assets
             WHERE prediction_id = $1 AND state = 'stored' ORDER BY output_index
-            """, [predictionID]).map { row in
-            StoredAsset(pointer: try row.decode(0), sourceURL: try row.decode(1), key: try row.decode(2),
-                        sha256: try row.decode(3), size: try row.decode(4), contentType: try row.decode(5))
+            """, [predictionID]
+        ).map { row in
+            StoredAsset(
+                pointer: try row.decode(0), sourceURL: try row.decode(1), key: try row.decode(2),
+                sha256: try row.decode(3), size: try row.decode(4), contentType: try row.decode(5))
         }
     }
 }

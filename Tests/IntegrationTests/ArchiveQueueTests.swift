@@ -1,10 +1,11 @@
+import AfterimageTestSupport
 import Foundation
 import Logging
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 /// The queue's SQL against a real database: deadline order, leases and claim tokens.
 @Suite("Archive queue")
@@ -17,7 +18,8 @@ struct ArchiveQueueTests {
     }
 
     func insertAsset(_ connection: Connection, pointer: String, deadline: Date?) throws {
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
             VALUES ('replicate', 'p', $1, (SELECT COALESCE(max(output_index) + 1, 0) FROM assets WHERE provider = 'replicate' AND prediction_id = 'p'),
                     'https://replicate.delivery/x', $2)
@@ -74,7 +76,8 @@ struct RetryPolicyTests {
         var previous = 0.0
         for attempt in 1...12 {
             guard case .retry(let at) = policy.decide(error, attempts: attempt, deadline: nil, now: now, jitter: 1) else {
-                Issue.record("attempt \(attempt) gave up"); return
+                Issue.record("attempt \(attempt) gave up")
+                return
             }
             let delay = at.timeIntervalSince(now)
             #expect(delay >= previous && delay <= policy.maxDelay)
@@ -86,7 +89,8 @@ struct RetryPolicyTests {
     @Test func neverScheduledPastTheDeadlineWhileAnEarlierTryIsPossible() {
         let deadline = now.addingTimeInterval(40)
         guard case .retry(let at) = policy.decide(ArchiveError(.transport, "x"), attempts: 9, deadline: deadline, now: now, jitter: 1.25) else {
-            Issue.record("gave up"); return
+            Issue.record("gave up")
+            return
         }
         #expect(at < deadline)
     }
@@ -95,20 +99,27 @@ struct RetryPolicyTests {
         #expect(policy.decide(ArchiveError(.tooLarge, "big"), attempts: 1, deadline: nil, now: now) == .fail(reason: "big"))
         #expect(policy.decide(ArchiveError(.blockedAddress, "private"), attempts: 1, deadline: nil, now: now) == .fail(reason: "private"))
         let past = now.addingTimeInterval(-1)
-        if case .expire = policy.decide(ArchiveError(.sourceStatus, "404", status: 404), attempts: 1, deadline: past, now: now) {} else {
+        if case .expire = policy.decide(ArchiveError(.sourceStatus, "404", status: 404), attempts: 1, deadline: past, now: now) {
+        } else {
             Issue.record("404 after the deadline should expire")
         }
         let future = now.addingTimeInterval(3600)
-        if case .retry = policy.decide(ArchiveError(.sourceStatus, "404", status: 404), attempts: 1, deadline: future, now: now) {} else {
+        if case .retry = policy.decide(ArchiveError(.sourceStatus, "404", status: 404), attempts: 1, deadline: future, now: now) {
+        } else {
             Issue.record("an early 404 deserves another try")
         }
-        if case .fail = policy.decide(ArchiveError(.sourceStatus, "403", status: 403), attempts: policy.maxClientErrorAttempts, deadline: future, now: now) {} else {
+        if case .fail = policy.decide(
+            ArchiveError(.sourceStatus, "403", status: 403), attempts: policy.maxClientErrorAttempts, deadline: future, now: now)
+        {
+        } else {
             Issue.record("repeated 4xx before the deadline should fail")
         }
-        if case .retry = policy.decide(ArchiveError(.sourceStatus, "429", status: 429), attempts: 10, deadline: future, now: now) {} else {
+        if case .retry = policy.decide(ArchiveError(.sourceStatus, "429", status: 429), attempts: 10, deadline: future, now: now) {
+        } else {
             Issue.record("429 is retryable")
         }
-        if case .fail = policy.decide(ArchiveError(.storage, "down"), attempts: policy.maxAttempts, deadline: future, now: now) {} else {
+        if case .fail = policy.decide(ArchiveError(.storage, "down"), attempts: policy.maxAttempts, deadline: future, now: now) {
+        } else {
             Issue.record("nothing retries forever")
         }
     }

@@ -1,10 +1,11 @@
+import AfterimageTestSupport
 import Curl
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 /// Issue 18's API, against the real daemon, PostgreSQL and SeaweedFS: the prediction listing the gallery
 /// pages through, the health strip's figures, the JSON form of a presigned output URL, and the console's
@@ -35,7 +36,8 @@ struct ConsoleAPITests {
             let id = "\(tag)\(String(format: "%02d", index))"
             try harness.seedPrediction(id, provider: provider, status: index % 4 == 3 ? "failed" : "succeeded")
             let second = index == 5 ? 4 : index  // p04 and p05 share a first_seen_at
-            try connection.execute("""
+            try connection.execute(
+                """
                 UPDATE predictions SET first_seen_at = $4::timestamptz + make_interval(secs => $1)
                 WHERE provider = $2 AND id = $3
                 """, [second, provider, id, base])
@@ -51,7 +53,8 @@ struct ConsoleAPITests {
         let seeded = try seedTimeline(harness, count: 12, tag: "cl")
         // Newest first: by first_seen_at, then provider, then id, all descending.
         let expected = seeded.enumerated().sorted { a, b in
-            let ta = a.offset == 5 ? 4 : a.offset, tb = b.offset == 5 ? 4 : b.offset
+            let ta = a.offset == 5 ? 4 : a.offset
+            let tb = b.offset == 5 ? 4 : b.offset
             if ta != tb { return ta > tb }
             return a.element > b.element
         }.map(\.element)
@@ -95,9 +98,11 @@ struct ConsoleAPITests {
         #expect(predictions(try client.json(try client.send("GET", "/v1/predictions?provider=nobody"))).isEmpty)
 
         // Refusals: bad limits, a forged or foreign cursor, a cursor from another provider's listing.
-        for path in ["/v1/predictions?limit=0", "/v1/predictions?limit=101", "/v1/predictions?before=nonsense",
-                     "/v1/predictions?before=" + PredictionCursor(firstSeenAt: "yesterday", provider: "replicate", id: "x").encoded,
-                     "/v1/predictions?before=" + String(repeating: "A", count: 1100)] {
+        for path in [
+            "/v1/predictions?limit=0", "/v1/predictions?limit=101", "/v1/predictions?before=nonsense",
+            "/v1/predictions?before=" + PredictionCursor(firstSeenAt: "yesterday", provider: "replicate", id: "x").encoded,
+            "/v1/predictions?before=" + String(repeating: "A", count: 1100),
+        ] {
             let refused = try client.send("GET", path)
             #expect(refused.status == 400, "\(path)")
             #expect(client.errorCode(refused) == "invalid_parameter")
@@ -180,9 +185,11 @@ struct ConsoleAPITests {
         let id = "cs\(UUID().uuidString.prefix(8).lowercased())"
         try harness.seedPrediction(id)
         var ids: [String: Int64] = [:]
-        for (index, state) in ["pending", "pending", "in_flight", "failed", "failed", "failed", "expired", "stored", "stored", "stored"].enumerated() {
-            ids["\(state)\(index)"] = try harness.seedAsset(predictionID: id, index: index,
-                                                            .init(state: state, key: state == "stored" ? "k/\(index)" : nil))
+        for (index, state) in ["pending", "pending", "in_flight", "failed", "failed", "failed", "expired", "stored", "stored", "stored"].enumerated()
+        {
+            ids["\(state)\(index)"] = try harness.seedAsset(
+                predictionID: id, index: index,
+                .init(state: state, key: state == "stored" ? "k/\(index)" : nil))
         }
         let connection = try harness.connection()
         defer { connection.close() }
@@ -190,8 +197,10 @@ struct ConsoleAPITests {
         try connection.execute("UPDATE assets SET deadline = stored_at - interval '1 second' WHERE id = $1", [ids["stored7"]!])
         try connection.execute("UPDATE assets SET stored_at = date_trunc('day', now()) - interval '1 hour' WHERE id = $1", [ids["stored9"]!])
         try connection.execute("UPDATE assets SET deadline = now() - interval '5 minutes' WHERE id = $1", [ids["pending0"]!])
-        let earliest: String = try #require(try connection.query(
-            "SELECT to_char(deadline AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') FROM assets WHERE id = $1", [ids["pending0"]!]).first?.decode(0))
+        let earliest: String = try #require(
+            try connection.query(
+                "SELECT to_char(deadline AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') FROM assets WHERE id = $1", [ids["pending0"]!]
+            ).first?.decode(0))
 
         // The figures are kept for a second; wait for the ones that reflect the seeded rows.
         var stats: [String: Any] = [:]
@@ -218,7 +227,8 @@ struct ConsoleAPITests {
         let connection = try harness.connection()
         defer { connection.close() }
         // A realistic mix: nearly everything stored over the last 60 days, a little waiting or lost.
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, state, deadline, stored_at)
             SELECT 'replicate', 'p' || g, '/0', 0, 'https://x/' || g, s.state,
                    now() - (g % 1440) * interval '1 hour' + interval '1 hour',
@@ -244,13 +254,16 @@ struct ConsoleAPITests {
         #expect(page.status == 200)
         #expect(page.headers["content-type"] == "text/html; charset=utf-8")
         let bucket = harness.s3.endpoint  // path-style: the endpoint is the origin presigned URLs use
-        #expect(page.headers["content-security-policy"]
+        #expect(
+            page.headers["content-security-policy"]
                 == "default-src 'self'; img-src 'self' \(bucket); media-src 'self' \(bucket); frame-ancestors 'none'")
         #expect(page.headers["x-content-type-options"] == "nosniff")
         #expect(page.headers["referrer-policy"] == "no-referrer")
         #expect(String(decoding: page.body, as: UTF8.self).contains("<script src=\"console.js\" defer></script>"))
-        for (file, type) in [("console.js", "text/javascript; charset=utf-8"), ("console.css", "text/css; charset=utf-8"),
-                             ("favicon.svg", "image/svg+xml")] {
+        for (file, type) in [
+            ("console.js", "text/javascript; charset=utf-8"), ("console.css", "text/css; charset=utf-8"),
+            ("favicon.svg", "image/svg+xml"),
+        ] {
             let answer = try client.send("GET", "/ui/\(file)", authorization: "")
             #expect(answer.status == 200, "\(file)")
             #expect(answer.headers["content-type"] == type)

@@ -1,7 +1,7 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 18 in a real browser: headless Chromium (Debian's chromium and chromium-driver, driven by
 /// Selenium from the project's .venv) against the real daemon, PostgreSQL and SeaweedFS of the test run.
@@ -18,11 +18,21 @@ struct ConsoleBrowserTests {
         // Phase one: the daemon archives real files, and fails one it may not fetch.
         let archiving = try harness.startDaemon(extra: ["AFTERIMAGE_API_TOKENS": token])
         let tag = UUID().uuidString.prefix(6).lowercased()
-        #expect(try harness.post(harness.prediction(id: "br-\(tag)-a", output: [image("a0", hue: 200), image("a1", hue: 320), image("a2", hue: 20)]),
-                                 to: archiving).status == 200)
-        #expect(try harness.post(harness.prediction(id: "br-\(tag)-b", output: [image("b0", hue: 140),
-                                                                              "http://127.0.0.1:\(media.port)/audio/b1.wav?hz=523"]),
-                                 to: archiving).status == 200)
+        #expect(
+            try harness.post(
+                harness.prediction(id: "br-\(tag)-a", output: [image("a0", hue: 200), image("a1", hue: 320), image("a2", hue: 20)]),
+                to: archiving
+            ).status == 200)
+        #expect(
+            try harness.post(
+                harness.prediction(
+                    id: "br-\(tag)-b",
+                    output: [
+                        image("b0", hue: 140),
+                        "http://127.0.0.1:\(media.port)/audio/b1.wav?hz=523",
+                    ]),
+                to: archiving
+            ).status == 200)
         #expect(try harness.post(harness.prediction(id: "br-\(tag)-c", output: ["http://blocked.invalid/lost.png"]), to: archiving).status == 200)
         try harness.waitForAssets("stored", count: 5)
         try harness.waitForAssets("failed", count: 1)
@@ -35,8 +45,11 @@ struct ConsoleBrowserTests {
         try harness.seedAsset(predictionID: "br-\(tag)-d", index: 0, .init(state: "pending", key: nil, nextAttemptInSeconds: 3600))
         try harness.seedAsset(predictionID: "br-\(tag)-d", index: 1, .init(state: "in_flight", key: nil))
         try harness.seedPrediction("br-\(tag)-e", status: "succeeded")
-        try harness.seedAsset(predictionID: "br-\(tag)-e", index: 0, .init(state: "expired", key: nil,
-                                                                          failureReason: "the source answered 404 after its deadline"))
+        try harness.seedAsset(
+            predictionID: "br-\(tag)-e", index: 0,
+            .init(
+                state: "expired", key: nil,
+                failureReason: "the source answered 404 after its deadline"))
         let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_API_TOKENS": token, "AFTERIMAGE_WORKERS_COUNT": "0"])
 
         let root = TestEnvironment.repositoryRoot
@@ -47,12 +60,14 @@ struct ConsoleBrowserTests {
         let screenshots = root.appendingPathComponent(".local").path
         let output: String
         do {
-            output = try runCommand(python, [
-                root.appendingPathComponent("Tests/Browser/console_browser_test.py").path,
-                "--base", "http://127.0.0.1:\(daemon.port)", "--token", token, "--bucket-origin", harness.s3.endpoint,
-                "--images", "4", "--audio", "1", "--failed-asset", String(failedAsset),
-                "--placeholders", "failed,pending,in_flight,expired", "--screenshots", screenshots,
-            ])
+            output = try runCommand(
+                python,
+                [
+                    root.appendingPathComponent("Tests/Browser/console_browser_test.py").path,
+                    "--base", "http://127.0.0.1:\(daemon.port)", "--token", token, "--bucket-origin", harness.s3.endpoint,
+                    "--images", "4", "--audio", "1", "--failed-asset", String(failedAsset),
+                    "--placeholders", "failed,pending,in_flight,expired", "--screenshots", screenshots,
+                ])
         } catch {
             Issue.record("the browser test failed:\n\(error)\n--- daemon log (tail):\n\(daemon.log.suffix(3000))")
             try? daemon.stop()

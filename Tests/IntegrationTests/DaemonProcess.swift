@@ -1,7 +1,7 @@
-import Synchronization
 import Curl
 import Foundation
 import Glibc
+import Synchronization
 import TestSupport
 
 /// `afterimage` run as a real child process, the way systemd or `make run` runs it. Its stderr goes to
@@ -46,7 +46,8 @@ final class DaemonProcess: @unchecked Sendable {
                 return last?.status == status
             }
         } catch {
-            throw TestSupportError("\(error); last answer \(last.map { "\($0.status) \(String(decoding: $0.body, as: UTF8.self))" } ?? "none"); log:\n\(log)")
+            throw TestSupportError(
+                "\(error); last answer \(last.map { "\($0.status) \(String(decoding: $0.body, as: UTF8.self))" } ?? "none"); log:\n\(log)")
         }
         return last!
     }
@@ -78,7 +79,8 @@ func runAfterimage(_ arguments: [String], environment: [String: String]) throws 
     process.executableURL = URL(fileURLWithPath: try TestEnvironment.afterimageBinary())
     process.arguments = arguments
     process.environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"].merging(environment) { $1 }
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try launchWithDefaultSignals(process)

@@ -1,8 +1,8 @@
 import Curl
 import Foundation
 import S3
-import Testing
 import TestSupport
+import Testing
 
 /// SIGTERM while transfers run: the daemon stops accepting, gives transfers the drain timeout, then
 /// releases their leases at once (not after they expire) and exits 0; the next instance finishes
@@ -26,8 +26,10 @@ struct DrainTests {
     func drainThenHandOver() throws {
         let harness = try ArchiveHarness()
         // Long leases: if the second instance finishes quickly, it is because the first released them.
-        let slow = ["AFTERIMAGE_WORKERS_COUNT": "3", "AFTERIMAGE_WORKERS_DRAIN_TIMEOUT": "1",
-                    "AFTERIMAGE_WORKERS_LEASE_SECONDS": "120"]
+        let slow = [
+            "AFTERIMAGE_WORKERS_COUNT": "3", "AFTERIMAGE_WORKERS_DRAIN_TIMEOUT": "1",
+            "AFTERIMAGE_WORKERS_LEASE_SECONDS": "120",
+        ]
         let first = try harness.startDaemon(extra: slow)
         // 384 KiB at 64 KiB/s: six seconds each, far longer than the drain timeout.
         let names = (0..<5).map { "drain-\($0)-\(UUID().uuidString.prefix(6)).bin" }

@@ -17,7 +17,6 @@ final class FakeStability: @unchecked Sendable {
         server = try PythonFake(script: "fake_stability.py", arguments: [apiKeys.joined(separator: ",")])
     }
 
-
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     private func session() -> (CurlSession, CurlOptions) {
@@ -31,18 +30,24 @@ final class FakeStability: @unchecked Sendable {
     /// `owner` is the index of the key that created the result; `kind` is "image" or "audio" (the path it
     /// answers at); `format` "json" answers `{jsonField: base64, ...}` whatever the Accept header;
     /// `bodyFile` / `inProgressFile` are fixtures served as the 200 / 202 body.
-    func script(_ id: String, _ steps: String, size: Int = 2048, type: String = "image/png",
-                finishReason: String = "SUCCESS", seed: Int64 = 0, retryAfter: Int? = nil, owner: Int = 0,
-                kind: String = "image", format: String = "bytes", jsonField: String = "result",
-                bodyFile: String? = nil, inProgressFile: String? = nil) throws {
-        var spec: [String: Any] = ["id": id, "script": steps, "size": size, "type": type, "finish_reason": finishReason, "seed": String(seed),
-                                   "owner": apiKeys[owner], "kind": kind, "format": format, "json_field": jsonField]
+    func script(
+        _ id: String, _ steps: String, size: Int = 2048, type: String = "image/png",
+        finishReason: String = "SUCCESS", seed: Int64 = 0, retryAfter: Int? = nil, owner: Int = 0,
+        kind: String = "image", format: String = "bytes", jsonField: String = "result",
+        bodyFile: String? = nil, inProgressFile: String? = nil
+    ) throws {
+        var spec: [String: Any] = [
+            "id": id, "script": steps, "size": size, "type": type, "finish_reason": finishReason, "seed": String(seed),
+            "owner": apiKeys[owner], "kind": kind, "format": format, "json_field": jsonField,
+        ]
         if let retryAfter { spec["retry_after"] = String(retryAfter) }
         if let bodyFile { spec["body_file"] = bodyFile }
         if let inProgressFile { spec["in_progress_file"] = inProgressFile }
         let (session, options) = session()
-        let response = try session.perform(CurlRequest(method: "POST", url: "\(baseURL)/_script", headers: [("Content-Type", "application/json")],
-                                                       body: .bytes(Array(try JSONSerialization.data(withJSONObject: spec)))), options: options)
+        let response = try session.perform(
+            CurlRequest(
+                method: "POST", url: "\(baseURL)/_script", headers: [("Content-Type", "application/json")],
+                body: .bytes(Array(try JSONSerialization.data(withJSONObject: spec)))), options: options)
         guard response.status == 200 else { throw TestSupportError("scripting the fake failed: \(response.status)") }
     }
 

@@ -89,8 +89,10 @@ final class PrivateClone: @unchecked Sendable {
     }
 
     /// Runs a command in the clone to completion: (exit status, stdout and stderr together).
-    func execute(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
-                 timeout: Duration = .seconds(120)) throws -> (Int32, String) {
+    func execute(
+        _ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
+        timeout: Duration = .seconds(120)
+    ) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

@@ -2,8 +2,8 @@ import Afterimage
 import Crypto
 import Foundation
 import Glibc
-import Testing
 import TestSupport
+import Testing
 
 /// The first ten minutes, as the README tells them, from a clone under a private (0700) home directory:
 /// `make run` makes the local credentials and serves, `make demo` archives a PNG and prints a presigned
@@ -71,8 +71,9 @@ struct FirstRunTests {
         #expect(demo == 0, "\(demoOutput)\nmake run:\n\(clone.runLog)")
         let predictionID = try #require(Self.predictionID(in: demoOutput), "\(demoOutput)")
         #expect(demoOutput.contains("\"state\" : \"stored\""), "\(demoOutput)")
-        let curlLine = try #require(demoOutput.components(separatedBy: "\n").first { $0.hasPrefix("  curl -o afterimage-demo.png ") },
-                                    "\(demoOutput)")
+        let curlLine = try #require(
+            demoOutput.components(separatedBy: "\n").first { $0.hasPrefix("  curl -o afterimage-demo.png ") },
+            "\(demoOutput)")
         let (curled, curlOutput) = try clone.shell(curlLine)
         #expect(curled == 0, "\(curlOutput)")
         let fetched = try Data(contentsOf: URL(fileURLWithPath: clone.root + "/afterimage-demo.png"))
@@ -103,15 +104,18 @@ struct FirstRunTests {
         try ReadmeSnippet.block("stability-forward-python").write(toFile: clone.root + "/forward.py", atomically: true, encoding: .utf8)
         let stabilityID = "firstrun-" + UUID().uuidString.prefix(8).lowercased()
         let answer = #"{"image": "\#(Data(DemoPrediction.png).base64EncodedString())", "finish_reason": "SUCCESS", "seed": 42}"#
-        let (forwarded, forwardOutput) = try clone.execute(clone.root + "/.venv/bin/python", [
-            "-c", "import json, sys, forward; print(json.dumps(forward.forward_to_afterimage(json.loads(sys.argv[1]), sys.argv[2])))",
-            answer, stabilityID,
-        ], environment: ["AFTERIMAGE_URL": clone.baseURL, "AFTERIMAGE_STABILITY_SECRET": stabilitySecret])
+        let (forwarded, forwardOutput) = try clone.execute(
+            clone.root + "/.venv/bin/python",
+            [
+                "-c", "import json, sys, forward; print(json.dumps(forward.forward_to_afterimage(json.loads(sys.argv[1]), sys.argv[2])))",
+                answer, stabilityID,
+            ], environment: ["AFTERIMAGE_URL": clone.baseURL, "AFTERIMAGE_STABILITY_SECRET": stabilitySecret])
         #expect(forwarded == 0, "\(forwardOutput)")
         #expect(forwardOutput.contains("\"accepted\""), "\(forwardOutput)")
         try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "the forwarded Stability image to be stored") {
-            let response = try FirstRunHTTP.get("\(clone.baseURL)/v1/predictions/stability/\(stabilityID)",
-                                                headers: [("Authorization", "Bearer \(token)")])
+            let response = try FirstRunHTTP.get(
+                "\(clone.baseURL)/v1/predictions/stability/\(stabilityID)",
+                headers: [("Authorization", "Bearer \(token)")])
             let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
             return (object?["assets"] as? [[String: Any]])?.first?["state"] as? String == "stored"
         }
@@ -123,23 +127,26 @@ struct FirstRunTests {
         try ReadmeSnippet.block("stability-forward-js").write(toFile: clone.root + "/forward.mjs", atomically: true, encoding: .utf8)
         let standIn = clone.root + "/node_modules/standardwebhooks"
         try FileManager.default.createDirectory(atPath: standIn, withIntermediateDirectories: true)
-        try #"{"name": "standardwebhooks", "type": "module", "main": "index.js"}"#.write(toFile: standIn + "/package.json", atomically: true, encoding: .utf8)
+        try #"{"name": "standardwebhooks", "type": "module", "main": "index.js"}"#.write(
+            toFile: standIn + "/package.json", atomically: true, encoding: .utf8)
         try """
-            import { createHmac } from "node:crypto";
-            export class Webhook {
-              constructor(secret) { this.key = Buffer.from(secret.startsWith("whsec_") ? secret.slice(6) : secret, "base64"); }
-              sign(msgId, timestamp, payload) {
-                const seconds = Math.floor(timestamp.getTime() / 1000);
-                return `v1,${createHmac("sha256", this.key).update(`${msgId}.${seconds}.${payload}`).digest("base64")}`;
-              }
-            }
-            """.write(toFile: standIn + "/index.js", atomically: true, encoding: .utf8)
+        import { createHmac } from "node:crypto";
+        export class Webhook {
+          constructor(secret) { this.key = Buffer.from(secret.startsWith("whsec_") ? secret.slice(6) : secret, "base64"); }
+          sign(msgId, timestamp, payload) {
+            const seconds = Math.floor(timestamp.getTime() / 1000);
+            return `v1,${createHmac("sha256", this.key).update(`${msgId}.${seconds}.${payload}`).digest("base64")}`;
+          }
+        }
+        """.write(toFile: standIn + "/index.js", atomically: true, encoding: .utf8)
         let javascriptID = "firstrun-js-" + UUID().uuidString.prefix(8).lowercased()
-        let (node, nodeOutput) = try clone.execute("/usr/bin/env", [
-            "node", "--input-type=module", "-e",
-            "import { forwardToAfterimage } from './forward.mjs'; console.log(JSON.stringify(await forwardToAfterimage(JSON.parse(process.argv[1]), process.argv[2])));",
-            answer, javascriptID,
-        ], environment: ["AFTERIMAGE_URL": clone.baseURL, "AFTERIMAGE_STABILITY_SECRET": stabilitySecret])
+        let (node, nodeOutput) = try clone.execute(
+            "/usr/bin/env",
+            [
+                "node", "--input-type=module", "-e",
+                "import { forwardToAfterimage } from './forward.mjs'; console.log(JSON.stringify(await forwardToAfterimage(JSON.parse(process.argv[1]), process.argv[2])));",
+                answer, javascriptID,
+            ], environment: ["AFTERIMAGE_URL": clone.baseURL, "AFTERIMAGE_STABILITY_SECRET": stabilitySecret])
         #expect(node == 0, "\(nodeOutput)")
         #expect(nodeOutput.contains("\"accepted\""), "\(nodeOutput)")
 
@@ -214,9 +221,11 @@ struct DemoCommandTests {
     @Test("nothing listening: exit 1, saying the daemon is not running and how to start it")
     func notRunning() throws {
         let port = freePort()
-        let (status, out, err) = try runAfterimage(["demo"], environment: [
-            "AFTERIMAGE_HTTP_PORT": String(port), "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": Self.secret, "AFTERIMAGE_API_TOKENS": "demo-token",
-        ])
+        let (status, out, err) = try runAfterimage(
+            ["demo"],
+            environment: [
+                "AFTERIMAGE_HTTP_PORT": String(port), "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": Self.secret, "AFTERIMAGE_API_TOKENS": "demo-token",
+            ])
         #expect(status == 1)
         #expect(err.contains("no daemon answers on http://127.0.0.1:\(port)") && err.contains("make run"), "\(err)")
         #expect(out.isEmpty)
@@ -229,9 +238,11 @@ struct DemoCommandTests {
         #expect(noSecret == 78)
         #expect(secretErr.contains("replicate.webhook_secret"), "\(secretErr)")
         let hashed = "sha256:" + String(repeating: "ab", count: 32)
-        let (noToken, _, tokenErr) = try runAfterimage(["demo"], environment: [
-            "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": Self.secret, "AFTERIMAGE_API_TOKENS": hashed,
-        ])
+        let (noToken, _, tokenErr) = try runAfterimage(
+            ["demo"],
+            environment: [
+                "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": Self.secret, "AFTERIMAGE_API_TOKENS": hashed,
+            ])
         #expect(noToken == 78)
         #expect(tokenErr.contains("api.tokens"), "\(tokenErr)")
     }

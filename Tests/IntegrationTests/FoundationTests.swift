@@ -1,8 +1,9 @@
 import Foundation
 import PQ
-import Testing
-import TestSupport
 import Synchronization
+import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// The foundation issue's end-to-end checks: the real binary against real PostgreSQL and SeaweedFS.

@@ -1,9 +1,9 @@
 import Afterimage
 import Foundation
-import Synchronization
-import Testing
-import TestSupport
 import Glibc
+import Synchronization
+import TestSupport
+import Testing
 
 /// The real binary under abuse from unauthenticated clients: large bodies without (or with forged)
 /// signatures, and slow senders holding connections. Issue 13, points 1–3 and 7.
@@ -31,8 +31,10 @@ struct HTTPAbuseTests {
     /// peak resident memory stays well under 128 MiB above idle, and nothing is written.
     @Test func largeUnauthenticatedBodiesDoNotGrowTheDaemon() throws {
         let harness = try ArchiveHarness()
-        let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_STABILITY_WEBHOOK_SECRET": harness.secret, "AFTERIMAGE_WORKERS_COUNT": "0",
-                                                     "AFTERIMAGE_LOG_LEVEL": "warning"])
+        let daemon = try harness.startDaemon(extra: [
+            "AFTERIMAGE_STABILITY_WEBHOOK_SECRET": harness.secret, "AFTERIMAGE_WORKERS_COUNT": "0",
+            "AFTERIMAGE_LOG_LEVEL": "warning",
+        ])
         let pid = daemon.process.processIdentifier
         let idle = try Self.memory(of: pid).rss
         try Self.resetPeak(of: pid)
@@ -43,8 +45,10 @@ struct HTTPAbuseTests {
             Background<BigPost.Outcome> {
                 var headers = [("Content-Type", "application/json")]
                 if index % 2 == 1 {
-                    headers += [("webhook-id", "msg_forged_\(index)"), ("webhook-timestamp", timestamp),
-                                ("webhook-signature", "v1," + Data(repeating: UInt8(index), count: 32).base64EncodedString())]
+                    headers += [
+                        ("webhook-id", "msg_forged_\(index)"), ("webhook-timestamp", timestamp),
+                        ("webhook-signature", "v1," + Data(repeating: UInt8(index), count: 32).base64EncodedString()),
+                    ]
                 }
                 return try BigPost.send(port: daemon.port, path: "/v1/webhooks/stability", headers: headers, body: body)
             }
@@ -96,9 +100,12 @@ struct HTTPAbuseTests {
     @Test func readinessFailureSaysOnlyWhichDependency() throws {
         let harness = try ArchiveHarness()
         let port = freePort()
-        let daemon = try DaemonProcess(environment: harness.environment(port: port, extra: [
-            "AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY": "definitely-the-wrong-secret", "AFTERIMAGE_WORKERS_COUNT": "0",
-        ]), port: port)
+        let daemon = try DaemonProcess(
+            environment: harness.environment(
+                port: port,
+                extra: [
+                    "AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY": "definitely-the-wrong-secret", "AFTERIMAGE_WORKERS_COUNT": "0",
+                ]), port: port)
         let answer = try daemon.waitForStatus("/readyz", 503)
         let body = String(decoding: answer.body, as: UTF8.self)
         let object = try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any]
@@ -152,7 +159,8 @@ enum BigPost {
         }
         let response = readAll(fd)
         guard let line = response.split(separator: "\r\n").first, line.hasPrefix("HTTP/1."),
-              let status = Int(line.split(separator: " ")[1]) else {
+            let status = Int(line.split(separator: " ")[1])
+        else {
             throw TestSupportError("no HTTP answer after \(sent) body bytes: \(response.prefix(200))")
         }
         let retryAfter = response.split(separator: "\r\n").first { $0.lowercased().hasPrefix("retry-after:") }

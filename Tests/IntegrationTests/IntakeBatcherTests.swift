@@ -1,13 +1,14 @@
+import AfterimageTestSupport
 import Curl
 import Foundation
 import Logging
 import MicroHTTP
 import PQ
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 /// Group commit with callbacks: deliveries submitted at once share transactions, every one is answered
 /// exactly once, a hung commit is answered 503 in time (and still commits), and a dead database is a 503
@@ -19,20 +20,24 @@ struct IntakeBatcherTests {
     func migratedDatabase() throws -> String { try TestEnvironment.migratedDatabase(prefix: "batcher") }
 
     /// A started batcher on a fresh pool; both are stopped and closed when `body` returns.
-    func withBatcher(_ url: String, poolSize: Int = 4, configuration: IntakeBatcher.Configuration = .init(),
-                     _ body: (IntakeBatcher, Pool) throws -> Void) throws {
+    func withBatcher(
+        _ url: String, poolSize: Int = 4, configuration: IntakeBatcher.Configuration = .init(),
+        _ body: (IntakeBatcher, Pool) throws -> Void
+    ) throws {
         let pool = Pool(url: url, size: poolSize, acquireTimeout: .seconds(1))
         defer { pool.close() }
-        let batcher = IntakeBatcher(recorder: DeliveryRecorder(providers: [ReplicateProvider(retentionSeconds: 3600)]), pool: pool,
-                                    configuration: configuration,
-                                    logger: Logger(label: "test"))
+        let batcher = IntakeBatcher(
+            recorder: DeliveryRecorder(providers: [ReplicateProvider(retentionSeconds: 3600)]), pool: pool,
+            configuration: configuration,
+            logger: Logger(label: "test"))
         batcher.start()
         defer { batcher.stop() }
         try body(batcher, pool)
     }
 
     func body(_ id: String, status: String = "succeeded") -> [UInt8] {
-        Array("""
+        Array(
+            """
             {"id":"\(id)","status":"\(status)","model":"m/x","version":"v","input":{"prompt":"a"},
              "output":["https://replicate.delivery/\(id)/0.png"],"created_at":"2026-11-21T10:00:00.000Z",
              "completed_at":"2026-11-21T10:00:05.000Z","error":null}
@@ -69,10 +74,13 @@ struct IntakeBatcherTests {
             #expect((try? again.all["p7"]?[0].get()) == .duplicate(predictionID: "p7"))
             let connection = try Connection.connect(url: url)
             defer { connection.close() }
-            let counts = try #require(try connection.query("""
-                SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM predictions), (SELECT count(*) FROM assets),
-                       (SELECT count(DISTINCT xmin::text) FROM deliveries)
-                """).first)
+            let counts = try #require(
+                try connection.query(
+                    """
+                    SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM predictions), (SELECT count(*) FROM assets),
+                           (SELECT count(DISTINCT xmin::text) FROM deliveries)
+                    """
+                ).first)
             #expect(try counts.decode(0, as: Int.self) == 200)
             #expect(try counts.decode(1, as: Int.self) == 200)
             #expect(try counts.decode(2, as: Int.self) == 200)
@@ -87,15 +95,23 @@ struct IntakeBatcherTests {
         let url = try migratedDatabase()
         try withBatcher(url) { batcher, pool in
             let first = Answers()
-            for n in 0..<20 { batcher.submit(.init(provider: .replicate, deliveryID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { first.add("p\(n)", $0) } }
+            for n in 0..<20 {
+                batcher.submit(.init(provider: .replicate, deliveryID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { first.add("p\(n)", $0) }
+            }
             try waitUntil(timeout: .seconds(30), "the first 20 answers") { first.count == 20 }
 
             // Submitted together, so they share batches with plain INSERTs first: new deliveries, a webhook id
             // seen before (deliveries conflict), and a new webhook id for a completed prediction (assets conflict).
             let second = Answers()
-            for n in 20..<60 { batcher.submit(.init(provider: .replicate, deliveryID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) { second.add("p\(n)", $0) } }
+            for n in 20..<60 {
+                batcher.submit(.init(provider: .replicate, deliveryID: "msg_\(n)", timestamp: Date(), body: body("p\(n)"))) {
+                    second.add("p\(n)", $0)
+                }
+            }
             batcher.submit(.init(provider: .replicate, deliveryID: "msg_3", timestamp: Date(), body: body("p3"))) { second.add("again-3", $0) }
-            batcher.submit(.init(provider: .replicate, deliveryID: "msg_resent_5", timestamp: Date(), body: body("p5"))) { second.add("resent-5", $0) }
+            batcher.submit(.init(provider: .replicate, deliveryID: "msg_resent_5", timestamp: Date(), body: body("p5"))) {
+                second.add("resent-5", $0)
+            }
             try waitUntil(timeout: .seconds(30), "42 answers") { second.count == 42 }
 
             let answers = second.all
@@ -106,9 +122,12 @@ struct IntakeBatcherTests {
             #expect(batcher.conflictRetries.load(ordering: .relaxed) >= 1, "the plain INSERTs never met the duplicates")
             let connection = try Connection.connect(url: url)
             defer { connection.close() }
-            let counts = try #require(try connection.query("""
-                SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM predictions), (SELECT count(*) FROM assets)
-                """).first)
+            let counts = try #require(
+                try connection.query(
+                    """
+                    SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM predictions), (SELECT count(*) FROM assets)
+                    """
+                ).first)
             #expect(try counts.decode(0, as: Int.self) == 61)  // 60 ids and the resent one
             #expect(try counts.decode(1, as: Int.self) == 60)
             #expect(try counts.decode(2, as: Int.self) == 60)
@@ -137,7 +156,9 @@ struct IntakeBatcherTests {
             try blocker.execute("ROLLBACK")
             // Nothing lost: the commit that was waiting goes through, and its late outcome is not a second answer.
             try waitUntil(timeout: .seconds(10), "the delivery committed after the lock") {
-                (try? pool.withConnection { try $0.query("SELECT count(*) FROM deliveries WHERE webhook_id = 'msg_hung'").first?.decode(0, as: Int.self) }) == 1
+                (try? pool.withConnection {
+                    try $0.query("SELECT count(*) FROM deliveries WHERE webhook_id = 'msg_hung'").first?.decode(0, as: Int.self)
+                }) == 1
             }
             #expect(answers.all["hung"]?.count == 1)
         }
@@ -156,17 +177,24 @@ struct IntakeBatcherTests {
         defer { try? FileManager.default.removeItem(atPath: spill) }
         try withBatcher(url, poolSize: 2) { batcher, pool in
             var router = Router()
-            WebhookRoute(provider: ReplicateProvider(retentionSeconds: 3600, maxBodyBytes: 1 << 20,
-                                                     verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }),
-                         batcher: batcher, pool: pool, spool: nil, logger: Logger(label: "test"))
-                .register(on: &router)
-            let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(
-                host: "127.0.0.1", port: 0, bodySpillDirectory: spill, bodySpillThresholdBytes: 64 * 1024))
+            WebhookRoute(
+                provider: ReplicateProvider(
+                    retentionSeconds: 3600, maxBodyBytes: 1 << 20,
+                    verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }),
+                batcher: batcher, pool: pool, spool: nil, logger: Logger(label: "test")
+            )
+            .register(on: &router)
+            let server = HTTPServer(
+                router: router,
+                configuration: HTTPServer.Configuration(
+                    host: "127.0.0.1", port: 0, bodySpillDirectory: spill, bodySpillThresholdBytes: 64 * 1024))
             try server.start()
             defer { server.stop(drainTimeout: .seconds(2)) }
 
             let prompt = String(repeating: "a long prompt ", count: 30_000)
-            let large = Array(#"{"id":"big","status":"succeeded","input":{"prompt":"\#(prompt)"},"output":"https://replicate.delivery/big.png","completed_at":"2026-11-21T10:00:05.000Z"}"#.utf8)
+            let large = Array(
+                #"{"id":"big","status":"succeeded","input":{"prompt":"\#(prompt)"},"output":"https://replicate.delivery/big.png","completed_at":"2026-11-21T10:00:05.000Z"}"#
+                    .utf8)
             #expect(large.count > 64 * 1024)
             #expect(try post(large, id: "msg_big_tampered", port: server.boundPort, tamper: true).status == 401)
             let accepted = try post(large, id: "msg_big", port: server.boundPort)
@@ -188,9 +216,11 @@ struct IntakeBatcherTests {
     func deadDatabaseIs503() throws {
         // A port nobody listens on: every connection attempt is refused at once.
         try withBatcher("postgresql://afterimage@127.0.0.1:\(freePort())/none", poolSize: 2) { batcher, pool in
-            let route = WebhookRoute(provider: ReplicateProvider(retentionSeconds: 3600, maxBodyBytes: 1 << 20,
-                                                                 verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }),
-                                     batcher: batcher, pool: pool, spool: nil, logger: Logger(label: "test"))
+            let route = WebhookRoute(
+                provider: ReplicateProvider(
+                    retentionSeconds: 3600, maxBodyBytes: 1 << 20,
+                    verifier: { StandardWebhooksVerifier(secrets: [Self.secret]) }),
+                batcher: batcher, pool: pool, spool: nil, logger: Logger(label: "test"))
             var router = Router()
             route.register(on: &router)
             let server = HTTPServer(router: router, configuration: HTTPServer.Configuration(host: "127.0.0.1", port: 0))

@@ -3,8 +3,9 @@ import Foundation
 import Logging
 import PQ
 import S3
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Issue 13, points 8–11 and 13, against the real binary, PostgreSQL and SeaweedFS: credentials in URLs
@@ -42,8 +43,10 @@ struct IntegrityTests {
         try migrate(harness)
         let id = "esc\u{1B}[2Jid"
         try harness.seedPrediction(id)
-        try harness.seedAsset(predictionID: id, index: 0, .init(
-            state: "failed", failureReason: "gone\tforged\tcolumns\nforged row\u{1B}[31m red \u{9B}1m https://u:pw1234@h.example/x"))
+        try harness.seedAsset(
+            predictionID: id, index: 0,
+            .init(
+                state: "failed", failureReason: "gone\tforged\tcolumns\nforged row\u{1B}[31m red \u{9B}1m https://u:pw1234@h.example/x"))
         let (status, out, err) = try runAfterimage(["assets", "list"], environment: harness.environment(port: 1))
         #expect(status == 0, "\(err)")
         let lines = out.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
@@ -67,8 +70,9 @@ struct IntegrityTests {
         #expect(err.contains("9998_later.sql, 9999_future.sql"), "\(err)")
         for migrate in ["true", "false"] {
             let port = freePort()
-            let daemon = try DaemonProcess(environment: harness.environment(port: port, extra: ["AFTERIMAGE_DATABASE_MIGRATE": migrate]),
-                                           port: port)
+            let daemon = try DaemonProcess(
+                environment: harness.environment(port: port, extra: ["AFTERIMAGE_DATABASE_MIGRATE": migrate]),
+                port: port)
             try waitUntil(timeout: .seconds(30), "serve (database.migrate = \(migrate)) to exit") { !daemon.process.isRunning }
             #expect(daemon.process.terminationStatus == 1, "\(daemon.log)")
             #expect(daemon.log.contains("9998_later.sql, 9999_future.sql"), "\(daemon.log)")
@@ -123,8 +127,10 @@ struct IntegrityTests {
         let other = FakeProvider.sha256Hex(Array(bytes.dropLast()) + [bytes.last! ^ 1])
         let key = harness.prefix + "multipart/\(UUID().uuidString)"
         func upload(expecting sha: String) throws -> String {
-            try MultipartUpload(storage: storage, key: key, path: path, size: Int64(bytes.count), partSize: 5 << 20, partsInFlight: 2,
-                                expectedSHA256: sha).run(contentType: "application/octet-stream", metadata: ["sha256": sha])
+            try MultipartUpload(
+                storage: storage, key: key, path: path, size: Int64(bytes.count), partSize: 5 << 20, partsInFlight: 2,
+                expectedSHA256: sha
+            ).run(contentType: "application/octet-stream", metadata: ["sha256": sha])
         }
         let error = #expect(throws: ArchiveError.self) { try upload(expecting: other) }
         #expect(error?.code == .spool)
@@ -182,10 +188,12 @@ struct IntegrityTests {
         let id = "outside\(UUID().uuidString.prefix(6).lowercased())"
         try harness.seedPrediction(id)
         let name = "\(id)-0.png"
-        let assetID = try harness.seedAsset(predictionID: id, index: 0, .init(
-            state: "pending", sourceURL: harness.fake.url(name, "size=3000&type=image/png"),
-            spoolPath: harness.spoolDirectory + "/../" + URL(fileURLWithPath: outside).lastPathComponent + "/secret",
-            spoolSize: Int64(planted.count)))
+        let assetID = try harness.seedAsset(
+            predictionID: id, index: 0,
+            .init(
+                state: "pending", sourceURL: harness.fake.url(name, "size=3000&type=image/png"),
+                spoolPath: harness.spoolDirectory + "/../" + URL(fileURLWithPath: outside).lastPathComponent + "/secret",
+                spoolSize: Int64(planted.count)))
         let connection = try harness.connection()
         try connection.execute("UPDATE assets SET spool_sha256 = $2 WHERE id = $1", [assetID, FakeProvider.sha256Hex(planted)])
         connection.close()
@@ -221,7 +229,8 @@ struct IntegrityTests {
         let failed = try file("asset-9002.spool", age: hour)
         let pending = try file("asset-9003.spool", age: hour)
         let storedID = try harness.seedAsset(predictionID: id, index: 0, .init(state: "stored", key: "k0", spoolPath: stored, spoolSize: 1))
-        let failedID = try harness.seedAsset(predictionID: id, index: 1, .init(state: "failed", failureReason: "gave up", spoolPath: failed, spoolSize: 1))
+        let failedID = try harness.seedAsset(
+            predictionID: id, index: 1, .init(state: "failed", failureReason: "gave up", spoolPath: failed, spoolSize: 1))
         let pendingID = try harness.seedAsset(predictionID: id, index: 2, .init(state: "pending", spoolPath: pending, spoolSize: 1))
         let orphanInline = try file("inline-\(UUID().uuidString.lowercased()).4194305.inline", age: hour)
         // The daemon's own part that it has not claimed: a writer claims before it creates, so a leftover.
@@ -246,9 +255,11 @@ struct IntegrityTests {
         }
         let connection = try harness.connection()
         defer { connection.close() }
-        let paths = try connection.query("SELECT id, spool_path FROM assets WHERE id = ANY($1) ORDER BY id",
-                                         [try PQArray<Int64>([storedID, failedID, pendingID].map { Optional($0) })])
-            .map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: String?.self)) }
+        let paths = try connection.query(
+            "SELECT id, spool_path FROM assets WHERE id = ANY($1) ORDER BY id",
+            [try PQArray<Int64>([storedID, failedID, pendingID].map { Optional($0) })]
+        )
+        .map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: String?.self)) }
         #expect(paths.map(\.1) == [nil, nil, pending], "finished assets no longer point at removed files")
         #expect(daemon.log.contains("stale spool files removed"))
         try daemon.stop()

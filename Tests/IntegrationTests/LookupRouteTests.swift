@@ -1,3 +1,4 @@
+import AfterimageTestSupport
 import Crypto
 import Foundation
 import Logging
@@ -6,10 +7,10 @@ import PQ
 import Primitives
 import S3
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 /// The lookup API's refusals, in-process: `LookupRoutes` on a `Router` answered through
 /// `Router.respond(to:)`, over a migrated database of the test's own, without a daemon or a socket. Each
@@ -30,9 +31,11 @@ struct LookupRouteTests {
         init(databaseURL: String, tokens: [String], cacheSeconds: Int = 0, batched: Bool = false, poolSize: Int = 2) throws {
             let logger = Logger(label: "lookup-route-test")
             let s3 = try TestEnvironment.s3()
-            let storage = S3Client(endpoint: try S3Endpoint(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, pathStyle: true),
-                                   credentials: S3Credentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey,
-                                                              sessionToken: nil))
+            let storage = S3Client(
+                endpoint: try S3Endpoint(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, pathStyle: true),
+                credentials: S3Credentials(
+                    accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey,
+                    sessionToken: nil))
             pool = Pool(url: databaseURL, size: poolSize, acquireTimeout: .seconds(5), connectTimeoutSeconds: 2)
             let authenticator = BearerAuthenticator(tokens: tokens)
             var router = Router(unhandledError: UnhandledErrors.renderer(logger: logger))
@@ -41,9 +44,11 @@ struct LookupRouteTests {
             configuration.readers = 1
             batcher = batched ? LookupBatcher(pool: pool, cache: cache, configuration: configuration) : nil
             batcher?.start()
-            LookupRoutes(pool: pool, presigner: Presigner(storage: storage, defaultTTL: 3600), authenticator: { authenticator },
-                         cache: cache, batcher: batcher, logger: logger)
-                .register(on: &router)
+            LookupRoutes(
+                pool: pool, presigner: Presigner(storage: storage, defaultTTL: 3600), authenticator: { authenticator },
+                cache: cache, batcher: batcher, logger: logger
+            )
+            .register(on: &router)
             self.router = router
             seeder = Seeder(databaseURL: databaseURL)
         }
@@ -71,14 +76,16 @@ struct LookupRouteTests {
         let rig = try Rig(databaseURL: Self.deadDatabase(), tokens: [token])
         let client = try LookupClient(router: rig.router, token: token)
         let long = String(repeating: "x", count: 300)
-        for path in ["/v1/predictions/replicate/p/outputs/abc", "/v1/predictions/replicate/p/outputs/-1",
-                     "/v1/predictions/replicate/p/outputs/1234567", "/v1/predictions/replicate/\(long)",
-                     "/v1/predictions/replicate/\(long)/outputs/0", "/v1/predictions/\(String(repeating: "p", count: 65))/x",
-                     "/v1/predictions/replicate/a%01b", "/v1/predictions/replicate/p?expires=0",
-                     "/v1/predictions/replicate/p?expires=soon", "/v1/predictions/replicate/p/outputs/0?expires=0",
-                     "/v1/predictions/replicate/p/outputs/0?download=a%2Fb", "/v1/assets?state=lost", "/v1/assets?limit=0",
-                     "/v1/assets?limit=1001", "/v1/assets?limit=ten", "/v1/assets?after=-4", "/v1/assets?provider=a%7Fb",
-                     "/v1/predictions?limit=0"] {
+        for path in [
+            "/v1/predictions/replicate/p/outputs/abc", "/v1/predictions/replicate/p/outputs/-1",
+            "/v1/predictions/replicate/p/outputs/1234567", "/v1/predictions/replicate/\(long)",
+            "/v1/predictions/replicate/\(long)/outputs/0", "/v1/predictions/\(String(repeating: "p", count: 65))/x",
+            "/v1/predictions/replicate/a%01b", "/v1/predictions/replicate/p?expires=0",
+            "/v1/predictions/replicate/p?expires=soon", "/v1/predictions/replicate/p/outputs/0?expires=0",
+            "/v1/predictions/replicate/p/outputs/0?download=a%2Fb", "/v1/assets?state=lost", "/v1/assets?limit=0",
+            "/v1/assets?limit=1001", "/v1/assets?limit=ten", "/v1/assets?after=-4", "/v1/assets?provider=a%7Fb",
+            "/v1/predictions?limit=0",
+        ] {
             let answer = try client.send("GET", path)
             #expect(answer.status == 400, "\(path): \(String(decoding: answer.body, as: UTF8.self))")
             #expect(client.errorCode(answer) == "invalid_parameter", "\(path)")
@@ -110,7 +117,8 @@ struct LookupRouteTests {
         for n in 0..<30 {
             try rig.seeder.prediction("\(prefix)-\(n)", status: n % 7 == 0 ? "failed" : "succeeded")
             for index in 0..<(n % 4) {
-                try rig.seeder.asset(predictionID: "\(prefix)-\(n)", index: index, .init(state: "stored", key: "replicate/\(prefix)-\(n)/\(index).png"))
+                try rig.seeder.asset(
+                    predictionID: "\(prefix)-\(n)", index: index, .init(state: "stored", key: "replicate/\(prefix)-\(n)/\(index).png"))
             }
         }
         let ids = (0..<30).map { "\(prefix)-\($0)" } + (0..<10).map { "\(prefix)-unknown-\($0)" }
@@ -159,7 +167,8 @@ struct LookupRouteTests {
             }
         }
         #expect(batcher.lookups.load(ordering: .relaxed) == ids.count)
-        #expect(batcher.statements.load(ordering: .relaxed) <= 3, "\(batcher.statements.load(ordering: .relaxed)) statements for \(ids.count) lookups")
+        #expect(
+            batcher.statements.load(ordering: .relaxed) <= 3, "\(batcher.statements.load(ordering: .relaxed)) statements for \(ids.count) lookups")
     }
 
     /// Issue 17: a page of the asset listing filtered by state is planned for its state (never a prepared
@@ -170,7 +179,8 @@ struct LookupRouteTests {
         let connection = try Connection.connect(url: url)
         defer { connection.close() }
         // A table the planner takes seriously: 20,000 assets, 1 % of them failed.
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, state)
             SELECT 'replicate', 'plan-' || g, '/0', 0, 'https://replicate.delivery/x/' || g, CASE WHEN g % 100 = 0 THEN 'failed' ELSE 'stored' END
             FROM generate_series(1, 20000) AS g
@@ -224,12 +234,16 @@ struct LookupRouteTests {
         #expect(try client.send("GET", path, authorization: "Bearer \(hashedOnly)").status == 200)
         #expect(try client.send("GET", path, authorization: "bearer \(plain)").status == 200)
         #expect(try client.send("GET", path, authorization: "  Bearer \t\(plain)  ").status == 200)
-        let routes = [("GET", path), ("GET", path + "/outputs/0"), ("GET", path + "/outputs/0/url"), ("GET", "/v1/assets"),
-                      ("POST", "/v1/assets/1/retry"), ("GET", "/v1/predictions"), ("GET", "/v1/stats"),
-                      ("GET", "/v1/predictions/replicate/p/outputs/abc"), ("GET", "/v1/assets?limit=0")]
-        for (authorization, code) in [("", "token_missing"), ("Bearer \(plain)x", "token_invalid"), ("Bearer \(digest)", "token_invalid"),
-                                      ("Bearer sha256:\(digest)", "token_invalid"), ("Basic \(plain)", "token_missing"),
-                                      ("Bearer ", "token_invalid"), ("Bearer", "token_invalid"), ("Bearer a b", "token_invalid")] {
+        let routes = [
+            ("GET", path), ("GET", path + "/outputs/0"), ("GET", path + "/outputs/0/url"), ("GET", "/v1/assets"),
+            ("POST", "/v1/assets/1/retry"), ("GET", "/v1/predictions"), ("GET", "/v1/stats"),
+            ("GET", "/v1/predictions/replicate/p/outputs/abc"), ("GET", "/v1/assets?limit=0"),
+        ]
+        for (authorization, code) in [
+            ("", "token_missing"), ("Bearer \(plain)x", "token_invalid"), ("Bearer \(digest)", "token_invalid"),
+            ("Bearer sha256:\(digest)", "token_invalid"), ("Basic \(plain)", "token_missing"),
+            ("Bearer ", "token_invalid"), ("Bearer", "token_invalid"), ("Bearer a b", "token_invalid"),
+        ] {
             for (method, route) in routes {
                 let refused = try client.send(method, route, authorization: authorization)
                 #expect(refused.status == 401, "\(method) \(route) with \(authorization.prefix(6))…")
@@ -256,11 +270,13 @@ struct LookupRouteTests {
         let token = try #require(client.token)
         try rig.seeder.asset(predictionID: id, index: 0, .init(state: "pending"))
 
-        for (path, code) in [("/v1/predictions/replicate/unknown-\(id)", "prediction_not_found"),
-                             ("/v1/predictions/stability/\(id)", "prediction_not_found"),
-                             ("/v1/predictions/replicate/\(id)/outputs/1", "output_not_found"),
-                             ("/v1/predictions/replicate/unknown-\(id)/outputs/0", "output_not_found"),
-                             ("/v1/predictions/replicate/\(id)/outputs/9/url", "output_not_found")] {
+        for (path, code) in [
+            ("/v1/predictions/replicate/unknown-\(id)", "prediction_not_found"),
+            ("/v1/predictions/stability/\(id)", "prediction_not_found"),
+            ("/v1/predictions/replicate/\(id)/outputs/1", "output_not_found"),
+            ("/v1/predictions/replicate/unknown-\(id)/outputs/0", "output_not_found"),
+            ("/v1/predictions/replicate/\(id)/outputs/9/url", "output_not_found"),
+        ] {
             let answer = try client.send("GET", path)
             #expect(answer.status == 404, "\(path)")
             #expect(client.errorCode(answer) == code, "\(path)")

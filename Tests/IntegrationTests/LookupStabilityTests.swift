@@ -1,8 +1,9 @@
 import Curl
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Issue 5's "seed and finish reason are part of the lookup answer", through the real daemon: Stability

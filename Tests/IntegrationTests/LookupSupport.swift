@@ -3,8 +3,8 @@ import Foundation
 import MicroHTTP
 import PQ
 import Primitives
-import Testing
 import TestSupport
+import Testing
 
 /// Talks to the lookup API of a test daemon over its port, or to a `Router` in-process (`respond(to:)`,
 /// no daemon, no socket), keeping every exchange on disk so that `validateCaptured` can check each real
@@ -46,17 +46,21 @@ final class LookupClient: @unchecked Sendable {
 
     /// `authorization`: nil sends `Bearer <token>` when the client has one; "" sends no header at all.
     @discardableResult
-    func send(_ method: String = "GET", _ path: String, authorization: String? = nil,
-              headers: [(String, String)] = [], body: [UInt8] = []) throws -> LookupAnswer {
+    func send(
+        _ method: String = "GET", _ path: String, authorization: String? = nil,
+        headers: [(String, String)] = [], body: [UInt8] = []
+    ) throws -> LookupAnswer {
         var all = headers
         let auth = authorization ?? token.map { "Bearer \($0)" } ?? ""
         if !auth.isEmpty { all.append(("Authorization", auth)) }
         let answer: LookupAnswer
         switch transport {
         case .socket(let port):
-            let response = try CurlSession().perform(CurlRequest(method: method, url: "http://127.0.0.1:\(port)\(path)", headers: all,
-                                                                 body: body.isEmpty ? .none : .bytes(body)),
-                                                     options: Self.httpOptions)
+            let response = try CurlSession().perform(
+                CurlRequest(
+                    method: method, url: "http://127.0.0.1:\(port)\(path)", headers: all,
+                    body: body.isEmpty ? .none : .bytes(body)),
+                options: Self.httpOptions)
             answer = LookupAnswer(status: response.status, headers: response.headers, body: response.body)
         case .router(let router):
             let request = Request(method: method, target: path, headers: Dictionary(all, uniquingKeysWith: { $1 }), body: body)
@@ -82,8 +86,10 @@ final class LookupClient: @unchecked Sendable {
         counter += 1
         var headers: [String: String] = [:]
         for (name, value) in response.headers.all { headers[name.lowercased()] = value }
-        let exchange: [String: Any] = ["method": method, "path": path, "status": response.status, "headers": headers,
-                                       "body": String(decoding: response.body, as: UTF8.self)]
+        let exchange: [String: Any] = [
+            "method": method, "path": path, "status": response.status, "headers": headers,
+            "body": String(decoding: response.body, as: UTF8.self),
+        ]
         let data = try JSONSerialization.data(withJSONObject: exchange)
         try data.write(to: URL(fileURLWithPath: captureDirectory + String(format: "/%04d.json", counter)))
     }
@@ -96,8 +102,12 @@ final class LookupClient: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw TestSupportError("\(python) is missing: run scripts/setup.sh (make test does) to install the OpenAPI validator")
         }
-        try runCommand(python, [root.appendingPathComponent("scripts/validate-openapi.py").path,
-                                root.appendingPathComponent("openapi.yaml").path, captureDirectory])
+        try runCommand(
+            python,
+            [
+                root.appendingPathComponent("scripts/validate-openapi.py").path,
+                root.appendingPathComponent("openapi.yaml").path, captureDirectory,
+            ])
     }
 
     /// GET of a presigned URL, straight to the bucket, without any credentials of ours.
@@ -115,7 +125,8 @@ struct LookupAnswer {
 
 /// Percent-encodes one path segment completely (everything but RFC 3986 unreserved characters).
 func pathSegment(_ value: String) -> String {
-    value.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")) ?? value
+    value.addingPercentEncoding(
+        withAllowedCharacters: CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")) ?? value
 }
 
 /// A random token of the kind an operator would generate.
@@ -130,7 +141,8 @@ struct Seeder {
     func prediction(_ id: String, provider: String = "replicate", status: String = "succeeded") throws {
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO predictions (provider, id, status, model, version, input, created_at, completed_at)
             VALUES ($1, $2, $3, 'test/model', 'v1', '{"prompt": "a \\"quoted\\" cat", "n": 2}', now() - interval '1 minute', now())
             """, [provider, id, status])
@@ -154,7 +166,8 @@ struct Seeder {
     func asset(predictionID: String, index: Int, provider: String = "replicate", _ asset: Asset) throws -> Int64 {
         let connection = try Connection.connect(url: databaseURL)
         defer { connection.close() }
-        let row = try connection.query("""
+        let row = try connection.query(
+            """
             INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, state, storage_key, size_bytes, sha256,
                                 content_type, failure_reason, last_error, next_attempt_at, deadline, spool_path, spool_size, spool_sha256,
                                 stored_at, attempts)
@@ -162,8 +175,12 @@ struct Seeder {
                     $13, $14, CASE WHEN $13::text IS NULL THEN NULL ELSE repeat('0', 64) END,
                     CASE WHEN $6 = 'stored' THEN now() END, CASE WHEN $6 IN ('failed', 'expired') THEN 5 ELSE 0 END)
             RETURNING id
-            """, [provider, predictionID, "/\(index)", index, asset.sourceURL, asset.state, asset.key, asset.size, asset.sha256,
-                  asset.contentType, asset.failureReason, asset.nextAttemptInSeconds, asset.spoolPath, asset.spoolSize]).first
+            """,
+            [
+                provider, predictionID, "/\(index)", index, asset.sourceURL, asset.state, asset.key, asset.size, asset.sha256,
+                asset.contentType, asset.failureReason, asset.nextAttemptInSeconds, asset.spoolPath, asset.spoolSize,
+            ]
+        ).first
         return try #require(row).decode(0, as: Int64.self)
     }
 }

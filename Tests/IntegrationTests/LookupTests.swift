@@ -2,10 +2,11 @@ import Crypto
 import Curl
 import Foundation
 import PQ
-import Testing
-import TestSupport
-@testable import Afterimage
 import Primitives
+import TestSupport
+import Testing
+
+@testable import Afterimage
 
 /// Issue 4 end to end: the real daemon answers lookups with presigned URLs that SeaweedFS honours, refuses
 /// what it must, and every response matches openapi.yaml.
@@ -66,8 +67,9 @@ struct LookupTests {
         let downloaded = try LookupClient.fetch(location)
         #expect(downloaded.status == 200)
         #expect(downloaded.body == FakeProvider.bytes(names[1], size: sizes[1]))
-        #expect(downloaded.headers["content-disposition"]?.contains("cat picture") == true,
-                "SeaweedFS did not apply response-content-disposition: \(downloaded.headers)")
+        #expect(
+            downloaded.headers["content-disposition"]?.contains("cat picture") == true,
+            "SeaweedFS did not apply response-content-disposition: \(downloaded.headers)")
         #expect(try client.json(redirect)["url"] as? String == location)
         let capped = try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0?expires=99999999")
         #expect(try #require(capped.headers["location"]).contains("X-Amz-Expires=604800"))
@@ -128,8 +130,11 @@ struct LookupTests {
         for (index, key) in keys.enumerated() {
             let bytes = Array("object \(index) behind \(key)".utf8) + (0..<1000).map { UInt8(($0 * 7 + index) % 256) }
             try storage.putObject(key: key, body: .bytes(bytes), contentType: "image/png")
-            try harness.seedAsset(predictionID: id, index: index, .init(key: key, size: Int64(bytes.count),
-                                                                        sha256: FakeProvider.sha256Hex(bytes)))
+            try harness.seedAsset(
+                predictionID: id, index: index,
+                .init(
+                    key: key, size: Int64(bytes.count),
+                    sha256: FakeProvider.sha256Hex(bytes)))
             contents.append(bytes)
         }
         let answer = try client.send("GET", "/v1/predictions/replicate/\(pathSegment(id))")
@@ -158,9 +163,13 @@ struct LookupTests {
         try harness.seedPrediction(id, provider: "stability")
         var seeded: [Int64] = []
         for index in 0..<25 {
-            seeded.append(try harness.seedAsset(predictionID: id, index: index, .init(state: index % 5 == 0 ? "failed" : "stored",
-                                                                                    key: index % 5 == 0 ? nil : "k/\(index)",
-                                                                                    failureReason: index % 5 == 0 ? "gone" : nil)))
+            seeded.append(
+                try harness.seedAsset(
+                    predictionID: id, index: index,
+                    .init(
+                        state: index % 5 == 0 ? "failed" : "stored",
+                        key: index % 5 == 0 ? nil : "k/\(index)",
+                        failureReason: index % 5 == 0 ? "gone" : nil)))
         }
         var seen: [Int64] = []
         var after: Int64? = 0
@@ -207,11 +216,15 @@ struct LookupTests {
         let id = "rt\(UUID().uuidString.prefix(8).lowercased())"
         try harness.seedPrediction(id)
         let names = ["\(id)-0.png", "\(id)-1.png"]
-        let first = try harness.seedAsset(predictionID: id, index: 0, .init(
-            state: "failed", key: nil, sourceURL: harness.fake.url(names[0], "size=5000&type=image/png"),
-            failureReason: "the source answered 500 25 times", spoolPath: harness.spoolDirectory + "/gone-\(UUID())", spoolSize: 5000))
-        let second = try harness.seedAsset(predictionID: id, index: 1, .init(
-            state: "expired", key: nil, sourceURL: harness.fake.url(names[1], "size=777&type=image/png"), failureReason: "gave up"))
+        let first = try harness.seedAsset(
+            predictionID: id, index: 0,
+            .init(
+                state: "failed", key: nil, sourceURL: harness.fake.url(names[0], "size=5000&type=image/png"),
+                failureReason: "the source answered 500 25 times", spoolPath: harness.spoolDirectory + "/gone-\(UUID())", spoolSize: 5000))
+        let second = try harness.seedAsset(
+            predictionID: id, index: 1,
+            .init(
+                state: "expired", key: nil, sourceURL: harness.fake.url(names[1], "size=777&type=image/png"), failureReason: "gave up"))
         #expect(try client.send("GET", "/v1/predictions/replicate/\(id)/outputs/0").status == 410)
         // Settled (terminal, every asset failed or expired): this answer is now kept in memory.
         func states() throws -> [String?] {
@@ -272,8 +285,11 @@ struct LookupTests {
         let (daemon, client) = try start(harness, token: token, workers: 0, cacheSeconds: 2)
         let id = "mc\(UUID().uuidString.prefix(8).lowercased())"
         try harness.seedPrediction(id)
-        _ = try harness.seedAsset(predictionID: id, index: 0, .init(state: "stored", key: "cache/\(id).png",
-                                                                  sourceURL: harness.fake.url("\(id).png", "size=10")))
+        _ = try harness.seedAsset(
+            predictionID: id, index: 0,
+            .init(
+                state: "stored", key: "cache/\(id).png",
+                sourceURL: harness.fake.url("\(id).png", "size=10")))
         let first = try client.json(try client.send("GET", "/v1/predictions/replicate/\(id)"))
         #expect(first["model"] as? String != "changed-behind-its-back")
 
@@ -294,8 +310,11 @@ struct LookupTests {
         // A pending asset is never cached: the queue's progress shows at once.
         let other = "mp\(UUID().uuidString.prefix(8).lowercased())"
         try harness.seedPrediction(other)
-        let pending = try harness.seedAsset(predictionID: other, index: 0, .init(state: "pending", key: nil,
-                                                                                sourceURL: harness.fake.url("\(other).png", "size=10")))
+        let pending = try harness.seedAsset(
+            predictionID: other, index: 0,
+            .init(
+                state: "pending", key: nil,
+                sourceURL: harness.fake.url("\(other).png", "size=10")))
         #expect(assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(other)"))).first?["state"] as? String == "pending")
         try connection.execute("UPDATE assets SET state = 'stored', storage_key = 'k/x.png' WHERE id = $1", [pending])
         #expect(assets(try client.json(try client.send("GET", "/v1/predictions/replicate/\(other)"))).first?["state"] as? String == "stored")
@@ -326,7 +345,8 @@ struct LookupTests {
         let connection = try harness.connection()
         defer { connection.close() }
         let body = Array(#"{"id":"\#(id)","status":"succeeded","output":["https://replicate.delivery/x/\#(id).png"]}"#.utf8)
-        let outcome = try ReplicateIntake(retentionSeconds: 3600).record(.init(provider: .replicate, deliveryID: "msg_\(id)", timestamp: Date(), body: body), on: connection)
+        let outcome = try ReplicateIntake(retentionSeconds: 3600).record(
+            .init(provider: .replicate, deliveryID: "msg_\(id)", timestamp: Date(), body: body), on: connection)
         #expect(outcome == .accepted(predictionID: id, assets: 1))
         try waitUntil(timeout: .seconds(5), pollEvery: .milliseconds(50), "the other instance's new asset to show") {
             try assetCount() == 1
@@ -354,8 +374,9 @@ struct LookupTests {
         #expect(client.errorCode(refused) == "token_invalid")
         #expect(try client.send("GET", path, authorization: "Bearer \(digest)").status == 401)
         // Webhook routes take no tokens.
-        let webhook = try client.send("POST", "/v1/webhooks/replicate", headers: [("Content-Type", "application/json")],
-                                      body: Array(harness.prediction(id: id, output: nil)))
+        let webhook = try client.send(
+            "POST", "/v1/webhooks/replicate", headers: [("Content-Type", "application/json")],
+            body: Array(harness.prediction(id: id, output: nil)))
         #expect(webhook.status == 401)
         #expect(try harness.scalar("SELECT count(*) FROM deliveries", as: Int.self) == 0)
         let signed = try harness.post(harness.prediction(id: "\(id)-w", output: nil), to: daemon)

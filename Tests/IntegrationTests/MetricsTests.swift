@@ -1,7 +1,7 @@
 import Curl
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("/metrics", .serialized)
 struct MetricsTests {
@@ -23,7 +23,9 @@ struct MetricsTests {
         #expect(before.value("afterimage_db_pool_waiting") == 0)
 
         let sizes = [5000, 7000]
-        let urls = sizes.enumerated().map { harness.fake.url("metrics-\($0.offset)-\(UUID().uuidString.prefix(6)).png", "size=\($0.element)&type=image/png") }
+        let urls = sizes.enumerated().map {
+            harness.fake.url("metrics-\($0.offset)-\(UUID().uuidString.prefix(6)).png", "size=\($0.element)&type=image/png")
+        }
         let id = "metrics\(UUID().uuidString.prefix(8).lowercased())"
         let body = harness.prediction(id: id, output: urls)
         let webhookID = "msg_\(UUID().uuidString)"

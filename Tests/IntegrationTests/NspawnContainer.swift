@@ -1,6 +1,6 @@
 import Foundation
-import TestSupport
 import Glibc
+import TestSupport
 
 /// A Debian 12 booted with systemd as PID 1 by `systemd-nspawn`, for testing the unit under a real
 /// service manager. The root is scripts/nspawn.sh's cached debootstrap (no Swift in it), mounted
@@ -26,7 +26,8 @@ final class NspawnContainer: @unchecked Sendable {
             throw TestSupportError("this machine cannot run the systemd container: \(reason)")
         }
         guard let root = ProcessInfo.processInfo.environment["AFTERIMAGE_NSPAWN_ROOT"], !root.isEmpty else {
-            throw TestSupportError("""
+            throw TestSupportError(
+                """
                 AFTERIMAGE_NSPAWN_ROOT is not set: run `make test` (scripts/test.sh), which builds the container \
                 root with scripts/nspawn.sh when the run includes NspawnServiceTests
                 """)
@@ -53,8 +54,10 @@ final class NspawnContainer: @unchecked Sendable {
         nspawn.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-nspawn")
         // --register=no --keep-unit: the host's PID 1 is not systemd, so there is no machined to
         // register with and no scope to create; the container runs in the test's own cgroup.
-        nspawn.arguments = ["--quiet", "--register=no", "--keep-unit", "--volatile=overlay", "--directory=\(image)",
-                             "--machine=\(machine)", "--console=pipe", "--boot"]
+        nspawn.arguments = [
+            "--quiet", "--register=no", "--keep-unit", "--volatile=overlay", "--directory=\(image)",
+            "--machine=\(machine)", "--console=pipe", "--boot",
+        ]
         nspawn.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
         nspawn.standardInput = FileHandle.nullDevice
         nspawn.standardOutput = FileHandle(forWritingAtPath: logPath)
@@ -118,8 +121,10 @@ final class NspawnContainer: @unchecked Sendable {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         child.arguments = ["--kill-after=5", String(timeout), "/usr/bin/nsenter", "--target=\(leader)", "--all", "--"] + command
-        child.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0",
-                             "LANG": "C.UTF-8"]
+        child.environment = [
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0",
+            "LANG": "C.UTF-8",
+        ]
         let outputPath = NSTemporaryDirectory() + "\(machine)-cmd-\(UUID().uuidString).log"
         FileManager.default.createFile(atPath: outputPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: outputPath) }

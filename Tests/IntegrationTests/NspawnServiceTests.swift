@@ -5,8 +5,8 @@ import Curl
 import Foundation
 import Primitives
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// The shipped units under a real systemd 252 as PID 1 (Debian 12 booted by systemd-nspawn), installed
 /// with `make install DESTDIR=`, the binary built as an operator builds it (Swift runtime linked in)
@@ -26,13 +26,15 @@ struct NspawnServiceTests {
         let listed = try Self.readmeRuntimePackages()
         #expect(listed == (try Self.containerRuntimePackages()), "README and scripts/nspawn.sh disagree on the runtime packages")
         let closure = try Self.dependencyClosure(of: listed + ["apt"])
-        let libraries = ldd.split(separator: "\n").compactMap { $0.split(whereSeparator: \.isWhitespace).first { $0.hasPrefix("/") } }.map(String.init)
+        let libraries = ldd.split(separator: "\n").compactMap { $0.split(whereSeparator: \.isWhitespace).first { $0.hasPrefix("/") } }.map(
+            String.init)
         let owners = try Self.owningPackages(of: libraries)
         let priorities = try Self.priorities(of: Array(Set(owners.values)))
         for library in libraries {
             let owner = try #require(owners[library], "no package owns \(library)")
-            #expect(priorities[owner] == "required" || closure.contains(owner),
-                    "\(library) is from \(owner) (\(priorities[owner] ?? "?")), which the README's runtime packages do not bring")
+            #expect(
+                priorities[owner] == "required" || closure.contains(owner),
+                "\(library) is from \(owner) (\(priorities[owner] ?? "?")), which the README's runtime packages do not bring")
         }
     }
 
@@ -62,26 +64,35 @@ struct NspawnServiceTests {
 
     static func priorities(of packages: [String]) throws -> [String: String] {
         let output = try runCommand("/usr/bin/dpkg-query", ["-W", "-f=${Package} ${Priority}\n"] + packages)
-        return Dictionary(output.split(separator: "\n").compactMap { line -> (String, String)? in
-            let fields = line.split(separator: " ")
-            return fields.count == 2 ? (String(fields[0]), String(fields[1])) : nil
-        }, uniquingKeysWith: { first, _ in first })
+        return Dictionary(
+            output.split(separator: "\n").compactMap { line -> (String, String)? in
+                let fields = line.split(separator: " ")
+                return fields.count == 2 ? (String(fields[0]), String(fields[1])) : nil
+            }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Packages and everything they depend on, recursively (as installed here).
     static func dependencyClosure(of packages: [String]) throws -> Set<String> {
-        let output = try runCommand("/usr/bin/apt-cache", ["depends", "--recurse", "--installed", "--no-recommends", "--no-suggests",
-                                                          "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"] + packages)
-        return Set(output.split(separator: "\n").compactMap { line -> String? in
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            let name = trimmed.hasPrefix("Depends:") || trimmed.hasPrefix("PreDepends:")
-                ? String(trimmed.drop { $0 != ":" }.dropFirst()).trimmingCharacters(in: .whitespaces) : trimmed
-            guard !name.isEmpty, !name.hasPrefix("<") else { return nil }
-            return name.split(separator: ":").first.map(String.init)
-        })
+        let output = try runCommand(
+            "/usr/bin/apt-cache",
+            [
+                "depends", "--recurse", "--installed", "--no-recommends", "--no-suggests",
+                "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
+            ] + packages)
+        return Set(
+            output.split(separator: "\n").compactMap { line -> String? in
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                let name =
+                    trimmed.hasPrefix("Depends:") || trimmed.hasPrefix("PreDepends:")
+                    ? String(trimmed.drop { $0 != ":" }.dropFirst()).trimmingCharacters(in: .whitespaces) : trimmed
+                guard !name.isEmpty, !name.hasPrefix("<") else { return nil }
+                return name.split(separator: ":").first.map(String.init)
+            })
     }
 
-    @Test("start waits for READY=1 and shows STATUS; DynamicUser writes the spool; credentials are read; reload keeps the pid and applies a rotated token at once; the journal filters by priority")
+    @Test(
+        "start waits for READY=1 and shows STATUS; DynamicUser writes the spool; credentials are read; reload keeps the pid and applies a rotated token at once; the journal filters by priority"
+    )
     func startReloadJournal() throws {
         let service = try NspawnService()
         defer { service.container.shutdown() }
@@ -102,32 +113,39 @@ struct NspawnServiceTests {
         let manager = try container.run(["journalctl", "--no-pager", "-o", "cat", "_PID=1"]).split(separator: "\n")
         let ready = manager.firstIndex { $0.contains("afterimage.service: Got notification message from PID \(pid)") && $0.contains("READY=1") }
         let active = manager.firstIndex { $0.hasPrefix("Started afterimage.service") }
-        #expect(ready != nil && active != nil && ready! < active!,
-                "READY=1 at line \(ready.map(String.init) ?? "none"), started at \(active.map(String.init) ?? "none") of systemd's log")
+        #expect(
+            ready != nil && active != nil && ready! < active!,
+            "READY=1 at line \(ready.map(String.init) ?? "none"), started at \(active.map(String.init) ?? "none") of systemd's log")
         #expect(!(try container.property("afterimage.service", "StatusText")).isEmpty)
         let status = container.execute(["systemctl", "status", "--no-pager", "afterimage.service"]).output
         #expect(status.contains("Active: active (running)"), "\(status)")
         #expect(status.contains("Status: \""), "no STATUS line in:\n\(status)")
 
         // DynamicUser=: a uid from systemd's dynamic range, owning the state directory (0700).
-        let uid = try #require(try container.run(["cat", "/proc/\(pid)/status"]).split(separator: "\n")
-            .first { $0.hasPrefix("Uid:") }?.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) })
+        let uid = try #require(
+            try container.run(["cat", "/proc/\(pid)/status"]).split(separator: "\n")
+                .first { $0.hasPrefix("Uid:") }?.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) })
         #expect((61184...65519).contains(uid), "uid \(uid) is not a dynamic user")
-        #expect(try container.run(["stat", "-c", "%u %a", "/var/lib/private/afterimage"]).trimmingCharacters(in: .whitespacesAndNewlines) == "\(uid) 700")
+        #expect(
+            try container.run(["stat", "-c", "%u %a", "/var/lib/private/afterimage"]).trimmingCharacters(in: .whitespacesAndNewlines) == "\(uid) 700")
 
         // Credentials: the webhook secret, database URL and S3 keys exist only as LoadCredential= files.
         let harness = service.harness
         let name = "nspawn-\(UUID().uuidString.prefix(8)).png"
         let url = harness.fake.url(name, "size=200000&type=image/png")
         let predictionID = "nspawn\(UUID().uuidString.prefix(8).lowercased())"
-        #expect(try service.post(harness.prediction(id: predictionID, output: [url]), secret: "whsec_" + Data(repeating: 7, count: 24).base64EncodedString()).status == 401)
+        #expect(
+            try service.post(
+                harness.prediction(id: predictionID, output: [url]), secret: "whsec_" + Data(repeating: 7, count: 24).base64EncodedString()
+            ).status == 401)
         let accepted = try service.post(harness.prediction(id: predictionID, output: [url]))
         #expect(accepted.status == 200, "\(String(decoding: accepted.body, as: UTF8.self))")
         // The spool: the output is downloaded into /var/lib/afterimage, then stored.
         try harness.waitForAssets("stored", count: 1, timeout: .seconds(60))
         let stored = try #require(try harness.storedAssets(predictionID: predictionID).first)
         #expect(stored.sha256 == FakeProvider.sha256Hex(FakeProvider.bytes(name, size: 200000)))
-        #expect(try container.run(["stat", "-c", "%u", "/var/lib/private/afterimage/spool"]).trimmingCharacters(in: .whitespacesAndNewlines) == "\(uid)")
+        #expect(
+            try container.run(["stat", "-c", "%u", "/var/lib/private/afterimage/spool"]).trimmingCharacters(in: .whitespacesAndNewlines) == "\(uid)")
 
         // Reload: the new token works on the very next request, the old one no longer; same process.
         #expect(try service.lookupStatus(token: NspawnService.firstToken) == 200)
@@ -186,7 +204,10 @@ struct NspawnServiceTests {
         let stoppedAt = try #require(UInt64(try container.property("afterimage.service", "InactiveEnterTimestampMonotonic")))
         let readyAt = try #require(UInt64(try container.property("afterimage.service", "ActiveEnterTimestampMonotonic")))
         let inGap = results.filter { $0.startedAt >= stoppedAt && $0.startedAt < readyAt }
-        FileHandle.standardError.write(Data("nspawn restart: \(results.count) webhooks, \(inGap.count) sent while no daemon ran (\(Double(readyAt - stoppedAt) / 1000) ms)\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "nspawn restart: \(results.count) webhooks, \(inGap.count) sent while no daemon ran (\(Double(readyAt - stoppedAt) / 1000) ms)\n".utf8
+            ))
         #expect(!inGap.isEmpty, "no webhook was sent while no daemon ran (\(stoppedAt)..\(readyAt)); \(results.count) sent")
         let failed = results.filter { $0.status.map { !(200..<300).contains($0) } ?? true }
         #expect(failed.isEmpty, "\(failed.count) of \(results.count) webhooks failed: \(failed.prefix(5).map(\.description))")
@@ -257,8 +278,9 @@ struct NspawnServiceTests {
     /// The packages the README's install section lists as the service's runtime dependencies.
     static func readmeRuntimePackages() throws -> [String] {
         let readme = try String(contentsOf: TestEnvironment.repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
-        let line = try #require(readme.split(separator: "\n").first { $0.hasPrefix("Runtime packages (Debian 12):") },
-                                "README has no \"Runtime packages (Debian 12):\" line")
+        let line = try #require(
+            readme.split(separator: "\n").first { $0.hasPrefix("Runtime packages (Debian 12):") },
+            "README has no \"Runtime packages (Debian 12):\" line")
         return line.split(separator: "`").enumerated().filter { $0.offset % 2 == 1 }.flatMap { $0.element.split(separator: " ").map(String.init) }
     }
 
@@ -295,8 +317,12 @@ final class NspawnService: @unchecked Sendable {
 
     private func install() throws {
         _ = try NspawnContainer.installableBinary()
-        try runCommand("/usr/bin/make", ["-C", TestEnvironment.repositoryRoot.path, "install",
-                                         "DESTDIR=\(container.rootPath)", "CONFIGURATION=debug"])
+        try runCommand(
+            "/usr/bin/make",
+            [
+                "-C", TestEnvironment.repositoryRoot.path, "install",
+                "DESTDIR=\(container.rootPath)", "CONFIGURATION=debug",
+            ])
         try writeConfiguration(token: Self.firstToken, workers: 2)
         let s3 = harness.s3
         let credentials = [
@@ -307,8 +333,9 @@ final class NspawnService: @unchecked Sendable {
             try container.write("/etc/afterimage/credentials/\(name)", value, mode: 0o600)
         }
         // `systemctl edit afterimage.socket`: the test's port instead of 8080.
-        try container.write("/etc/systemd/system/afterimage.socket.d/port.conf",
-                            "[Socket]\nListenStream=\nListenStream=127.0.0.1:\(port)\n")
+        try container.write(
+            "/etc/systemd/system/afterimage.socket.d/port.conf",
+            "[Socket]\nListenStream=\nListenStream=127.0.0.1:\(port)\n")
         try container.run(["systemctl", "daemon-reload"])
         try container.run(["systemctl", "enable", "afterimage"])
     }
@@ -334,7 +361,8 @@ final class NspawnService: @unchecked Sendable {
         let result = container.execute(["systemctl", "start", "afterimage"], timeout: 120)
         guard result.status == 0 else {
             let journal = container.execute(["journalctl", "--no-pager", "-u", "afterimage", "-n", "60"]).output
-            throw TestSupportError("""
+            throw TestSupportError(
+                """
                 systemctl start afterimage \(result.status == 124 ? "did not return within 120 s (no READY=1)" : "exited \(result.status)"): \
                 \(result.output)\njournal:\n\(journal)
                 """)
@@ -352,8 +380,11 @@ final class NspawnService: @unchecked Sendable {
         var options = CurlOptions()
         options.allowedProtocols = ["http"]
         options.totalTimeout = .seconds(30)
-        return try CurlSession().perform(CurlRequest(url: "http://127.0.0.1:\(port)/v1/assets?limit=1",
-                                                     headers: [("Authorization", "Bearer \(token)")]), options: options).status
+        return try CurlSession().perform(
+            CurlRequest(
+                url: "http://127.0.0.1:\(port)/v1/assets?limit=1",
+                headers: [("Authorization", "Bearer \(token)")]), options: options
+        ).status
     }
 }
 

@@ -1,7 +1,7 @@
 import Curl
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 13.4: the daemon starts, binds and answers while PostgreSQL is down, keeps the watchdog fed,
 /// and resumes on its own when the database returns.
@@ -14,7 +14,9 @@ struct OutageTests {
         return try CurlSession().perform(CurlRequest(method: method, url: "http://127.0.0.1:\(port)\(path)", headers: headers), options: options)
     }
 
-    @Test("PostgreSQL down at start: healthz 200, readyz/webhooks/lookups 503 + Retry-After, READY=1 and WATCHDOG=1 anyway; when it returns a retried webhook is accepted and stored, same process")
+    @Test(
+        "PostgreSQL down at start: healthz 200, readyz/webhooks/lookups 503 + Retry-After, READY=1 and WATCHDOG=1 anyway; when it returns a retried webhook is accepted and stored, same process"
+    )
     func startsAndResumesWithoutRestart() throws {
         let postgres = try PrivatePostgres(database: "outage")
         defer { postgres.destroy() }
@@ -24,9 +26,12 @@ struct OutageTests {
         defer { listener.close() }
         let token = "outage-token-\(UUID().uuidString.prefix(8))"
         let port = freePort()
-        let daemon = try DaemonProcess(environment: harness.environment(port: port, extra: [
-            "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000", "AFTERIMAGE_API_TOKENS": token,
-        ]), port: port)
+        let daemon = try DaemonProcess(
+            environment: harness.environment(
+                port: port,
+                extra: [
+                    "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000", "AFTERIMAGE_API_TOKENS": token,
+                ]), port: port)
         let pid = daemon.process.processIdentifier
 
         // Ready as soon as the server accepts; STATUS says the database is still awaited.

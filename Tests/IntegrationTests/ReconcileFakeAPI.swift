@@ -15,14 +15,17 @@ final class FakeReplicateAPI: @unchecked Sendable {
         server = try PythonFake(script: "fake_replicate_api.py", arguments: [])
     }
 
-
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Replaces the fake's predictions (newest first) and script, and clears its counters.
-    func load(_ predictions: [[String: Any]], pageSize: Int = 100, current: [String: [String: Any]] = [:],
-              script: [String: Any] = [:]) throws {
-        var body: [String: Any] = ["token": token, "webhook_secret": webhookSecret, "page_size": pageSize, "predictions": predictions, "current": current,
-                                   "throttle_first": 0, "fail_first": 0, "gate_pages": [Int](), "next_origin": NSNull()]
+    func load(
+        _ predictions: [[String: Any]], pageSize: Int = 100, current: [String: [String: Any]] = [:],
+        script: [String: Any] = [:]
+    ) throws {
+        var body: [String: Any] = [
+            "token": token, "webhook_secret": webhookSecret, "page_size": pageSize, "predictions": predictions, "current": current,
+            "throttle_first": 0, "fail_first": 0, "gate_pages": [Int](), "next_origin": NSNull(),
+        ]
         body.merge(script) { $1 }
         try post("/_load", Array(try JSONSerialization.data(withJSONObject: body)))
     }

@@ -1,17 +1,20 @@
 import Foundation
 import PQ
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Issue 12's reconciliation points against the fake Replicate API: web-created predictions, a body the
 /// database cannot take as sent, data: outputs, and the 429 wait without Retry-After.
 extension ReconcileTests {
     func runCLI(_ s: Scenario, extra: [String: String]) throws -> (Int32, String, String) {
-        try runAfterimage(["reconcile", "--since", "2h"], environment: reconcileEnvironment(s).merging([
-            "AFTERIMAGE_DATABASE_URL": s.harness.databaseURL, "AFTERIMAGE_LOG_LEVEL": "info",
-        ]) { $1 }.merging(extra) { $1 })
+        try runAfterimage(
+            ["reconcile", "--since", "2h"],
+            environment: reconcileEnvironment(s).merging([
+                "AFTERIMAGE_DATABASE_URL": s.harness.databaseURL, "AFTERIMAGE_LOG_LEVEL": "info",
+            ]) { $1 }.merging(extra) { $1 })
     }
 
     /// `source: "web"` predictions (kept by Replicate indefinitely) are skipped unless
@@ -47,8 +50,10 @@ extension ReconcileTests {
         #expect(status == 0, "\(err)")
         #expect(out.contains("recorded: 4"), "\(out)")
         #expect(Set(try reconciledIDs(s.harness)) == Set(s.unknown))
-        #expect(try s.harness.scalar("SELECT error || '|' || model || '|' || (input->>'prompt') FROM predictions WHERE id = $1",
-                                     [odd], as: String.self) == "warning|acme/m|ab")
+        #expect(
+            try s.harness.scalar(
+                "SELECT error || '|' || model || '|' || (input->>'prompt') FROM predictions WHERE id = $1",
+                [odd], as: String.self) == "warning|acme/m|ab")
         #expect(try s.harness.scalar("SELECT count(*) FROM assets WHERE prediction_id = $1", [odd], as: Int.self) == s.files[odd]?.count)
     }
 
@@ -77,8 +82,9 @@ extension ReconcileTests {
             #expect(try storage.getObject(key: stored[0].key) == png)
             #expect(stored.first?.sourceURL == "data:image/png;base64")
         }
-        #expect(daemon.log.components(separatedBy: "decoding a data: output from the recorded delivery").count == 2,
-                "only the command's prediction should need decoding by a worker")
+        #expect(
+            daemon.log.components(separatedBy: "decoding a data: output from the recorded delivery").count == 2,
+            "only the command's prediction should need decoding by a worker")
         #expect(try s.harness.fake.stats().counts.isEmpty)
         #expect(try daemon.stop() == 0)
     }
@@ -88,8 +94,12 @@ extension ReconcileTests {
         let s = try makeScenario(count: 2) { _ in true }
         try s.api.load(s.predictions, script: ["throttle_first": 2, "retry_after": NSNull()])
         let waits = Mutex<[TimeInterval]>([])
-        let client = try ReplicateAPIClient(configuration: .init(baseURL: s.api.baseURL, token: s.api.token),
-                                            sleep: { seconds in waits.withLock { $0.append(seconds) }; return true })
+        let client = try ReplicateAPIClient(
+            configuration: .init(baseURL: s.api.baseURL, token: s.api.token),
+            sleep: { seconds in
+                waits.withLock { $0.append(seconds) }
+                return true
+            })
         let page = try client.listPage(client.firstPageURL(createdAfter: Date().addingTimeInterval(-7200)))
         #expect(page.items.count == 2)
         #expect(waits.withLock { $0 } == [30, 30])

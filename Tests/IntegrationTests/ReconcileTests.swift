@@ -1,9 +1,10 @@
+import AfterimageTestSupport
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 /// Issue 7 end to end: the real daemon and `afterimage reconcile` against a fake Replicate API
 /// (Tests/Fakes/fake_replicate_api.py), real PostgreSQL and SeaweedFS, and the fake provider's files.
@@ -74,10 +75,11 @@ struct ReconcileTests {
         return scenario
     }
 
-
     func reconcileEnvironment(_ s: Scenario, token: String? = nil) -> [String: String] {
-        ["AFTERIMAGE_REPLICATE_API_TOKEN": token ?? s.api.token, "AFTERIMAGE_REPLICATE_BASE_URL": s.api.baseURL,
-         "AFTERIMAGE_REPLICATE_RECONCILE_INTERVAL": "3600"]
+        [
+            "AFTERIMAGE_REPLICATE_API_TOKEN": token ?? s.api.token, "AFTERIMAGE_REPLICATE_BASE_URL": s.api.baseURL,
+            "AFTERIMAGE_REPLICATE_RECONCILE_INTERVAL": "3600",
+        ]
     }
 
     func startDaemon(_ s: Scenario, spool: String? = nil, extra: [String: String] = [:]) throws -> DaemonProcess {
@@ -85,9 +87,11 @@ struct ReconcileTests {
     }
 
     func runCLI(_ s: Scenario, _ arguments: [String] = [], token: String? = nil) throws -> (Int32, String, String) {
-        try runAfterimage(["reconcile"] + arguments, environment: reconcileEnvironment(s, token: token).merging([
-            "AFTERIMAGE_DATABASE_URL": s.harness.databaseURL, "AFTERIMAGE_LOG_LEVEL": "info",
-        ]) { $1 })
+        try runAfterimage(
+            ["reconcile"] + arguments,
+            environment: reconcileEnvironment(s, token: token).merging([
+                "AFTERIMAGE_DATABASE_URL": s.harness.databaseURL, "AFTERIMAGE_LOG_LEVEL": "info",
+            ]) { $1 })
     }
 
     /// Prediction ids of the reconcile deliveries, from their deterministic webhook ids.
@@ -162,8 +166,10 @@ struct ReconcileTests {
         let first = try #require(s.unknown.first)
         #expect(try s.harness.scalar("SELECT status FROM predictions WHERE id = $1", [first], as: String.self) == "succeeded")
         #expect(try s.harness.scalar("SELECT model FROM predictions WHERE id = $1", [first], as: String?.self) == "test/model")
-        #expect(try s.harness.scalar("SELECT webhook_id FROM deliveries WHERE source = 'reconcile' ORDER BY id LIMIT 1",
-                                     as: String.self) == "reconcile:\(first):succeeded")
+        #expect(
+            try s.harness.scalar(
+                "SELECT webhook_id FROM deliveries WHERE source = 'reconcile' ORDER BY id LIMIT 1",
+                as: String.self) == "reconcile:\(first):succeeded")
         #expect(try daemon.stop() == 0)
     }
 
@@ -278,15 +284,18 @@ struct ReconcileTests {
         let connection = try s.harness.connection()
         defer { connection.close() }
         let intake = ReplicateIntake(retentionSeconds: 3600)
-        let stuck = "stuck\(UUID().uuidString.prefix(6).lowercased())", fresh = "fresh\(UUID().uuidString.prefix(6).lowercased())"
+        let stuck = "stuck\(UUID().uuidString.prefix(6).lowercased())"
+        let fresh = "fresh\(UUID().uuidString.prefix(6).lowercased())"
         let created = Self.iso(Date().addingTimeInterval(-86400))
         for id in [stuck, fresh] {
             let body = s.harness.prediction(id: id, status: "processing", output: nil, completedAt: nil)
             _ = try intake.record(.init(provider: .replicate, deliveryID: "start-\(id)", timestamp: nil, body: body), on: connection)
         }
         try connection.execute("UPDATE predictions SET updated_at = now() - interval '2 hours' WHERE id = $1", [stuck])
-        let done: [String: Any] = ["id": stuck, "status": "succeeded", "created_at": created, "completed_at": Self.iso(Date()),
-                                   "output": [s.harness.fake.url("\(stuck).png", "size=100")], "model": "test/model"]
+        let done: [String: Any] = [
+            "id": stuck, "status": "succeeded", "created_at": created, "completed_at": Self.iso(Date()),
+            "output": [s.harness.fake.url("\(stuck).png", "size=100")], "model": "test/model",
+        ]
         try s.api.load([], current: [stuck: done, fresh: done])
         let (status, out, err) = try runCLI(s, ["--since", "1h"])
         #expect(status == 0, "\(err)")
@@ -311,9 +320,10 @@ struct ReconcileTests {
         #expect(!err.contains(wrong) && !out.contains(wrong))
 
         try s.api.load(s.predictions)
-        let daemon = try s.harness.startDaemon(extra: reconcileEnvironment(s, token: wrong).merging([
-            "AFTERIMAGE_REPLICATE_RECONCILE_INTERVAL": "1",
-        ]) { $1 })
+        let daemon = try s.harness.startDaemon(
+            extra: reconcileEnvironment(s, token: wrong).merging([
+                "AFTERIMAGE_REPLICATE_RECONCILE_INTERVAL": "1"
+            ]) { $1 })
         try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "the pause to be logged") {
             daemon.log.contains("reconciliation paused")
         }
@@ -339,9 +349,13 @@ struct ReconcileTests {
         let old = "r8_old_" + UUID().uuidString
         try #"{"replicate": {"api_token": "\#(old)"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let port = freePort()
-        let daemon = try DaemonProcess(arguments: ["serve", "--config", config], environment: s.harness.environment(port: port, extra: [
-            "AFTERIMAGE_REPLICATE_BASE_URL": s.api.baseURL, "AFTERIMAGE_REPLICATE_RECONCILE_INTERVAL": "1", "RUNTIME_DIRECTORY": runtime,
-        ]), port: port)
+        let daemon = try DaemonProcess(
+            arguments: ["serve", "--config", config],
+            environment: s.harness.environment(
+                port: port,
+                extra: [
+                    "AFTERIMAGE_REPLICATE_BASE_URL": s.api.baseURL, "AFTERIMAGE_REPLICATE_RECONCILE_INTERVAL": "1", "RUNTIME_DIRECTORY": runtime,
+                ]), port: port)
         _ = try daemon.waitForStatus("/readyz", 200)
         try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "the old token to be refused") {
             daemon.log.contains("reconciliation paused")
@@ -349,8 +363,9 @@ struct ReconcileTests {
         #expect(try reconciledIDs(s.harness).isEmpty)
 
         try #"{"replicate": {"api_token": "\#(s.api.token)"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let (reloaded, _, reloadError) = try runAfterimage(["reload", "--pid", String(daemon.process.processIdentifier)],
-                                                           environment: ["RUNTIME_DIRECTORY": runtime])
+        let (reloaded, _, reloadError) = try runAfterimage(
+            ["reload", "--pid", String(daemon.process.processIdentifier)],
+            environment: ["RUNTIME_DIRECTORY": runtime])
         #expect(reloaded == 0, "\(reloadError)")
         try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "a pass with the new token") {
             try reconciledIDs(s.harness).sorted() == s.unknown.sorted()

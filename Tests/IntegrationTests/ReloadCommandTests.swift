@@ -1,7 +1,7 @@
 import Curl
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `afterimage reload` outside systemd, with `RUNTIME_DIRECTORY` set by hand as systemd sets it for
 /// both `ExecStart=` and `ExecReload=`. (NspawnServiceTests runs the same through `systemctl reload`.)
@@ -11,8 +11,11 @@ struct ReloadCommandTests {
         var options = CurlOptions()
         options.allowedProtocols = ["http"]
         options.totalTimeout = .seconds(10)
-        return try CurlSession().perform(CurlRequest(url: "http://127.0.0.1:\(port)/v1/assets?limit=1",
-                                                     headers: [("Authorization", "Bearer \(token)")]), options: options).status
+        return try CurlSession().perform(
+            CurlRequest(
+                url: "http://127.0.0.1:\(port)/v1/assets?limit=1",
+                headers: [("Authorization", "Bearer \(token)")]), options: options
+        ).status
     }
 
     @Test("returns once the daemon has applied the new file (exit 0), and exits 78 when the daemon refuses it")
@@ -24,9 +27,10 @@ struct ReloadCommandTests {
         let config = runtime + "/afterimage.json"
         try #"{"api": {"tokens": ["first-token"]}}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let port = freePort()
-        let daemon = try DaemonProcess(arguments: ["serve", "--config", config],
-                                       environment: harness.environment(port: port).merging(["RUNTIME_DIRECTORY": runtime]) { $1 },
-                                       port: port)
+        let daemon = try DaemonProcess(
+            arguments: ["serve", "--config", config],
+            environment: harness.environment(port: port).merging(["RUNTIME_DIRECTORY": runtime]) { $1 },
+            port: port)
         _ = try daemon.waitForStatus("/readyz", 200)
         let pid = String(daemon.process.processIdentifier)
         #expect(try lookupStatus(port: port, token: "first-token") == 200)
@@ -66,8 +70,9 @@ struct ReloadCommandTests {
         try launchWithDefaultSignals(sleeper)
         defer { if sleeper.isRunning { sleeper.terminate() } }
         let started = ContinuousClock.now
-        let (ended, _, endedError) = try runAfterimage(["reload", "--pid", String(sleeper.processIdentifier), "--timeout", "20"],
-                                                       environment: ["RUNTIME_DIRECTORY": runtime])
+        let (ended, _, endedError) = try runAfterimage(
+            ["reload", "--pid", String(sleeper.processIdentifier), "--timeout", "20"],
+            environment: ["RUNTIME_DIRECTORY": runtime])
         sleeper.waitUntilExit()
         #expect(ended == 1, "\(endedError)")
         #expect(endedError.contains("ended before confirming"), "\(endedError)")

@@ -1,8 +1,9 @@
 import Foundation
 import PQ
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// The Replicate issue end to end: the real daemon, real PostgreSQL and SeaweedFS, the fake provider.
@@ -57,8 +58,10 @@ struct ReplicateArchiveTests {
         // starting.json is an early event of succeeded-list.json's prediction, sent after it here: it
         // must not move that prediction back, nor add or remove outputs.
         var expected: [(String, [String])] = []
-        for name in ["succeeded-list.json", "succeeded-string.json", "succeeded-nested.json", "succeeded-text.json",
-                     "failed.json", "starting.json", "data-removed.json"] {
+        for name in [
+            "succeeded-list.json", "succeeded-string.json", "succeeded-nested.json", "succeeded-text.json",
+            "failed.json", "starting.json", "data-removed.json",
+        ] {
             let (body, id, files) = try fixture(name, harness: harness)
             let answer = try harness.post(body, to: daemon)
             #expect(answer.status == 200, "\(name): \(String(decoding: answer.body, as: UTF8.self))")

@@ -2,10 +2,11 @@ import Crypto
 import Curl
 import Foundation
 import PQ
-import Testing
-import TestSupport
-@testable import Afterimage
 import Primitives
+import TestSupport
+import Testing
+
+@testable import Afterimage
 
 /// Issue 12, Replicate: what Replicate really sends, end to end through the real daemon, PostgreSQL,
 /// SeaweedFS and the fake provider.
@@ -29,17 +30,24 @@ struct ReplicateRealFormatsTests {
         let token = randomToken()
         let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_API_TOKENS": token])
         var real = try fixture("real-shaped-succeeded.json")
-        real = real.replacingOccurrences(of: "https://replicate.delivery/xezq/Ap5zAUz9bKxq0MNF2wTfe3LqH7rvYcJk/tmp5v_v9dtm.png",
-                                         with: harness.fake.url("real-0.png", "size=5000&type=image/png"))
+        real = real.replacingOccurrences(
+            of: "https://replicate.delivery/xezq/Ap5zAUz9bKxq0MNF2wTfe3LqH7rvYcJk/tmp5v_v9dtm.png",
+            with: harness.fake.url("real-0.png", "size=5000&type=image/png"))
         var deployed = try fixture("real-shaped-deployment-succeeded.json")
-        deployed = deployed
-            .replacingOccurrences(of: "https://replicate.delivery/yhqm/kA2b7vVZcQzK9eN1aXs0Q4JtR3fWmLpYd6UoGhBiTn8/out-0.png",
-                                  with: harness.fake.url("dep-0.png", "size=6000&type=image/png"))
-            .replacingOccurrences(of: "https://pbxt.replicate.delivery/Xq3LrWk9cTz2bVnHfJ8sYdPe4MuA6oGiR1tCwNyQ5Ex/out-1.png",
-                                  with: harness.fake.url("dep-1.png", "size=7000&type=image/png"))
+        deployed =
+            deployed
+            .replacingOccurrences(
+                of: "https://replicate.delivery/yhqm/kA2b7vVZcQzK9eN1aXs0Q4JtR3fWmLpYd6UoGhBiTn8/out-0.png",
+                with: harness.fake.url("dep-0.png", "size=6000&type=image/png")
+            )
+            .replacingOccurrences(
+                of: "https://pbxt.replicate.delivery/Xq3LrWk9cTz2bVnHfJ8sYdPe4MuA6oGiR1tCwNyQ5Ex/out-1.png",
+                with: harness.fake.url("dep-1.png", "size=7000&type=image/png"))
         let aborted = try fixture("real-shaped-aborted.json")
-        for (body, id, assets) in [(real, "gm3qorzdhgbfurvjtvhg6dckhu", 1), (deployed, "b5v1c8e0xnrma0cq2y3sfj6z2r", 2),
-                                   (aborted, "7d8qw1kv3hrme0cq2x9bn5yt4m", 0)] {
+        for (body, id, assets) in [
+            (real, "gm3qorzdhgbfurvjtvhg6dckhu", 1), (deployed, "b5v1c8e0xnrma0cq2y3sfj6z2r", 2),
+            (aborted, "7d8qw1kv3hrme0cq2x9bn5yt4m", 0),
+        ] {
             let answer = try harness.post(Array(body.utf8), to: daemon, webhookID: "msg_\(id)")
             #expect(answer.status == 200, "\(id): \(String(decoding: answer.body, as: UTF8.self))")
             #expect(Self.json(answer)["status"] as? String == "accepted")
@@ -51,17 +59,23 @@ struct ReplicateRealFormatsTests {
         let connection = try harness.connection()
         defer { connection.close() }
         func row(_ id: String) throws -> [String?] {
-            let result = try #require(try connection.query("""
-                SELECT status, version, source, deployment, to_char(deadline AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), metrics->>'total_time',
-                       to_char(created_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), to_char(started_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'),
-                       to_char(completed_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US')
-                FROM predictions WHERE id = $1
-                """, [id]).first)
+            let result = try #require(
+                try connection.query(
+                    """
+                    SELECT status, version, source, deployment, to_char(deadline AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), metrics->>'total_time',
+                           to_char(created_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), to_char(started_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'),
+                           to_char(completed_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US')
+                    FROM predictions WHERE id = $1
+                    """, [id]
+                ).first)
             return try (0..<9).map { try result.decode($0, as: String?.self) }
         }
         // Milliseconds and nanoseconds in one body, each kept to PostgreSQL's microsecond.
-        #expect(try row("gm3qorzdhgbfurvjtvhg6dckhu") == ["succeeded", "hidden", "api", nil, nil, "6.777",
-                                                         "09:41:15.127000", "09:41:15.136428", "09:41:21.904733"])
+        #expect(
+            try row("gm3qorzdhgbfurvjtvhg6dckhu") == [
+                "succeeded", "hidden", "api", nil, nil, "6.777",
+                "09:41:15.127000", "09:41:15.136428", "09:41:21.904733",
+            ])
         let deployedRow = try row("b5v1c8e0xnrma0cq2y3sfj6z2r")
         #expect(deployedRow[0...3] == ["succeeded", "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc", "api", "acme/mug-shots"])
         #expect(deployedRow[4] == "2026-06-12 13:15:30.080", "\(deployedRow)")
@@ -108,15 +122,19 @@ struct ReplicateRealFormatsTests {
         // Before any worker runs: each decoded file is in the spool with the acknowledged hash.
         let connection = try harness.connection()
         defer { connection.close() }
-        let rows = try connection.query("""
+        let rows = try connection.query(
+            """
             SELECT pointer, output_index, source_kind, state, spool_path, spool_sha256, spool_size, content_type, source_url,
                    delivery_id IS NOT NULL
             FROM assets WHERE prediction_id = $1 ORDER BY output_index
-            """, [syncID]).map { row in
-            (pointer: try row.decode(0, as: String.self), index: try row.decode(1, as: Int.self), kind: try row.decode(2, as: String.self),
-             state: try row.decode(3, as: String.self), path: try row.decode(4, as: String?.self), sha: try row.decode(5, as: String?.self),
-             size: try row.decode(6, as: Int64?.self), type: try row.decode(7, as: String?.self), source: try row.decode(8, as: String.self),
-             hasDelivery: try row.decode(9, as: Bool.self))
+            """, [syncID]
+        ).map { row in
+            (
+                pointer: try row.decode(0, as: String.self), index: try row.decode(1, as: Int.self), kind: try row.decode(2, as: String.self),
+                state: try row.decode(3, as: String.self), path: try row.decode(4, as: String?.self), sha: try row.decode(5, as: String?.self),
+                size: try row.decode(6, as: Int64?.self), type: try row.decode(7, as: String?.self), source: try row.decode(8, as: String.self),
+                hasDelivery: try row.decode(9, as: Bool.self)
+            )
         }
         #expect(rows.map(\.pointer) == ["/0", "/1"])
         #expect(rows.map(\.index) == [0, 1])
@@ -143,7 +161,8 @@ struct ReplicateRealFormatsTests {
         let mixedID = "mix\(UUID().uuidString.prefix(6).lowercased())"
         let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 0x42, count: 3000)
         let escaped = "data:;base64," + Data(jpeg).base64EncodedString().replacingOccurrences(of: "/", with: "\\/")
-        let mixed = Array(("""
+        let mixed = Array(
+            ("""
             {"id":"\(mixedID)","status":"succeeded","completed_at":"\(ISO8601DateFormatter().string(from: Date()))",
              "output":{"b":"data:image\\/png;base64,!!not base64!!","a":"\(escaped)","c":"\(harness.fake.url("\(mixedID).png", "size=900&type=image/png"))"}}
             """).utf8)
@@ -152,8 +171,10 @@ struct ReplicateRealFormatsTests {
         #expect(try harness.scalar("SELECT state FROM assets WHERE prediction_id = $1 AND pointer = '/b'", [mixedID], as: String.self) == "failed")
         let reason = try harness.scalar("SELECT failure_reason FROM assets WHERE prediction_id = $1 AND pointer = '/b'", [mixedID], as: String.self)
         #expect(reason.contains("malformed data: URI"), "\(reason)")
-        #expect(try harness.scalar("SELECT string_agg(pointer || '=' || output_index, ',' ORDER BY output_index) FROM assets WHERE prediction_id = $1",
-                                   [mixedID], as: String.self) == "/a=0,/b=1,/c=2")
+        #expect(
+            try harness.scalar(
+                "SELECT string_agg(pointer || '=' || output_index, ',' ORDER BY output_index) FROM assets WHERE prediction_id = $1",
+                [mixedID], as: String.self) == "/a=0,/b=1,/c=2")
         #expect(try daemon.stop() == 0)
 
         // One spool file lost (another machine's spool, say): decoded again from the recorded delivery.
@@ -194,10 +215,14 @@ struct ReplicateRealFormatsTests {
             tokenHost.url("own.png", "size=1000&type=image/png"),
             harness.fake.url("other.png", "size=1000&type=image/png"),
             "http://localhost:\(harness.fake.port)/files/named.png?size=1000&type=image/png",
-            tokenHost.url("away.png", "redirect=" + harness.fake.url("away-target.png", "size=1000&type=image/png")
-                .addingPercentEncoding(withAllowedCharacters: .alphanumerics)!),
-            harness.fake.url("home.png", "redirect=" + tokenHost.url("home-target.png", "size=1000&type=image/png")
-                .addingPercentEncoding(withAllowedCharacters: .alphanumerics)!),
+            tokenHost.url(
+                "away.png",
+                "redirect=" + harness.fake.url("away-target.png", "size=1000&type=image/png")
+                    .addingPercentEncoding(withAllowedCharacters: .alphanumerics)!),
+            harness.fake.url(
+                "home.png",
+                "redirect=" + tokenHost.url("home-target.png", "size=1000&type=image/png")
+                    .addingPercentEncoding(withAllowedCharacters: .alphanumerics)!),
         ]
         #expect(try harness.post(harness.prediction(id: id, output: output), to: daemon).status == 200)
         try harness.waitForAssets("stored", count: 5)
@@ -223,7 +248,8 @@ struct ReplicateRealFormatsTests {
         let harness = try ArchiveHarness()
         let daemon = try harness.startDaemon()
         let id = "nul\(UUID().uuidString.prefix(6).lowercased())"
-        let body = Array(("""
+        let body = Array(
+            ("""
             {"id":"\(id)","status":"succeeded","model":"acme/m\\u0000","version":"v\\u0000","error":"x\\u0000y",
              "input":{"prompt":"a\\u0000b"},"metrics":{"predict_time":1,"n\\u0000":2},"completed_at":"\(ISO8601DateFormatter().string(from: Date()))",
              "output":["\(harness.fake.url("\(id).png", "size=2000&type=image/png"))"]}
@@ -234,8 +260,10 @@ struct ReplicateRealFormatsTests {
             #expect(Self.json(answer)["status"] as? String == (attempt == 0 ? "accepted" : "duplicate"))
         }
         #expect(try harness.scalar("SELECT body FROM deliveries WHERE webhook_id = $1", ["msg_\(id)"], as: [UInt8].self) == body)
-        #expect(try harness.scalar("SELECT error || '|' || model || '|' || version || '|' || (input->>'prompt') FROM predictions WHERE id = $1",
-                                   [id], as: String.self) == "xy|acme/m|v|ab")
+        #expect(
+            try harness.scalar(
+                "SELECT error || '|' || model || '|' || version || '|' || (input->>'prompt') FROM predictions WHERE id = $1",
+                [id], as: String.self) == "xy|acme/m|v|ab")
         let other = "ok\(UUID().uuidString.prefix(6).lowercased())"
         #expect(try harness.post(harness.prediction(id: other, output: [harness.fake.url("\(other).png", "size=100")]), to: daemon).status == 200)
         try harness.waitForAssets("stored", count: 2)
@@ -273,8 +301,11 @@ struct ReplicateRealFormatsTests {
         let harness = try ArchiveHarness()
         let daemon = try harness.startDaemon()
         let id = "logs\(UUID().uuidString.prefix(6).lowercased())"
-        var object = try #require(try JSONSerialization.jsonObject(with: harness.prediction(
-            id: id, output: [harness.fake.url("\(id).png", "size=1234&type=image/png")]).data) as? [String: Any])
+        var object = try #require(
+            try JSONSerialization.jsonObject(
+                with: harness.prediction(
+                    id: id, output: [harness.fake.url("\(id).png", "size=1234&type=image/png")]
+                ).data) as? [String: Any])
         object["logs"] = (0..<75_000).map { "step \($0): loss 0.\($0 % 997) lr 1e-4 grad_norm 1.\($0 % 89)" }.joined(separator: "\n")
         let body = Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
         #expect(body.count > 3_000_000)
@@ -309,13 +340,15 @@ extension ReplicateRealFormatsTests {
         let after = try StabilityRig.memory(pid: pid)
         let bodyMiB = Double(body.count) / 1_048_576
         let growthMiB = Double(after.peak - before.peak) / 1024
-        print("replicate memory: body \(String(format: "%.1f", bodyMiB)) MiB; daemon VmHWM before \(before.peak / 1024) MiB, after \(after.peak / 1024) MiB; growth \(String(format: "%.1f", growthMiB)) MiB")
+        print(
+            "replicate memory: body \(String(format: "%.1f", bodyMiB)) MiB; daemon VmHWM before \(before.peak / 1024) MiB, after \(after.peak / 1024) MiB; growth \(String(format: "%.1f", growthMiB)) MiB"
+        )
         #expect(growthMiB < bodyMiB * 2.5, "peak grew by \(growthMiB) MiB for a \(bodyMiB) MiB body")
         #expect(try harness.scalar("SELECT length(body) FROM deliveries ORDER BY id DESC LIMIT 1", as: Int.self) == body.count)
         #expect(try daemon.stop() == 0)
     }
 }
 
-private extension Array where Element == UInt8 {
-    var data: Data { Data(self) }
+extension Array where Element == UInt8 {
+    fileprivate var data: Data { Data(self) }
 }

@@ -2,8 +2,9 @@ import Foundation
 import Glibc
 import PQ
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Crashes, outages and concurrency: nothing acknowledged is lost, nothing is downloaded twice.
@@ -52,8 +53,9 @@ struct ReplicateResilienceTests {
     @Test func storageOutageUploadsFromTheSpoolWithoutASecondDownload() throws {
         let seaweed = try PrivateSeaweed()
         defer { seaweed.destroy() }
-        let s3 = TestEnvironment.S3(endpoint: seaweed.endpoint, region: "us-east-1", bucket: seaweed.bucket,
-                                    accessKeyID: seaweed.accessKeyID, secretAccessKey: seaweed.secretAccessKey)
+        let s3 = TestEnvironment.S3(
+            endpoint: seaweed.endpoint, region: "us-east-1", bucket: seaweed.bucket,
+            accessKeyID: seaweed.accessKeyID, secretAccessKey: seaweed.secretAccessKey)
         let harness = try ArchiveHarness(s3: s3)
         let daemon = try harness.startDaemon()
         try seaweed.stop()
@@ -63,7 +65,8 @@ struct ReplicateResilienceTests {
         let body = harness.prediction(id: id, output: names.map { harness.fake.url($0, "size=200000&type=image/png") })
         #expect(try harness.post(body, to: daemon).status == 200)
         try waitUntil(timeout: .seconds(60), "both assets spooled with a failed upload") {
-            try harness.scalar("""
+            try harness.scalar(
+                """
                 SELECT count(*) FROM assets WHERE prediction_id = $1 AND spool_path IS NOT NULL AND last_error IS NOT NULL
                 """, [id], as: Int.self) == 2
         }
@@ -128,9 +131,13 @@ struct ReplicateResilienceTests {
         let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_FETCH_MAX_BYTES": "100000"])
         let gone = "gone\(UUID().uuidString.prefix(6).lowercased())"
         let past = Date().addingTimeInterval(-7200)  // completed two hours ago: the deadline has passed
-        #expect(try harness.post(harness.prediction(id: gone, output: [harness.fake.url("\(gone).png", "status=404")], completedAt: past), to: daemon).status == 200)
+        #expect(
+            try harness.post(harness.prediction(id: gone, output: [harness.fake.url("\(gone).png", "status=404")], completedAt: past), to: daemon)
+                .status == 200)
         let huge = "huge\(UUID().uuidString.prefix(6).lowercased())"
-        #expect(try harness.post(harness.prediction(id: huge, output: [harness.fake.url("\(huge).png", "size=500000&chunked=1")]), to: daemon).status == 200)
+        #expect(
+            try harness.post(harness.prediction(id: huge, output: [harness.fake.url("\(huge).png", "size=500000&chunked=1")]), to: daemon).status
+                == 200)
         try waitUntil(timeout: .seconds(60), "both settled") {
             try harness.scalar("SELECT count(*) FROM assets WHERE state IN ('expired', 'failed')", as: Int.self) == 2
         }

@@ -1,7 +1,7 @@
 import Afterimage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `afterimage replicate secret` against the fake Replicate API: the secret lands where the configuration
 /// reads `replicate.webhook_secret`, mode 0600, and is never shown except with `--print`.
@@ -14,8 +14,9 @@ struct ReplicateSecretTests {
         api = try FakeReplicateAPI()
         try api.load([])
         directory = NSTemporaryDirectory() + "afterimage-credentials-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: false,
+            attributes: [.posixPermissions: 0o700])
     }
 
     func cleanUp() { try? FileManager.default.removeItem(atPath: directory) }
@@ -23,8 +24,9 @@ struct ReplicateSecretTests {
     var secretFile: String { directory + "/replicate-webhook_secret" }
 
     func writeToken(_ token: String) throws {
-        FileManager.default.createFile(atPath: directory + "/replicate-api_token", contents: Data(token.utf8),
-                                       attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(
+            atPath: directory + "/replicate-api_token", contents: Data(token.utf8),
+            attributes: [.posixPermissions: 0o600])
     }
 
     func secretRequests() throws -> Int { try api.stats().secret ?? 0 }
@@ -33,9 +35,11 @@ struct ReplicateSecretTests {
     func credentialsDirectory() async throws {
         defer { cleanUp() }
         try writeToken(api.token)
-        let (status, out, err) = try runAfterimage(["replicate", "secret"], environment: [
-            "CREDENTIALS_DIRECTORY": directory, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
-        ])
+        let (status, out, err) = try runAfterimage(
+            ["replicate", "secret"],
+            environment: [
+                "CREDENTIALS_DIRECTORY": directory, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
+            ])
         #expect(status == 0, "\(err)")
         #expect(try String(contentsOfFile: secretFile, encoding: .utf8) == api.webhookSecret)
         let mode = try FileManager.default.attributesOfItem(atPath: secretFile)[.posixPermissions] as? Int
@@ -73,9 +77,11 @@ struct ReplicateSecretTests {
     func refusedToken() throws {
         defer { cleanUp() }
         let wrong = "r8_wrong_" + UUID().uuidString
-        let (status, out, err) = try runAfterimage(["replicate", "secret", "--output", secretFile], environment: [
-            "AFTERIMAGE_REPLICATE_API_TOKEN": wrong, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
-        ])
+        let (status, out, err) = try runAfterimage(
+            ["replicate", "secret", "--output", secretFile],
+            environment: [
+                "AFTERIMAGE_REPLICATE_API_TOKEN": wrong, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
+            ])
         #expect(status == 1)
         #expect(err.contains("/v1/webhooks/default/secret") && err.contains("401"), "\(err)")
         #expect(!err.contains(wrong) && !out.contains(wrong))
@@ -86,9 +92,11 @@ struct ReplicateSecretTests {
     func malformedAnswer() throws {
         defer { cleanUp() }
         try api.load([], script: ["webhook_secret": "not a secret!"])
-        let (status, out, err) = try runAfterimage(["replicate", "secret", "--output", secretFile], environment: [
-            "AFTERIMAGE_REPLICATE_API_TOKEN": api.token, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
-        ])
+        let (status, out, err) = try runAfterimage(
+            ["replicate", "secret", "--output", secretFile],
+            environment: [
+                "AFTERIMAGE_REPLICATE_API_TOKEN": api.token, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
+            ])
         #expect(status == 1)
         #expect(err.contains("whsec_"), "\(err)")
         #expect(!err.contains("not a secret!") && !out.contains("not a secret!"))
@@ -98,14 +106,18 @@ struct ReplicateSecretTests {
     @Test("no token is a configuration error (78); no destination is a usage error (64)")
     func missingSettings() throws {
         defer { cleanUp() }
-        let (noToken, _, tokenErr) = try runAfterimage(["replicate", "secret", "--print"], environment: [
-            "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
-        ])
+        let (noToken, _, tokenErr) = try runAfterimage(
+            ["replicate", "secret", "--print"],
+            environment: [
+                "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL
+            ])
         #expect(noToken == 78)
         #expect(tokenErr.contains("replicate.api_token"))
-        let (noDestination, _, destinationErr) = try runAfterimage(["replicate", "secret"], environment: [
-            "AFTERIMAGE_REPLICATE_API_TOKEN": api.token, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
-        ])
+        let (noDestination, _, destinationErr) = try runAfterimage(
+            ["replicate", "secret"],
+            environment: [
+                "AFTERIMAGE_REPLICATE_API_TOKEN": api.token, "AFTERIMAGE_REPLICATE_BASE_URL": api.baseURL,
+            ])
         #expect(noDestination == 64)
         #expect(destinationErr.contains("--output"))
         #expect(try secretRequests() == 0)

@@ -2,6 +2,7 @@ import Crypto
 import Curl
 import Foundation
 import TestSupport
+
 @testable import Afterimage
 
 /// A daemon wired for the Ed25519 providers (Ideogram, fal): the fake provider publishes their key set
@@ -44,8 +45,10 @@ final class SignedProviderRig: @unchecked Sendable {
 
     /// The fake's `/jwks.json` now serves these keys.
     func publish(_ ids: [String]) throws {
-        let response = try CurlSession().perform(CurlRequest(method: "POST", url: "http://127.0.0.1:\(fake.port)/_jwks",
-                                                             body: .bytes(jwks(ids))), options: Self.options)
+        let response = try CurlSession().perform(
+            CurlRequest(
+                method: "POST", url: "http://127.0.0.1:\(fake.port)/_jwks",
+                body: .bytes(jwks(ids))), options: Self.options)
         guard response.status == 200 else { throw TestSupportError("the fake refused the key set") }
     }
 
@@ -59,11 +62,12 @@ final class SignedProviderRig: @unchecked Sendable {
     }
 
     func startDaemon(jwksURL: String? = nil, extra: [String: String] = [:]) throws -> DaemonProcess {
-        try harness.startDaemon(extra: [
-            "AFTERIMAGE_IDEOGRAM_JWKS_URL": jwksURL ?? self.jwksURL,
-            "AFTERIMAGE_FAL_JWKS_URL": jwksURL ?? self.jwksURL,
-            "AFTERIMAGE_API_TOKENS": apiToken,
-        ].merging(extra) { $1 })
+        try harness.startDaemon(
+            extra: [
+                "AFTERIMAGE_IDEOGRAM_JWKS_URL": jwksURL ?? self.jwksURL,
+                "AFTERIMAGE_FAL_JWKS_URL": jwksURL ?? self.jwksURL,
+                "AFTERIMAGE_API_TOKENS": apiToken,
+            ].merging(extra) { $1 })
     }
 
     enum Scheme {
@@ -77,20 +81,26 @@ final class SignedProviderRig: @unchecked Sendable {
     /// posts it. `keyID` defaults to the signing key's id (fal sends none); `tamper` changes the body after
     /// signing.
     @discardableResult
-    func post(_ scheme: Scheme, _ body: [UInt8], id: String, to daemon: DaemonProcess, key keyID: String = "k1",
-              sentKeyID: String?? = nil, timestamp: Int64 = Int64(Date().timeIntervalSince1970), tamper: Bool = false,
-              omit: String? = nil) throws -> CurlResponse {
+    func post(
+        _ scheme: Scheme, _ body: [UInt8], id: String, to daemon: DaemonProcess, key keyID: String = "k1",
+        sentKeyID: String?? = nil, timestamp: Int64 = Int64(Date().timeIntervalSince1970), tamper: Bool = false,
+        omit: String? = nil
+    ) throws -> CurlResponse {
         let names = scheme.headers
         let digest = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
         let message = Array("\(id)\nuser_afterimage\n\(timestamp)\n\(digest)".utf8)
         let signature = try key(keyID).signature(for: message).map { String(format: "%02x", $0) }.joined()
-        var headers = [("Content-Type", "application/json"), (names.id, id), (names.user, "user_afterimage"),
-                       (names.timestamp, String(timestamp)), (names.signature, signature)]
+        var headers = [
+            ("Content-Type", "application/json"), (names.id, id), (names.user, "user_afterimage"),
+            (names.timestamp, String(timestamp)), (names.signature, signature),
+        ]
         if let keyHeader = names.keyID, let sent = sentKeyID ?? keyID { headers.append((keyHeader, sent)) }
         if let omit { headers.removeAll { $0.0 == omit } }
         let sent = tamper ? body + Array(" ".utf8) : body
-        return try CurlSession().perform(CurlRequest(method: "POST", url: "http://127.0.0.1:\(daemon.port)\(scheme.route)",
-                                                     headers: headers, body: .bytes(sent)), options: Self.options)
+        return try CurlSession().perform(
+            CurlRequest(
+                method: "POST", url: "http://127.0.0.1:\(daemon.port)\(scheme.route)",
+                headers: headers, body: .bytes(sent)), options: Self.options)
     }
 
     static func json(_ response: CurlResponse) -> [String: Any] {

@@ -2,8 +2,9 @@ import Crypto
 import Curl
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Ideogram and fal end to end: the real daemon, PostgreSQL and SeaweedFS, a fake provider that publishes
@@ -12,8 +13,10 @@ import TestSupport
 struct SignedProvidersTests {
     func ideogramBody(_ rig: SignedProviderRig, id: String, files: [String], created: Date = Date()) -> [UInt8] {
         var data: [[String: Any]] = files.enumerated().map { index, file in
-            ["url": rig.fake.url(file, "size=\(3000 + index)&type=image/png"), "prompt": "A photo of a cat", "resolution": "1024x1024",
-             "seed": 12345 + index, "is_image_safe": true]
+            [
+                "url": rig.fake.url(file, "size=\(3000 + index)&type=image/png"), "prompt": "A photo of a cat", "resolution": "1024x1024",
+                "seed": 12345 + index, "is_image_safe": true,
+            ]
         }
         // One image withheld by the safety check: recorded, not archived.
         data.append(["url": "", "prompt": "A photo of a cat", "resolution": "1024x1024", "seed": 99, "is_image_safe": false])
@@ -52,7 +55,8 @@ struct SignedProvidersTests {
         let deadline = try rig.harness.scalar("SELECT extract(epoch FROM min(deadline))::float8 FROM assets", as: Double.self)
         #expect(abs(deadline - created.addingTimeInterval(86400).timeIntervalSince1970) < 2)
         #expect(try rig.harness.scalar("SELECT string_agg(seed::text, ',' ORDER BY output_index) FROM assets", as: String.self) == "12345,12346")
-        #expect(try rig.harness.scalar("SELECT status FROM predictions WHERE provider = 'ideogram' AND id = $1", [id], as: String.self) == "succeeded")
+        #expect(
+            try rig.harness.scalar("SELECT status FROM predictions WHERE provider = 'ideogram' AND id = $1", [id], as: String.self) == "succeeded")
 
         // Ideogram retries with a new timestamp and signature over the same body: a duplicate, nothing fetched twice.
         let again = try rig.post(.ideogram, body, id: id, to: daemon, timestamp: Int64(Date().timeIntervalSince1970) - 5)
@@ -140,8 +144,11 @@ struct SignedProvidersTests {
         #expect(try daemon.stop() == 0)
 
         // Keys pinned in the configuration need no fetch at all.
-        let pinned = try rig.startDaemon(jwksURL: closed, extra: [
-            "AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS": SignedProviderRig.base64URL(rig.key("k1").publicKey.rawRepresentation)])
+        let pinned = try rig.startDaemon(
+            jwksURL: closed,
+            extra: [
+                "AFTERIMAGE_IDEOGRAM_PUBLIC_KEYS": SignedProviderRig.base64URL(rig.key("k1").publicKey.rawRepresentation)
+            ])
         let accepted = try rig.post(.ideogram, body, id: "nokeys1", to: pinned)
         #expect(accepted.status == 200, "\(SignedProviderRig.text(accepted))")
         #expect(try rig.post(.ideogram, body, id: "nokeys1", to: pinned, key: "other").status == 401, "a pinned set is never fetched")
@@ -156,10 +163,14 @@ struct SignedProvidersTests {
         let payload: [String: Any] = [
             "images": [["url": rig.fake.url("\(id)-img.png", "size=2000&type=image/png"), "content_type": "image/png", "width": 1024]],
             "video": ["url": rig.fake.url("\(id)-clip.mp4", "size=5000&type=video/mp4"), "file_name": "output.mp4"],
-            "seed": 196619188014358660, "prompt": "a cute dog",
+            "seed": 196_619_188_014_358_660, "prompt": "a cute dog",
         ]
-        let body = Array(try JSONSerialization.data(withJSONObject: ["request_id": id, "gateway_request_id": id, "status": "OK",
-                                                                     "payload": payload], options: [.sortedKeys]))
+        let body = Array(
+            try JSONSerialization.data(
+                withJSONObject: [
+                    "request_id": id, "gateway_request_id": id, "status": "OK",
+                    "payload": payload,
+                ], options: [.sortedKeys]))
         let answer = try rig.post(.fal, body, id: id, to: daemon)
         #expect(answer.status == 200, "\(SignedProviderRig.text(answer))")
         #expect(SignedProviderRig.json(answer)["assets"] as? Int == 2)
@@ -167,22 +178,30 @@ struct SignedProvidersTests {
         let stored = try rig.harness.storedAssets(predictionID: id)
         #expect(stored.map(\.pointer) == ["/images/0/url", "/video/url"])
         #expect(stored.map(\.key) == ["\(rig.harness.prefix)fal/\(id)/0.png", "\(rig.harness.prefix)fal/\(id)/1.mp4"])
-        #expect(try rig.harness.scalar("SELECT count(*) FROM assets WHERE deadline IS NULL", as: Int.self) == 2,
-                "fal files do not expire: no deadline without fal.retention")
+        #expect(
+            try rig.harness.scalar("SELECT count(*) FROM assets WHERE deadline IS NULL", as: Int.self) == 2,
+            "fal files do not expire: no deadline without fal.retention")
         // fal retries each delivery, signed afresh: one prediction, nothing fetched twice.
         #expect(SignedProviderRig.json(try rig.post(.fal, body, id: id, to: daemon))["status"] as? String == "duplicate")
         #expect(try rig.fake.count("\(id)-img.png") == 1)
 
         let failedID = "0c9d8e7f-\(UUID().uuidString.prefix(8).lowercased())"
-        let error = Array(try JSONSerialization.data(withJSONObject: [
-            "request_id": failedID, "gateway_request_id": failedID, "status": "ERROR", "error": "Invalid status code: 422",
-            "payload": ["detail": [["loc": ["body", "prompt"], "msg": "field required", "type": "value_error.missing"]],
-                        "input_image": rig.fake.url("never-fetched.png")]], options: [.sortedKeys]))
+        let error = Array(
+            try JSONSerialization.data(
+                withJSONObject: [
+                    "request_id": failedID, "gateway_request_id": failedID, "status": "ERROR", "error": "Invalid status code: 422",
+                    "payload": [
+                        "detail": [["loc": ["body", "prompt"], "msg": "field required", "type": "value_error.missing"]],
+                        "input_image": rig.fake.url("never-fetched.png"),
+                    ],
+                ], options: [.sortedKeys]))
         let recorded = try rig.post(.fal, error, id: failedID, to: daemon)
         #expect(recorded.status == 200, "\(SignedProviderRig.text(recorded))")
         #expect(SignedProviderRig.json(recorded)["assets"] as? Int == 0)
-        #expect(try rig.harness.scalar("SELECT status || ': ' || error FROM predictions WHERE provider = 'fal' AND id = $1", [failedID],
-                                       as: String.self) == "failed: Invalid status code: 422")
+        #expect(
+            try rig.harness.scalar(
+                "SELECT status || ': ' || error FROM predictions WHERE provider = 'fal' AND id = $1", [failedID],
+                as: String.self) == "failed: Invalid status code: 422")
         #expect(try rig.harness.scalar("SELECT count(*) FROM assets WHERE prediction_id = $1", [failedID], as: Int.self) == 0)
 
         let client = try LookupClient(port: daemon.port, token: rig.apiToken)

@@ -1,8 +1,8 @@
 import Curl
 import Foundation
-import Testing
-import TestSupport
 import Glibc
+import TestSupport
+import Testing
 
 @Suite("systemd socket activation", .serialized)
 struct SocketActivationTests {

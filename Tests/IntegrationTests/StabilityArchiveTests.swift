@@ -1,14 +1,16 @@
 import Curl
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// The Stability issue end to end: the real daemon, real PostgreSQL and SeaweedFS, a fake Stability API.
 @Suite("Stability: inline results and async generations archived", .serialized)
 struct StabilityArchiveTests {
-    static let onePixelPNG = Array(Data(base64Encoded: "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")!)
+    static let onePixelPNG = Array(
+        Data(base64Encoded: "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")!)
     static let referenceID = "a6dc6c6e20acda010fe14d71f180658f2896ed9b4ec25aa99a6ff06c796987c4"
 
     @Test func everyFixtureIsArchivedAndServedByItsPresignedURL() throws {
@@ -53,8 +55,12 @@ struct StabilityArchiveTests {
         #expect(result.seed == 4_294_967_294)
         #expect(try rig.fake.count(Self.referenceID) == 2)
         #expect(try rig.fake.stats().unauthorized == 0)
-        #expect(try rig.harness.scalar("SELECT status FROM predictions WHERE provider = 'stability' AND id = $1", [Self.referenceID], as: String.self) == "succeeded")
-        #expect(try rig.harness.scalar("SELECT attempts FROM assets WHERE id = $1", [result.id], as: Int.self) == 1, "polls of a 202 must not count as tries")
+        #expect(
+            try rig.harness.scalar("SELECT status FROM predictions WHERE provider = 'stability' AND id = $1", [Self.referenceID], as: String.self)
+                == "succeeded")
+        #expect(
+            try rig.harness.scalar("SELECT attempts FROM assets WHERE id = $1", [result.id], as: Int.self) == 1,
+            "polls of a 202 must not count as tries")
         // Spool files are gone once stored, and the key never reaches the log.
         #expect(try FileManager.default.contentsOfDirectory(atPath: rig.harness.spoolDirectory).isEmpty)
         try daemon.stop()
@@ -68,8 +74,9 @@ struct StabilityArchiveTests {
         let daemon = try rig.startDaemon()
         let answer = try rig.post(Array(#"{"id": "\#(id)"}"#.utf8), to: daemon)
         #expect(answer.status == 200)
-        let deadline = try rig.harness.scalar("SELECT deadline - received_at FROM assets a JOIN deliveries d ON d.id = a.delivery_id WHERE a.prediction_id = $1",
-                                             [id], as: String.self)
+        let deadline = try rig.harness.scalar(
+            "SELECT deadline - received_at FROM assets a JOIN deliveries d ON d.id = a.delivery_id WHERE a.prediction_id = $1",
+            [id], as: String.self)
         #expect(deadline == "1 day" || deadline == "24:00:00", "deadline is received_at + 24 h, not \(deadline)")
         // Before the deadline a 404 is retried; once the deadline has passed it means the result is gone.
         try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "a first poll") { try rig.fake.count(id) >= 1 }
@@ -118,7 +125,8 @@ struct StabilityArchiveTests {
         let rig = try StabilityRig()
         let daemon = try rig.startDaemon()
         let bytes = FakeProvider.bytes("filtered", size: 777)
-        let filtered = Array(#"{"image": "\#(Data(bytes).base64EncodedString())", "finish_reason": "CONTENT_FILTERED", "seed": 9, "prediction_id": "app-1"}"#.utf8)
+        let filtered = Array(
+            #"{"image": "\#(Data(bytes).base64EncodedString())", "finish_reason": "CONTENT_FILTERED", "seed": 9, "prediction_id": "app-1"}"#.utf8)
         let accepted = try rig.post(filtered, to: daemon)
         #expect(accepted.status == 200)
         #expect(StabilityRig.json(accepted)["prediction_id"] as? String == "app-1")
@@ -177,7 +185,8 @@ struct StabilityArchiveTests {
         let afterStore = try StabilityRig.memory(pid: pid)
         let bodyMiB = Double(body.count) / 1_048_576
         let growthMiB = Double(afterAccept.peak - before.peak) / 1024
-        print("""
+        print(
+            """
             stability memory: body \(String(format: "%.1f", bodyMiB)) MiB (30 MiB decoded); daemon VmHWM before \(before.peak / 1024) MiB \
             (VmRSS \(before.current / 1024) MiB), after accepting \(afterAccept.peak / 1024) MiB, after storing \(afterStore.peak / 1024) MiB \
             (VmRSS \(afterStore.current / 1024) MiB); growth while accepting \(String(format: "%.1f", growthMiB)) MiB

@@ -1,8 +1,9 @@
 import Curl
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Issue 12, Stability half, end to end: the real daemon, real PostgreSQL and SeaweedFS, the fake
@@ -22,8 +23,9 @@ struct StabilityRealFormatsTests {
         let rig = try StabilityRig()
         // The 202 body forwarded by an app is a reference; its poll answers the 202 fixture, then the
         // JSON answer fixture (`result`).
-        try rig.fake.script(Self.generationID, "202,200", bodyFile: StabilityRig.fixturePath("results-answer.json"),
-                            inProgressFile: StabilityRig.fixturePath("results-in-progress.json"))
+        try rig.fake.script(
+            Self.generationID, "202,200", bodyFile: StabilityRig.fixturePath("results-answer.json"),
+            inProgressFile: StabilityRig.fixturePath("results-in-progress.json"))
         // Audio: bytes as audio/mpeg from the audio endpoint; another generation answers the JSON fixture.
         try rig.fake.script(Self.audioID, "200", size: 6000, type: "audio/mpeg", finishReason: "SUCCESS", seed: 99, kind: "audio")
         let wavID = "wav-\(UUID().uuidString.lowercased())"
@@ -31,8 +33,10 @@ struct StabilityRealFormatsTests {
         let daemon = try rig.startDaemon()
 
         var predictions: [String] = []
-        for body in [try rig.fixture("results-answer.json"), try rig.fixture("results-in-progress.json"),
-                     try rig.fixture("audio-reference.json"), Array(#"{"id": "\#(wavID)", "kind": "audio", "prediction_id": "app-wav"}"#.utf8)] {
+        for body in [
+            try rig.fixture("results-answer.json"), try rig.fixture("results-in-progress.json"),
+            try rig.fixture("audio-reference.json"), Array(#"{"id": "\#(wavID)", "kind": "audio", "prediction_id": "app-wav"}"#.utf8),
+        ] {
             let answer = try rig.post(body, to: daemon)
             #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
             predictions.append(try #require(StabilityRig.json(answer)["prediction_id"] as? String))
@@ -70,7 +74,8 @@ struct StabilityRealFormatsTests {
         try rig.expectStored(wav, equals: try Self.fixtureWAV(rig))
         #expect(wav.key?.hasSuffix("/0.wav") == true, "\(wav.key ?? "no key")")
         #expect(wav.seed == 1337)
-        #expect(try rig.harness.scalar("SELECT source_url FROM assets WHERE prediction_id = $1", [Self.audioID], as: String.self)
+        #expect(
+            try rig.harness.scalar("SELECT source_url FROM assets WHERE prediction_id = $1", [Self.audioID], as: String.self)
                 == "\(rig.fake.baseURL)/v2beta/audio/results/\(Self.audioID)")
         try daemon.stop()
     }

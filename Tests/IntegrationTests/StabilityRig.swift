@@ -2,8 +2,9 @@ import Curl
 import Foundation
 import PQ
 import S3
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// A daemon wired for Stability: its own webhook secret (not Replicate's), the fake results API as
@@ -33,7 +34,8 @@ final class StabilityRig: @unchecked Sendable {
     }
 
     @discardableResult
-    func post(_ body: [UInt8], to daemon: DaemonProcess, webhookID: String = "msg_\(UUID().uuidString)", secret: String? = nil) throws -> CurlResponse {
+    func post(_ body: [UInt8], to daemon: DaemonProcess, webhookID: String = "msg_\(UUID().uuidString)", secret: String? = nil) throws -> CurlResponse
+    {
         try harness.post(body, to: daemon, webhookID: webhookID, secret: secret ?? self.secret, route: "/v1/webhooks/stability")
     }
 
@@ -72,15 +74,18 @@ final class StabilityRig: @unchecked Sendable {
     func assets(predictionID: String? = nil) throws -> [Asset] {
         let connection = try harness.connection()
         defer { connection.close() }
-        return try connection.query("""
+        return try connection.query(
+            """
             SELECT id, prediction_id, pointer, state, storage_key, sha256, size_bytes, content_type, finish_reason, seed,
                    source_kind, failure_reason
             FROM assets WHERE provider = 'stability' AND ($1::text IS NULL OR prediction_id = $1) ORDER BY id
-            """, [predictionID]).map { row in
-            Asset(id: try row.decode(0), predictionID: try row.decode(1), pointer: try row.decode(2), state: try row.decode(3),
-                  key: try row.decode(4), sha256: try row.decode(5), size: try row.decode(6), contentType: try row.decode(7),
-                  finishReason: try row.decode(8), seed: try row.decode(9), sourceKind: try row.decode(10),
-                  failureReason: try row.decode(11))
+            """, [predictionID]
+        ).map { row in
+            Asset(
+                id: try row.decode(0), predictionID: try row.decode(1), pointer: try row.decode(2), state: try row.decode(3),
+                key: try row.decode(4), sha256: try row.decode(5), size: try row.decode(6), contentType: try row.decode(7),
+                finishReason: try row.decode(8), seed: try row.decode(9), sourceKind: try row.decode(10),
+                failureReason: try row.decode(11))
         }
     }
 

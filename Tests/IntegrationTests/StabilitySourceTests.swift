@@ -1,11 +1,12 @@
+import AfterimageTestSupport
 import Curl
 import Foundation
 import Logging
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
-import AfterimageTestSupport
 
 /// The Stability poll against the fake API, without a daemon: what each answer becomes.
 @Suite("Stability source: answers of the results API")
@@ -20,15 +21,18 @@ struct StabilitySourceTests {
     }
 
     func job(_ id: String, receivedSecondsAgo: TimeInterval = 1, kind: StabilityGenerationKind = .image) -> ArchiveJob {
-        ArchiveJob(assetID: Int64.random(in: 1...1_000_000), provider: "stability", predictionID: id, outputIndex: 0,
-                   sourceURL: "\(fake.baseURL)\(kind.resultsPath)\(id)",
-                   deadline: Date().addingTimeInterval(StabilityIntake.resultRetention - receivedSecondsAgo), attempts: 1,
-                   claimToken: UUID(), spoolPath: nil, spoolSHA256: nil, spoolSize: nil, contentType: nil, sourceKind: .stabilityResult)
+        ArchiveJob(
+            assetID: Int64.random(in: 1...1_000_000), provider: "stability", predictionID: id, outputIndex: 0,
+            sourceURL: "\(fake.baseURL)\(kind.resultsPath)\(id)",
+            deadline: Date().addingTimeInterval(StabilityIntake.resultRetention - receivedSecondsAgo), attempts: 1,
+            claimToken: UUID(), spoolPath: nil, spoolSHA256: nil, spoolSize: nil, contentType: nil, sourceKind: .stabilityResult)
     }
 
     /// The error `fetch` throws for `id` with `keys` (default: the fake's first key only).
-    func failure(_ id: String, key: String? = nil, keys: [String]? = nil, source: StabilitySource? = nil, job: ArchiveJob? = nil,
-                 now: Date = Date()) throws -> ArchiveError {
+    func failure(
+        _ id: String, key: String? = nil, keys: [String]? = nil, source: StabilitySource? = nil, job: ArchiveJob? = nil,
+        now: Date = Date()
+    ) throws -> ArchiveError {
         let source = source ?? StabilitySource(apiKeys: { [fake] in keys ?? [key ?? fake.apiKey] })
         do {
             _ = try source.fetch(job ?? self.job(id), spool: spool, session: CurlSession(), policy: policy, shouldAbort: { false }, now: now)
@@ -95,8 +99,13 @@ struct StabilitySourceTests {
         }
         // 5xx is retried; 403 is retried a few times, then fails (expires once past the deadline).
         let policy = RetryPolicy()
-        if case .retry = policy.decide(try failure("e500"), attempts: 3, deadline: Date().addingTimeInterval(3600)) {} else { Issue.record("5xx must be retried") }
-        if case .fail(let reason) = policy.decide(try failure("e403"), attempts: policy.maxClientErrorAttempts, deadline: Date().addingTimeInterval(3600)) {
+        if case .retry = policy.decide(try failure("e500"), attempts: 3, deadline: Date().addingTimeInterval(3600)) {
+        } else {
+            Issue.record("5xx must be retried")
+        }
+        if case .fail(let reason) = policy.decide(
+            try failure("e403"), attempts: policy.maxClientErrorAttempts, deadline: Date().addingTimeInterval(3600))
+        {
             #expect(reason.contains("403"))
         } else {
             Issue.record("403 must fail after its tries")
@@ -214,7 +223,8 @@ extension StabilitySourceTests {
         #expect(try fake.requests("nobodys").map(\.key) == [0, 1, 2])
         for key in fake.apiKeys { #expect(!error.description.contains(key)) }
         let policy = RetryPolicy()
-        if case .retry = policy.decide(error, attempts: 1, deadline: Date().addingTimeInterval(3600)) {} else {
+        if case .retry = policy.decide(error, attempts: 1, deadline: Date().addingTimeInterval(3600)) {
+        } else {
             Issue.record("a 404 before the deadline must be asked again")
         }
         if case .expire(let reason) = policy.decide(error, attempts: 1, deadline: Date().addingTimeInterval(-1)) {
@@ -275,7 +285,8 @@ struct StabilitySpoolTests {
         try connection.execute("INSERT INTO predictions (provider, id, status) VALUES ('stability', 'p', 'succeeded')")
         for (index, (pointer, state, path)) in [("/a", "pending", pending), ("/b", "failed", failed)].enumerated() {
             // Each output its own number: (provider, prediction, output_index) is unique (0007).
-            try connection.execute("""
+            try connection.execute(
+                """
                 INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, state, spool_path)
                 VALUES ('stability', 'p', $1, $4, 'inline:x', 'inline', $2, $3)
                 """, [pointer, state, path, index])

@@ -2,8 +2,9 @@ import Crypto
 import Curl
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
+
 @testable import Afterimage
 
 /// Genuinely signed large Stability bodies (issue 13, point 2): a body spilled to disk while it arrived is
@@ -42,11 +43,14 @@ struct StabilityStreamingTests {
         options.allowedProtocols = ["http"]
         options.totalTimeout = .seconds(300)
         options.lowSpeedTime = .seconds(300)
-        return try CurlSession().perform(CurlRequest(
-            method: "POST", url: "http://127.0.0.1:\(daemon.port)/v1/webhooks/stability",
-            headers: [("Content-Type", "application/json"), ("webhook-id", webhookID), ("webhook-timestamp", String(timestamp)),
-                      ("webhook-signature", StandardWebhooksVerifier.sign(secret: secret, id: webhookID, timestamp: timestamp, body: body))],
-            body: .bytes(body)), options: options)
+        return try CurlSession().perform(
+            CurlRequest(
+                method: "POST", url: "http://127.0.0.1:\(daemon.port)/v1/webhooks/stability",
+                headers: [
+                    ("Content-Type", "application/json"), ("webhook-id", webhookID), ("webhook-timestamp", String(timestamp)),
+                    ("webhook-signature", StandardWebhooksVerifier.sign(secret: secret, id: webhookID, timestamp: timestamp, body: body)),
+                ],
+                body: .bytes(body)), options: options)
     }
 
     @Test func fourSignedSixtyMiBBodiesAtOnceAreRecordedWithoutGrowingTheDaemon() throws {
@@ -75,16 +79,21 @@ struct StabilityStreamingTests {
         let connection = try rig.harness.connection()
         defer { connection.close() }
         for (index, raw) in raws.enumerated() {
-            let row = try #require(try connection.query("""
-                SELECT length(d.body), a.spool_sha256, a.spool_size, a.spool_path, a.seed, a.finish_reason, md5(d.body)
-                FROM deliveries d JOIN assets a ON a.delivery_id = d.id WHERE d.webhook_id = $1
-                """, ["msg_big_\(index)"]).first)
+            let row = try #require(
+                try connection.query(
+                    """
+                    SELECT length(d.body), a.spool_sha256, a.spool_size, a.spool_path, a.seed, a.finish_reason, md5(d.body)
+                    FROM deliveries d JOIN assets a ON a.delivery_id = d.id WHERE d.webhook_id = $1
+                    """, ["msg_big_\(index)"]
+                ).first)
             #expect(try row.decode(0, as: Int.self) == bodies[index].count)
             #expect(try row.decode(1, as: String.self) == FakeProvider.sha256Hex(raw))
             #expect(try row.decode(2, as: Int64.self) == Int64(raw.count))
             #expect(try row.decode(4, as: Int64.self) == Int64(index))
             #expect(try row.decode(5, as: String.self) == "SUCCESS")
-            #expect(try row.decode(6, as: String.self) == Insecure.MD5.hash(data: bodies[index]).map { String(format: "%02x", $0) }.joined(), "the raw body was not kept as sent")
+            #expect(
+                try row.decode(6, as: String.self) == Insecure.MD5.hash(data: bodies[index]).map { String(format: "%02x", $0) }.joined(),
+                "the raw body was not kept as sent")
             let path = try row.decode(3, as: String.self)
             #expect(try SHA256Hasher.hexDigest(ofFile: path, length: Int64(raw.count)) == FakeProvider.sha256Hex(raw))
         }

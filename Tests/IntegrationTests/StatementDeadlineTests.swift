@@ -1,7 +1,7 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 13.5: a webhook is answered within `http.intake_timeout` even when its tables are locked, and
 /// the provider's retry goes through once the lock is gone.
@@ -48,7 +48,9 @@ struct StatementDeadlineTests {
         #expect(try daemon.stop() == 0)
     }
 
-    @Test("http.intake_timeout answers 503 even when the database would wait longer (lock_timeout 60 s); the commit that lands later makes the retry a duplicate")
+    @Test(
+        "http.intake_timeout answers 503 even when the database would wait longer (lock_timeout 60 s); the commit that lands later makes the retry a duplicate"
+    )
     func intakeTimeoutIsTheBackstop() throws {
         let harness = try ArchiveHarness()
         let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_HTTP_INTAKE_TIMEOUT": "3", "AFTERIMAGE_DATABASE_LOCK_TIMEOUT_MS": "60000"])

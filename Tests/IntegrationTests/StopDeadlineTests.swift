@@ -1,7 +1,7 @@
 import Curl
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 13.6: SIGTERM ends within the stop budget with exit 0 even while uploads hang: single and
 /// multipart uploads observe the abort, the multipart upload is aborted at the store, and the leases are
@@ -26,9 +26,10 @@ struct StopDeadlineTests {
     @Test("uploads that never finish: SIGTERM exits 0 within seconds, the multipart upload is aborted, leases released")
     func stalledUploadsDoNotHoldTheStop() throws {
         let store = try PythonFake(script: "fake_s3_stall.py")
-        let harness = try ArchiveHarness(s3: TestEnvironment.S3(
-            endpoint: "http://127.0.0.1:\(store.port)", region: "us-east-1", bucket: "stall",
-            accessKeyID: "stall-key", secretAccessKey: "stall-secret"))
+        let harness = try ArchiveHarness(
+            s3: TestEnvironment.S3(
+                endpoint: "http://127.0.0.1:\(store.port)", region: "us-east-1", bucket: "stall",
+                accessKeyID: "stall-key", secretAccessKey: "stall-secret"))
         let daemon = try harness.startDaemon(extra: [
             "AFTERIMAGE_WORKERS_COUNT": "2", "AFTERIMAGE_WORKERS_DRAIN_TIMEOUT": "1",
             "AFTERIMAGE_WORKERS_LEASE_SECONDS": "120",
@@ -54,7 +55,9 @@ struct StopDeadlineTests {
         #expect(final.uploads.count == 1)
         #expect(final.aborted == final.uploads, "the multipart upload was not aborted: \(final)")
         // Released at once, not left to expire (the lease is 120 s).
-        #expect(try harness.scalar("SELECT count(*) FROM assets WHERE prediction_id = $1 AND state = 'pending' AND lease_expires_at IS NULL",
-                                   [id], as: Int.self) == 2)
+        #expect(
+            try harness.scalar(
+                "SELECT count(*) FROM assets WHERE prediction_id = $1 AND state = 'pending' AND lease_expires_at IS NULL",
+                [id], as: Int.self) == 2)
     }
 }

@@ -2,9 +2,9 @@ import Afterimage
 import AfterimageTestSupport
 import Curl
 import Foundation
-import Testing
-import TestSupport
 import Glibc
+import TestSupport
+import Testing
 
 /// `afterimage serve` under a pretend systemd: the test owns the notify socket and the database.
 @Suite("systemd notify, watchdog and reload", .serialized)
@@ -45,19 +45,22 @@ struct SystemdNotifyTests {
         defer { try? FileManager.default.removeItem(atPath: configPath) }
         let spool = NSTemporaryDirectory() + "afterimage-spool-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: spool) }
-        let first = Self.secret(), second = Self.secret()
+        let first = Self.secret()
+        let second = Self.secret()
         try Self.writeConfig(configPath, secret: first)
 
         let port = freePort()
-        let daemon = try DaemonProcess(arguments: ["serve", "--config", configPath], environment: [
-            "AFTERIMAGE_DATABASE_URL": postgres.url, "AFTERIMAGE_HTTP_PORT": String(port),
-            "AFTERIMAGE_STORAGE_ENDPOINT": s3.endpoint, "AFTERIMAGE_STORAGE_REGION": s3.region,
-            "AFTERIMAGE_STORAGE_BUCKET": s3.bucket, "AFTERIMAGE_STORAGE_ACCESS_KEY_ID": s3.accessKeyID,
-            "AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY": s3.secretAccessKey,
-            "AFTERIMAGE_WORKERS_SPOOL_DIR": spool, "AFTERIMAGE_WORKERS_COUNT": "1",
-            "AFTERIMAGE_DATABASE_ACQUIRE_TIMEOUT_MS": "500",
-            "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "1000000",
-        ], port: port)
+        let daemon = try DaemonProcess(
+            arguments: ["serve", "--config", configPath],
+            environment: [
+                "AFTERIMAGE_DATABASE_URL": postgres.url, "AFTERIMAGE_HTTP_PORT": String(port),
+                "AFTERIMAGE_STORAGE_ENDPOINT": s3.endpoint, "AFTERIMAGE_STORAGE_REGION": s3.region,
+                "AFTERIMAGE_STORAGE_BUCKET": s3.bucket, "AFTERIMAGE_STORAGE_ACCESS_KEY_ID": s3.accessKeyID,
+                "AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY": s3.secretAccessKey,
+                "AFTERIMAGE_WORKERS_SPOOL_DIR": spool, "AFTERIMAGE_WORKERS_COUNT": "1",
+                "AFTERIMAGE_DATABASE_ACQUIRE_TIMEOUT_MS": "500",
+                "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "1000000",
+            ], port: port)
         let pid = daemon.process.processIdentifier
 
         // READY=1 once the server accepts (the database may still be on its way: /readyz says when).
@@ -115,8 +118,11 @@ struct SystemdNotifyTests {
         let status = try daemon.stop()
         #expect(status == 0)
         let stopping = try listener.wait(for: "STOPPING=1", timeout: .seconds(5)) { $0.has("STOPPING=1") }
-        let lifecycle = listener.messages.enumerated().filter { $0.element.has("READY=1") || $0.element.has("RELOADING=1") || $0.element.has("STOPPING=1") }
-        #expect(lifecycle.map { $0.element.assignments.first { ["READY=1", "RELOADING=1", "STOPPING=1"].contains($0) }! }
+        let lifecycle = listener.messages.enumerated().filter {
+            $0.element.has("READY=1") || $0.element.has("RELOADING=1") || $0.element.has("STOPPING=1")
+        }
+        #expect(
+            lifecycle.map { $0.element.assignments.first { ["READY=1", "RELOADING=1", "STOPPING=1"].contains($0) }! }
                 == ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1", "STOPPING=1"])
         #expect(lifecycle.last?.offset == stopping)
 

@@ -1,7 +1,7 @@
 import Foundation
+import Glibc
 import Synchronization
 import TestSupport
-import Glibc
 
 /// Plays systemd's side of `sd_notify`: a Unix datagram socket the daemon is told about through
 /// `NOTIFY_SOCKET`. Every datagram is kept, in arrival order, with the time it arrived.
@@ -59,8 +59,10 @@ final class NotifyListener: @unchecked Sendable {
 
     /// Waits until a message after index `from` satisfies `predicate`; returns its index.
     @discardableResult
-    func wait(for what: String, after from: Int = -1, timeout: Duration = .seconds(30),
-              _ predicate: (Message) -> Bool) throws -> Int {
+    func wait(
+        for what: String, after from: Int = -1, timeout: Duration = .seconds(30),
+        _ predicate: (Message) -> Bool
+    ) throws -> Int {
         var found: Int?
         try waitUntil(timeout: timeout, pollEvery: .milliseconds(20), what) {
             let all = messages

@@ -1,7 +1,7 @@
 import Afterimage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The shipped units pass systemd's own checks, and `make install` puts every file where the units
 /// and the README say it is.
@@ -34,9 +34,13 @@ struct SystemdUnitTests {
         try Self.requireAnalyze()
         let directory = try Self.stagedUnits()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let output = try runCommand(Self.analyze, ["verify",
-                                                   directory.appendingPathComponent("afterimage.service").path,
-                                                   directory.appendingPathComponent("afterimage.socket").path])
+        let output = try runCommand(
+            Self.analyze,
+            [
+                "verify",
+                directory.appendingPathComponent("afterimage.service").path,
+                directory.appendingPathComponent("afterimage.socket").path,
+            ])
         // Exit 0 is not enough: verify also prints warnings (unknown keys, bad values) and still succeeds.
         let lines = output.split(separator: "\n").filter { $0.contains("afterimage") }
         #expect(lines.isEmpty, "systemd-analyze verify: \(output)")
@@ -45,12 +49,18 @@ struct SystemdUnitTests {
     @Test("systemd-analyze security --offline=true scores at most 1.5")
     func securityScore() throws {
         try Self.requireAnalyze()
-        let output = try runCommand(Self.analyze, ["security", "--offline=true", "--no-pager",
-                                                   Self.unitDirectory.appendingPathComponent("afterimage.service").path])
-        let line = try #require(output.split(separator: "\n").first { $0.contains("Overall exposure level") },
-                                "no score in: \(output)")
-        let score = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) },
-                                 "unreadable score line: \(line)")
+        let output = try runCommand(
+            Self.analyze,
+            [
+                "security", "--offline=true", "--no-pager",
+                Self.unitDirectory.appendingPathComponent("afterimage.service").path,
+            ])
+        let line = try #require(
+            output.split(separator: "\n").first { $0.contains("Overall exposure level") },
+            "no score in: \(output)")
+        let score = try #require(
+            line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) },
+            "unreadable score line: \(line)")
         #expect(score <= 1.5, "exposure \(score) > 1.5:\n\(output)")
     }
 
@@ -60,9 +70,11 @@ struct SystemdUnitTests {
         let lines = Set(text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
         // Reload through the daemon's own binary (a minimal Debian has no /bin/kill), confirmed in
         // RuntimeDirectory=; NspawnServiceTests runs it under systemd.
-        for expected in ["Type=notify", "ExecReload=/usr/local/bin/afterimage reload --pid $MAINPID", "DynamicUser=yes",
-                         "StateDirectory=afterimage", "RuntimeDirectory=afterimage", "NotifyAccess=main",
-                         "SocketBindDeny=any", "SocketBindAllow=tcp:8080"] {
+        for expected in [
+            "Type=notify", "ExecReload=/usr/local/bin/afterimage reload --pid $MAINPID", "DynamicUser=yes",
+            "StateDirectory=afterimage", "RuntimeDirectory=afterimage", "NotifyAccess=main",
+            "SocketBindDeny=any", "SocketBindAllow=tcp:8080",
+        ] {
             #expect(lines.contains(expected), "missing \(expected)")
         }
         #expect(lines.contains { $0.hasPrefix("WatchdogSec=") })
@@ -105,9 +117,11 @@ struct SystemdUnitTests {
         #expect(example == (try Data(contentsOf: TestEnvironment.repositoryRoot.appendingPathComponent("config/afterimage.example.json"))))
 
         try runCommand("/usr/bin/make", ["-C", repository, "uninstall", "DESTDIR=\(root)", "PREFIX=/opt/ai"])
-        for path in ["/opt/ai/bin/afterimage", "/opt/ai/lib/systemd/system/afterimage.service",
-                     "/opt/ai/lib/systemd/system/afterimage.socket", "/etc/afterimage/afterimage.example.json",
-                     "/opt/ai/share/afterimage"] {
+        for path in [
+            "/opt/ai/bin/afterimage", "/opt/ai/lib/systemd/system/afterimage.service",
+            "/opt/ai/lib/systemd/system/afterimage.socket", "/etc/afterimage/afterimage.example.json",
+            "/opt/ai/share/afterimage",
+        ] {
             #expect(!fm.fileExists(atPath: root + path), "\(path) left behind")
         }
     }

@@ -1,9 +1,9 @@
 import Foundation
+import Glibc
 import MicroHTTP
 import Synchronization
-import Testing
 import TestSupport
-import Glibc
+import Testing
 
 /// A gate that admits only requests carrying `X-Key: good`, with a check that refuses bodies containing "bad".
 private let keyGate: RequestGate = { head in
@@ -37,8 +37,10 @@ private final class ForbiddenWordCheck: BodyCheck {
 
 /// Waits until the server closes `connection` (EOF or reset) while `feed` is called every `interval` to
 /// send it something; returns how long that took, or nil if it stayed open until `limit`.
-private func timeUntilClosed(_ connection: RawConnection, every interval: Duration, limit: Duration,
-                             feed: () -> [UInt8]) -> Duration? {
+private func timeUntilClosed(
+    _ connection: RawConnection, every interval: Duration, limit: Duration,
+    feed: () -> [UInt8]
+) -> Duration? {
     let clock = ContinuousClock()
     let started = clock.now
     while clock.now - started < limit {
@@ -67,7 +69,10 @@ struct GateTests {
     func refusedBeforeBody() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/hook", maxBodyBytes: 64 << 20, gate: keyGate) { _ in calls.increment(); return Response(status: 200) }
+        router.add("POST", "/hook", maxBodyBytes: 64 << 20, gate: keyGate) { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
         try withServer(router) { server, port in
             // Headers only, 60 MiB declared: a server that waited for the body would time the client out.
             let connection = try RawConnection(port: port, timeout: .seconds(5))
@@ -146,7 +151,10 @@ struct BodyBudgetTests {
     func chunkedOverBudget() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/upload", maxBodyBytes: 1 << 20) { _ in calls.increment(); return Response(status: 200) }
+        router.add("POST", "/upload", maxBodyBytes: 1 << 20) { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
         try withServer(router, configure: { $0.maxInflightBodyBytes = 10_000 }) { server, port in
             let connection = try RawConnection(port: port)
             try connection.send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
@@ -170,7 +178,13 @@ struct SpillTests {
         var router = Router()
         router.add("POST", "/echo", maxBodyBytes: 4 << 20, echoHandler)
         router.add("POST", "/deferred", maxBodyBytes: 4 << 20, deferred: { request in .now(try echoHandler(request)) })
-        try withServer(router, configure: { $0.bodySpillDirectory = directory; $0.bodySpillThresholdBytes = 4096 }) { _, port in
+        try withServer(
+            router,
+            configure: {
+                $0.bodySpillDirectory = directory
+                $0.bodySpillThresholdBytes = 4096
+            }
+        ) { _, port in
             let body = testBytes(3 << 20, seed: 11)
             for path in ["/echo", "/deferred"] {
                 let response = try send(port, "POST", path, body: body)
@@ -201,10 +215,20 @@ struct SpillTests {
                 bytes += buffer[0..<n]
                 offset += n
             }
-            return Response(status: 200, headers: [("X-Kind", "file"), ("X-Body-Hash", fnv1a(bytes)), ("X-Size", String(file.size)),
-                                                    ("X-Body-Empty", String(request.body.isEmpty)), ("X-Count", String(request.bodyCount))])
+            return Response(
+                status: 200,
+                headers: [
+                    ("X-Kind", "file"), ("X-Body-Hash", fnv1a(bytes)), ("X-Size", String(file.size)),
+                    ("X-Body-Empty", String(request.body.isEmpty)), ("X-Count", String(request.bodyCount)),
+                ])
         }
-        try withServer(router, configure: { $0.bodySpillDirectory = directory; $0.bodySpillThresholdBytes = 4096 }) { _, port in
+        try withServer(
+            router,
+            configure: {
+                $0.bodySpillDirectory = directory
+                $0.bodySpillThresholdBytes = 4096
+            }
+        ) { _, port in
             let large = testBytes(3 << 20, seed: 5)
             let answer = try send(port, "POST", "/file", body: large)
             #expect(answer.status == 200)
@@ -226,7 +250,13 @@ struct SpillTests {
         var router = Router()
         router.add("POST", "/echo", maxBodyBytes: 4 << 20, echoHandler)
         let missing = NSTemporaryDirectory() + "microhttp-no-such-dir-\(UUID().uuidString)"
-        try withServer(router, configure: { $0.bodySpillDirectory = missing; $0.bodySpillThresholdBytes = 4096 }) { server, port in
+        try withServer(
+            router,
+            configure: {
+                $0.bodySpillDirectory = missing
+                $0.bodySpillThresholdBytes = 4096
+            }
+        ) { server, port in
             let large = try send(port, "POST", "/echo", body: testBytes(100_000))
             #expect(large.status == 503)
             #expect(large.errorCode == "body_storage_unavailable")
@@ -243,9 +273,14 @@ struct DeadlineTests {
     func slowHead() throws {
         var router = Router()
         router.add("GET", "/") { _ in Response(status: 200) }
-        try withServer(router, configure: {
-            $0.connectionTimeoutSeconds = 60; $0.headerTimeoutSeconds = 1; $0.requestTimeoutSeconds = 3
-        }) { server, port in
+        try withServer(
+            router,
+            configure: {
+                $0.connectionTimeoutSeconds = 60
+                $0.headerTimeoutSeconds = 1
+                $0.requestTimeoutSeconds = 3
+            }
+        ) { server, port in
             let connection = try RawConnection(port: port)
             var sent = 0
             let head = Array("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8)
@@ -263,10 +298,18 @@ struct DeadlineTests {
     func slowBody() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/upload") { _ in calls.increment(); return Response(status: 200) }
-        try withServer(router, configure: {
-            $0.connectionTimeoutSeconds = 60; $0.headerTimeoutSeconds = 1; $0.requestTimeoutSeconds = 2
-        }) { server, port in
+        router.add("POST", "/upload") { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
+        try withServer(
+            router,
+            configure: {
+                $0.connectionTimeoutSeconds = 60
+                $0.headerTimeoutSeconds = 1
+                $0.requestTimeoutSeconds = 2
+            }
+        ) { server, port in
             let connection = try RawConnection(port: port)
             try connection.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
             let elapsed = timeUntilClosed(connection, every: .milliseconds(200), limit: .seconds(8)) { [UInt8(ascii: "b")] }
@@ -281,10 +324,16 @@ struct DeadlineTests {
     func slowSendersDoNotHoldTheServer() throws {
         var router = Router()
         router.add("GET", "/") { _ in Response(status: 200, body: Array("ok".utf8)) }
-        try withServer(router, configure: {
-            $0.connectionLimit = 8; $0.eventThreads = 2; $0.connectionTimeoutSeconds = 60
-            $0.headerTimeoutSeconds = 1; $0.requestTimeoutSeconds = 2
-        }) { server, port in
+        try withServer(
+            router,
+            configure: {
+                $0.connectionLimit = 8
+                $0.eventThreads = 2
+                $0.connectionTimeoutSeconds = 60
+                $0.headerTimeoutSeconds = 1
+                $0.requestTimeoutSeconds = 2
+            }
+        ) { server, port in
             let stop = StopFlag()
             let slow = (0..<12).map { _ in
                 Background<Void> {
@@ -335,7 +384,10 @@ struct DeadlineTests {
     func ranges() throws {
         for configure in [
             { (c: inout HTTPServer.Configuration) in c.connectionLimit = 100_000 },
-            { (c: inout HTTPServer.Configuration) in c.headerTimeoutSeconds = 40; c.requestTimeoutSeconds = 30 },
+            { (c: inout HTTPServer.Configuration) in
+                c.headerTimeoutSeconds = 40
+                c.requestTimeoutSeconds = 30
+            },
             { (c: inout HTTPServer.Configuration) in c.perIPConnectionLimit = -1 },
             { (c: inout HTTPServer.Configuration) in c.maxInflightBodyBytes = 0 },
         ] {

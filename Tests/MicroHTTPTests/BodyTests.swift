@@ -1,7 +1,7 @@
 import Foundation
 import MicroHTTP
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Request bodies and limits")
 struct BodyTests {
@@ -38,7 +38,10 @@ struct BodyTests {
     func contentLengthOverLimit() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/upload", maxBodyBytes: 1024) { _ in calls.increment(); return Response(status: 200) }
+        router.add("POST", "/upload", maxBodyBytes: 1024) { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
         try withServer(router) { _, port in
             let connection = try RawConnection(port: port)
             // Headers only: the body is never sent, so a server that waited for it would time out.
@@ -60,7 +63,10 @@ struct BodyTests {
     func chunkedOverLimit() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/upload", maxBodyBytes: 1024) { _ in calls.increment(); return Response(status: 200) }
+        router.add("POST", "/upload", maxBodyBytes: 1024) { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
         try withServer(router) { _, port in
             let connection = try RawConnection(port: port)
             try connection.send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
@@ -77,7 +83,10 @@ struct BodyTests {
     func chunkedPastDiscardAllowance() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/upload", maxBodyBytes: 1024) { _ in calls.increment(); return Response(status: 200) }
+        router.add("POST", "/upload", maxBodyBytes: 1024) { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
         try withServer(router, configure: { $0.maxDiscardBytes = 8 * 1024 }) { server, port in
             let connection = try RawConnection(port: port)
             try connection.send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -115,7 +124,10 @@ struct BodyTests {
     func disconnectMidUpload() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/upload", maxBodyBytes: 1_048_576) { _ in calls.increment(); return Response(status: 200) }
+        router.add("POST", "/upload", maxBodyBytes: 1_048_576) { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
         try withServer(router, configure: { $0.connectionTimeoutSeconds = 2 }) { server, port in
             for _ in 0..<5 {
                 let connection = try RawConnection(port: port)
@@ -153,7 +165,10 @@ struct ContentLengthLieTests {
     func longerThanSent() throws {
         let calls = Counter()
         var router = Router()
-        router.add("POST", "/upload") { _ in calls.increment(); return Response(status: 200) }
+        router.add("POST", "/upload") { _ in
+            calls.increment()
+            return Response(status: 200)
+        }
         try withServer(router, configure: { $0.connectionTimeoutSeconds = 1 }) { server, port in
             let connection = try RawConnection(port: port)
             try connection.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -170,8 +185,9 @@ struct ContentLengthLieTests {
         var router = Router()
         router.add("GET", "/bad") { _ in Response(status: 42, body: Array("secret body".utf8)) }
         router.add("GET", "/framing") { _ in
-            Response(status: 200, headers: [("Content-Length", "999"), ("Transfer-Encoding", "chunked"), ("X-Ok", "1")],
-                     body: Array("four".utf8))
+            Response(
+                status: 200, headers: [("Content-Length", "999"), ("Transfer-Encoding", "chunked"), ("X-Ok", "1")],
+                body: Array("four".utf8))
         }
         try withServer(router) { _, port in
             let bad = try send(port, "GET", "/bad")

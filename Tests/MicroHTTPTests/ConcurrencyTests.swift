@@ -1,8 +1,8 @@
 import Foundation
 import MicroHTTP
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Concurrency and connection limits")
 struct ConcurrencyTests {
@@ -30,9 +30,12 @@ struct ConcurrencyTests {
         router.add("GET", "/hold") { _ in
             gate.arriveAndWait(timeout: .seconds(15)) ? Response(status: 200) : Response(status: 503)
         }
-        router.add("GET", "/answer/{kind}", immediate: { request in
-            request.pathParameters["kind"] == "memory" ? Response(status: 203) : nil
-        }) { _ in Response(status: 200) }
+        router.add(
+            "GET", "/answer/{kind}",
+            immediate: { request in
+                request.pathParameters["kind"] == "memory" ? Response(status: 203) : nil
+            }
+        ) { _ in Response(status: 200) }
         // One event thread: if a blocked handler held it, nothing below could be answered.
         try withServer(router, configure: { $0.eventThreads = 1 }) { _, port in
             let held = (0..<4).map { _ in Background { try send(port, "GET", "/hold").status } }
@@ -52,7 +55,13 @@ struct ConcurrencyTests {
             gate.arriveAndWait(timeout: .seconds(15)) ? Response(status: 200) : Response(status: 503)
         }
         router.add("GET", "/quick") { _ in Response(status: 200) }
-        try withServer(router, configure: { $0.connectionLimit = 2; $0.eventThreads = 2 }) { _, port in
+        try withServer(
+            router,
+            configure: {
+                $0.connectionLimit = 2
+                $0.eventThreads = 2
+            }
+        ) { _, port in
             let held = (0..<2).map { _ in Background { try send(port, "GET", "/hold").status } }
             try waitUntil(timeout: .seconds(5), "two handlers holding their connections") { gate.arrived == 2 }
 

@@ -1,15 +1,20 @@
 import Foundation
 import MicroHTTP
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Responders handed out by a deferred route, kept until the test answers them from its own thread.
 final class ResponderBox: Sendable {
     private let held = Mutex<[(responder: Responder, tag: Int)]>([])
     var count: Int { held.withLock { $0.count } }
     func keep(_ responder: Responder, tag: Int = 0) { held.withLock { $0.append((responder, tag)) } }
-    func takeAll() -> [(responder: Responder, tag: Int)] { held.withLock { value in defer { value = [] }; return value } }
+    func takeAll() -> [(responder: Responder, tag: Int)] {
+        held.withLock { value in
+            defer { value = [] }
+            return value
+        }
+    }
 }
 
 @Suite("Deferred handlers")
@@ -18,11 +23,13 @@ struct DeferredTests {
     func answersLater() throws {
         let box = ResponderBox()
         var router = Router()
-        router.add("POST", "/later", deferred: { request in
-            // Echo the body length, so each answer is seen to reach its own request.
-            let size = request.body.count
-            return .later { responder in box.keep(responder, tag: size) }
-        })
+        router.add(
+            "POST", "/later",
+            deferred: { request in
+                // Echo the body length, so each answer is seen to reach its own request.
+                let size = request.body.count
+                return .later { responder in box.keep(responder, tag: size) }
+            })
         router.add("GET", "/now", deferred: { _ in .now(Response(status: 204)) })
         router.add("GET", "/quick") { _ in Response(status: 200) }
         try withServer(router, configure: { $0.eventThreads = 1 }) { _, port in
@@ -46,15 +53,17 @@ struct DeferredTests {
     func exactlyOnce() throws {
         let secondAccepted = Mutex<Bool?>(nil)
         var router = Router()
-        router.add("GET", "/twice", deferred: { _ in
-            .later { responder in
-                DispatchQueue.global().async {
-                    responder.respond(Response(status: 201))
-                    let accepted = responder.respond(Response(status: 202))
-                    secondAccepted.withLock { $0 = accepted }
+        router.add(
+            "GET", "/twice",
+            deferred: { _ in
+                .later { responder in
+                    DispatchQueue.global().async {
+                        responder.respond(Response(status: 201))
+                        let accepted = responder.respond(Response(status: 202))
+                        secondAccepted.withLock { $0 = accepted }
+                    }
                 }
-            }
-        })
+            })
         router.add("GET", "/dropped", deferred: { _ in .later { _ in } })
         try withServer(router) { _, port in
             #expect(try send(port, "GET", "/twice").status == 201)
@@ -76,7 +85,10 @@ struct DeferredTests {
         let port = server.boundPort
         let client = Background { try send(port, "GET", "/held").status }
         try waitUntil(timeout: .seconds(5), "the request held") { box.count == 1 }
-        let stopped = Background { server.stop(drainTimeout: .milliseconds(100)); return true }
+        let stopped = Background {
+            server.stop(drainTimeout: .milliseconds(100))
+            return true
+        }
         // Past the drain timeout the server is still waiting: the connection is suspended on our responder.
         // (Checking that something has not happened needs a pause; 0.5 s is five drain timeouts.)
         Thread.sleep(forTimeInterval: 0.5)
@@ -86,4 +98,3 @@ struct DeferredTests {
         #expect(try client.value() == 299)
     }
 }
-

@@ -1,10 +1,10 @@
 import Foundation
+import Glibc
 import MicroHTTP
 import Primitives
 import Synchronization
-import Testing
 import TestSupport
-import Glibc
+import Testing
 
 @Suite("Server lifecycle")
 struct LifecycleTests {
@@ -55,7 +55,10 @@ struct LifecycleTests {
 
         let stopping = Background { server.stop(drainTimeout: .seconds(20)) }
         try waitUntil(timeout: .seconds(5), "new connections to be refused") {
-            do { _ = try RawConnection(port: port); return false } catch is SystemCallError { return true }
+            do {
+                _ = try RawConnection(port: port)
+                return false
+            } catch is SystemCallError { return true }
         }
         #expect(!stopping.isFinished)  // still draining the slow request
         #expect(!slow.isFinished)
@@ -111,10 +114,16 @@ struct LifecycleTests {
         }
 
         let badHost = HTTPServer(router: healthRouter(), configuration: .init(host: "not a host!", port: 0))
-        do { try badHost.start(); Issue.record("expected failure") } catch { #expect(error.code == .invalidAddress) }
+        do {
+            try badHost.start()
+            Issue.record("expected failure")
+        } catch { #expect(error.code == .invalidAddress) }
 
         let badPort = HTTPServer(router: healthRouter(), configuration: .init(port: 70000))
-        do { try badPort.start(); Issue.record("expected failure") } catch { #expect(error.code == .invalidConfiguration) }
+        do {
+            try badPort.start()
+            Issue.record("expected failure")
+        } catch { #expect(error.code == .invalidConfiguration) }
     }
 
     @Test("IPv6 loopback binds when asked")

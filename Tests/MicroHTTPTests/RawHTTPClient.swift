@@ -1,7 +1,7 @@
 import Foundation
+import Glibc
 import Synchronization
 import TestSupport
-import Glibc
 
 /// A deliberately tiny blocking HTTP/1.1 client over a raw socket, so tests control every byte:
 /// chunked bodies, Content-Length values that lie, bodies never sent, connections dropped.
@@ -18,7 +18,8 @@ struct RawResponse {
     /// The `error.code` of a JSON error body.
     var errorCode: String? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
-              let error = object["error"] as? [String: Any] else { return nil }
+            let error = object["error"] as? [String: Any]
+        else { return nil }
         return error["code"] as? String
     }
 
@@ -128,7 +129,6 @@ final class RawConnection {
         return true
     }
 }
-
 
 private func findSubsequence(_ haystack: [UInt8], _ needle: [UInt8]) -> Int? {
     guard haystack.count >= needle.count else { return nil }

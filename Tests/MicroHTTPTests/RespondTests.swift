@@ -1,8 +1,8 @@
 import Foundation
 import MicroHTTP
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// A refusal of the kind routes throw.
 struct Teapot: ResponseError {
@@ -43,25 +43,33 @@ struct RespondTests {
         router.add("POST", "/echo") { request in Response(status: 200, body: request.body) }
         router.add("GET", "/throws") { _ in throw Teapot() }
         router.add("GET", "/throws-other") { _ in throw Unexpected() }
-        router.add("GET", "/immediate", immediate: { request in
-            if request.query["answer"] == "now" { return Response(status: 203) }
-            if request.query["answer"] == "throw" { throw Teapot() }
-            return nil
-        }) { _ in Response(status: 200) }
+        router.add(
+            "GET", "/immediate",
+            immediate: { request in
+                if request.query["answer"] == "now" { return Response(status: 203) }
+                if request.query["answer"] == "throw" { throw Teapot() }
+                return nil
+            }
+        ) { _ in Response(status: 200) }
         router.add("GET", "/deferred-now", deferred: { _ in .now(Response(status: 202)) })
         router.add("GET", "/deferred-throws", deferred: { _ in throw Teapot() })
-        router.add("GET", "/later", deferred: { _ in
-            .later { responder in Thread.detachNewThread { responder.respond(Response(status: 201)) } }
-        })
+        router.add(
+            "GET", "/later",
+            deferred: { _ in
+                .later { responder in Thread.detachNewThread { responder.respond(Response(status: 201)) } }
+            })
         router.add("GET", "/later-throws", deferred: { _ in .later { _ in throw Teapot() } })
         router.add("GET", "/on-pool", deferred: { _ in .laterOnPool { responder in responder.respond(Response(status: 204)) } })
         router.add("GET", "/on-pool-throws", deferred: { _ in .laterOnPool { _ in throw Unexpected() } })
         router.add("GET", "/dropped", deferred: { _ in .later { _ in } })
-        router.add("POST", "/gated", maxBodyBytes: 64 * 1024, gate: { head in
-            if head.header("x-key") == nil { throw Teapot() }
-            if head.header("x-key") != "k" { return .refuse(.error(status: 401, code: "wrong_key", message: "no")) }
-            return .admit(ForgeryCheck(seen: pieces))
-        }) { request in
+        router.add(
+            "POST", "/gated", maxBodyBytes: 64 * 1024,
+            gate: { head in
+                if head.header("x-key") == nil { throw Teapot() }
+                if head.header("x-key") != "k" { return .refuse(.error(status: 401, code: "wrong_key", message: "no")) }
+                return .admit(ForgeryCheck(seen: pieces))
+            }
+        ) { request in
             handled.increment()
             return Response(status: 200, body: Array(String(request.body.count).utf8))
         }
@@ -103,12 +111,15 @@ struct RespondTests {
         Case(method: "POST", target: "/gated", headers: ["X-Key": "nope"], body: Array("a body".utf8), status: 401, code: "wrong_key"),
         Case(method: "POST", target: "/gated", headers: ["X-Key": "k"], body: Array("a forged body".utf8), status: 401, code: "forged"),
         Case(method: "POST", target: "/gated", headers: ["X-Key": "k"], body: Array(repeating: 0x61, count: 50_000), status: 200),
-        Case(method: "POST", target: "/gated", headers: ["X-Key": "k"], body: Array(repeating: 0x61, count: 70_000), status: 413,
-             code: "payload_too_large", overSocket: false),
-        Case(method: "POST", target: "/gated", headers: ["X-Key": "k", "Content-Length": "70000"], status: 413,
-             code: "payload_too_large", overSocket: false),
-        Case(method: "POST", target: "/echo", body: Array(repeating: 0x61, count: 2 << 20), status: 413, code: "payload_too_large",
-             overSocket: false),
+        Case(
+            method: "POST", target: "/gated", headers: ["X-Key": "k"], body: Array(repeating: 0x61, count: 70_000), status: 413,
+            code: "payload_too_large", overSocket: false),
+        Case(
+            method: "POST", target: "/gated", headers: ["X-Key": "k", "Content-Length": "70000"], status: 413,
+            code: "payload_too_large", overSocket: false),
+        Case(
+            method: "POST", target: "/echo", body: Array(repeating: 0x61, count: 2 << 20), status: 413, code: "payload_too_large",
+            overSocket: false),
     ]
 
     @Test("in-process", arguments: cases)
@@ -117,7 +128,8 @@ struct RespondTests {
         let response = try router.respond(to: Request(method: c.method, target: c.target, headers: c.headers, body: c.body))
         #expect(response.status == c.status)
         if let code = c.code {
-            #expect(String(decoding: response.body, as: UTF8.self).contains(#""code":"\#(code)""#), "\(String(decoding: response.body, as: UTF8.self))")
+            #expect(
+                String(decoding: response.body, as: UTF8.self).contains(#""code":"\#(code)""#), "\(String(decoding: response.body, as: UTF8.self))")
         }
     }
 
@@ -127,8 +139,9 @@ struct RespondTests {
         let router = Self.router(handled: Counter(), pieces: Counter())
         try withServer(router) { _, port in
             let path = c.target
-            let response = try send(port, c.method, path, headers: c.headers.map { ($0.key, $0.value) },
-                                    body: c.body.isEmpty ? nil : c.body)
+            let response = try send(
+                port, c.method, path, headers: c.headers.map { ($0.key, $0.value) },
+                body: c.body.isEmpty ? nil : c.body)
             #expect(response.status == c.status)
             if let code = c.code { #expect(response.errorCode == code) }
         }
@@ -147,8 +160,10 @@ struct RespondTests {
         #expect(String(decoding: unhandled.body, as: UTF8.self).contains("GET /throws-other: Unexpected"))
         // The body check saw the body in pieces, and the handler ran only for the accepted body.
         #expect(handled.count == 1)
-        let accepted = try router.respond(to: Request(method: "POST", target: "/gated", headers: ["x-key": "k"],
-                                                      body: Array(repeating: 0x61, count: 50_000)))
+        let accepted = try router.respond(
+            to: Request(
+                method: "POST", target: "/gated", headers: ["x-key": "k"],
+                body: Array(repeating: 0x61, count: 50_000)))
         #expect(String(decoding: accepted.body, as: UTF8.self) == "50000")
         #expect(pieces.count > 1)
         #expect(handled.count == 2)

@@ -1,6 +1,7 @@
 import Foundation
-@testable import MicroHTTP
 import Testing
+
+@testable import MicroHTTP
 
 @Suite("Routing")
 struct RoutingTests {
@@ -104,9 +105,10 @@ struct RoutingTests {
         }
         try withServer(router) { _, port in
             let response = try send(port, "GET", "/h?x=1", headers: [("X-Custom-Thing", "Value 1")])
-            #expect(try response.json() == [
-                "direct": "Value 1", "lookup": "Value 1", "upper-key-absent": "yes", "path": "/h", "remote": "127.0.0.1",
-            ])
+            #expect(
+                try response.json() == [
+                    "direct": "Value 1", "lookup": "Value 1", "upper-key-absent": "yes", "path": "/h", "remote": "127.0.0.1",
+                ])
         }
     }
 
@@ -188,7 +190,10 @@ struct RouterUnitTests {
     }
 
     @Test func jsonResponse() {
-        struct Payload: Encodable { let b: Int; let a: String }
+        struct Payload: Encodable {
+            let b: Int
+            let a: String
+        }
         let response = Response.json(status: 202, Payload(b: 1, a: "x/y"))
         #expect(response.status == 202)
         #expect(String(decoding: response.body, as: UTF8.self) == #"{"a":"x/y","b":1}"#)

@@ -1,8 +1,8 @@
 import Foundation
 import MicroHTTP
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Bounded stop and event-thread liveness")
 struct StopDeadlineTests {
@@ -41,10 +41,13 @@ struct StopDeadlineTests {
         let gate = Gate()
         var router = Router()
         // An immediate handler runs on the event thread: blocking it is the bug the watchdog must see.
-        router.add("GET", "/wedge", immediate: { _ in
-            _ = gate.arriveAndWait(timeout: .seconds(20))
-            return Response(status: 200)
-        }) { _ in Response(status: 500) }
+        router.add(
+            "GET", "/wedge",
+            immediate: { _ in
+                _ = gate.arriveAndWait(timeout: .seconds(20))
+                return Response(status: 200)
+            }
+        ) { _ in Response(status: 500) }
         router.add("GET", "/quick") { _ in Response(status: 200) }
         let server = HTTPServer(router: router, configuration: .init(port: 0, eventThreads: 2))
         try server.start()

@@ -26,9 +26,10 @@ final class Gate: Sendable {
     /// Registers arrival, then waits until `open()` or until `count` handlers arrived; false on timeout.
     func arriveAndWait(untilArrived count: Int = .max, timeout: Duration = .seconds(10)) -> Bool {
         state.withLock { $0.arrived += 1 }
-        return (try? waitUntil(timeout: timeout, pollEvery: .milliseconds(5), "gate") {
-            state.withLock { $0.open || $0.arrived >= count }
-        }) != nil
+        return
+            (try? waitUntil(timeout: timeout, pollEvery: .milliseconds(5), "gate") {
+                state.withLock { $0.open || $0.arrived >= count }
+            }) != nil
     }
 }
 
@@ -62,6 +63,7 @@ func testBytes(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
 
 /// A handler that echoes the body and reports its hash and length in headers.
 let echoHandler: Handler = { request in
-    Response(status: 200, headers: [("X-Body-Hash", fnv1a(request.body)), ("X-Body-Length", String(request.body.count))],
-             body: request.body)
+    Response(
+        status: 200, headers: [("X-Body-Hash", fnv1a(request.body)), ("X-Body-Length", String(request.body.count))],
+        body: request.body)
 }

@@ -1,15 +1,17 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// `PQArray` writes array_recv's binary format by hand: every element type, NULLs, empty values, empty arrays,
 /// multi-byte text and bytes with 0x00 must reach the server exactly, which only the server can tell us.
 @Suite("PQ binary array parameters")
 struct ArrayParameterTests {
     /// Each element back from `unnest ... WITH ORDINALITY`, in order, as text (nil for NULL).
-    static func elements(_ array: some PQEncodable, as type: String, on connection: Connection,
-                         prepared: Bool = false) throws -> [String?] {
+    static func elements(
+        _ array: some PQEncodable, as type: String, on connection: Connection,
+        prepared: Bool = false
+    ) throws -> [String?] {
         let sql = "select x::text from unnest($1::\(type)[]) with ordinality as t(x, n) order by n"
         let rows = try prepared ? connection.query(prepared: sql, [array]) : connection.query(sql, [array])
         return try rows.map { try $0.decode(0, as: String?.self) }
@@ -24,7 +26,8 @@ struct ArrayParameterTests {
         for prepared in [false, true] {
             #expect(try Self.elements(array, as: "text", on: connection, prepared: prepared) == values)
         }
-        let row = try connection.query("select array_ndims($1::text[]), array_lower($1::text[], 1), cardinality($1::text[]), array_position($1::text[], NULL)", [array])[0]
+        let row = try connection.query(
+            "select array_ndims($1::text[]), array_lower($1::text[], 1), cardinality($1::text[]), array_position($1::text[], NULL)", [array])[0]
         #expect(try row.decode(0, as: Int.self) == 1)
         #expect(try row.decode(1, as: Int.self) == 1)
         #expect(try row.decode(2, as: Int.self) == values.count)
@@ -62,8 +65,9 @@ struct ArrayParameterTests {
         let connection = try TestDatabase.connect()
         defer { connection.close() }
         let empty = PQArray<String>()
-        let row = try connection.query("select cardinality($1::text[]), $1::text[] = '{}', $2::int8[]::text, $3::bool[]::text",
-                                       [empty, try PQArray<Int64>([nil, nil]), PQArray<Bool>()])[0]
+        let row = try connection.query(
+            "select cardinality($1::text[]), $1::text[] = '{}', $2::int8[]::text, $3::bool[]::text",
+            [empty, try PQArray<Int64>([nil, nil]), PQArray<Bool>()])[0]
         #expect(try row.decode(0, as: Int.self) == 0)
         #expect(try row.decode(1, as: Bool.self))
         #expect(try row.decode(2, as: String.self) == "{NULL,NULL}")

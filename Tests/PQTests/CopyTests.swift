@@ -1,7 +1,7 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// `COPY … FROM STDIN (FORMAT binary)` fed in pieces: what the server stores is exactly what was sent,
 /// a feed that fails leaves nothing and a usable session, and a unique violation says which constraint.
@@ -40,7 +40,8 @@ struct CopyTests {
                 try copy.write(row.take())
             }
             #expect(copied == 2)
-            let first = try connection.query("SELECT name, note IS NULL, extract(epoch FROM at)::float8, payload, length(payload) FROM \(table) WHERE id = 42")[0]
+            let first = try connection.query(
+                "SELECT name, note IS NULL, extract(epoch FROM at)::float8, payload, length(payload) FROM \(table) WHERE id = 42")[0]
             #expect(try first.decode(0, as: String.self) == "añ€ name")
             #expect(try first.decode(1, as: Bool.self))
             #expect(abs(try first.decode(2, as: Double.self) - 1_764_000_000.123456) < 0.000_002)

@@ -1,7 +1,7 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ErrorTests {
     @Test func uniqueViolationCarriesSQLStateAndNoRowValues() throws {
@@ -47,7 +47,8 @@ import TestSupport
     @Test func decodingFailuresAreErrorsNotGuesses() throws {
         let connection = try TestDatabase.connect()
         defer { connection.close() }
-        let row = try #require(connection.query("select null::int8 as n, 3000000000::int8 as big, 'abc' as word, 99999999999999999999::numeric as huge").first)
+        let row = try #require(
+            connection.query("select null::int8 as n, 3000000000::int8 as big, 'abc' as word, 99999999999999999999::numeric as huge").first)
         #expect(pqErrorCode { _ = try row.decode("n", as: Int.self) } == .decodingFailed)
         #expect(try row.decode("n", as: Int?.self) == nil)
         #expect(pqErrorCode { _ = try row.decode("big", as: Int32.self) } == .decodingFailed)
@@ -105,10 +106,13 @@ import TestSupport
     @Test func sessionSettingsAreApplied() throws {
         let connection = try TestDatabase.connect()
         defer { connection.close() }
-        let row = try #require(connection.query("""
-            select current_setting('TimeZone'), current_setting('DateStyle'), current_setting('bytea_output'),
-                   current_setting('application_name'), current_setting('client_encoding')
-            """).first)
+        let row = try #require(
+            connection.query(
+                """
+                select current_setting('TimeZone'), current_setting('DateStyle'), current_setting('bytea_output'),
+                       current_setting('application_name'), current_setting('client_encoding')
+                """
+            ).first)
         #expect(try row.decode(0) == "UTC")
         #expect(try row.decode(1, as: String.self).hasPrefix("ISO"))
         #expect(try row.decode(2) == "hex")
@@ -116,10 +120,12 @@ import TestSupport
         #expect(try row.decode(4) == "UTF8")
         // A URI's own application_name and options are kept; ours still win for the time zone.
         let url = try TestDatabase.url()
-        let custom = try Connection.connect(url: url + (url.contains("?") ? "&" : "?")
-            + "application_name=pq-test&options=-c%20TimeZone%3DEurope/Paris%20-c%20statement_timeout%3D12345")
+        let custom = try Connection.connect(
+            url: url + (url.contains("?") ? "&" : "?")
+                + "application_name=pq-test&options=-c%20TimeZone%3DEurope/Paris%20-c%20statement_timeout%3D12345")
         defer { custom.close() }
-        let settings = try #require(custom.query("select current_setting('application_name'), current_setting('TimeZone'), current_setting('statement_timeout')").first)
+        let settings = try #require(
+            custom.query("select current_setting('application_name'), current_setting('TimeZone'), current_setting('statement_timeout')").first)
         #expect(try settings.decode(0) == "pq-test")
         #expect(try settings.decode(1) == "UTC")
         #expect(try settings.decode(2) == "12345ms")
@@ -129,7 +135,8 @@ import TestSupport
         let connection = try TestDatabase.connect()
         defer { connection.close() }
         let table = TestDatabase.uniqueName("pq_script")
-        try connection.executeScript("""
+        try connection.executeScript(
+            """
             create table \(table) (id int primary key);
             insert into \(table) values (1), (2);
             insert into \(table) values (3);

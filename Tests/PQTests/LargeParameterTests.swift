@@ -1,7 +1,7 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// Parameters of 16 KiB and more go to libpq from their own storage rather than a staging copy; what the
 /// server receives must not change, whatever mix of sizes, NULLs and statements (plain or prepared).

@@ -5,7 +5,10 @@ import Testing
     @Test func notificationsPassBetweenConnections() throws {
         let listener = try TestDatabase.connect()
         let sender = try TestDatabase.connect()
-        defer { listener.close(); sender.close() }
+        defer {
+            listener.close()
+            sender.close()
+        }
         let channel = TestDatabase.uniqueName("pq_channel")
         try listener.listen(channel)
         try sender.notify(channel, payload: "héllo 1")
@@ -24,7 +27,10 @@ import Testing
     @Test func notifyInsideATransactionArrivesOnlyAtCommit() throws {
         let listener = try TestDatabase.connect()
         let sender = try TestDatabase.connect()
-        defer { listener.close(); sender.close() }
+        defer {
+            listener.close()
+            sender.close()
+        }
         let channel = TestDatabase.uniqueName("pq_channel")
         try listener.listen(channel)
         try sender.transaction { transaction in
@@ -44,7 +50,10 @@ import Testing
     @Test func channelNamesAreIdentifiersNotSQL() throws {
         let listener = try TestDatabase.connect()
         let sender = try TestDatabase.connect()
-        defer { listener.close(); sender.close() }
+        defer {
+            listener.close()
+            sender.close()
+        }
         let channel = "pq \"odd\"; select 1; -- " + String(TestDatabase.uniqueName("c").suffix(12))
         try listener.listen(channel)
         try sender.notify(channel, payload: "x")

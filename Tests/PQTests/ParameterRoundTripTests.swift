@@ -12,8 +12,10 @@ import Testing
     @Test func strings() throws {
         let connection = try TestDatabase.connect()
         defer { connection.close() }
-        for text in ["", "plain", "héllo wörld, 日本語, עברית, 🎉👩‍👩‍👧", "quote ' double \" backslash \\ percent %",
-                     "line\nbreak\ttab\r", "'; drop table users; --", "$1 $2 \\x00"] {
+        for text in [
+            "", "plain", "héllo wörld, 日本語, עברית, 🎉👩‍👩‍👧", "quote ' double \" backslash \\ percent %",
+            "line\nbreak\ttab\r", "'; drop table users; --", "$1 $2 \\x00",
+        ] {
             #expect(try roundTrip(text, "text", on: connection) == text)
         }
     }
@@ -54,18 +56,23 @@ import Testing
         let text: String = try #require(connection.query("select $1::timestamptz::text", [date]).first).decode(0)
         #expect(text == "2026-11-21 13:41:33.123456+00")
         // Server-made timestamps parse too, with and without a fraction, before 1970 and BC.
-        let row = try #require(connection.query("""
-            select '2026-11-21 13:41:33+00'::timestamptz, '1969-12-31 23:59:59.5+00'::timestamptz,
-                   '0044-03-15 12:00:00+00 BC'::timestamptz, '2026-11-21 13:41:33.123456'::timestamp
-            """).first)
+        let row = try #require(
+            connection.query(
+                """
+                select '2026-11-21 13:41:33+00'::timestamptz, '1969-12-31 23:59:59.5+00'::timestamptz,
+                       '0044-03-15 12:00:00+00 BC'::timestamptz, '2026-11-21 13:41:33.123456'::timestamp
+                """
+            ).first)
         #expect(try row.decode(0, as: Date.self).timeIntervalSince1970 == 1_795_268_493)
         #expect(try row.decode(1, as: Date.self).timeIntervalSince1970 == -0.5)
         let ides: Date = try row.decode(2)
         #expect(try roundTrip(ides, "timestamptz", on: connection) == ides)
         #expect(try (row.decode(3, as: Date.self).timeIntervalSince1970 * 1e6).rounded() == 1_795_268_493_123_456)
         // Exact microseconds where Date (a Double) can hold them, whole seconds at the far ends.
-        for seconds in [0.0, -1.000001, 1_000_000_000.999999, 4_102_444_799.999999, 1_795_270_745.952_778,
-                        253_402_300_799, -62_135_596_800, -62_135_596_801] {
+        for seconds in [
+            0.0, -1.000001, 1_000_000_000.999999, 4_102_444_799.999999, 1_795_270_745.952_778,
+            253_402_300_799, -62_135_596_800, -62_135_596_801,
+        ] {
             let date = Date(timeIntervalSince1970: seconds)
             let back = try roundTrip(date, "timestamptz", on: connection)
             #expect((back.timeIntervalSince1970 * 1e6).rounded() == (seconds * 1e6).rounded())
@@ -114,16 +121,20 @@ import Testing
     }
 
     @Test func everyTypeThroughATable() throws {
-        try TestDatabase.withTable("""
+        try TestDatabase.withTable(
+            """
             id bigserial primary key, s text, i int8, i4 int4, d float8, b bool, ts timestamptz, by bytea, u uuid, j jsonb
-            """) { connection, table in
+            """
+        ) { connection, table in
             let date = Date(timeIntervalSince1970: 1_700_000_000.000001)
             let uuid = UUID()
             let bytes: [UInt8] = [0, 1, 92, 39, 255]
             let inserted = try connection.execute(
                 "insert into \(table) (s, i, i4, d, b, ts, by, u, j) values ($1, $2, $3, $4, $5, $6, $7, $8, $9), ($10, $11, $12, $13, $14, $15, $16, $17, $18)",
-                ["ünïcode", 7, Int32(-3), 2.25, true, date, bytes, uuid, PQJSON(#"{"k": "v"}"#),
-                 String?.none, Int?.none, Int32?.none, Double?.none, Bool?.none, Date?.none, [UInt8]?.none, UUID?.none, PQJSON?.none])
+                [
+                    "ünïcode", 7, Int32(-3), 2.25, true, date, bytes, uuid, PQJSON(#"{"k": "v"}"#),
+                    String?.none, Int?.none, Int32?.none, Double?.none, Bool?.none, Date?.none, [UInt8]?.none, UUID?.none, PQJSON?.none,
+                ])
             #expect(inserted == 2)
             let rows = try connection.query("select s, i, i4, d, b, ts, by, u, j from \(table) order by id")
             #expect(rows.count == 2)

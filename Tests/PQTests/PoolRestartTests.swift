@@ -1,6 +1,6 @@
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// A PostgreSQL restart under a warm pool: calls fail while the server is down, and afterwards at
 /// most one call fails before the pool works again.

@@ -2,8 +2,8 @@ import Dispatch
 import Foundation
 import PQ
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct PoolTests {
     @Test func busyPoolTimesOutWithinTheBound() throws {
@@ -24,7 +24,8 @@ import TestSupport
             }.start()
         }
         defer {
-            release.signal(); release.signal()
+            release.signal()
+            release.signal()
             _ = holders.wait(timeout: .now() + 10)
         }
         #expect(holding.wait(timeout: .now() + 10) == .success)
@@ -46,7 +47,10 @@ import TestSupport
         let holdPatient = DispatchSemaphore(value: 0)
         let patientHeld = DispatchSemaphore(value: 0)
         Thread {
-            _ = try? patient.withConnection { _ in patientHeld.signal(); holdPatient.wait() }
+            _ = try? patient.withConnection { _ in
+                patientHeld.signal()
+                holdPatient.wait()
+            }
         }.start()
         #expect(patientHeld.wait(timeout: .now() + 10) == .success)
         Thread {
@@ -105,7 +109,10 @@ import TestSupport
         let done = DispatchGroup()
         done.enter()
         Thread {
-            _ = try? pool.withConnection { _ in held.signal(); release.wait() }
+            _ = try? pool.withConnection { _ in
+                held.signal()
+                release.wait()
+            }
             done.leave()
         }.start()
         #expect(held.wait(timeout: .now() + 10) == .success)
@@ -125,8 +132,9 @@ import TestSupport
     }
 
     @Test func failedConnectSurfacesAndFreesTheSlot() throws {
-        let pool = Pool(url: "postgresql://afterimage:Pa55w0rdInPool@127.0.0.1:\(freePort())/none", size: 1,
-                        acquireTimeout: .milliseconds(500), connectTimeoutSeconds: 2)
+        let pool = Pool(
+            url: "postgresql://afterimage:Pa55w0rdInPool@127.0.0.1:\(freePort())/none", size: 1,
+            acquireTimeout: .milliseconds(500), connectTimeoutSeconds: 2)
         defer { pool.close() }
         for _ in 0..<3 {
             do {

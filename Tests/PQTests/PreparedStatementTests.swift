@@ -1,7 +1,7 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 /// `query(prepared:)`: parsed once per session, keyed by SQL text and parameter types, recovered when the
 /// server forgets or invalidates a statement, bounded per connection.
@@ -60,7 +60,8 @@ struct PreparedStatementTests {
         defer { _ = try? connection.execute("drop function if exists \(function)(int)") }
         let sql = "select * from \(function)($1)"
         #expect(try connection.query(prepared: sql, [Int32(5)]).columnNames == ["a"])
-        try connection.executeScript("""
+        try connection.executeScript(
+            """
             drop function \(function)(int);
             create function \(function)(x int) returns table (a int, b text) language sql as $$ select x, 'b' $$;
             """)

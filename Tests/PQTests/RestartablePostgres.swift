@@ -40,7 +40,8 @@ final class RestartablePostgres: Sendable {
     private func run(_ arguments: [String], timeout: Duration = .seconds(120)) throws {
         let log = NSTemporaryDirectory() + "pq-pgsh-" + UUID().uuidString + ".log"
         defer { unlink(log) }
-        let closeInherited = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done 2>/dev/null; exec /bin/bash "$@""#
+        let closeInherited =
+            #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done 2>/dev/null; exec /bin/bash "$@""#
         let argv = ["/bin/bash", "-c", closeInherited, "bash"] + arguments
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -1,7 +1,7 @@
 import Foundation
 import PQ
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Session deadlines and the admitting pool")
 struct SessionLimitsTests {
@@ -20,10 +20,13 @@ struct SessionLimitsTests {
         let withOptions = url + (url.contains("?") ? "&" : "?") + "options=-c%20statement_timeout%3D12345"
         let connection = try Connection.connect(url: withOptions, limits: limits(statement: 1500, lock: 700, idle: 9000, tcp: 4000))
         defer { connection.close() }
-        let row = try #require(connection.query("""
-            select current_setting('statement_timeout'), current_setting('lock_timeout'),
-                   current_setting('idle_in_transaction_session_timeout')
-            """).first)
+        let row = try #require(
+            connection.query(
+                """
+                select current_setting('statement_timeout'), current_setting('lock_timeout'),
+                       current_setting('idle_in_transaction_session_timeout')
+                """
+            ).first)
         #expect(try row.decode(0) == "1500ms")
         #expect(try row.decode(1) == "700ms")
         #expect(try row.decode(2) == "9s")

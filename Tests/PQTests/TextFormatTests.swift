@@ -1,6 +1,7 @@
 import Foundation
-@testable import PQ
 import Testing
+
+@testable import PQ
 
 /// The text forms PQ writes and reads, without a server.
 @Suite struct TextFormatTests {
@@ -26,20 +27,25 @@ import Testing
 
     @Test func formatAndParseRoundTripAcrossEras() throws {
         // Date is a Double of seconds since 2001: exact microseconds near now, whole seconds far away.
-        for micros: Int64 in [0, -1, -1_500_000, 1_795_268_493_123_456, 4_102_444_799_999_999, 253_402_300_799_000_000,
-                              -62_135_596_800_000_000, -62_135_596_801_000_000, -210_866_760_000_000_000] {
+        for micros: Int64 in [
+            0, -1, -1_500_000, 1_795_268_493_123_456, 4_102_444_799_999_999, 253_402_300_799_000_000,
+            -62_135_596_800_000_000, -62_135_596_801_000_000, -210_866_760_000_000_000,
+        ] {
             let date = TimestampText.date(unixMicroseconds: micros)
             let text = TimestampText.format(date)
             let parsed = try #require(TimestampText.parse(text), "\(text)")
             #expect(TimestampText.unixMicroseconds(parsed) == micros, "\(text)")
         }
         #expect(TimestampText.format(TimestampText.date(unixMicroseconds: 0)) == "1970-01-01 00:00:00.000000+00")
-        #expect(TimestampText.format(TimestampText.date(unixMicroseconds: -62_135_596_801_000_000))
-            == "0001-12-31 23:59:59.000000+00 BC")
+        #expect(
+            TimestampText.format(TimestampText.date(unixMicroseconds: -62_135_596_801_000_000))
+                == "0001-12-31 23:59:59.000000+00 BC")
     }
 
-    @Test(arguments: ["", "infinity", "2026-13-01 00:00:00+00", "2026-11-21", "2026-11-21 13:41:33.1234567+00",
-                      "2026-11-21 13:41:33+00 AD", "2026-11-21 13:41:33+0", "x026-11-21 13:41:33+00"])
+    @Test(arguments: [
+        "", "infinity", "2026-13-01 00:00:00+00", "2026-11-21", "2026-11-21 13:41:33.1234567+00",
+        "2026-11-21 13:41:33+00 AD", "2026-11-21 13:41:33+0", "x026-11-21 13:41:33+00",
+    ])
     func malformedTimestampsAreRejected(_ text: String) {
         #expect(TimestampText.parse(text) == nil)
     }
@@ -63,9 +69,11 @@ import Testing
     }
 
     @Test func errorDescriptionNamesCodeAndStateButNothingElse() {
-        let error = PQError(code: .queryFailed, message: "duplicate key value violates unique constraint \"t_pkey\"",
-                            sqlState: "23505", constraintName: "t_pkey")
+        let error = PQError(
+            code: .queryFailed, message: "duplicate key value violates unique constraint \"t_pkey\"",
+            sqlState: "23505", constraintName: "t_pkey")
         #expect(error.isUniqueViolation)
-        #expect(error.description == "PQError(queryFailed, SQLSTATE 23505, constraint t_pkey): duplicate key value violates unique constraint \"t_pkey\"")
+        #expect(
+            error.description == "PQError(queryFailed, SQLSTATE 23505, constraint t_pkey): duplicate key value violates unique constraint \"t_pkey\"")
     }
 }

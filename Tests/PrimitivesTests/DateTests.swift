@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Primitives
 
 /// RFC 3339 parsing by day arithmetic gives exactly what Calendar and DateComponents gave.
@@ -11,8 +12,12 @@ struct RFC3339Tests {
         var components = DateComponents()
         components.calendar = Calendar(identifier: .gregorian)
         components.timeZone = TimeZone(secondsFromGMT: 0)
-        components.year = y; components.month = mo; components.day = d
-        components.hour = h; components.minute = mi; components.second = s
+        components.year = y
+        components.month = mo
+        components.day = d
+        components.hour = h
+        components.minute = mi
+        components.second = s
         return components.date?.addingTimeInterval(fraction - TimeInterval(offset))
     }
 
@@ -23,17 +28,27 @@ struct RFC3339Tests {
     @Test func sameInstantsAsCalendar() throws {
         var rng = SplitMix64(seed: 0xA11CE)
         for _ in 0..<3000 {
-            let y = Int(rng.next() % 400) + 1800, mo = Int(rng.next() % 12) + 1, d = Int(rng.next() % 31) + 1
-            let h = Int(rng.next() % 24), mi = Int(rng.next() % 60), s = Int(rng.next() % 61)
+            let y = Int(rng.next() % 400) + 1800
+            let mo = Int(rng.next() % 12) + 1
+            let d = Int(rng.next() % 31) + 1
+            let h = Int(rng.next() % 24)
+            let mi = Int(rng.next() % 60)
+            let s = Int(rng.next() % 61)
             let digits = Int(rng.next() % 8)
             let fractionText = digits == 0 ? "" : "." + (0..<digits).map { _ in String(rng.next() % 10) }.joined()
             let offsetMinutes = rng.next() % 3 == 0 ? 0 : Int(rng.next() % 1440) - 720
-            let zone = offsetMinutes == 0 && rng.next() % 2 == 0 ? "Z"
+            let zone =
+                offsetMinutes == 0 && rng.next() % 2 == 0
+                ? "Z"
                 : String(format: "%@%02d:%02d", offsetMinutes < 0 ? "-" : "+", abs(offsetMinutes) / 60, abs(offsetMinutes) % 60)
             let text = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", y, mo, d, h, mi, s) + fractionText + zone
             // The reference sums the fraction digit by digit the same way the parser does.
-            var parsedFraction = 0.0, scale = 0.1
-            for c in fractionText.dropFirst() { parsedFraction += Double(c.wholeNumberValue!) * scale; scale /= 10 }
+            var parsedFraction = 0.0
+            var scale = 0.1
+            for c in fractionText.dropFirst() {
+                parsedFraction += Double(c.wholeNumberValue!) * scale
+                scale /= 10
+            }
             let expected = Self.calendarDate(y, mo, d, h, mi, s, fraction: parsedFraction, offset: offsetMinutes * 60)
             #expect(Self.parse(text) == expected, "\(text)")
         }
@@ -76,9 +91,12 @@ struct CivilDateTests {
             let year = previous.year
             let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
             let length = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][previous.month - 1]
-            let expected = previous.day < length ? CivilDate(year: year, month: previous.month, day: previous.day + 1)
-                : previous.month < 12 ? CivilDate(year: year, month: previous.month + 1, day: 1)
-                : CivilDate(year: year + 1, month: 1, day: 1)
+            let expected =
+                previous.day < length
+                ? CivilDate(year: year, month: previous.month, day: previous.day + 1)
+                : previous.month < 12
+                    ? CivilDate(year: year, month: previous.month + 1, day: 1)
+                    : CivilDate(year: year + 1, month: 1, day: 1)
             if date != expected {
                 Issue.record("day \(days): \(date), expected \(expected)")
                 return
@@ -105,8 +123,9 @@ struct DateTextTests {
         #expect(fields.rfc3339() == "2027-01-15T08:00:00Z")
         #expect(fields.rfc3339(fractionDigits: 3) == "2027-01-15T08:00:00.987Z")
         #expect(fields.rfc3339(fractionDigits: 6) == "2027-01-15T08:00:00.987654Z")
-        #expect(UTCDateTime(unixSeconds: 0).iso8601(separator: UInt8(ascii: " "), fractionDigits: 6, zone: "+00")
-            == "1970-01-01 00:00:00.000000+00")
+        #expect(
+            UTCDateTime(unixSeconds: 0).iso8601(separator: UInt8(ascii: " "), fractionDigits: 6, zone: "+00")
+                == "1970-01-01 00:00:00.000000+00")
         #expect(UTCDateTime(unixSeconds: 253_402_300_800).rfc3339() == "10000-01-01T00:00:00Z", "years past 9999 in full")
     }
 

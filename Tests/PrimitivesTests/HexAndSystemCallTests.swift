@@ -1,9 +1,9 @@
 import Foundation
 import Glibc
-import Synchronization
-import Testing
-import TestSupport
 import Primitives
+import Synchronization
+import TestSupport
+import Testing
 
 @Suite("Hex")
 struct HexTests {
@@ -44,7 +44,10 @@ struct SystemCallTests {
 
     @Test func theOperationIsOnlyDescribedOnFailure() throws {
         var described = 0
-        func operation() -> String { described += 1; return "getpid" }
+        func operation() -> String {
+            described += 1
+            return "getpid"
+        }
         #expect(try systemCall(operation()) { getpid() } > 0)
         #expect(described == 0)
     }
@@ -54,7 +57,10 @@ struct SystemCallTests {
     @Test func anInterruptedCallIsRetried() throws {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
-        defer { close(fds[0]); close(fds[1]) }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
         // SIGUSR2 with a handler installed without SA_RESTART, so a blocked read really fails with EINTR.
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in }

@@ -6,7 +6,10 @@ import Testing
 struct ReadMostlyTests {
     final class Pair: Sendable {
         let a: Int, b: Int
-        init(_ n: Int) { a = n; b = -n }
+        init(_ n: Int) {
+            a = n
+            b = -n
+        }
     }
 
     /// Readers never see a torn or stale-then-newer-then-stale value while a writer replaces it.

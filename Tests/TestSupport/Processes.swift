@@ -48,8 +48,10 @@ private func bindAndRelease(port: Int) -> Int? {
 }
 
 /// Polls `condition` until it holds or `timeout` passes: the way tests wait, never a bare sleep.
-public func waitUntil(timeout: Duration = .seconds(10), pollEvery: Duration = .milliseconds(20),
-                      _ what: String = "condition", _ condition: () throws -> Bool) throws {
+public func waitUntil(
+    timeout: Duration = .seconds(10), pollEvery: Duration = .milliseconds(20),
+    _ what: String = "condition", _ condition: () throws -> Bool
+) throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try condition() { return }

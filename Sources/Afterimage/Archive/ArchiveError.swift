@@ -4,8 +4,14 @@ import Foundation
 /// The code's raw value is what logs and `last_error` show, snake_case like every error code on the wire.
 public struct ArchiveError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
-        case spool, disallowedURL = "disallowed_url", blockedAddress = "blocked_address", tooLarge = "too_large"
-        case sourceStatus = "source_status", transport, storage, leaseLost = "lease_lost", aborted
+        case spool
+        case disallowedURL = "disallowed_url"
+        case blockedAddress = "blocked_address"
+        case tooLarge = "too_large"
+        case sourceStatus = "source_status"
+        case transport, storage
+        case leaseLost = "lease_lost"
+        case aborted
         /// The source has the file but not yet (an async generation answering 202): poll again.
         case notReady = "not_ready"
         /// Inline bytes whose only copies (spool file, recorded delivery) are gone: nothing to retry.

@@ -17,7 +17,8 @@ extension ArchiveQueue {
     /// Polls again at `next` without counting this try: an unfinished generation is not a failure, and a
     /// long video must not use up the tries meant for real errors.
     public func reschedulePoll(_ job: ArchiveJob, at next: Date, note: String, on connection: Connection) throws -> Bool {
-        try connection.execute("""
+        try connection.execute(
+            """
             UPDATE assets SET state = 'pending', next_attempt_at = $3, last_error = $4, attempts = greatest(attempts - 1, 0),
                               claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = $1 AND claim_token = $2
@@ -27,11 +28,15 @@ extension ArchiveQueue {
     /// Records what Stability said about a polled result, and that the generation is done.
     public func recordResult(_ job: ArchiveJob, finishReason: String?, seed: Int64?, on connection: Connection) throws -> Bool {
         try connection.transaction { tx in
-            guard try tx.execute("""
-                UPDATE assets SET finish_reason = COALESCE($3, finish_reason), seed = COALESCE($4, seed), updated_at = now()
-                WHERE id = $1 AND claim_token = $2
-                """, [job.assetID, job.claimToken, finishReason, seed]) == 1 else { return false }
-            try tx.execute("""
+            guard
+                try tx.execute(
+                    """
+                    UPDATE assets SET finish_reason = COALESCE($3, finish_reason), seed = COALESCE($4, seed), updated_at = now()
+                    WHERE id = $1 AND claim_token = $2
+                    """, [job.assetID, job.claimToken, finishReason, seed]) == 1
+            else { return false }
+            try tx.execute(
+                """
                 UPDATE predictions SET status = 'succeeded', completed_at = COALESCE(completed_at, now()), updated_at = now()
                 WHERE provider = $1 AND id = $2 AND status IN ('starting', 'processing')
                 """, [job.provider, job.predictionID])
@@ -42,8 +47,10 @@ extension ArchiveQueue {
     /// The recorded webhook body an inline asset was decoded from, and the asset's pointer in it, for
     /// when its spool file is gone.
     public func inlineDelivery(assetID: Int64, on connection: Connection) throws -> (body: [UInt8], pointer: String)? {
-        try connection.query("""
+        try connection.query(
+            """
             SELECT d.body, a.pointer FROM assets a JOIN deliveries d ON d.id = a.delivery_id WHERE a.id = $1
-            """, [assetID]).first.map { (try $0.decode(0, as: [UInt8].self), try $0.decode(1, as: String.self)) }
+            """, [assetID]
+        ).first.map { (try $0.decode(0, as: [UInt8].self), try $0.decode(1, as: String.self)) }
     }
 }

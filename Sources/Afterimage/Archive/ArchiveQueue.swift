@@ -34,21 +34,24 @@ public struct ArchiveQueue: Sendable {
 
     public func claim(on connection: Connection) throws -> ArchiveJob? {
         let token = UUID()
-        let rows = try Self.withoutWaitingForFlush(connection) { tx in try tx.query(prepared: """
-            WITH next AS (
-                SELECT id FROM assets
-                WHERE state = 'pending' AND next_attempt_at <= now()
-                ORDER BY deadline NULLS LAST, id
-                LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE assets AS a
-            SET state = 'in_flight', claim_token = $1, claimed_by = $2,
-                lease_expires_at = now() + make_interval(secs => $3), attempts = a.attempts + 1, updated_at = now()
-            FROM next WHERE a.id = next.id
-            RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
-                      a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.source_kind
-            """, [token, instanceName, leaseSeconds]) }
+        let rows = try Self.withoutWaitingForFlush(connection) { tx in
+            try tx.query(
+                prepared: """
+                    WITH next AS (
+                        SELECT id FROM assets
+                        WHERE state = 'pending' AND next_attempt_at <= now()
+                        ORDER BY deadline NULLS LAST, id
+                        LIMIT 1
+                        FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE assets AS a
+                    SET state = 'in_flight', claim_token = $1, claimed_by = $2,
+                        lease_expires_at = now() + make_interval(secs => $3), attempts = a.attempts + 1, updated_at = now()
+                    FROM next WHERE a.id = next.id
+                    RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
+                              a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.source_kind
+                    """, [token, instanceName, leaseSeconds])
+        }
         guard let row = rows.first else { return nil }
         return ArchiveJob(
             assetID: try row.decode(0, as: Int64.self), provider: try row.decode(1, as: ProviderName.self),
@@ -65,7 +68,8 @@ public struct ArchiveQueue: Sendable {
         guard !jobs.isEmpty else { return [] }
         var lost = Set<Int64>()
         for (id, token) in jobs {
-            let updated = try connection.execute("""
+            let updated = try connection.execute(
+                """
                 UPDATE assets SET lease_expires_at = now() + make_interval(secs => $3)
                 WHERE id = $1 AND claim_token = $2 AND state = 'in_flight'
                 """, [id, token, leaseSeconds])
@@ -77,7 +81,8 @@ public struct ArchiveQueue: Sendable {
     /// Puts jobs whose lease ran out (their daemon died or hung) back in the queue. Returns how many.
     @discardableResult
     public func reclaimExpiredLeases(on connection: Connection) throws -> Int {
-        try connection.execute("""
+        try connection.execute(
+            """
             UPDATE assets SET state = 'pending', claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
                               next_attempt_at = now(), updated_at = now()
             WHERE state = 'in_flight' AND lease_expires_at < now()
@@ -86,7 +91,8 @@ public struct ArchiveQueue: Sendable {
 
     /// Releases this instance's jobs at once (drain on SIGTERM) so another instance can take them now.
     public func release(_ job: ArchiveJob, on connection: Connection) throws {
-        try connection.execute("""
+        try connection.execute(
+            """
             UPDATE assets SET state = 'pending', claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
                               attempts = greatest(attempts - 1, 0), next_attempt_at = now(), updated_at = now()
             WHERE id = $1 AND claim_token = $2
@@ -96,7 +102,8 @@ public struct ArchiveQueue: Sendable {
     /// Remembers a complete spool file, so a failed upload does not mean a second download.
     public func recordSpool(_ job: ArchiveJob, _ spooled: Spooled, on connection: Connection) throws -> Bool {
         try Self.withoutWaitingForFlush(connection) { tx in
-            try tx.execute("""
+            try tx.execute(
+                """
                 UPDATE assets SET spool_path = $3, spool_sha256 = $4, spool_size = $5, content_type = $6, updated_at = now()
                 WHERE id = $1 AND claim_token = $2
                 """, [job.assetID, job.claimToken, spooled.path, spooled.sha256, spooled.size, spooled.contentType]) == 1
@@ -129,13 +136,17 @@ public struct ArchiveQueue: Sendable {
     }
 
     public func markStored(_ job: ArchiveJob, _ stored: Stored, on connection: Connection) throws -> StoredTiming? {
-        guard let row = try connection.query(prepared: """
-            UPDATE assets SET state = 'stored', storage_key = $3, size_bytes = $4, sha256 = $5, content_type = $6, etag = $7,
-                              stored_at = now(), claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
-                              spool_path = NULL, last_error = NULL, failure_reason = NULL, updated_at = now()
-            WHERE id = $1 AND claim_token = $2
-            RETURNING extract(epoch FROM stored_at - created_at)::float8, coalesce(stored_at > deadline, false)
-            """, [job.assetID, job.claimToken, stored.key, stored.size, stored.sha256, stored.contentType, stored.etag]).first else {
+        guard
+            let row = try connection.query(
+                prepared: """
+                    UPDATE assets SET state = 'stored', storage_key = $3, size_bytes = $4, sha256 = $5, content_type = $6, etag = $7,
+                                      stored_at = now(), claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
+                                      spool_path = NULL, last_error = NULL, failure_reason = NULL, updated_at = now()
+                    WHERE id = $1 AND claim_token = $2
+                    RETURNING extract(epoch FROM stored_at - created_at)::float8, coalesce(stored_at > deadline, false)
+                    """, [job.assetID, job.claimToken, stored.key, stored.size, stored.sha256, stored.contentType, stored.etag]
+            ).first
+        else {
             return nil
         }
         return StoredTiming(secondsSinceWebhook: try row.decode(0), late: try row.decode(1))
@@ -143,7 +154,8 @@ public struct ArchiveQueue: Sendable {
 
     /// Schedules another try.
     public func retry(_ job: ArchiveJob, at next: Date, error: String, on connection: Connection) throws -> Bool {
-        try connection.execute("""
+        try connection.execute(
+            """
             UPDATE assets SET state = 'pending', next_attempt_at = $3, last_error = $4, claim_token = NULL, claimed_by = NULL,
                               lease_expires_at = NULL, updated_at = now()
             WHERE id = $1 AND claim_token = $2
@@ -153,7 +165,8 @@ public struct ArchiveQueue: Sendable {
     /// A permanent outcome: `failed` or `expired`, with the reason an operator will read.
     public func finish(_ job: ArchiveJob, state: AssetState, reason: String, on connection: Connection) throws -> Bool {
         precondition(state == .failed || state == .expired)
-        return try connection.execute("""
+        return try connection.execute(
+            """
             UPDATE assets SET state = $3, failure_reason = $4, last_error = $4, claim_token = NULL, claimed_by = NULL,
                               lease_expires_at = NULL, updated_at = now()
             WHERE id = $1 AND claim_token = $2

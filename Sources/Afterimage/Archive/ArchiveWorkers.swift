@@ -42,13 +42,18 @@ public final class ArchiveWorkers: DaemonComponent {
     private let claimsFailing = Atomic<Bool>(false)
     private let threads: ThreadGroup
 
-    struct InFlight { let token: UUID; var lost: Bool }
+    struct InFlight {
+        let token: UUID
+        var lost: Bool
+    }
 
     public let name = "archive workers"
     public var stopBudget: Duration { configuration.drainTimeout + configuration.abortTimeout }
 
-    public init(archiver: Archiver, databaseURL: String, limits: SessionLimits = SessionLimits(), configuration: Configuration,
-                databaseReady: @escaping @Sendable () -> Bool = { true }, heartbeats: Heartbeats? = nil, logger: Logger) {
+    public init(
+        archiver: Archiver, databaseURL: String, limits: SessionLimits = SessionLimits(), configuration: Configuration,
+        databaseReady: @escaping @Sendable () -> Bool = { true }, heartbeats: Heartbeats? = nil, logger: Logger
+    ) {
         self.archiver = archiver
         self.queue = archiver.queue
         self.pool = archiver.pool
@@ -89,8 +94,9 @@ public final class ArchiveWorkers: DaemonComponent {
             logger.warning("drain timeout reached; releasing the remaining transfers", metadata: ["in_flight": "\(inFlight.withLock { $0.count })"])
             aborting.store(true, ordering: .releasing)
             if !threads.join(timeout: configuration.abortTimeout) {
-                logger.error("transfers did not end after the abort; their leases expire on their own",
-                             metadata: ["in_flight": "\(inFlight.withLock { $0.count })"])
+                logger.error(
+                    "transfers did not end after the abort; their leases expire on their own",
+                    metadata: ["in_flight": "\(inFlight.withLock { $0.count })"])
                 return
             }
         }
@@ -161,8 +167,9 @@ public final class ArchiveWorkers: DaemonComponent {
             } catch {
                 logger.warning("lease renewal failed", metadata: ["error": "\(error)"])
             }
-            leaseTimer.sleep(timeout: interval, heartbeat: heartbeat,
-                             unlessStopped: { self.stopSignal.isStopped && self.inFlight.withLock { $0.isEmpty } })
+            leaseTimer.sleep(
+                timeout: interval, heartbeat: heartbeat,
+                unlessStopped: { self.stopSignal.isStopped && self.inFlight.withLock { $0.isEmpty } })
         }
     }
 

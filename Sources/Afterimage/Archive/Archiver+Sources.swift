@@ -41,11 +41,14 @@ extension Archiver {
             // A data: output recorded without a spool file (by `afterimage reconcile`, which cannot reach the
             // daemon's spool), or an asset whose spool file the sweep removed once it had failed (it was
             // retried by hand since): expected, not an incident.
-            log.info(job.sourceURL.hasPrefix("data:") ? "decoding a data: output from the recorded delivery"
-                                                      : "decoding inline bytes from the recorded delivery")
+            log.info(
+                job.sourceURL.hasPrefix("data:")
+                    ? "decoding a data: output from the recorded delivery"
+                    : "decoding inline bytes from the recorded delivery")
         } else {
-            log.error("the spool file of an inline result is missing here; decoding it again from the recorded delivery",
-                      metadata: ["spool_path": "\(job.spoolPath ?? "none")"])
+            log.error(
+                "the spool file of an inline result is missing here; decoding it again from the recorded delivery",
+                metadata: ["spool_path": "\(job.spoolPath ?? "none")"])
         }
         guard let provider = providers[job.provider] else {
             throw ArchiveError(.inlineLost, "inline result of \(job.provider), which this daemon does not serve")

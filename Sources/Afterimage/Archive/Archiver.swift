@@ -25,11 +25,13 @@ public struct Archiver: Sendable {
     public let providers: [ProviderName: any Provider]
     let logger: Logger
 
-    public init(queue: ArchiveQueue, pool: Pool, storage: S3Client, spool: Spool, layout: StorageLayout,
-                policy: @escaping @Sendable () -> FetchPolicy, retryPolicy: RetryPolicy = RetryPolicy(),
-                sourceCredential: @escaping @Sendable (ProviderName) -> SourceCredential?,
-                multipartThreshold: Int64 = 64 << 20, partSize: Int64 = 8 << 20, partsInFlight: Int = 4,
-                providers: [any Provider] = [], logger: Logger) {
+    public init(
+        queue: ArchiveQueue, pool: Pool, storage: S3Client, spool: Spool, layout: StorageLayout,
+        policy: @escaping @Sendable () -> FetchPolicy, retryPolicy: RetryPolicy = RetryPolicy(),
+        sourceCredential: @escaping @Sendable (ProviderName) -> SourceCredential?,
+        multipartThreshold: Int64 = 64 << 20, partSize: Int64 = 8 << 20, partsInFlight: Int = 4,
+        providers: [any Provider] = [], logger: Logger
+    ) {
         self.queue = queue
         self.pool = pool
         self.storage = storage
@@ -55,7 +57,8 @@ public struct Archiver: Sendable {
             let spooled: Spooled
             // The recorded path is normalised and must lie in the spool (`resolve`) before it is read.
             if let path = job.spoolPath.flatMap(spool.resolve), let sha = job.spoolSHA256, let size = job.spoolSize,
-               spool.isIntact(path: path, size: size, sha256: sha) {
+                spool.isIntact(path: path, size: size, sha256: sha)
+            {
                 spooled = Spooled(path: path, sha256: sha, size: size, contentType: job.contentType)
                 log.info("uploading from spool left by an earlier try")
             } else {
@@ -72,11 +75,13 @@ public struct Archiver: Sendable {
                 guard recorded else { throw ArchiveError(.leaseLost, "the lease was lost while downloading") }
             }
             if shouldAbort() { throw ArchiveError(.aborted, "stopping") }
-            let key = layout.key(provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
-                                 contentType: spooled.contentType, sourceURL: job.sourceURL)
+            let key = layout.key(
+                provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
+                contentType: spooled.contentType, sourceURL: job.sourceURL)
             let uploadStarted = ContinuousClock.now
-            let etag = try upload(key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256,
-                                  contentType: spooled.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
+            let etag = try upload(
+                key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256,
+                contentType: spooled.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
             AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: spooled.size, since: uploadStarted)
             let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
             guard let timing = try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
@@ -158,7 +163,8 @@ public struct Archiver: Sendable {
         switch error.code {
         case .tooLarge: return ArchiveError(.tooLarge, "the file is larger than fetch.max_bytes (\(maxBytes))")
         case .blockedAddress: return ArchiveError(.blockedAddress, "the source resolves to a private or reserved address")
-        case .disallowedRedirect, .protocolNotAllowed: return ArchiveError(.disallowedURL, "redirected to a URL outside fetch.allowed_hosts / allowed_schemes")
+        case .disallowedRedirect, .protocolNotAllowed:
+            return ArchiveError(.disallowedURL, "redirected to a URL outside fetch.allowed_hosts / allowed_schemes")
         case .aborted: return ArchiveError(.aborted, "transfer aborted")
         case .sinkFailed: return ArchiveError(.spool, error.message)
         default: return ArchiveError(.transport, error.message)
@@ -168,18 +174,23 @@ public struct Archiver: Sendable {
     /// Single PUT up to the threshold, multipart above it; then HEAD to check the stored size. Both kinds
     /// poll `shouldAbort` while the bytes go up and end with `.aborted` when it says stop (a multipart
     /// upload is aborted at the store as well).
-    func upload(key: String, path: String, size: Int64, sha256: String, contentType: String?, sourceURL: String,
-                shouldAbort: (@Sendable () -> Bool)? = nil) throws -> String? {
+    func upload(
+        key: String, path: String, size: Int64, sha256: String, contentType: String?, sourceURL: String,
+        shouldAbort: (@Sendable () -> Bool)? = nil
+    ) throws -> String? {
         let metadata = ["sha256": sha256, "source-url": Self.metadataSourceURL(sourceURL)]
         let etag: String?
         do {
             if size <= multipartThreshold {
-                etag = try storage.putObject(key: key, body: .file(path: path, offset: 0, length: size), contentType: contentType,
-                                             metadata: metadata, payloadSHA256Hex: sha256, shouldAbort: shouldAbort)
+                etag = try storage.putObject(
+                    key: key, body: .file(path: path, offset: 0, length: size), contentType: contentType,
+                    metadata: metadata, payloadSHA256Hex: sha256, shouldAbort: shouldAbort)
             } else {
-                etag = try MultipartUpload(storage: storage, key: key, path: path, size: size, partSize: partSize,
-                                           partsInFlight: partsInFlight, expectedSHA256: sha256, shouldAbort: shouldAbort)
-                    .run(contentType: contentType, metadata: metadata)
+                etag = try MultipartUpload(
+                    storage: storage, key: key, path: path, size: size, partSize: partSize,
+                    partsInFlight: partsInFlight, expectedSHA256: sha256, shouldAbort: shouldAbort
+                )
+                .run(contentType: contentType, metadata: metadata)
             }
             guard let info = try storage.headObject(key: key) else {
                 throw ArchiveError(.storage, "the object is missing right after the upload")

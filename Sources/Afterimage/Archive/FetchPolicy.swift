@@ -19,8 +19,9 @@ public struct FetchPolicy: Sendable {
     }
 
     public init(_ fetch: Settings.Fetch) {
-        self.init(allowedHosts: fetch.allowedHosts, allowedSchemes: fetch.allowedSchemes,
-                  allowPrivateNetworks: fetch.allowPrivateNetworks, maxBytes: fetch.maxBytes)
+        self.init(
+            allowedHosts: fetch.allowedHosts, allowedSchemes: fetch.allowedSchemes,
+            allowPrivateNetworks: fetch.allowPrivateNetworks, maxBytes: fetch.maxBytes)
     }
 
     /// Nil when allowed, else why not (the reason becomes the asset's failure reason).
@@ -69,7 +70,7 @@ public struct HostPatterns: Sendable {
         guard !host.isEmpty else { return false }
         return patterns.contains { pattern in
             if pattern.hasPrefix("*.") {
-                let suffix = pattern.dropFirst(1)   // ".example.com"
+                let suffix = pattern.dropFirst(1)  // ".example.com"
                 return host.hasSuffix(suffix) && host.count > suffix.count
             }
             return host == pattern

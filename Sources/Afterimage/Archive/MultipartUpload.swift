@@ -46,16 +46,18 @@ struct MultipartUpload {
                             let number = state.next
                             state.next += 1
                             let offset = Int64(number - 1) * partSize
-                            let sha = try SHA256Hasher.hexDigest(ofFile: path, offset: offset, length: min(partSize, size - offset),
-                                                                 feeding: &state.whole)
+                            let sha = try SHA256Hasher.hexDigest(
+                                ofFile: path, offset: offset, length: min(partSize, size - offset),
+                                feeding: &state.whole)
                             return (number, sha)
                         }
                         guard let (number, sha) = claimed else { return }
                         let offset = Int64(number - 1) * partSize
                         let length = min(partSize, size - offset)
-                        let etag = try storage.uploadPart(key: key, uploadId: uploadID, partNumber: number,
-                                                          body: .file(path: path, offset: offset, length: length), payloadSHA256Hex: sha,
-                                                          shouldAbort: shouldAbort)
+                        let etag = try storage.uploadPart(
+                            key: key, uploadId: uploadID, partNumber: number,
+                            body: .file(path: path, offset: offset, length: length), payloadSHA256Hex: sha,
+                            shouldAbort: shouldAbort)
                         results.withLock { $0.etags[number] = etag }
                     } catch {
                         results.withLock { if $0.error == nil { $0.error = error } }
@@ -77,7 +79,8 @@ struct MultipartUpload {
         let whole = handout.withLock { $0.whole.hex() }
         if let expectedSHA256, whole != expectedSHA256 {
             abort(uploadID)
-            throw ArchiveError(.spool, "the spool file changed since it was recorded: its SHA-256 is \(whole), recorded \(expectedSHA256); not stored")
+            throw ArchiveError(
+                .spool, "the spool file changed since it was recorded: its SHA-256 is \(whole), recorded \(expectedSHA256); not stored")
         }
         do {
             let parts = (1...partCount).map { ($0, etags[$0] ?? "") }

@@ -19,8 +19,10 @@ public struct RetryPolicy: Sendable {
         case expire(reason: String)
     }
 
-    public func decide(_ error: ArchiveError, attempts: Int, deadline: Date?, now: Date = Date(),
-                       jitter: Double = Double.random(in: 0.75...1.25)) -> Decision {
+    public func decide(
+        _ error: ArchiveError, attempts: Int, deadline: Date?, now: Date = Date(),
+        jitter: Double = Double.random(in: 0.75...1.25)
+    ) -> Decision {
         let pastDeadline = deadline.map { now >= $0 } ?? false
         switch error.code {
         case .disallowedURL, .blockedAddress, .tooLarge, .inlineLost:
@@ -52,8 +54,9 @@ public struct RetryPolicy: Sendable {
             break
         }
         if attempts >= maxAttempts {
-            return pastDeadline ? .expire(reason: "gave up after \(attempts) tries, past the deadline: \(error.message)")
-                                : .fail(reason: "gave up after \(attempts) tries: \(error.message)")
+            return pastDeadline
+                ? .expire(reason: "gave up after \(attempts) tries, past the deadline: \(error.message)")
+                : .fail(reason: "gave up after \(attempts) tries: \(error.message)")
         }
         var next = nextAttempt(attempts: attempts, deadline: deadline, now: now, jitter: jitter)
         // A source that says when to come back (429 Retry-After; Stability's rate limit lasts 60 s) is

@@ -20,8 +20,9 @@ public struct Spool: Sendable {
     public init(directory: String) throws {
         self.directory = Self.normalised(directory)
         do {
-            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: self.directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
             throw ArchiveError(.spool, "cannot create workers.spool_dir \(directory): \(error.localizedDescription)")
         }
@@ -103,8 +104,9 @@ public struct Spool: Sendable {
     /// try can be uploaded as it is. Hashing costs one read of the file, only on this retry path.
     public func isIntact(path: String, size: Int64, sha256: String) -> Bool {
         guard let path = resolve(path), let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              attributes[.type] as? FileAttributeType == .typeRegular,
-              let fileSize = attributes[.size] as? NSNumber, fileSize.int64Value == size else { return false }
+            attributes[.type] as? FileAttributeType == .typeRegular,
+            let fileSize = attributes[.size] as? NSNumber, fileSize.int64Value == size
+        else { return false }
         return (try? SHA256Hasher.hexDigest(ofFile: path, length: size)) == sha256
     }
 

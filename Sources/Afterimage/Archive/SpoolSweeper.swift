@@ -37,8 +37,10 @@ public final class SpoolSweeper: DaemonComponent {
     /// A sweep is a directory listing and one or two statements; the stop waits for the one under way.
     public let stopBudget: Duration = .seconds(2)
 
-    public init(spool: Spool, pool: Pool, interval: TimeInterval, databaseReady: @escaping @Sendable () -> Bool = { true },
-                heartbeats: Heartbeats? = nil, logger: Logger) {
+    public init(
+        spool: Spool, pool: Pool, interval: TimeInterval, databaseReady: @escaping @Sendable () -> Bool = { true },
+        heartbeats: Heartbeats? = nil, logger: Logger
+    ) {
         self.spool = spool
         self.pool = pool
         self.interval = interval
@@ -55,8 +57,12 @@ public final class SpoolSweeper: DaemonComponent {
             do {
                 let outcome = try sweep()
                 if !outcome.removed.isEmpty {
-                    logger.info("stale spool files removed", metadata: ["count": "\(outcome.removed.count)",
-                                                                        "references_cleared": "\(outcome.clearedReferences)"])
+                    logger.info(
+                        "stale spool files removed",
+                        metadata: [
+                            "count": "\(outcome.removed.count)",
+                            "references_cleared": "\(outcome.clearedReferences)",
+                        ])
                 }
             } catch {
                 logger.warning("spool sweep skipped: database unavailable", metadata: ["error": "\(error)"])
@@ -94,7 +100,8 @@ public final class SpoolSweeper: DaemonComponent {
         }
         if !finished.isEmpty {
             outcome.clearedReferences = try pool.withConnection { connection in
-                try connection.execute("""
+                try connection.execute(
+                    """
                     UPDATE assets SET spool_path = NULL
                     WHERE spool_path = ANY($1) AND state IN ('stored', 'failed', 'expired')
                     """, [try PQArray<String>(finished.map { Optional($0) })])
@@ -107,8 +114,10 @@ public final class SpoolSweeper: DaemonComponent {
     static func states(of paths: [String], on connection: Connection) throws -> [String: [String]] {
         var states: [String: [String]] = [:]
         for batch in stride(from: 0, to: paths.count, by: 1000).map({ Array(paths[$0..<min($0 + 1000, paths.count)]) }) {
-            for row in try connection.query("SELECT spool_path, state FROM assets WHERE spool_path = ANY($1)",
-                                            [try PQArray<String>(batch.map { Optional($0) })]) {
+            for row in try connection.query(
+                "SELECT spool_path, state FROM assets WHERE spool_path = ANY($1)",
+                [try PQArray<String>(batch.map { Optional($0) })])
+            {
                 states[try row.decode(0, as: String.self), default: []].append(try row.decode(1, as: String.self))
             }
         }

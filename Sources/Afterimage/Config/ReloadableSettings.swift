@@ -99,7 +99,8 @@ public final class ReloadableSettings: Sendable {
             }
             return out
         }
-        let before = lines(old), after = lines(new)
+        let before = lines(old)
+        let after = lines(new)
         return SettingsLoader.keys.map(\.key).filter { before[$0] != after[$0] }
     }
 }

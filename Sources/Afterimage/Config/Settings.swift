@@ -105,8 +105,10 @@ public struct Settings: Sendable {
         /// Not api.replicate.com: the API is reached by the reconciler through `replicate.base_url`, never by
         /// a download, so an output string pointing at it is refused rather than fetched. The providers' key
         /// sets (JWKS) are fetched with their own host allowed, so their API hosts need not be here either.
-        public var allowedHosts = ["replicate.delivery", "*.replicate.delivery", "api.stability.ai", "ideogram.ai",
-                                   "fal.media", "*.fal.media"]
+        public var allowedHosts = [
+            "replicate.delivery", "*.replicate.delivery", "api.stability.ai", "ideogram.ai",
+            "fal.media", "*.fal.media",
+        ]
         public var allowedSchemes = ["https"]
         public var allowPrivateNetworks = false
         public var maxBytes: Int64 = 5_368_709_120
@@ -167,7 +169,8 @@ extension Settings {
     /// The database URI, or the error `serve`, `migrate` and `check-config` report when it is missing.
     public func requireDatabaseURL() throws(ConfigurationError) -> String {
         guard let url = database.url, !url.isEmpty else {
-            throw ConfigurationError(key: "database.url", "is required (a libpq URI such as postgresql://user@host:5432/afterimage; environment AFTERIMAGE_DATABASE_URL)")
+            throw ConfigurationError(
+                key: "database.url", "is required (a libpq URI such as postgresql://user@host:5432/afterimage; environment AFTERIMAGE_DATABASE_URL)")
         }
         return url
     }
@@ -182,9 +185,11 @@ extension Settings {
     /// Checks everything `serve` needs, so `check-config` and `serve` fail the same way before doing anything.
     public func validateForServe() throws(ConfigurationError) {
         _ = try requireDatabaseURL()
-        for (key, value) in [("storage.endpoint", storage.endpoint), ("storage.bucket", storage.bucket),
-                             ("storage.access_key_id", storage.accessKeyID),
-                             ("storage.secret_access_key", storage.secretAccessKey)] {
+        for (key, value) in [
+            ("storage.endpoint", storage.endpoint), ("storage.bucket", storage.bucket),
+            ("storage.access_key_id", storage.accessKeyID),
+            ("storage.secret_access_key", storage.secretAccessKey),
+        ] {
             guard let value, !value.isEmpty else { throw ConfigurationError(key: key, "is required") }
         }
     }

@@ -103,9 +103,11 @@ public enum SettingsLoader {
         s.database.poolSize = try v.int("database.pool_size", in: 1...1000) ?? s.database.poolSize
         s.database.migrate = try v.bool("database.migrate") ?? s.database.migrate
         s.database.acquireTimeoutMilliseconds = try v.int("database.acquire_timeout_ms", in: 1...600_000) ?? s.database.acquireTimeoutMilliseconds
-        s.database.statementTimeoutMilliseconds = try v.int("database.statement_timeout_ms", in: 0...86_400_000) ?? s.database.statementTimeoutMilliseconds
+        s.database.statementTimeoutMilliseconds =
+            try v.int("database.statement_timeout_ms", in: 0...86_400_000) ?? s.database.statementTimeoutMilliseconds
         s.database.lockTimeoutMilliseconds = try v.int("database.lock_timeout_ms", in: 0...86_400_000) ?? s.database.lockTimeoutMilliseconds
-        s.database.idleInTransactionTimeoutMilliseconds = try v.int("database.idle_in_transaction_timeout_ms", in: 0...86_400_000)
+        s.database.idleInTransactionTimeoutMilliseconds =
+            try v.int("database.idle_in_transaction_timeout_ms", in: 0...86_400_000)
             ?? s.database.idleInTransactionTimeoutMilliseconds
         s.database.tcpUserTimeoutMilliseconds = try v.int("database.tcp_user_timeout_ms", in: 0...3_600_000) ?? s.database.tcpUserTimeoutMilliseconds
         s.database.keepalivesIdleSeconds = try v.int("database.keepalives_idle", in: 1...7200) ?? s.database.keepalivesIdleSeconds
@@ -196,7 +198,8 @@ public enum SettingsLoader {
     /// The reason never repeats the value.
     static func baseURLProblem(_ url: String) -> String? {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
-              ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty else {
+            ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty
+        else {
             return "must be an http(s) URL"
         }
         guard components.user == nil, components.password == nil, !url.contains("@") else {
@@ -218,7 +221,8 @@ public enum SettingsLoader {
 
     static func validateHTTPURL(_ value: String, key: String) throws(ConfigurationError) {
         guard let url = URL(string: value), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              let host = url.host, !host.isEmpty else {
+            let host = url.host, !host.isEmpty
+        else {
             throw ConfigurationError(key: key, "must be an http(s) URL")
         }
     }
@@ -226,7 +230,8 @@ public enum SettingsLoader {
     /// Ed25519 public keys as JWKS writes them: 32 bytes, base64url (padding optional).
     static func validatePublicKeys(_ keys: [String], key: String) throws(ConfigurationError) {
         for value in keys where JSONWebKeySet.publicKey(base64URL: value) == nil {
-            throw ConfigurationError(key: key, "each entry must be a 32-byte Ed25519 public key in base64url (a JWK's \"x\"), not \"\(value.prefix(60))\"")
+            throw ConfigurationError(
+                key: key, "each entry must be a 32-byte Ed25519 public key in base64url (a JWK's \"x\"), not \"\(value.prefix(60))\"")
         }
     }
 
@@ -235,7 +240,8 @@ public enum SettingsLoader {
     static func validateHostPatterns(_ patterns: [String], key: String) throws(ConfigurationError) {
         for pattern in patterns {
             let name = pattern.hasPrefix("*.") ? String(pattern.dropFirst(2)) : pattern
-            let valid = !name.isEmpty && name.utf8.count <= 253 && !name.hasPrefix(".") && !name.hasSuffix(".") && !name.contains("..")
+            let valid =
+                !name.isEmpty && name.utf8.count <= 253 && !name.hasPrefix(".") && !name.hasSuffix(".") && !name.contains("..")
                 && name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "." || $0 == ":") }
             guard valid else {
                 throw ConfigurationError(key: key, "\"\(pattern)\" is not a host name or a *.domain wildcard")

@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
-import Primitives
 import Logging
 import MicroHTTP
+import Primitives
 import S3
 
 /// `GET /ui/`: the web console, static files compiled into the binary (see `EmbeddedConsole`) and answered
@@ -48,9 +48,11 @@ public struct ConsoleRoutes: Sendable {
         }
         // Revalidated on every load (cheap: a 304 from memory), so a daemon upgrade shows at once.
         var headers = securityHeaders + [("ETag", file.etag), ("Cache-Control", "no-cache")]
-        if let tags = request.header("if-none-match"), tags.split(separator: ",").contains(where: {
-            $0.trimmingCharacters(in: .whitespaces) == file.etag
-        }) {
+        if let tags = request.header("if-none-match"),
+            tags.split(separator: ",").contains(where: {
+                $0.trimmingCharacters(in: .whitespaces) == file.etag
+            })
+        {
             return Response(status: 304, headers: headers)
         }
         headers.append(("Content-Type", file.contentType))
@@ -61,8 +63,10 @@ public struct ConsoleRoutes: Sendable {
     static func securityHeaders(bucketOrigin: String?) -> [(String, String)] {
         let media = bucketOrigin.map { "'self' \($0)" } ?? "'self'"
         return [
-            ("Content-Security-Policy",
-             "default-src 'self'; img-src \(media); media-src \(media); frame-ancestors 'none'"),
+            (
+                "Content-Security-Policy",
+                "default-src 'self'; img-src \(media); media-src \(media); frame-ancestors 'none'"
+            ),
             ("X-Content-Type-Options", "nosniff"),
             ("Referrer-Policy", "no-referrer"),
         ]
@@ -73,8 +77,11 @@ public struct ConsoleRoutes: Sendable {
     /// builds for an object, so it is the origin the browser will actually load from. Nil when the storage
     /// settings are incomplete (then `serve` has refused to start anyway).
     static func bucketOrigin(_ storage: Settings.Storage) -> String? {
-        guard let endpoint = try? S3Endpoint(endpoint: storage.endpoint ?? "", region: storage.region, bucket: storage.bucket ?? "",
-                                             pathStyle: storage.pathStyle) else { return nil }
+        guard
+            let endpoint = try? S3Endpoint(
+                endpoint: storage.endpoint ?? "", region: storage.region, bucket: storage.bucket ?? "",
+                pathStyle: storage.pathStyle)
+        else { return nil }
         let url = endpoint.objectURL(key: "k")
         guard let separator = url.range(of: "://") else { return nil }
         let afterScheme = url[separator.upperBound...]
@@ -108,7 +115,8 @@ struct ConsoleFile: Sendable {
         }
     }
 
-    static let all: [String: ConsoleFile] = Dictionary(uniqueKeysWithValues: EmbeddedConsole.files.map { name, text in
-        (name, ConsoleFile(name: name, text: text))
-    })
+    static let all: [String: ConsoleFile] = Dictionary(
+        uniqueKeysWithValues: EmbeddedConsole.files.map { name, text in
+            (name, ConsoleFile(name: name, text: text))
+        })
 }

@@ -14,14 +14,17 @@ struct ChannelListener {
     ///   - connected: the channel is listened to again; anything sent before was not heard.
     ///   - received: notifications that arrived together.
     ///   - failed: the connection failed or dropped; `pause` follows, then a new connection.
-    func run(while isRunning: () -> Bool, connected: () -> Void, received: ([PQ.Notification]) -> Void,
-             failed: (any Error) -> Void, pause: () -> Void) {
+    func run(
+        while isRunning: () -> Bool, connected: () -> Void, received: ([PQ.Notification]) -> Void,
+        failed: (any Error) -> Void, pause: () -> Void
+    ) {
         while isRunning() {
             heartbeat?.beat()
             var connection: Connection?
             do {
-                let listener = try Connection.connect(url: databaseURL, connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds,
-                                                      limits: limits)
+                let listener = try Connection.connect(
+                    url: databaseURL, connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds,
+                    limits: limits)
                 connection = listener
                 try listener.listen(channel)
                 connected()

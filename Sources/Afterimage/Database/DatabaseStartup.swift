@@ -30,8 +30,10 @@ public final class DatabaseStartup: DaemonComponent {
     public let stopBudget: Duration = .seconds(2)
     static let longestBackoff: TimeInterval = 10
 
-    public init(databaseURL: String, migrate: Bool, limits: SessionLimits, pool: Pool, status: ServiceStatus,
-                heartbeats: Heartbeats? = nil, logger: Logger, onFatal: @escaping @Sendable (any Error) -> Void) {
+    public init(
+        databaseURL: String, migrate: Bool, limits: SessionLimits, pool: Pool, status: ServiceStatus,
+        heartbeats: Heartbeats? = nil, logger: Logger, onFatal: @escaping @Sendable (any Error) -> Void
+    ) {
         self.databaseURL = databaseURL
         self.migrate = migrate
         self.limits = limits
@@ -110,8 +112,9 @@ public final class DatabaseStartup: DaemonComponent {
     private func bringUp(_ heartbeat: Heartbeat) throws -> [String] {
         let connection: Connection
         do {
-            connection = try Connection.connect(url: databaseURL, connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds,
-                                                limits: limits)
+            connection = try Connection.connect(
+                url: databaseURL, connectTimeoutSeconds: Settings.Database.connectTimeoutSeconds,
+                limits: limits)
         } catch {
             throw MigrationError(code: .database, message: "cannot connect: \(error)", cause: error)
         }
@@ -122,10 +125,12 @@ public final class DatabaseStartup: DaemonComponent {
         }
         // While another process migrates, wait (beating, and giving up at a stop); past the lock's bounded
         // wait this is retried like an outage.
-        return try Migrator().migrate(on: connection, logger: logger, keepWaiting: { [stopSignal] in
-            heartbeat.beat()
-            return !stopSignal.isStopped
-        })
+        return try Migrator().migrate(
+            on: connection, logger: logger,
+            keepWaiting: { [stopSignal] in
+                heartbeat.beat()
+                return !stopSignal.isStopped
+            })
     }
 
     /// A short cause for `STATUS=`: the error's kind, never the server's message (it may name hosts).

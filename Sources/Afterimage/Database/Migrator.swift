@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
-import Primitives
 import Logging
 import PQ
+import Primitives
 
 /// One schema change, shipped inside the binary (see scripts/embed-migrations.sh).
 public struct Migration: Sendable {
@@ -23,7 +23,8 @@ public struct Migration: Sendable {
 
 public struct MigrationError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
-        case checksumMismatch = "checksum_mismatch", database
+        case checksumMismatch = "checksum_mismatch"
+        case database
         /// `schema_migrations` lists migrations this build does not carry: a newer version migrated the
         /// database, and this one does not know the schema it left.
         case unknownMigrations = "unknown_migrations"
@@ -111,9 +112,11 @@ public struct Migrator: Sendable {
             }
             if taken { return }
             guard ContinuousClock.now < deadline, keepWaiting() else {
-                throw MigrationError(code: .lockBusy, message: "another process holds the migration lock"
-                                     + (lockHolder(on: connection).map { " (PostgreSQL backend pid \($0))" } ?? "")
-                                     + "; gave up after \(lockWait)")
+                throw MigrationError(
+                    code: .lockBusy,
+                    message: "another process holds the migration lock"
+                        + (lockHolder(on: connection).map { " (PostgreSQL backend pid \($0))" } ?? "")
+                        + "; gave up after \(lockWait)")
             }
             Thread.sleep(forTimeInterval: Self.lockPollInterval.timeInterval)
         }
@@ -123,7 +126,8 @@ public struct Migrator: Sendable {
     /// `classid` (high half) and `objid` (low half) in `pg_locks`).
     private func lockHolder(on connection: Connection) -> Int32? {
         let key = UInt64(bitPattern: Self.advisoryLockKey)
-        let rows = try? connection.query("""
+        let rows = try? connection.query(
+            """
             SELECT pid FROM pg_locks
             WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid::bigint = $1 AND objid::bigint = $2
             LIMIT 1
@@ -152,13 +156,16 @@ public struct Migrator: Sendable {
         guard unknown.isEmpty else {
             throw MigrationError(
                 code: .unknownMigrations,
-                message: "the database has migrations this build does not know: \(unknown.joined(separator: ", ")) (a newer version of Afterimage migrated it); run that version or a newer one")
+                message:
+                    "the database has migrations this build does not know: \(unknown.joined(separator: ", ")) (a newer version of Afterimage migrated it); run that version or a newer one"
+            )
         }
     }
 
     private func applyPending(on connection: Connection, logger: Logger) throws -> [String] {
         do {
-            try connection.executeScript("""
+            try connection.executeScript(
+                """
                 CREATE TABLE IF NOT EXISTS schema_migrations (
                     name       text PRIMARY KEY,
                     checksum   text NOT NULL,
@@ -177,7 +184,9 @@ public struct Migrator: Sendable {
                     guard checksum == migration.checksum else {
                         throw MigrationError(
                             code: .checksumMismatch,
-                            message: "\(migration.name) was applied with checksum \(checksum) but this build carries \(migration.checksum); applied migrations must never change, add a new one instead")
+                            message:
+                                "\(migration.name) was applied with checksum \(checksum) but this build carries \(migration.checksum); applied migrations must never change, add a new one instead"
+                        )
                     }
                     continue
                 }

@@ -68,7 +68,8 @@ public struct LocalDemo: Sendable {
     public func run(progress: (String) -> Void) throws(Failure) -> Outcome {
         try checkReady()
         let prediction = DemoPrediction()
-        progress("sending a signed Replicate webhook for prediction \(prediction.id) (one 48x48 PNG as a data: URI) to \(baseURL)/v1/webhooks/replicate")
+        progress(
+            "sending a signed Replicate webhook for prediction \(prediction.id) (one 48x48 PNG as a data: URI) to \(baseURL)/v1/webhooks/replicate")
         let webhook = try send(prediction)
         progress("the daemon answered \(webhook.status) \(String(decoding: webhook.body, as: UTF8.self))")
 
@@ -80,9 +81,10 @@ public struct LocalDemo: Sendable {
         }
         progress("output 0 stored as \(asset["key"] as? String ?? "?"); fetching its presigned URL to check the bytes")
         let fetched = try fetch(url, expectedSHA256: asset["sha256"] as? String)
-        return Outcome(predictionID: prediction.id, webhookStatus: webhook.status, storedAfter: storedAfter, lookup: lookup,
-                       presignedURL: url, presignedURLExpiresAt: asset["url_expires_at"] as? String,
-                       fetchedBytes: fetched, consoleAvailable: get("/ui/")?.status == 200)
+        return Outcome(
+            predictionID: prediction.id, webhookStatus: webhook.status, storedAfter: storedAfter, lookup: lookup,
+            presignedURL: url, presignedURLExpiresAt: asset["url_expires_at"] as? String,
+            fetchedBytes: fetched, consoleAvailable: get("/ui/")?.status == 200)
     }
 
     /// `/readyz` must answer 200: anything else would make the demo fail later with a less helpful message.
@@ -91,19 +93,24 @@ public struct LocalDemo: Sendable {
         do {
             response = try session.perform(CurlRequest(url: baseURL + "/readyz"), options: options(timeout: .seconds(10)))
         } catch {
-            throw Failure(code: .notRunning, message: """
-                no daemon answers on \(baseURL) (\(error.code)). Start it first: `make run` in another terminal \
-                (or `afterimage serve --config FILE`), and wait for "listening"
-                """)
+            throw Failure(
+                code: .notRunning,
+                message: """
+                    no daemon answers on \(baseURL) (\(error.code)). Start it first: `make run` in another terminal \
+                    (or `afterimage serve --config FILE`), and wait for "listening"
+                    """)
         }
         guard response.status == 200 else {
-            throw Failure(code: .notReady, message: "\(baseURL)/readyz answered \(response.status): \(Self.text(response.body)); the daemon is not ready (database or storage)")
+            throw Failure(
+                code: .notReady,
+                message: "\(baseURL)/readyz answered \(response.status): \(Self.text(response.body)); the daemon is not ready (database or storage)")
         }
     }
 
     func send(_ prediction: DemoPrediction) throws(Failure) -> CurlResponse {
-        let request = CurlRequest(method: "POST", url: baseURL + "/v1/webhooks/replicate",
-                                  headers: prediction.headers(secret: webhookSecret), body: .bytes(prediction.body))
+        let request = CurlRequest(
+            method: "POST", url: baseURL + "/v1/webhooks/replicate",
+            headers: prediction.headers(secret: webhookSecret), body: .bytes(prediction.body))
         let response: CurlResponse
         do {
             response = try session.perform(request, options: options(timeout: .seconds(30)))
@@ -114,17 +121,21 @@ public struct LocalDemo: Sendable {
         case 200:
             let answer = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
             if let assets = answer?["assets"] as? Int, assets == 0 {
-                throw Failure(code: .webhookRefused, message: """
-                    the daemon accepted the webhook but found no output in it: this build does not archive data: \
-                    outputs (\(Self.text(response.body)))
-                    """)
+                throw Failure(
+                    code: .webhookRefused,
+                    message: """
+                        the daemon accepted the webhook but found no output in it: this build does not archive data: \
+                        outputs (\(Self.text(response.body)))
+                        """)
             }
             return response
         case 401:
-            throw Failure(code: .webhookRefused, message: """
-                the daemon refused the webhook's signature (401): the daemon and this command read different \
-                replicate.webhook_secret values (give both the same --config)
-                """)
+            throw Failure(
+                code: .webhookRefused,
+                message: """
+                    the daemon refused the webhook's signature (401): the daemon and this command read different \
+                    replicate.webhook_secret values (give both the same --config)
+                    """)
         default:
             throw Failure(code: .webhookRefused, message: "the webhook was answered \(response.status): \(Self.text(response.body))")
         }
@@ -153,16 +164,19 @@ public struct LocalDemo: Sendable {
                     case "stored":
                         return (response.body, first)
                     case "failed", "expired":
-                        throw Failure(code: .notStored, message: "output 0 is \(lastState): \(first["failure_reason"] as? String ?? "no reason given")")
+                        throw Failure(
+                            code: .notStored, message: "output 0 is \(lastState): \(first["failure_reason"] as? String ?? "no reason given")")
                     default:
                         break
                     }
                 }
             case 401:
-                throw Failure(code: .lookupRefused, message: """
-                    the lookup refused the API token (401): the daemon and this command read different api.tokens \
-                    (give both the same --config)
-                    """)
+                throw Failure(
+                    code: .lookupRefused,
+                    message: """
+                        the lookup refused the API token (401): the daemon and this command read different api.tokens \
+                        (give both the same --config)
+                        """)
             case 404, 503:
                 break  // not committed yet, or the database is briefly unavailable: ask again
             default:

@@ -47,7 +47,8 @@ public struct BearerAuthenticator: Sendable {
         guard authorization.utf8.count <= 2 * Self.maxHeaderBytes else { return .invalid }
         let bytes = Array(authorization.utf8)
         func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
-        var start = 0, end = bytes.count
+        var start = 0
+        var end = bytes.count
         while start < end, isBlank(bytes[start]) { start += 1 }
         while end > start, isBlank(bytes[end - 1]) { end -= 1 }
         guard start < end else { return .missing }

@@ -12,10 +12,12 @@ public struct HealthRoutes: Sendable {
     let readiness: ReadinessProbe
 
     public init(pool: Pool, storage: S3Client, logger: Logger, cacheLifetime: Duration = .seconds(1)) {
-        readiness = ReadinessProbe(lifetime: cacheLifetime, logger: logger, checks: [
-            ("database", { try pool.withConnection { connection in _ = try connection.query("SELECT 1") } }),
-            ("storage", { try storage.headBucket() }),
-        ])
+        readiness = ReadinessProbe(
+            lifetime: cacheLifetime, logger: logger,
+            checks: [
+                ("database", { try pool.withConnection { connection in _ = try connection.query("SELECT 1") } }),
+                ("storage", { try storage.headBucket() }),
+            ])
     }
 
     public func register(on router: inout Router) {
@@ -104,16 +106,21 @@ final class ReadinessProbe: Sendable {
         }
         let names = checks.map(\.name).filter(failing.contains)
         let message = "not ready: " + names.map { "\($0): unavailable" }.joined(separator: "; ")
-        let body = ReadinessFailure(error: .init(code: "not_ready", message: message),
-                                    checks: Dictionary(uniqueKeysWithValues: checks.map { check in
-                                        (check.name, failing.contains(check.name) ? "unavailable" : "ok")
-                                    }))
+        let body = ReadinessFailure(
+            error: .init(code: "not_ready", message: message),
+            checks: Dictionary(
+                uniqueKeysWithValues: checks.map { check in
+                    (check.name, failing.contains(check.name) ? "unavailable" : "ok")
+                }))
         return (.json(status: 503, body), failing)
     }
 }
 
 struct ReadinessFailure: Encodable {
-    struct Detail: Encodable { let code: String; let message: String }
+    struct Detail: Encodable {
+        let code: String
+        let message: String
+    }
     let error: Detail
     let checks: [String: String]
 }

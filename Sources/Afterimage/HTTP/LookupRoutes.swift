@@ -33,9 +33,11 @@ public struct LookupRoutes: Sendable {
 
     /// `refresher` re-reads entries ahead of their expiry; the daemon starts and stops it with its other
     /// parts (one that is never started refreshes nothing, and entries simply expire).
-    public init(pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator,
-                cache: LookupCache = LookupCache(lifetimeSeconds: 0), refresher: LookupRefresher? = nil,
-                batcher: LookupBatcher? = nil, logger: Logger) {
+    public init(
+        pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator,
+        cache: LookupCache = LookupCache(lifetimeSeconds: 0), refresher: LookupRefresher? = nil,
+        batcher: LookupBatcher? = nil, logger: Logger
+    ) {
         self.pool = pool
         self.presigner = presigner
         self.authenticator = authenticator
@@ -121,8 +123,9 @@ public struct LookupRoutes: Sendable {
         case .failure(let error as any ResponseError):
             return error.response
         case .failure(is LookupBatcher.Stopped):
-            return .error(status: 503, code: "stopping", message: "the daemon is stopping; retry later",
-                          headers: [("Retry-After", "1")])
+            return .error(
+                status: 503, code: "stopping", message: "the daemon is stopping; retry later",
+                headers: [("Retry-After", "1")])
         case .failure(let error):
             return unhandled(error, head)
         }
@@ -159,7 +162,8 @@ public struct LookupRoutes: Sendable {
         json.field("status", view.status)
         json.field("model", view.model)
         json.field("version", view.version)
-        json.key("input"); json.raw(view.inputJSON)
+        json.key("input")
+        json.raw(view.inputJSON)
         json.field("error", view.error)
         json.field("data_removed", view.dataRemoved)
         json.field("created_at", view.createdAt)
@@ -203,16 +207,22 @@ public struct LookupRoutes: Sendable {
             json.field("url", signed.url)
             json.field("url_expires_at", signed.expiresAt.rfc3339())
             json.objectEnd()
-            return Response(status: 302, headers: [("Location", signed.url), ("Cache-Control", "no-store"),
-                                                   ("Content-Type", "application/json")], body: json.bytes)
+            return Response(
+                status: 302,
+                headers: [
+                    ("Location", signed.url), ("Cache-Control", "no-store"),
+                    ("Content-Type", "application/json"),
+                ], body: json.bytes)
         case .failed:
             throw LookupError(.assetFailed, "output \(index) could not be archived: \(asset.failureReason ?? "unknown reason")")
         case .expired:
-            throw LookupError(.assetExpired, "output \(index) expired at the provider before it was archived: \(asset.failureReason ?? "unknown reason")")
+            throw LookupError(
+                .assetExpired, "output \(index) expired at the provider before it was archived: \(asset.failureReason ?? "unknown reason")")
         default:
             let wait = asset.state == .pending ? max(Self.defaultRetryAfter, asset.secondsUntilNextAttempt) : Self.defaultRetryAfter
-            throw LookupError(.assetNotReady, "output \(index) is \(asset.state == .pending ? "waiting to be archived" : "being archived")",
-                              retryAfter: min(wait, 3600))
+            throw LookupError(
+                .assetNotReady, "output \(index) is \(asset.state == .pending ? "waiting to be archived" : "being archived")",
+                retryAfter: min(wait, 3600))
         }
     }
 
@@ -265,7 +275,6 @@ public struct LookupRoutes: Sendable {
 
     // MARK: Helpers
 
-
     /// From the cache when settled and fresh, otherwise from the database (and then kept if settled).
     func predictionView(provider: String, id: String) throws -> PredictionView {
         let key = LookupCache.Key(provider: provider, id: id)
@@ -279,8 +288,10 @@ public struct LookupRoutes: Sendable {
     }
 
     static func predictionParameters(_ request: Request) throws(LookupError) -> (String, String) {
-        (try checked(request.pathParameters["provider"] ?? "", name: "provider", maxBytes: maxProviderBytes),
-         try checked(request.pathParameters["id"] ?? "", name: "prediction id", maxBytes: maxIDBytes))
+        (
+            try checked(request.pathParameters["provider"] ?? "", name: "provider", maxBytes: maxProviderBytes),
+            try checked(request.pathParameters["id"] ?? "", name: "prediction id", maxBytes: maxIDBytes)
+        )
     }
 
     /// Path and query values go into SQL parameters and log lines: bounded, no control characters.

@@ -11,8 +11,9 @@ struct MetricsRoute: Sendable {
         router.add("GET", "/metrics") { _ in
             monitor.refresh()
             AfterimageMetrics.pool(pool)
-            return Response(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                            body: AfterimageMetrics.registry.emitToBuffer())
+            return Response(
+                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                body: AfterimageMetrics.registry.emitToBuffer())
         }
     }
 }

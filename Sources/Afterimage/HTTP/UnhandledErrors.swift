@@ -10,8 +10,9 @@ enum UnhandledErrors {
         { error, head in
             if let error = error as? PQError, error.isUnavailable {
                 logger.error("request failed: database unavailable", metadata: ["path": "\(head.path)", "error": "\(error)"])
-                return .error(status: 503, code: "database_unavailable", message: "the database is unavailable; retry later",
-                              headers: [("Retry-After", "5")])
+                return .error(
+                    status: 503, code: "database_unavailable", message: "the database is unavailable; retry later",
+                    headers: [("Retry-After", "5")])
             }
             logger.error("request failed", metadata: ["path": "\(head.path)", "error": "\(error)"])
             return .error(status: 500, code: "internal_error", message: "the request failed")

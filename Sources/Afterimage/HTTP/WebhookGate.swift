@@ -31,8 +31,10 @@ struct WebhookGate: Sendable {
     }
 
     /// A Standard Webhooks gate (`headerNames` for providers that send the scheme under other names).
-    init(provider: ProviderName, headerNames: StandardWebhooksVerifier.HeaderNames = .standard,
-         verifier: @escaping @Sendable () -> StandardWebhooksVerifier, logger: Logger) {
+    init(
+        provider: ProviderName, headerNames: StandardWebhooksVerifier.HeaderNames = .standard,
+        verifier: @escaping @Sendable () -> StandardWebhooksVerifier, logger: Logger
+    ) {
         self.init(provider: provider, authentication: .standardWebhooks(headerNames, verifier: verifier), logger: logger)
     }
 
@@ -45,14 +47,16 @@ struct WebhookGate: Sendable {
             let id = head.header(names.id)
             let verification: StandardWebhooksVerifier.Verification
             do {
-                verification = try verifier().begin(id: id, timestamp: head.header(names.timestamp),
-                                                    signature: head.header(names.signature))
+                verification = try verifier().begin(
+                    id: id, timestamp: head.header(names.timestamp),
+                    signature: head.header(names.signature))
             } catch {
                 return .refuse(refusal(error, since: started))
             }
             guard let id, id.utf8.count <= Self.maxWebhookIDBytes else {
-                let response = Response.error(status: 400, code: "webhook_id_invalid",
-                                              message: "\(names.id) must be at most \(Self.maxWebhookIDBytes) bytes")
+                let response = Response.error(
+                    status: 400, code: "webhook_id_invalid",
+                    message: "\(names.id) must be at most \(Self.maxWebhookIDBytes) bytes")
                 AfterimageMetrics.webhookAnswered(provider: provider, status: response.status, since: started)
                 return .refuse(response)
             }
@@ -87,8 +91,9 @@ struct WebhookGate: Sendable {
     }
 
     static func keysUnavailableResponse(retryAfter: Int) -> Response {
-        .error(status: 503, code: "signing_keys_unavailable",
-               message: "the provider's signing keys cannot be fetched now; retry later", headers: [("Retry-After", String(retryAfter))])
+        .error(
+            status: 503, code: "signing_keys_unavailable",
+            message: "the provider's signing keys cannot be fetched now; retry later", headers: [("Retry-After", String(retryAfter))])
     }
 }
 

@@ -22,13 +22,20 @@ struct WebhookEnvelope {
         switch authentication {
         case .standardWebhooks(let names, _):
             guard let webhookID = request.header(names.id), !webhookID.isEmpty,
-                  webhookID.utf8.count <= WebhookGate.maxWebhookIDBytes else {
-                return .failure(WebhookRefusal(.error(status: 401, code: StandardWebhooksVerifier.Failure.Code.missingHeaders.rawValue,
-                                                      message: "\(names.id), \(names.timestamp) and \(names.signature) headers are required")))
+                webhookID.utf8.count <= WebhookGate.maxWebhookIDBytes
+            else {
+                return .failure(
+                    WebhookRefusal(
+                        .error(
+                            status: 401, code: StandardWebhooksVerifier.Failure.Code.missingHeaders.rawValue,
+                            message: "\(names.id), \(names.timestamp) and \(names.signature) headers are required")))
             }
             let timestamp = request.header(names.timestamp).flatMap(Int64.init).map { Date(timeIntervalSince1970: TimeInterval($0)) }
-            return .success(Received(delivery: WebhookDelivery(provider: provider, deliveryID: webhookID, timestamp: timestamp,
-                                                               body: request.body, bodyFile: request.bodyFile), undecided: nil))
+            return .success(
+                Received(
+                    delivery: WebhookDelivery(
+                        provider: provider, deliveryID: webhookID, timestamp: timestamp,
+                        body: request.body, bodyFile: request.bodyFile), undecided: nil))
         case .signedDigest(_, let keys):
             let verified: SignedDigestVerdict.Verified
             var undecided: (verdict: SignedDigestVerdict.Verified, keys: WebhookKeySet)?
@@ -39,14 +46,18 @@ struct WebhookEnvelope {
                 verified = result
                 undecided = (result, keys)
             case nil:
-                return .failure(WebhookRefusal(.error(status: 401, code: StandardWebhooksVerifier.Failure.Code.invalid.rawValue,
-                                                      message: "the signature was not checked")))
+                return .failure(
+                    WebhookRefusal(
+                        .error(
+                            status: 401, code: StandardWebhooksVerifier.Failure.Code.invalid.rawValue,
+                            message: "the signature was not checked")))
             }
             // Retries are signed afresh (a new timestamp), so the body identifies the delivery with the id.
-            let delivery = WebhookDelivery(provider: provider, deliveryID: "\(verified.signed.id):\(verified.bodySHA256)",
-                                           subject: verified.signed.id,
-                                           timestamp: Date(timeIntervalSince1970: TimeInterval(verified.signed.seconds)), body: request.body,
-                                           bodyFile: request.bodyFile)
+            let delivery = WebhookDelivery(
+                provider: provider, deliveryID: "\(verified.signed.id):\(verified.bodySHA256)",
+                subject: verified.signed.id,
+                timestamp: Date(timeIntervalSince1970: TimeInterval(verified.signed.seconds)), body: request.body,
+                bodyFile: request.bodyFile)
             return .success(Received(delivery: delivery, undecided: undecided))
         }
     }
@@ -67,14 +78,20 @@ struct WebhookEnvelope {
     func response(for outcome: IntakeOutcome, delivery: WebhookDelivery, kind: String) -> Response {
         switch outcome {
         case .accepted(let predictionID, let assets):
-            logger.info("webhook accepted", metadata: ["provider": "\(provider)", "prediction": "\(predictionID)", "assets": "\(assets)",
-                                                      "bytes": "\(delivery.rawBody.count)"])
+            logger.info(
+                "webhook accepted",
+                metadata: [
+                    "provider": "\(provider)", "prediction": "\(predictionID)", "assets": "\(assets)",
+                    "bytes": "\(delivery.rawBody.count)",
+                ])
             return Self.acknowledgement(status: "accepted", predictionID: predictionID, assets: assets)
         case .duplicate(let predictionID):
             AfterimageMetrics.webhookDuplicate(provider: provider)
             return Self.acknowledgement(status: "duplicate", predictionID: predictionID.flatMap { $0.isEmpty ? nil : $0 }, assets: nil)
         case .unparseable(let message):
-            logger.warning("webhook kept but not understood", metadata: ["provider": "\(provider)", "webhook_id": "\(delivery.deliveryID)", "reason": "\(message)"])
+            logger.warning(
+                "webhook kept but not understood",
+                metadata: ["provider": "\(provider)", "webhook_id": "\(delivery.deliveryID)", "reason": "\(message)"])
             return .error(status: 400, code: "body_unparseable", message: "kept, but not \(kind): \(message)")
         }
     }
@@ -83,16 +100,18 @@ struct WebhookEnvelope {
     /// 503 with Retry-After, because nothing was committed.
     func databaseFailure(_ error: any Error) -> Response {
         logger.error("webhook not recorded: database unavailable", metadata: ["provider": "\(provider)", "error": "\(error)"])
-        return .error(status: 503, code: "database_unavailable",
-                      message: "the delivery was not recorded; retry later", headers: [("Retry-After", "5")])
+        return .error(
+            status: 503, code: "database_unavailable",
+            message: "the delivery was not recorded; retry later", headers: [("Retry-After", "5")])
     }
 
     /// The spool could not take the delivery's inline bytes (disk full, permissions): nothing was
     /// acknowledged, the provider retries.
     func spoolFailure(_ error: any Error) -> Response {
         logger.error("webhook not recorded: spool failure", metadata: ["provider": "\(provider)", "error": "\(error)"])
-        return .error(status: 503, code: "spool_unavailable", message: "the delivery was not recorded; retry later",
-                      headers: [("Retry-After", "30")])
+        return .error(
+            status: 503, code: "spool_unavailable", message: "the delivery was not recorded; retry later",
+            headers: [("Retry-After", "30")])
     }
 }
 

@@ -23,8 +23,10 @@ public struct WebhookRoute: Sendable {
     let lookupCache: LookupCache?
     let logger: Logger
 
-    public init(provider: any WebhookProvider, batcher: IntakeBatcher, pool: Pool, spool: Spool?, lookupCache: LookupCache? = nil,
-                logger: Logger) {
+    public init(
+        provider: any WebhookProvider, batcher: IntakeBatcher, pool: Pool, spool: Spool?, lookupCache: LookupCache? = nil,
+        logger: Logger
+    ) {
         self.provider = provider
         self.batcher = batcher
         self.pool = pool
@@ -39,9 +41,10 @@ public struct WebhookRoute: Sendable {
     public func register(on router: inout Router) {
         let authentication = provider.authentication
         let gate = WebhookGate(provider: provider.name, authentication: authentication, logger: logger)
-        router.add("POST", provider.routePath, maxBodyBytes: provider.maxBodyBytes, gate: gate.gate,
-                   bodyAsFile: provider.takesBodiesAsFiles,
-                   deferred: { request in self.handle(request, authentication: authentication) })
+        router.add(
+            "POST", provider.routePath, maxBodyBytes: provider.maxBodyBytes, gate: gate.gate,
+            bodyAsFile: provider.takesBodiesAsFiles,
+            deferred: { request in self.handle(request, authentication: authentication) })
     }
 
     func handle(_ request: Request, authentication: WebhookAuthentication) -> DeferredAnswer {
@@ -49,7 +52,8 @@ public struct WebhookRoute: Sendable {
         switch envelope.delivery(from: request, authentication: authentication) {
         case .success(let received):
             if received.undecided == nil, received.delivery.bodyFile == nil, provider.commitStyle == .groupCommit,
-               !(spool != nil && provider.mayCarryInlineOutputs(received.delivery.body)) {
+                !(spool != nil && provider.mayCarryInlineOutputs(received.delivery.body))
+            {
                 return .later { responder in self.submit(received.delivery, started: started, answer: responder) }
             }
             return .laterOnPool { responder in self.onPool(received, started: started, answer: responder) }
@@ -68,8 +72,10 @@ public struct WebhookRoute: Sendable {
                 break
             case .refuse:
                 logger.notice("webhook refused", metadata: ["provider": "\(provider.name)", "reason": "signature_invalid"])
-                return answer(.error(status: 401, code: StandardWebhooksVerifier.Failure.Code.invalid.rawValue,
-                                     message: "the signature does not verify with the provider's keys"), started: started, responder)
+                return answer(
+                    .error(
+                        status: 401, code: StandardWebhooksVerifier.Failure.Code.invalid.rawValue,
+                        message: "the signature does not verify with the provider's keys"), started: started, responder)
             case .unavailable(let retryAfter):
                 logger.warning("webhook not checked: the provider's signing keys are unavailable", metadata: ["provider": "\(provider.name)"])
                 return answer(WebhookGate.keysUnavailableResponse(retryAfter: retryAfter), started: started, responder)
@@ -149,9 +155,10 @@ public struct WebhookRoute: Sendable {
             // The spilled body could not be read back (an I/O error): nothing was recorded.
             recorder.removeSpoolFiles(of: delivery)
             logger.error("webhook not recorded: the spilled body could not be read", metadata: ["provider": "\(provider.name)", "error": "\(error)"])
-            return .error(status: 503, code: "body_storage_unavailable", message: "the delivery was not recorded; retry later",
-                          headers: [("Retry-After", "30")])
-        } catch where error.isDuplicateDelivery {
+            return .error(
+                status: 503, code: "body_storage_unavailable", message: "the delivery was not recorded; retry later",
+                headers: [("Retry-After", "30")])
+        } catch  where error.isDuplicateDelivery {
             // A concurrent copy of this delivery committed first (COPY has no ON CONFLICT): this one is its duplicate.
             recorder.removeSpoolFiles(of: delivery)
             let known = try? pool.withConnection { try recorder.knownDelivery(delivery.deliveryID, provider: provider.name, on: $0) }

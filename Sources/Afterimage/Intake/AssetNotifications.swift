@@ -32,7 +32,10 @@ public enum AssetNotifications {
         var current = ""
         var everything = false
         for prediction in predictions.sorted(by: { ($0.provider.rawValue, $0.id) < ($1.provider.rawValue, $1.id) }) {
-            if prediction.id.utf8.contains(UInt8(ascii: "\n")) { everything = true; continue }
+            if prediction.id.utf8.contains(UInt8(ascii: "\n")) {
+                everything = true
+                continue
+            }
             let line = prediction.provider.rawValue + "/" + prediction.id
             if !current.isEmpty, current.utf8.count + 1 + line.utf8.count > maxPayloadBytes {
                 payloads.append(current)
@@ -59,12 +62,14 @@ public enum AssetNotifications {
     /// Lines that name no prediction (an older daemon's bare provider name) are skipped.
     static func invalidation(fromPayload payload: String) -> Invalidation {
         if payload == everything { return .everything }
-        return .predictions(payload.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
-            guard let slash = line.firstIndex(of: "/") else { return nil }
-            let provider = line[..<slash], id = line[line.index(after: slash)...]
-            guard !provider.isEmpty, !id.isEmpty else { return nil }
-            return Prediction(provider: ProviderName(rawValue: String(provider)), id: String(id))
-        })
+        return .predictions(
+            payload.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
+                guard let slash = line.firstIndex(of: "/") else { return nil }
+                let provider = line[..<slash]
+                let id = line[line.index(after: slash)...]
+                guard !provider.isEmpty, !id.isEmpty else { return nil }
+                return Prediction(provider: ProviderName(rawValue: String(provider)), id: String(id))
+            })
     }
 
     static let notifySQL = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"

@@ -41,8 +41,10 @@ public enum DeliveryBody: Sendable {
 
     /// Hands `range` of the body to `consume` in pieces of at most `chunkSize` bytes, through one buffer
     /// (a piece is valid only during its call). In-memory bytes are handed over in place.
-    public func forEachPiece(of range: Range<Int>, chunkSize: Int = 256 << 10,
-                             _ consume: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func forEachPiece(
+        of range: Range<Int>, chunkSize: Int = 256 << 10,
+        _ consume: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "range outside the body")
         switch self {
         case .bytes(let bytes):

@@ -23,8 +23,10 @@ public struct DeliveryRecord: Sendable {
     public var outcome: String
     public var error: String?
 
-    public init(provider: String, webhookID: String, timestamp: Date?, source: String, receivedAt: Date,
-                outcome: String, error: String?) {
+    public init(
+        provider: String, webhookID: String, timestamp: Date?, source: String, receivedAt: Date,
+        outcome: String, error: String?
+    ) {
         self.provider = provider
         self.webhookID = webhookID
         self.timestamp = timestamp
@@ -43,10 +45,12 @@ public struct DeliveryRecord: Sendable {
         guard let id = try connection.query("SELECT nextval(pg_get_serial_sequence('deliveries', 'id'))").first?.decode(0, as: Int64.self) else {
             throw PQError(code: .queryFailed, message: "the deliveries sequence returned no value")
         }
-        try connection.copyIn("""
+        try connection.copyIn(
+            """
             COPY deliveries (id, provider, webhook_id, webhook_timestamp, source, received_at, outcome, error, body)
             FROM STDIN (FORMAT binary)
-            """) { copy in
+            """
+        ) { copy in
             var row = BinaryCopyEncoder()
             row.header()
             row.row(fields: 9)

@@ -115,9 +115,10 @@ public struct DeliveryRecorder: Sendable {
             }
         }
         let deliveries = items.map(\.delivery)
-        let inserted = try insertDeliveries(deliveries, provider: provider.name,
-                                            errors: interpreted.map { if case .failure(let e) = $0 { e.message } else { nil } },
-                                            checking: checking, on: tx)
+        let inserted = try insertDeliveries(
+            deliveries, provider: provider.name,
+            errors: interpreted.map { if case .failure(let e) = $0 { e.message } else { nil } },
+            checking: checking, on: tx)
         // First occurrence of a new delivery id wins; later copies in the same batch are duplicates.
         var claimed = Set<String>()
         var fresh: [(index: Int, interpretation: Interpretation)] = []
@@ -148,18 +149,22 @@ public struct DeliveryRecorder: Sendable {
             for item in round {
                 let id = item.interpretation.prediction.id
                 guard let state = merged[id] else { continue }
-                let specs = provider.assets(for: item.interpretation, merged: state.inserted ? nil : state.merged,
-                                            delivery: deliveries[item.index])
+                let specs = provider.assets(
+                    for: item.interpretation, merged: state.inserted ? nil : state.merged,
+                    delivery: deliveries[item.index])
                 wanted.append((item.index, id, specs, state.inserted))
                 outcomes[item.index] = .accepted(predictionID: id, assets: specs.count)
             }
-            let existing = try existingAssets(of: wanted.filter { !$0.isNew && !$0.specs.isEmpty }.map(\.predictionID),
-                                              provider: provider.name, on: tx)
+            let existing = try existingAssets(
+                of: wanted.filter { !$0.isNew && !$0.specs.isEmpty }.map(\.predictionID),
+                provider: provider.name, on: tx)
             var plain: [PlannedAsset] = []
             var general: [PlannedAsset] = []
             for want in wanted {
-                for planned in Self.plan(want.specs, predictionID: want.predictionID, existing: existing[want.predictionID] ?? [:],
-                                         deliveryID: deliveries[want.index].deliveryID) {
+                for planned in Self.plan(
+                    want.specs, predictionID: want.predictionID, existing: existing[want.predictionID] ?? [:],
+                    deliveryID: deliveries[want.index].deliveryID)
+                {
                     if planned.spec.isPlainURL && !planned.qualified { plain.append(planned) } else { general.append(planned) }
                 }
             }
@@ -188,10 +193,14 @@ public struct DeliveryRecorder: Sendable {
     /// The prediction a recorded delivery belongs to ("" when it was not understood); nil when it is new.
     /// Lets a route that decodes large inline content answer a retried delivery without decoding it again.
     public func knownDelivery(_ deliveryID: String, provider: ProviderName, on connection: Connection) throws -> String? {
-        guard let row = try connection.query("""
-            SELECT (SELECT a.prediction_id FROM assets a WHERE a.delivery_id = d.id LIMIT 1)
-            FROM deliveries d WHERE d.provider = $1 AND d.webhook_id = $2
-            """, [provider, deliveryID]).first else { return nil }
+        guard
+            let row = try connection.query(
+                """
+                SELECT (SELECT a.prediction_id FROM assets a WHERE a.delivery_id = d.id LIMIT 1)
+                FROM deliveries d WHERE d.provider = $1 AND d.webhook_id = $2
+                """, [provider, deliveryID]
+            ).first
+        else { return nil }
         return try row.decode(0, as: String?.self) ?? ""
     }
 
@@ -223,8 +232,10 @@ public struct DeliveryRecorder: Sendable {
 
     /// Inserts the raw deliveries (`errors[i]` non-nil: kept as unparseable); returns the delivery ids that
     /// were new (the rest were recorded before).
-    func insertDeliveries(_ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?],
-                          checking: Bool = true, on tx: Connection) throws -> Set<String> {
+    func insertDeliveries(
+        _ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?],
+        checking: Bool = true, on tx: Connection
+    ) throws -> Set<String> {
         var large: [(WebhookDelivery, String?)] = []
         var small: [WebhookDelivery] = []
         var smallErrors: [String?] = []
@@ -241,18 +252,22 @@ public struct DeliveryRecorder: Sendable {
             // COPY has no ON CONFLICT: the checking pass looks first. (A copy of this delivery committed
             // meanwhile still fails the transaction with unique_violation: `isDuplicateDelivery`.)
             if checking, !(try tx.query(prepared: Self.deliveryExistsSQL, [provider, delivery.deliveryID])).isEmpty { continue }
-            _ = try DeliveryRecord(provider: provider.rawValue, webhookID: delivery.deliveryID, timestamp: delivery.timestamp,
-                                   source: delivery.source.rawValue, receivedAt: delivery.receivedAt,
-                                   outcome: error == nil ? "accepted" : "unparseable", error: error)
-                .insert(body: delivery.rawBody, on: tx)
+            _ = try DeliveryRecord(
+                provider: provider.rawValue, webhookID: delivery.deliveryID, timestamp: delivery.timestamp,
+                source: delivery.source.rawValue, receivedAt: delivery.receivedAt,
+                outcome: error == nil ? "accepted" : "unparseable", error: error
+            )
+            .insert(body: delivery.rawBody, on: tx)
             inserted.insert(delivery.deliveryID)
         }
         return inserted
     }
 
     /// The deliveries of ordinary size, in one statement with one array per column.
-    private func insertSmallDeliveries(_ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?], checking: Bool,
-                                       on tx: Connection) throws -> Set<String> {
+    private func insertSmallDeliveries(
+        _ deliveries: [WebhookDelivery], provider: ProviderName, errors: [String?], checking: Bool,
+        on tx: Connection
+    ) throws -> Set<String> {
         guard !deliveries.isEmpty else { return [] }
         var ids = PQArray<String>(capacity: 48 * deliveries.count)
         var timestamps = PQArray<Int64>(capacity: 12 * deliveries.count)
@@ -292,27 +307,45 @@ public struct DeliveryRecorder: Sendable {
     /// Upserts predictions so that a later event never moves one backwards; returns each merged row.
     func upsertPredictions(_ predictions: [PredictionRecord], provider: ProviderName, on tx: Connection) throws -> [String: MergeState] {
         let count = predictions.count
-        var ids = PQArray<String>(capacity: 32 * count), statuses = PQArray<String>(capacity: 16 * count)
-        var models = PQArray<String>(capacity: 32 * count), versions = PQArray<String>(capacity: 72 * count)
-        var inputs = PQArray<String>(capacity: 256 * count), outputs = PQArray<String>(capacity: 128 * count)
-        var errors = PQArray<String>(capacity: 4 * count), metrics = PQArray<String>(capacity: 64 * count)
-        var createdAt = PQArray<Int64>(capacity: 12 * count), startedAt = PQArray<Int64>(capacity: 12 * count)
-        var completedAt = PQArray<Int64>(capacity: 12 * count), dataRemoved = PQArray<Bool>(capacity: 5 * count)
-        var sources = PQArray<String>(capacity: 8 * count), deployments = PQArray<String>(capacity: 4 * count)
+        var ids = PQArray<String>(capacity: 32 * count)
+        var statuses = PQArray<String>(capacity: 16 * count)
+        var models = PQArray<String>(capacity: 32 * count)
+        var versions = PQArray<String>(capacity: 72 * count)
+        var inputs = PQArray<String>(capacity: 256 * count)
+        var outputs = PQArray<String>(capacity: 128 * count)
+        var errors = PQArray<String>(capacity: 4 * count)
+        var metrics = PQArray<String>(capacity: 64 * count)
+        var createdAt = PQArray<Int64>(capacity: 12 * count)
+        var startedAt = PQArray<Int64>(capacity: 12 * count)
+        var completedAt = PQArray<Int64>(capacity: 12 * count)
+        var dataRemoved = PQArray<Bool>(capacity: 5 * count)
+        var sources = PQArray<String>(capacity: 8 * count)
+        var deployments = PQArray<String>(capacity: 4 * count)
         var deadlines = PQArray<Int64>(capacity: 12 * count)
         for p in predictions {
-            try ids.append(p.id); try statuses.append(p.status.rawValue)
-            try models.append(p.model); try versions.append(p.version)
+            try ids.append(p.id)
+            try statuses.append(p.status.rawValue)
+            try models.append(p.model)
+            try versions.append(p.version)
             // input, output and metrics travel as the provider's JSON text, parsed once by the ::jsonb casts.
-            try inputs.append(p.inputJSON); try outputs.append(p.outputJSON)
-            try errors.append(p.error); try metrics.append(p.metricsJSON)
-            try createdAt.append(p.createdAt.map(Self.microseconds)); try startedAt.append(p.startedAt.map(Self.microseconds))
-            try completedAt.append(p.completedAt.map(Self.microseconds)); try dataRemoved.append(p.dataRemoved)
-            try sources.append(p.source); try deployments.append(p.deployment); try deadlines.append(p.deadline.map(Self.microseconds))
+            try inputs.append(p.inputJSON)
+            try outputs.append(p.outputJSON)
+            try errors.append(p.error)
+            try metrics.append(p.metricsJSON)
+            try createdAt.append(p.createdAt.map(Self.microseconds))
+            try startedAt.append(p.startedAt.map(Self.microseconds))
+            try completedAt.append(p.completedAt.map(Self.microseconds))
+            try dataRemoved.append(p.dataRemoved)
+            try sources.append(p.source)
+            try deployments.append(p.deployment)
+            try deadlines.append(p.deadline.map(Self.microseconds))
         }
-        let rows = try tx.query(prepared: Self.upsertPredictionsSQL,
-                                [provider, ids, statuses, models, versions, inputs, outputs, errors, metrics,
-                                 createdAt, startedAt, completedAt, dataRemoved, sources, deployments, deadlines])
+        let rows = try tx.query(
+            prepared: Self.upsertPredictionsSQL,
+            [
+                provider, ids, statuses, models, versions, inputs, outputs, errors, metrics,
+                createdAt, startedAt, completedAt, dataRemoved, sources, deployments, deadlines,
+            ])
         // xmax is 0 on a row version this statement inserted, and set (to our own transaction) on one the
         // ON CONFLICT branch updated.
         let incoming = Dictionary(predictions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
@@ -321,11 +354,16 @@ public struct DeliveryRecorder: Sendable {
         for row in rows {
             let id = try row.decode(0, as: String.self)
             if try row.decode(1, as: Bool.self), let record = incoming[id] {
-                merged[id] = MergeState(inserted: true, merged: MergedPrediction(status: record.status, outputJSON: record.outputJSON,
-                                                                                 completedAt: record.completedAt, dataRemoved: record.dataRemoved))
+                merged[id] = MergeState(
+                    inserted: true,
+                    merged: MergedPrediction(
+                        status: record.status, outputJSON: record.outputJSON,
+                        completedAt: record.completedAt, dataRemoved: record.dataRemoved))
             } else {
-                merged[id] = MergeState(inserted: false, merged: MergedPrediction(
-                    status: try row.decode(2), outputJSON: try row.decode(3), completedAt: try row.decode(4), dataRemoved: try row.decode(5)))
+                merged[id] = MergeState(
+                    inserted: false,
+                    merged: MergedPrediction(
+                        status: try row.decode(2), outputJSON: try row.decode(3), completedAt: try row.decode(4), dataRemoved: try row.decode(5)))
             }
         }
         return merged
@@ -393,13 +431,17 @@ public struct DeliveryRecorder: Sendable {
     /// Plain downloads (most outputs): six columns. Returns the predictions that got a new one.
     func insertPlainAssets(_ assets: [PlannedAsset], provider: ProviderName, checking: Bool = true, on tx: Connection) throws -> Set<String> {
         guard !assets.isEmpty else { return [] }
-        var predictionIDs = PQArray<String>(capacity: 32 * assets.count), pointers = PQArray<String>(capacity: 16 * assets.count)
-        var indexes = PQArray<Int32>(capacity: 8 * assets.count), urls = PQArray<String>(capacity: 128 * assets.count)
+        var predictionIDs = PQArray<String>(capacity: 32 * assets.count)
+        var pointers = PQArray<String>(capacity: 16 * assets.count)
+        var indexes = PQArray<Int32>(capacity: 8 * assets.count)
+        var urls = PQArray<String>(capacity: 128 * assets.count)
         var deadlines = PQArray<Int64>(capacity: 12 * assets.count)
         for asset in assets {
             guard case .url(let url) = asset.spec.source else { continue }
-            try predictionIDs.append(asset.predictionID); try pointers.append(asset.spec.pointer)
-            try indexes.append(Int32(clamping: asset.index)); try urls.append(url)
+            try predictionIDs.append(asset.predictionID)
+            try pointers.append(asset.spec.pointer)
+            try indexes.append(Int32(clamping: asset.index))
+            try urls.append(url)
             try deadlines.append(asset.spec.deadline.map(Self.microseconds))
         }
         let parameters: [any PQEncodable] = [provider, predictionIDs, pointers, indexes, urls, deadlines]
@@ -416,40 +458,67 @@ public struct DeliveryRecorder: Sendable {
     /// Returns the predictions that got one and the spool files the new rows took.
     func insertGeneralAssets(_ assets: [PlannedAsset], provider: ProviderName, on tx: Connection) throws -> (Set<String>, Set<String>) {
         guard !assets.isEmpty else { return ([], []) }
-        var predictionIDs = PQArray<String>(), pointers = PQArray<String>(), qualified = PQArray<Bool>(), indexes = PQArray<Int32>()
-        var sourceURLs = PQArray<String>(), kinds = PQArray<String>(), deliveryIDs = PQArray<String>()
-        var deadlines = PQArray<Int64>(), firstAttempts = PQArray<Int64>()
-        var paths = PQArray<String>(), hashes = PQArray<String>(), sizes = PQArray<Int64>(), contentTypes = PQArray<String>()
-        var states = PQArray<String>(), reasons = PQArray<String>(), finishReasons = PQArray<String>(), seeds = PQArray<Int64>()
+        var predictionIDs = PQArray<String>()
+        var pointers = PQArray<String>()
+        var qualified = PQArray<Bool>()
+        var indexes = PQArray<Int32>()
+        var sourceURLs = PQArray<String>()
+        var kinds = PQArray<String>()
+        var deliveryIDs = PQArray<String>()
+        var deadlines = PQArray<Int64>()
+        var firstAttempts = PQArray<Int64>()
+        var paths = PQArray<String>()
+        var hashes = PQArray<String>()
+        var sizes = PQArray<Int64>()
+        var contentTypes = PQArray<String>()
+        var states = PQArray<String>()
+        var reasons = PQArray<String>()
+        var finishReasons = PQArray<String>()
+        var seeds = PQArray<Int64>()
         for asset in assets {
             let spec = asset.spec
-            try predictionIDs.append(asset.predictionID); try pointers.append(spec.pointer); try qualified.append(asset.qualified)
-            try indexes.append(Int32(clamping: asset.index)); try deliveryIDs.append(asset.deliveryID)
-            try deadlines.append(spec.deadline.map(Self.microseconds)); try firstAttempts.append(spec.firstAttemptAt.map(Self.microseconds))
-            try finishReasons.append(spec.finishReason); try seeds.append(spec.seed)
+            try predictionIDs.append(asset.predictionID)
+            try pointers.append(spec.pointer)
+            try qualified.append(asset.qualified)
+            try indexes.append(Int32(clamping: asset.index))
+            try deliveryIDs.append(asset.deliveryID)
+            try deadlines.append(spec.deadline.map(Self.microseconds))
+            try firstAttempts.append(spec.firstAttemptAt.map(Self.microseconds))
+            try finishReasons.append(spec.finishReason)
+            try seeds.append(spec.seed)
             var file: Spooled?
             var failure: String?
             switch spec.source {
             case .url(let url):
-                try sourceURLs.append(url); try kinds.append(AssetSourceKind.url.rawValue)
+                try sourceURLs.append(url)
+                try kinds.append(AssetSourceKind.url.rawValue)
             case .result(let url):
-                try sourceURLs.append(url); try kinds.append(AssetSourceKind.stabilityResult.rawValue)
+                try sourceURLs.append(url)
+                try kinds.append(AssetSourceKind.stabilityResult.rawValue)
             case .inline(let marker, let decoded):
-                try sourceURLs.append(marker); try kinds.append(AssetSourceKind.inline.rawValue)
+                try sourceURLs.append(marker)
+                try kinds.append(AssetSourceKind.inline.rawValue)
                 switch decoded {
                 case .spooled(let spooled): file = spooled
                 case .malformed(let reason): failure = reason
                 case nil: break
                 }
             }
-            try paths.append(file?.path); try hashes.append(file?.sha256); try sizes.append(file?.size)
+            try paths.append(file?.path)
+            try hashes.append(file?.sha256)
+            try sizes.append(file?.size)
             try contentTypes.append(file?.contentType)
-            try states.append((failure == nil ? AssetState.pending : .failed).rawValue); try reasons.append(failure)
+            try states.append((failure == nil ? AssetState.pending : .failed).rawValue)
+            try reasons.append(failure)
         }
-        let rows = try tx.query(prepared: Self.insertGeneralAssetsSQL,
-                                [provider, predictionIDs, pointers, qualified, indexes, sourceURLs, kinds, deliveryIDs, deadlines,
-                                 firstAttempts, paths, hashes, sizes, contentTypes, states, reasons, finishReasons, seeds])
-        var predictions = Set<String>(), files = Set<String>()
+        let rows = try tx.query(
+            prepared: Self.insertGeneralAssetsSQL,
+            [
+                provider, predictionIDs, pointers, qualified, indexes, sourceURLs, kinds, deliveryIDs, deadlines,
+                firstAttempts, paths, hashes, sizes, contentTypes, states, reasons, finishReasons, seeds,
+            ])
+        var predictions = Set<String>()
+        var files = Set<String>()
         for row in rows {
             predictions.insert(try row.decode(0, as: String.self))
             if let path = try row.decode(1, as: String?.self) { files.insert(path) }
@@ -461,13 +530,14 @@ public struct DeliveryRecorder: Sendable {
 
     // Built once: fixed SQL, so each pooled connection prepares each of them once.
     static let insertNewDeliveriesSQL = """
-            INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            SELECT $1, d.webhook_id, \(timestamp("d.webhook_timestamp")), d.source, d.body,
-                   \(timestamp("d.received_at")), d.outcome, d.error
-            FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[])
-                 AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
-            """
-    static let insertDeliveriesSQL = insertNewDeliveriesSQL + """
+        INSERT INTO deliveries (provider, webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+        SELECT $1, d.webhook_id, \(timestamp("d.webhook_timestamp")), d.source, d.body,
+               \(timestamp("d.received_at")), d.outcome, d.error
+        FROM unnest($2::text[], $3::int8[], $4::text[], $5::bytea[], $6::int8[], $7::text[], $8::text[])
+             AS d(webhook_id, webhook_timestamp, source, body, received_at, outcome, error)
+        """
+    static let insertDeliveriesSQL =
+        insertNewDeliveriesSQL + """
 
             ON CONFLICT (provider, webhook_id) DO NOTHING
             RETURNING webhook_id
@@ -479,7 +549,8 @@ public struct DeliveryRecorder: Sendable {
         // rank: starting 0 < processing 1 < terminal 2. The incoming event wins when it is further along,
         // or equally far but not terminal (a terminal status is never replaced, even by another one).
         let rank = { (column: String) in "(CASE \(column) WHEN 'starting' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)" }
-        let newer = "(\(rank("EXCLUDED.status")) > \(rank("predictions.status")) OR (\(rank("EXCLUDED.status")) = \(rank("predictions.status")) AND \(rank("predictions.status")) < 2))"
+        let newer =
+            "(\(rank("EXCLUDED.status")) > \(rank("predictions.status")) OR (\(rank("EXCLUDED.status")) = \(rank("predictions.status")) AND \(rank("predictions.status")) < 2))"
         func fill(_ column: String) -> String {
             "\(column) = CASE WHEN \(newer) THEN COALESCE(EXCLUDED.\(column), predictions.\(column)) ELSE COALESCE(predictions.\(column), EXCLUDED.\(column)) END"
         }
@@ -506,17 +577,18 @@ public struct DeliveryRecorder: Sendable {
     }()
 
     static let existingAssetsSQL = """
-            SELECT prediction_id, pointer, output_index, COALESCE(sha256, spool_sha256), source_url FROM assets
-            WHERE provider = $1 AND prediction_id = ANY($2::text[])
-            """
+        SELECT prediction_id, pointer, output_index, COALESCE(sha256, spool_sha256), source_url FROM assets
+        WHERE provider = $1 AND prediction_id = ANY($2::text[])
+        """
 
     static let insertNewAssetsSQL = """
-            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
-            SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, \(timestamp("a.deadline"))
-            FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int8[])
-                 AS a(prediction_id, pointer, output_index, source_url, deadline)
-            """
-    static let insertAssetsSQL = insertNewAssetsSQL + """
+        INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline)
+        SELECT $1, a.prediction_id, a.pointer, a.output_index, a.source_url, \(timestamp("a.deadline"))
+        FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[], $6::int8[])
+             AS a(prediction_id, pointer, output_index, source_url, deadline)
+        """
+    static let insertAssetsSQL =
+        insertNewAssetsSQL + """
 
             ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
             RETURNING prediction_id
@@ -525,23 +597,23 @@ public struct DeliveryRecorder: Sendable {
     /// `delivery_id` names the body an inline output can be decoded from again (and, for other kinds, the
     /// delivery that named the asset); a qualified pointer and an inline asset's marker carry its row id.
     static let insertGeneralAssetsSQL = """
-            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id, deadline,
-                                next_attempt_at, spool_path, spool_sha256, spool_size, content_type, state, failure_reason,
-                                last_error, finish_reason, seed)
-            SELECT $1, a.prediction_id, CASE WHEN a.qualified THEN a.pointer || '@' || d.id ELSE a.pointer END, a.output_index,
-                   COALESCE(a.source_url, 'inline:deliveries/' || d.id || '#' || a.pointer), a.source_kind, d.id,
-                   \(timestamp("a.deadline")), COALESCE(\(timestamp("a.first_attempt")), now()),
-                   a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.state, a.failure_reason, a.failure_reason,
-                   a.finish_reason, a.seed
-            FROM unnest($2::text[], $3::text[], $4::bool[], $5::int4[], $6::text[], $7::text[], $8::text[], $9::int8[],
-                        $10::int8[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[],
-                        $18::int8[])
-                 AS a(prediction_id, pointer, qualified, output_index, source_url, source_kind, webhook_id, deadline, first_attempt,
-                      spool_path, spool_sha256, spool_size, content_type, state, failure_reason, finish_reason, seed)
-            LEFT JOIN deliveries d ON d.provider = $1 AND d.webhook_id = a.webhook_id
-            ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
-            RETURNING prediction_id, spool_path
-            """
+        INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, source_kind, delivery_id, deadline,
+                            next_attempt_at, spool_path, spool_sha256, spool_size, content_type, state, failure_reason,
+                            last_error, finish_reason, seed)
+        SELECT $1, a.prediction_id, CASE WHEN a.qualified THEN a.pointer || '@' || d.id ELSE a.pointer END, a.output_index,
+               COALESCE(a.source_url, 'inline:deliveries/' || d.id || '#' || a.pointer), a.source_kind, d.id,
+               \(timestamp("a.deadline")), COALESCE(\(timestamp("a.first_attempt")), now()),
+               a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.state, a.failure_reason, a.failure_reason,
+               a.finish_reason, a.seed
+        FROM unnest($2::text[], $3::text[], $4::bool[], $5::int4[], $6::text[], $7::text[], $8::text[], $9::int8[],
+                    $10::int8[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[],
+                    $18::int8[])
+             AS a(prediction_id, pointer, qualified, output_index, source_url, source_kind, webhook_id, deadline, first_attempt,
+                  spool_path, spool_sha256, spool_size, content_type, state, failure_reason, finish_reason, seed)
+        LEFT JOIN deliveries d ON d.provider = $1 AND d.webhook_id = a.webhook_id
+        ON CONFLICT (provider, prediction_id, pointer) DO NOTHING
+        RETURNING prediction_id, spool_path
+        """
 
     /// Instants travel as whole microseconds since the Unix epoch: exact, unlike a Double of seconds.
     static func microseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }

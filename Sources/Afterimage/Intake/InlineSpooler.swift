@@ -13,19 +13,25 @@ enum InlineSpooler {
     }
 
     /// Writes and fsyncs the artifact's bytes. Throws `InvalidBase64`, or `ArchiveError` for a spool failure.
-    static func spool(_ artifact: StabilityBody.Artifact, body: UnsafeBufferPointer<UInt8>,
-                      writer: Spool.Writer) throws -> Spooled {
-        try spool(artifact.base64, of: body, pointer: artifact.pointer,
-                  through: Base64StreamDecoder { chunk in try writer.write(chunk) }, into: writer) { decoder in
+    static func spool(
+        _ artifact: StabilityBody.Artifact, body: UnsafeBufferPointer<UInt8>,
+        writer: Spool.Writer
+    ) throws -> Spooled {
+        try spool(
+            artifact.base64, of: body, pointer: artifact.pointer,
+            through: Base64StreamDecoder { chunk in try writer.write(chunk) }, into: writer
+        ) { decoder in
             MediaSniffer.contentType(head: decoder.head, kind: artifact.kind)
         }
     }
 
     /// The same for any string of `body` that a streaming decoder turns into bytes (base64, a data: URI);
     /// `decoder` must write into `writer`. `contentType` names the bytes once decoded (from their first ones).
-    static func spool<Decoder: SpoolingDecoder>(_ text: JSONByteScanner.StringSpan, of body: UnsafeBufferPointer<UInt8>,
-                                                pointer: String, through decoder: Decoder, into writer: Spool.Writer,
-                                                contentType: (Decoder) -> String) throws -> Spooled {
+    static func spool<Decoder: SpoolingDecoder>(
+        _ text: JSONByteScanner.StringSpan, of body: UnsafeBufferPointer<UInt8>,
+        pointer: String, through decoder: Decoder, into writer: Spool.Writer,
+        contentType: (Decoder) -> String
+    ) throws -> Spooled {
         let scanner = JSONByteScanner(body)
         return try spool(pointer: pointer, through: decoder, into: writer, contentType: contentType) { decode in
             try scanner.forEachUnescapedRun(text, decode)
@@ -34,8 +40,10 @@ enum InlineSpooler {
 
     /// An artifact that `StabilityBody.parse` found in a `JSONSkeleton` of `body`: a short base64 field is
     /// decoded from the skeleton, a long one streamed from the body itself (memory or its spill file).
-    static func spool(_ artifact: StabilityBody.Artifact, in skeleton: JSONSkeleton, body: DeliveryBody,
-                      writer: Spool.Writer) throws -> Spooled {
+    static func spool(
+        _ artifact: StabilityBody.Artifact, in skeleton: JSONSkeleton, body: DeliveryBody,
+        writer: Spool.Writer
+    ) throws -> Spooled {
         let decoder = Base64StreamDecoder { chunk in try writer.write(chunk) }
         let contentType: (Base64StreamDecoder) -> String = { MediaSniffer.contentType(head: $0.head, kind: artifact.kind) }
         switch skeleton.locate(artifact.base64) {
@@ -52,9 +60,11 @@ enum InlineSpooler {
 
     /// The common part: `feed` hands the text's unescaped runs to the decoder it is given; the decoded bytes
     /// go to `writer`, which is finished (fsynced) or discarded whatever happens.
-    static func spool<Decoder: SpoolingDecoder>(pointer: String, through decoder: Decoder, into writer: Spool.Writer,
-                                                contentType: (Decoder) -> String,
-                                                feed: ((UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Void) throws -> Spooled {
+    static func spool<Decoder: SpoolingDecoder>(
+        pointer: String, through decoder: Decoder, into writer: Spool.Writer,
+        contentType: (Decoder) -> String,
+        feed: ((UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Void
+    ) throws -> Spooled {
         do {
             try feed { run in try decoder.decode(run) }
             try decoder.finish()

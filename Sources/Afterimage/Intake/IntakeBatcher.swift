@@ -62,8 +62,10 @@ public final class IntakeBatcher: DaemonComponent {
     /// What is queued when the stop begins is committed, or answered 503 once this has passed.
     public var stopBudget: Duration { .milliseconds(Int64(configuration.waitTimeout * 1000)) }
 
-    public init(recorder: DeliveryRecorder, pool: Pool, configuration: Configuration = Configuration(),
-                heartbeats: Heartbeats? = nil, logger: Logger) {
+    public init(
+        recorder: DeliveryRecorder, pool: Pool, configuration: Configuration = Configuration(),
+        heartbeats: Heartbeats? = nil, logger: Logger
+    ) {
         self.recorder = recorder
         self.pool = pool
         self.configuration = configuration
@@ -89,7 +91,11 @@ public final class IntakeBatcher: DaemonComponent {
         wake.broadcast()
         sweeperStop.stop()
         if !threads.join(timeout: stopBudget) {
-            let waiting = queue.withLock { queued in defer { queued = [] }; return queued }
+            let waiting =
+                queue.withLock { queued in
+                    defer { queued = [] }
+                    return queued
+                }
                 + committing.withLock { $0.flatMap { $0 } }
             logger.warning("intake stop deadline reached; answering what is left with 503", metadata: ["deliveries": "\(waiting.count)"])
             for pending in waiting { pending.finish(.failure(IntakeStopped())) }
@@ -101,8 +107,10 @@ public final class IntakeBatcher: DaemonComponent {
     /// `waitTimeout`). Nothing here blocks, so the HTTP event thread can call it: no thread waits per
     /// webhook. Before the database is ready, and when the batcher is not running, `completion` is called
     /// at once, here, with an error that means "retry later".
-    public func submit(_ delivery: WebhookDelivery,
-                       completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void) {
+    public func submit(
+        _ delivery: WebhookDelivery,
+        completion: @escaping @Sendable (Result<IntakeOutcome, any Error>) -> Void
+    ) {
         guard running.load(ordering: .acquiring) else {
             completion(.failure(IntakeStopped()))
             return

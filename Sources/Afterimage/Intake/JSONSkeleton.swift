@@ -105,8 +105,9 @@ struct JSONSkeleton {
                     if index < count { index += 1 }
                     skeleton.append(contentsOf: UnsafeBufferPointer(rebasing: piece[start..<index]))
                     if skeleton.count > JSONSkeleton.maxBytes {
-                        throw Failure(message: "more than \(JSONSkeleton.maxBytes) bytes of JSON outside long strings",
-                                      offset: base + index, isSyntax: false)
+                        throw Failure(
+                            message: "more than \(JSONSkeleton.maxBytes) bytes of JSON outside long strings",
+                            offset: base + index, isSyntax: false)
                     }
                     if piece[index - 1] == UInt8(ascii: "\""), index > start {
                         state = .inString
@@ -142,7 +143,7 @@ struct JSONSkeleton {
                     keep(byte)
                     switch byte {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                         UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                        UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                         state = .inString
                     case UInt8(ascii: "u"):
                         state = .unicode(digits: 0, value: 0, low: false)
@@ -238,8 +239,10 @@ struct JSONSkeleton {
 extension JSONSkeleton.Elision {
     /// Hands the string's unescaped contents to `consume` run by run, read from `body` in pieces. An escape
     /// cut by the end of a piece is carried over to the next one.
-    func forEachUnescapedRun(in body: DeliveryBody, pieceSize: Int = 256 << 10,
-                             _ consume: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+    func forEachUnescapedRun(
+        in body: DeliveryBody, pieceSize: Int = 256 << 10,
+        _ consume: (UnsafeBufferPointer<UInt8>) throws -> Void
+    ) throws {
         guard hasEscapes else {
             try body.forEachPiece(of: range, chunkSize: pieceSize) { piece in try consume(piece.assumingMemoryBound(to: UInt8.self)) }
             return

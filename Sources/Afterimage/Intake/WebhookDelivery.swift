@@ -37,8 +37,10 @@ public struct WebhookDelivery: Sendable {
     /// the delivery is recorded, by JSON pointer (see `WebhookProvider.spoolingInlineOutputs`).
     public var inlineOutputs: [String: DecodedInline] = [:]
 
-    public init(provider: ProviderName, deliveryID: String, subject: String? = nil, timestamp: Date?, body: [UInt8],
-                bodyFile: BodyFile? = nil, source: DeliverySource = .webhook, receivedAt: Date = Date()) {
+    public init(
+        provider: ProviderName, deliveryID: String, subject: String? = nil, timestamp: Date?, body: [UInt8],
+        bodyFile: BodyFile? = nil, source: DeliverySource = .webhook, receivedAt: Date = Date()
+    ) {
         self.provider = provider
         self.deliveryID = deliveryID
         self.subject = subject

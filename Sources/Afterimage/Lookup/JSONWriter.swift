@@ -12,10 +12,24 @@ struct JSONWriter {
 
     init(capacity: Int = 1024) { bytes.reserveCapacity(capacity) }
 
-    mutating func objectStart() { separate(); bytes.append(UInt8(ascii: "{")); needsComma = false }
-    mutating func objectEnd() { bytes.append(UInt8(ascii: "}")); needsComma = true }
-    mutating func arrayStart() { separate(); bytes.append(UInt8(ascii: "[")); needsComma = false }
-    mutating func arrayEnd() { bytes.append(UInt8(ascii: "]")); needsComma = true }
+    mutating func objectStart() {
+        separate()
+        bytes.append(UInt8(ascii: "{"))
+        needsComma = false
+    }
+    mutating func objectEnd() {
+        bytes.append(UInt8(ascii: "}"))
+        needsComma = true
+    }
+    mutating func arrayStart() {
+        separate()
+        bytes.append(UInt8(ascii: "["))
+        needsComma = false
+    }
+    mutating func arrayEnd() {
+        bytes.append(UInt8(ascii: "]"))
+        needsComma = true
+    }
 
     mutating func key(_ name: String) {
         separate()
@@ -49,10 +63,22 @@ struct JSONWriter {
         needsComma = true
     }
 
-    mutating func field(_ name: String, _ value: String?) { key(name); string(value) }
-    mutating func field(_ name: String, _ value: Int64?) { key(name); int(value) }
-    mutating func field(_ name: String, _ value: Int?) { key(name); int(value.map(Int64.init)) }
-    mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
+    mutating func field(_ name: String, _ value: String?) {
+        key(name)
+        string(value)
+    }
+    mutating func field(_ name: String, _ value: Int64?) {
+        key(name)
+        int(value)
+    }
+    mutating func field(_ name: String, _ value: Int?) {
+        key(name)
+        int(value.map(Int64.init))
+    }
+    mutating func field(_ name: String, _ value: Bool) {
+        key(name)
+        bool(value)
+    }
 
     private mutating func separate() {
         if needsComma { bytes.append(UInt8(ascii: ",")) }
@@ -76,11 +102,21 @@ struct JSONWriter {
         }
         for byte in value.utf8 {
             switch byte {
-            case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)
-            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)
-            case 0x0A: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
-            case 0x0D: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
-            case 0x09: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
+            case UInt8(ascii: "\""):
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(byte)
+            case UInt8(ascii: "\\"):
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(byte)
+            case 0x0A:
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(UInt8(ascii: "n"))
+            case 0x0D:
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(UInt8(ascii: "r"))
+            case 0x09:
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(UInt8(ascii: "t"))
             case 0..<0x20:
                 bytes.append(contentsOf: "\\u00".utf8)
                 Hex.append(byte, to: &bytes)

@@ -72,7 +72,10 @@ public final class LookupBatcher: DaemonComponent {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         wake.broadcast()
         if !threads.join(timeout: stopBudget) {
-            let left = queue.withLock { queued in defer { queued = [] }; return queued }
+            let left = queue.withLock { queued in
+                defer { queued = [] }
+                return queued
+            }
             for pending in left { pending.completion(.failure(Stopped())) }
         }
     }

@@ -175,7 +175,8 @@ public final class LookupCache: Sendable {
         }
         // Only a load first: a store on every hit would make the entry's cache line bounce between cores.
         if !entry.referenced.load(ordering: .relaxed) { entry.referenced.store(true, ordering: .relaxed) }
-        let refresh = now >= entry.refreshAfter
+        let refresh =
+            now >= entry.refreshAfter
             && entry.refreshClaimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
         return (entry.view, refresh)
     }
@@ -223,10 +224,12 @@ public final class LookupCache: Sendable {
 
     static func approximateBytes(of view: PredictionView) -> Int {
         func n(_ s: String?) -> Int { s?.utf8.count ?? 0 }
-        var total = 256 + n(view.provider) + n(view.id) + n(view.status) + n(view.model) + n(view.version)
+        var total =
+            256 + n(view.provider) + n(view.id) + n(view.status) + n(view.model) + n(view.version)
             + n(view.inputJSON) + n(view.error) + 5 * 32
         for a in view.assets {
-            total += 320 + n(a.provider) + n(a.predictionID) + n(a.pointer) + n(a.sha256) + n(a.contentType) + n(a.key)
+            total +=
+                320 + n(a.provider) + n(a.predictionID) + n(a.pointer) + n(a.sha256) + n(a.contentType) + n(a.key)
                 + n(a.failureReason) + n(a.sourceURL) + n(a.finishReason)
         }
         return total

@@ -19,8 +19,10 @@ public final class LookupCacheInvalidator: DaemonComponent {
     /// The LISTEN wait ends every half second; a connection attempt in progress is not waited for.
     public let stopBudget: Duration = .seconds(2)
 
-    public init(cache: LookupCache, databaseURL: String, limits: SessionLimits = SessionLimits(),
-                heartbeats: Heartbeats? = nil, logger: Logger) {
+    public init(
+        cache: LookupCache, databaseURL: String, limits: SessionLimits = SessionLimits(),
+        heartbeats: Heartbeats? = nil, logger: Logger
+    ) {
         self.cache = cache
         self.databaseURL = databaseURL
         self.limits = limits
@@ -67,8 +69,9 @@ public final class LookupCacheInvalidator: DaemonComponent {
             },
             failed: { error in
                 cache.invalidateAll()
-                logger.debug("lookup cache: LISTEN connection failed; entries expire by age until it is back",
-                             metadata: ["error": "\(error)"])
+                logger.debug(
+                    "lookup cache: LISTEN connection failed; entries expire by age until it is back",
+                    metadata: ["error": "\(error)"])
             },
             pause: { stopSignal.sleep(1, heartbeat: heartbeat) })
     }

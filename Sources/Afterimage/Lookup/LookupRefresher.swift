@@ -36,7 +36,10 @@ public final class LookupRefresher: DaemonComponent {
         guard cache.isEnabled, !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         threads.spawn("afterimage-lookup-refresh") { [self] heartbeat in
             while !stopSignal.isStopped {
-                let keys = backlog.withLock { keys in defer { keys = [] }; return keys }
+                let keys = backlog.withLock { keys in
+                    defer { keys = [] }
+                    return keys
+                }
                 for key in keys where !stopSignal.isStopped {
                     heartbeat.beat()
                     read(key)

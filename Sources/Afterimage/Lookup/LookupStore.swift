@@ -179,8 +179,9 @@ public struct LookupStore: Sendable {
     static func isoTimestamp(_ text: String) -> String {
         var bytes = Array(text.utf8)
         guard bytes.count >= 22, bytes[10] == UInt8(ascii: " "), bytes[4] == UInt8(ascii: "-"),
-              bytes[13] == UInt8(ascii: ":"), bytes[bytes.count - 3] == UInt8(ascii: "+"),
-              bytes[bytes.count - 2] == UInt8(ascii: "0"), bytes[bytes.count - 1] == UInt8(ascii: "0") else { return text }
+            bytes[13] == UInt8(ascii: ":"), bytes[bytes.count - 3] == UInt8(ascii: "+"),
+            bytes[bytes.count - 2] == UInt8(ascii: "0"), bytes[bytes.count - 1] == UInt8(ascii: "0")
+        else { return text }
         bytes.removeLast(3)  // "+00"
         bytes[10] = UInt8(ascii: "T")
         var fraction: [UInt8] = []
@@ -267,7 +268,8 @@ public struct LookupStore: Sendable {
     /// worker downloads again. Throws `assetNotFound` or `notRetryable`.
     public func retry(assetID: Int64, on connection: Connection) throws -> AssetView {
         try connection.transaction { tx in
-            let updated = try tx.query("""
+            let updated = try tx.query(
+                """
                 UPDATE assets AS a SET state = 'pending', attempts = 0, next_attempt_at = now(), failure_reason = NULL,
                                        last_error = NULL, claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
                                        updated_at = now()

@@ -37,10 +37,11 @@ public struct PredictionCursor: Sendable, Equatable {
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.utf8.count % 4 != 0 { base64 += "=" }
         guard let data = Data(base64Encoded: base64),
-              let parts = try? JSONSerialization.jsonObject(with: data) as? [String], parts.count == 3,
-              Self.isTimestampText(parts[0]),
-              !parts[1].isEmpty, parts[1].utf8.count <= LookupRoutes.maxProviderBytes,
-              !parts[2].isEmpty, parts[2].utf8.count <= 4096 else { throw refusal }
+            let parts = try? JSONSerialization.jsonObject(with: data) as? [String], parts.count == 3,
+            Self.isTimestampText(parts[0]),
+            !parts[1].isEmpty, parts[1].utf8.count <= LookupRoutes.maxProviderBytes,
+            !parts[2].isEmpty, parts[2].utf8.count <= 4096
+        else { throw refusal }
         self.init(firstSeenAt: parts[0], provider: parts[1], id: parts[2])
     }
 
@@ -50,8 +51,9 @@ public struct PredictionCursor: Sendable, Equatable {
         let b = Array(text.utf8)
         func digits(_ range: Range<Int>) -> Bool { range.allSatisfy { b[$0] >= 0x30 && b[$0] <= 0x39 } }
         guard b.count >= 22, b.count <= 29, digits(0..<4), b[4] == UInt8(ascii: "-"), digits(5..<7), b[7] == UInt8(ascii: "-"),
-              digits(8..<10), b[10] == UInt8(ascii: " "), digits(11..<13), b[13] == UInt8(ascii: ":"), digits(14..<16),
-              b[16] == UInt8(ascii: ":"), digits(17..<19), Array(b.suffix(3)) == Array("+00".utf8) else { return false }
+            digits(8..<10), b[10] == UInt8(ascii: " "), digits(11..<13), b[13] == UInt8(ascii: ":"), digits(14..<16),
+            b[16] == UInt8(ascii: ":"), digits(17..<19), Array(b.suffix(3)) == Array("+00".utf8)
+        else { return false }
         let fraction = b[19..<(b.count - 3)]
         if fraction.isEmpty { return true }
         return fraction.first == UInt8(ascii: ".") && fraction.count >= 2 && fraction.count <= 7
@@ -96,8 +98,10 @@ extension LookupStore {
         public var before: PredictionCursor?
         public var limit: Int
 
-        public init(provider: String? = nil, status: String? = nil, before: PredictionCursor? = nil,
-                    limit: Int = LookupStore.defaultPredictionPageSize) {
+        public init(
+            provider: String? = nil, status: String? = nil, before: PredictionCursor? = nil,
+            limit: Int = LookupStore.defaultPredictionPageSize
+        ) {
             self.provider = provider
             self.status = status
             self.before = before
@@ -180,7 +184,8 @@ extension LookupStore {
         var index = 0
         while index < rows.count {
             let first = rows[index]
-            let provider: String = try first.decode(0), id: String = try first.decode(1)
+            let provider: String = try first.decode(0)
+            let id: String = try first.decode(1)
             var assets: [AssetView] = []
             var end = index
             // The rows of one prediction are adjacent (the statement orders by it first).
@@ -193,14 +198,15 @@ extension LookupStore {
                 break
             }
             let firstSeenAt: String = try first.decode(10)
-            predictions.append(PredictionSummary(
-                provider: provider, id: id, status: try first.decode(2), model: try first.decode(3), version: try first.decode(4),
-                error: try first.decode(5), dataRemoved: try first.decode(6),
-                createdAt: Self.isoTimestamp(try first.decode(7, as: String?.self)),
-                startedAt: Self.isoTimestamp(try first.decode(8, as: String?.self)),
-                completedAt: Self.isoTimestamp(try first.decode(9, as: String?.self)),
-                firstSeenAt: Self.isoTimestamp(firstSeenAt), updatedAt: Self.isoTimestamp(try first.decode(11, as: String.self)),
-                assets: assets, cursor: PredictionCursor(firstSeenAt: firstSeenAt, provider: provider, id: id)))
+            predictions.append(
+                PredictionSummary(
+                    provider: provider, id: id, status: try first.decode(2), model: try first.decode(3), version: try first.decode(4),
+                    error: try first.decode(5), dataRemoved: try first.decode(6),
+                    createdAt: Self.isoTimestamp(try first.decode(7, as: String?.self)),
+                    startedAt: Self.isoTimestamp(try first.decode(8, as: String?.self)),
+                    completedAt: Self.isoTimestamp(try first.decode(9, as: String?.self)),
+                    firstSeenAt: Self.isoTimestamp(firstSeenAt), updatedAt: Self.isoTimestamp(try first.decode(11, as: String.self)),
+                    assets: assets, cursor: PredictionCursor(firstSeenAt: firstSeenAt, provider: provider, id: id)))
             index = end
         }
         return PredictionPage(predictions: predictions, next: hasMore ? predictions.last?.cursor : nil)

@@ -47,7 +47,8 @@ public struct Presigner: Sendable {
     public static func parseExpires(_ text: String?) throws(LookupError) -> Int? {
         guard let text else { return nil }
         guard !text.isEmpty, text.utf8.count <= 12, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-              let value = Int(text), value >= 1 else {
+            let value = Int(text), value >= 1
+        else {
             throw LookupError(.invalidParameter, "expires must be a whole number of seconds, at least 1")
         }
         return min(value, maxTTL)
@@ -57,7 +58,8 @@ public struct Presigner: Sendable {
     public static func validateDownloadName(_ name: String?) throws(LookupError) -> String? {
         guard let name else { return nil }
         guard !name.isEmpty, name.utf8.count <= 255,
-              !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "/" || $0 == "\\" }) else {
+            !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "/" || $0 == "\\" })
+        else {
             throw LookupError(.invalidParameter, "download must be a file name of 1 to 255 bytes without control characters or slashes")
         }
         return name
@@ -66,9 +68,11 @@ public struct Presigner: Sendable {
     /// `attachment; filename="…"; filename*=UTF-8''…` (RFC 6266): an ASCII fallback with quotes and
     /// non-ASCII replaced, and the exact name percent-encoded for clients that read `filename*`.
     public static func contentDisposition(filename: String) -> String {
-        let fallback = String(String.UnicodeScalarView(filename.unicodeScalars.map { scalar in
-            (scalar.value >= 0x20 && scalar.value < 0x7F && scalar != "\"" && scalar != "\\") ? scalar : "_"
-        }))
+        let fallback = String(
+            String.UnicodeScalarView(
+                filename.unicodeScalars.map { scalar in
+                    (scalar.value >= 0x20 && scalar.value < 0x7F && scalar != "\"" && scalar != "\\") ? scalar : "_"
+                }))
         var encoded = ""
         for byte in filename.utf8 {
             if attrChar(byte) {

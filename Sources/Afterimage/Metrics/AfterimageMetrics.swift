@@ -63,14 +63,15 @@ public enum AfterimageMetrics {
 
     /// Counts one webhook answer by outcome and records how long it took to give.
     public static func webhookAnswered(provider: ProviderName, status: Int, since started: ContinuousClock.Instant) {
-        let outcome = switch status {
-        case 200..<300: "accepted"
-        case 401: "unauthorized"
-        case 413: "too_large"
-        case 400..<500: "invalid"
-        case 503: "unavailable"
-        default: "error"
-        }
+        let outcome =
+            switch status {
+            case 200..<300: "accepted"
+            case 401: "unauthorized"
+            case 413: "too_large"
+            case 400..<500: "invalid"
+            case 503: "unavailable"
+            default: "error"
+            }
         let elapsed = ContinuousClock.now - started
         if let instruments = webhookInstruments[provider] {
             instruments.outcomes[outcome]?.increment()
@@ -90,15 +91,16 @@ public enum AfterimageMetrics {
         let ackTime: Metrics.Timer
 
         init(provider: ProviderName) {
-            outcomes = Dictionary(uniqueKeysWithValues: Self.outcomeNames.map {
-                ($0, Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider.rawValue), ("outcome", $0)]))
-            })
+            outcomes = Dictionary(
+                uniqueKeysWithValues: Self.outcomeNames.map {
+                    ($0, Metrics.Counter(label: Name.webhooks, dimensions: [("provider", provider.rawValue), ("outcome", $0)]))
+                })
             ackTime = Metrics.Timer(label: Name.ackSeconds, dimensions: [("provider", provider.rawValue)])
         }
     }
 
-    static let webhookInstruments: [ProviderName: WebhookInstruments] = Dictionary(uniqueKeysWithValues:
-        [ProviderName.replicate, .stability, .ideogram, .fal, .archive].map { ($0, WebhookInstruments(provider: $0)) })
+    static let webhookInstruments: [ProviderName: WebhookInstruments] = Dictionary(
+        uniqueKeysWithValues: [ProviderName.replicate, .stability, .ideogram, .fal, .archive].map { ($0, WebhookInstruments(provider: $0)) })
 
     /// A delivery seen before (same webhook-id): acknowledged again, nothing new recorded.
     public static func webhookDuplicate(provider: ProviderName) {

@@ -16,7 +16,8 @@ struct QueueStats: Sendable, Equatable {
             counts[try row.decode(0, as: String.self)] = Int(try row.decode(1, as: Int64.self))
         }
         let oldest = try connection.query(
-            "SELECT min(deadline) FROM assets WHERE state IN ('pending', 'in_flight')").first
+            "SELECT min(deadline) FROM assets WHERE state IN ('pending', 'in_flight')"
+        ).first
         return QueueStats(counts: counts, oldestDeadline: try oldest?.decode(0, as: Date?.self))
     }
 

@@ -154,10 +154,12 @@ public struct PredictionRecord: Sendable {
     public var deployment: String?
     public var deadline: Date?
 
-    public init(id: String, status: PredictionStatus, model: String? = nil, version: String? = nil, inputJSON: String? = nil,
-                outputJSON: String? = nil, metricsJSON: String? = nil, error: String? = nil, createdAt: Date? = nil,
-                startedAt: Date? = nil, completedAt: Date? = nil, dataRemoved: Bool = false, source: String? = nil,
-                deployment: String? = nil, deadline: Date? = nil) {
+    public init(
+        id: String, status: PredictionStatus, model: String? = nil, version: String? = nil, inputJSON: String? = nil,
+        outputJSON: String? = nil, metricsJSON: String? = nil, error: String? = nil, createdAt: Date? = nil,
+        startedAt: Date? = nil, completedAt: Date? = nil, dataRemoved: Bool = false, source: String? = nil,
+        deployment: String? = nil, deadline: Date? = nil
+    ) {
         self.id = id
         self.status = status
         self.model = model
@@ -221,8 +223,10 @@ public struct AssetSpec: Sendable {
     public var finishReason: String?
     public var seed: Int64?
 
-    public init(pointer: String, source: Source, deadline: Date?, firstAttemptAt: Date? = nil, identity: Identity = .pointer,
-                finishReason: String? = nil, seed: Int64? = nil) {
+    public init(
+        pointer: String, source: Source, deadline: Date?, firstAttemptAt: Date? = nil, identity: Identity = .pointer,
+        finishReason: String? = nil, seed: Int64? = nil
+    ) {
         self.pointer = pointer
         self.source = source
         self.deadline = deadline
@@ -242,8 +246,10 @@ public struct AssetSpec: Sendable {
 /// Polls a provider's asynchronous results (`result` assets): the bytes into the spool, or `ArchiveError`
 /// (`not_ready` to poll again later, `source_status` for the provider's refusal).
 public protocol ResultSource: Sendable {
-    func poll(_ job: ArchiveJob, spool: Spool, session: CurlSession, policy: FetchPolicy,
-              shouldAbort: @escaping @Sendable () -> Bool) throws -> FetchedResult
+    func poll(
+        _ job: ArchiveJob, spool: Spool, session: CurlSession, policy: FetchPolicy,
+        shouldAbort: @escaping @Sendable () -> Bool
+    ) throws -> FetchedResult
 }
 
 /// A polled result in the spool, and what the provider said about it.

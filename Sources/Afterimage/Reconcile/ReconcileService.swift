@@ -44,10 +44,12 @@ public final class ReconcileService: DaemonComponent {
     /// Nil when reconciliation is off: no `replicate.api_token`, or `replicate.reconcile_interval = 0`.
     /// `currentToken` reads the token as reloaded (the daemon's `ReloadableSettings`); without it the
     /// start-up value is used for ever.
-    public static func fromSettings(_ settings: Settings, currentToken: (@Sendable () -> String?)? = nil,
-                                    heartbeats: Heartbeats? = nil,
-                                    databaseReady: @escaping @Sendable () -> Bool = { true },
-                                    logger: Logger) throws(ConfigurationError) -> ReconcileService? {
+    public static func fromSettings(
+        _ settings: Settings, currentToken: (@Sendable () -> String?)? = nil,
+        heartbeats: Heartbeats? = nil,
+        databaseReady: @escaping @Sendable () -> Bool = { true },
+        logger: Logger
+    ) throws(ConfigurationError) -> ReconcileService? {
         guard isEnabled(settings), let startToken = settings.replicate.apiToken else { return nil }
         let token: @Sendable () -> String
         if let currentToken {
@@ -56,8 +58,9 @@ public final class ReconcileService: DaemonComponent {
             token = { startToken }
         }
         let stopSignal = StopSignal()
-        let heartbeat = Heartbeat(name: "afterimage-reconcile",
-                                  tolerance: heartbeats?.defaultTolerance ?? ThreadGroup.unregisteredTolerance)
+        let heartbeat = Heartbeat(
+            name: "afterimage-reconcile",
+            tolerance: heartbeats?.defaultTolerance ?? ThreadGroup.unregisteredTolerance)
         // The daemon's own spool: data: outputs found by reconciliation are decoded into it as a webhook's are.
         let reconciler = try settings.makeReplicateReconciler(
             token: token, logger: logger, sleep: { stopSignal.sleep($0, heartbeat: heartbeat) },
@@ -66,15 +69,18 @@ public final class ReconcileService: DaemonComponent {
                 return stopSignal.isStopped
             },
             spool: try? Spool(directory: settings.workers.spoolDirectory))
-        return ReconcileService(reconciler: reconciler, interval: TimeInterval(settings.replicate.reconcileInterval),
-                                window: TimeInterval(settings.replicate.retention + settings.replicate.reconcileMargin),
-                                currentToken: token, stopSignal: stopSignal, heartbeat: heartbeat, heartbeats: heartbeats,
-                                databaseReady: databaseReady, logger: logger)
+        return ReconcileService(
+            reconciler: reconciler, interval: TimeInterval(settings.replicate.reconcileInterval),
+            window: TimeInterval(settings.replicate.retention + settings.replicate.reconcileMargin),
+            currentToken: token, stopSignal: stopSignal, heartbeat: heartbeat, heartbeats: heartbeats,
+            databaseReady: databaseReady, logger: logger)
     }
 
-    init(reconciler: ReplicateReconciler, interval: TimeInterval, window: TimeInterval,
-         currentToken: @escaping @Sendable () -> String, stopSignal: StopSignal,
-         heartbeat: Heartbeat, heartbeats: Heartbeats?, databaseReady: @escaping @Sendable () -> Bool, logger: Logger) {
+    init(
+        reconciler: ReplicateReconciler, interval: TimeInterval, window: TimeInterval,
+        currentToken: @escaping @Sendable () -> String, stopSignal: StopSignal,
+        heartbeat: Heartbeat, heartbeats: Heartbeats?, databaseReady: @escaping @Sendable () -> Bool, logger: Logger
+    ) {
         self.reconciler = reconciler
         self.currentToken = currentToken
         self.interval = interval
@@ -128,16 +134,20 @@ public final class ReconcileService: DaemonComponent {
                     "recorded": "\(s.recorded)", "duplicates": "\(s.duplicates)", "assets": "\(s.assets)",
                     "refreshed": "\(s.refreshed)", "web_skipped": "\(s.web)", "kept_raw": "\(s.rejected)",
                 ]
-                if s.recorded > 0 { logger.notice("reconcile pass recorded missed predictions", metadata: metadata) }
-                else { logger.info("reconcile pass done", metadata: metadata) }
+                if s.recorded > 0 {
+                    logger.notice("reconcile pass recorded missed predictions", metadata: metadata)
+                } else {
+                    logger.info("reconcile pass done", metadata: metadata)
+                }
             case .lockHeld:
                 logger.info("reconcile pass skipped: another instance holds the reconcile lock")
             }
-        } catch where error.code == .stopped {
+        } catch  where error.code == .stopped {
             return
-        } catch where error.code == .unauthorized {
-            logger.error("reconciliation paused: Replicate refused replicate.api_token (set a valid token and reload, or restart)",
-                         metadata: ["error": "\(error)"])
+        } catch  where error.code == .unauthorized {
+            logger.error(
+                "reconciliation paused: Replicate refused replicate.api_token (set a valid token and reload, or restart)",
+                metadata: ["error": "\(error)"])
             // The token in force now: a reload that changed it meanwhile is tried at the next interval.
             let refused = token
             refusedToken.withLock { $0 = refused }
@@ -151,17 +161,21 @@ extension Settings {
     /// A reconciler built from `replicate.*` settings; used by the daemon's service and by
     /// `afterimage reconcile`. `spool` is where data: outputs are decoded (the daemon passes its own; the
     /// command runs as another user and passes none, so the daemon's workers decode them).
-    public func makeReplicateReconciler(token: @escaping @Sendable () -> String, logger: Logger,
-                                        sleep: @escaping @Sendable (TimeInterval) -> Bool,
-                                        shouldAbort: @escaping @Sendable () -> Bool,
-                                        spool: Spool? = nil) throws(ConfigurationError) -> ReplicateReconciler {
-        let api = try ReplicateAPIClient(configuration: .init(baseURL: replicate.baseURL, currentToken: token),
-                                         sleep: sleep, shouldAbort: shouldAbort)
+    public func makeReplicateReconciler(
+        token: @escaping @Sendable () -> String, logger: Logger,
+        sleep: @escaping @Sendable (TimeInterval) -> Bool,
+        shouldAbort: @escaping @Sendable () -> Bool,
+        spool: Spool? = nil
+    ) throws(ConfigurationError) -> ReplicateReconciler {
+        let api = try ReplicateAPIClient(
+            configuration: .init(baseURL: replicate.baseURL, currentToken: token),
+            sleep: sleep, shouldAbort: shouldAbort)
         var configuration = ReplicateReconciler.Configuration(databaseURL: try requireDatabaseURL())
         configuration.staleAfter = TimeInterval(replicate.reconcileStaleAfter)
         configuration.reconcileWeb = replicate.reconcileWeb
         configuration.sessionLimits = database.sessionLimits
-        return ReplicateReconciler(api: api, intake: ReplicateIntake(retentionSeconds: replicate.retention, spool: spool),
-                                   configuration: configuration, logger: logger)
+        return ReplicateReconciler(
+            api: api, intake: ReplicateIntake(retentionSeconds: replicate.retention, spool: spool),
+            configuration: configuration, logger: logger)
     }
 }

@@ -11,7 +11,8 @@ extension ReplicateAPIClient {
         let what = "GET /v1/webhooks/default/secret"
         let response = try perform("\(origin.text)\(basePath)/v1/webhooks/default/secret", what: what, allowNotFound: false)
         guard let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-              let key = object["key"] as? String, !key.isEmpty else {
+            let key = object["key"] as? String, !key.isEmpty
+        else {
             throw ReconcileError(.invalidResponse, "\(what) answered \(response.status) without a key")
         }
         do {

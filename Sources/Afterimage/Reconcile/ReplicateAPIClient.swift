@@ -60,9 +60,11 @@ public struct ReplicateAPIClient: Sendable {
     let sleep: @Sendable (TimeInterval) -> Bool
     let shouldAbort: @Sendable () -> Bool
 
-    public init(configuration: Configuration,
-                sleep: @escaping @Sendable (TimeInterval) -> Bool,
-                shouldAbort: @escaping @Sendable () -> Bool = { false }) throws(ConfigurationError) {
+    public init(
+        configuration: Configuration,
+        sleep: @escaping @Sendable (TimeInterval) -> Bool,
+        shouldAbort: @escaping @Sendable () -> Bool = { false }
+    ) throws(ConfigurationError) {
         guard let origin = Origin(configuration.baseURL), let components = URLComponents(string: configuration.baseURL) else {
             throw ConfigurationError(key: "replicate.base_url", "must be an http(s) URL such as https://api.replicate.com")
         }
@@ -88,7 +90,8 @@ public struct ReplicateAPIClient: Sendable {
         }
         let response = try perform(url, what: "GET /v1/predictions", allowNotFound: false)
         guard let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-              let results = object["results"] as? [Any] else {
+            let results = object["results"] as? [Any]
+        else {
             throw ReconcileError(.invalidResponse, "GET /v1/predictions answered \(response.status) without a results list")
         }
         var items: [Item] = []
@@ -112,23 +115,26 @@ public struct ReplicateAPIClient: Sendable {
 
     static func item(_ object: [String: Any]) -> Item {
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map(Array.init) ?? []
-        return Item(id: object["id"] as? String, status: object["status"] as? String,
-                    createdAt: (object["created_at"] as? String).flatMap(Date.init(rfc3339:)), source: object["source"] as? String,
-                    body: body)
+        return Item(
+            id: object["id"] as? String, status: object["status"] as? String,
+            createdAt: (object["created_at"] as? String).flatMap(Date.init(rfc3339:)), source: object["source"] as? String,
+            body: body)
     }
 
     /// GET with retries. `what` names the endpoint in errors (never the token, never the body).
     func perform(_ url: String, what: String, allowNotFound: Bool) throws(ReconcileError) -> CurlResponse {
         var options = CurlOptions()
         options.allowedProtocols = [origin.scheme]
-        options.maxRedirects = 0   // Replicate does not redirect its API; a redirect would carry the token away
+        options.maxRedirects = 0  // Replicate does not redirect its API; a redirect would carry the token away
         options.connectTimeout = configuration.connectTimeout
         options.totalTimeout = configuration.requestTimeout
         options.maxBytes = configuration.maxResponseBytes
         options.shouldAbort = shouldAbort
-        let request = CurlRequest(url: url, headers: [
-            ("Authorization", "Bearer \(configuration.token())"), ("Accept", "application/json"), ("User-Agent", "afterimage-reconcile"),
-        ])
+        let request = CurlRequest(
+            url: url,
+            headers: [
+                ("Authorization", "Bearer \(configuration.token())"), ("Accept", "application/json"), ("User-Agent", "afterimage-reconcile"),
+            ])
         var backoff = configuration.backoffBase
         var attempt = 0
         while true {
@@ -195,8 +201,9 @@ struct Origin: Equatable, Sendable {
 
     init?(_ url: String) {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
-              ["http", "https"].contains(scheme), let host = components.host?.lowercased(), !host.isEmpty,
-              components.user == nil, components.password == nil else { return nil }
+            ["http", "https"].contains(scheme), let host = components.host?.lowercased(), !host.isEmpty,
+            components.user == nil, components.password == nil
+        else { return nil }
         self.scheme = scheme
         self.host = host
         port = components.port ?? (scheme == "https" ? 443 : 80)

@@ -108,8 +108,9 @@ public struct ReplicateReconciler: Sendable {
             next = reachedOlder ? nil : page.next
         }
         if next != nil {
-            logger.warning("reconcile: page limit reached before the end of the window; older predictions wait for the next pass",
-                           metadata: ["pages": "\(summary.pages)"])
+            logger.warning(
+                "reconcile: page limit reached before the end of the window; older predictions wait for the next pass",
+                metadata: ["pages": "\(summary.pages)"])
         }
         try refreshStale(excluding: seen, summary: &summary, on: connection)
         progress(summary)
@@ -118,8 +119,10 @@ public struct ReplicateReconciler: Sendable {
 
     /// Records the page's predictions that are not terminal here. Returns true when the page reached
     /// predictions older than the window (the list is newest first: no later page can be newer).
-    private func process(_ items: [ReplicateAPIClient.Item], createdAfter: Date, seen: inout Set<String>,
-                         summary: inout Summary, on connection: Connection) throws(ReconcileError) -> Bool {
+    private func process(
+        _ items: [ReplicateAPIClient.Item], createdAfter: Date, seen: inout Set<String>,
+        summary: inout Summary, on connection: Connection
+    ) throws(ReconcileError) -> Bool {
         var reachedOlder = false
         var candidates: [(String, ReplicateAPIClient.Item)] = []
         for item in items {
@@ -158,7 +161,8 @@ public struct ReplicateReconciler: Sendable {
         // A JSON array parameter: PQ binds scalars only, and ids could in principle hold a comma.
         let list = String(decoding: (try? JSONSerialization.data(withJSONObject: ids)) ?? Data("[]".utf8), as: UTF8.self)
         do {
-            let rows = try connection.query("""
+            let rows = try connection.query(
+                """
                 SELECT id FROM predictions
                 WHERE provider = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb))
                   AND status IN ('succeeded', 'failed', 'canceled', 'aborted')
@@ -172,15 +176,17 @@ public struct ReplicateReconciler: Sendable {
     }
 
     private func record(id: String, item: ReplicateAPIClient.Item, summary: inout Summary, on connection: Connection) throws(ReconcileError) {
-        let raw = WebhookDelivery(provider: .replicate, deliveryID: Self.deliveryID(predictionID: id, status: item.status),
-                                  timestamp: nil, body: item.body, source: .reconcile)
+        let raw = WebhookDelivery(
+            provider: .replicate, deliveryID: Self.deliveryID(predictionID: id, status: item.status),
+            timestamp: nil, body: item.body, source: .reconcile)
         // data: outputs are decoded into the spool as a webhook's are; without a spool (or when it is full)
         // the workers decode them from the recorded delivery instead.
         let delivery: WebhookDelivery
         do {
             delivery = try intake.spoolingDataOutputs(of: raw)
         } catch {
-            logger.warning("reconcile: cannot decode data: outputs into the spool; the workers will", metadata: ["prediction": "\(id)", "error": "\(error)"])
+            logger.warning(
+                "reconcile: cannot decode data: outputs into the spool; the workers will", metadata: ["prediction": "\(id)", "error": "\(error)"])
             delivery = raw
         }
         let outcome: IntakeOutcome
@@ -193,12 +199,14 @@ public struct ReplicateReconciler: Sendable {
             do {
                 _ = try intake.recordRejected(delivery, reason: "the database refused a value in it (\(error.message))", on: connection)
             } catch {
-                logger.error("reconcile: a listed prediction could not be kept even raw; skipped",
-                             metadata: ["prediction": "\(id)", "error": "\(error)"])
+                logger.error(
+                    "reconcile: a listed prediction could not be kept even raw; skipped",
+                    metadata: ["prediction": "\(id)", "error": "\(error)"])
             }
             summary.rejected += 1
-            logger.warning("reconcile: listed prediction kept raw, the database refused a value in it; going on",
-                           metadata: ["prediction": "\(id)", "error": "\(error)"])
+            logger.warning(
+                "reconcile: listed prediction kept raw, the database refused a value in it; going on",
+                metadata: ["prediction": "\(id)", "error": "\(error)"])
             return
         } catch {
             intake.removeSpoolFiles(of: delivery)
@@ -209,8 +217,9 @@ public struct ReplicateReconciler: Sendable {
             summary.recorded += 1
             summary.assets += assets
             summary.recordedIDs.append(id)
-            logger.info("reconcile: recorded a prediction whose webhook never came",
-                        metadata: ["prediction": "\(id)", "status": "\(item.status ?? "?")", "assets": "\(assets)"])
+            logger.info(
+                "reconcile: recorded a prediction whose webhook never came",
+                metadata: ["prediction": "\(id)", "status": "\(item.status ?? "?")", "assets": "\(assets)"])
         case .duplicate:
             summary.duplicates += 1
         case .unparseable(let message):
@@ -232,13 +241,15 @@ public struct ReplicateReconciler: Sendable {
         let excluded = String(decoding: (try? JSONSerialization.data(withJSONObject: Array(seen))) ?? Data("[]".utf8), as: UTF8.self)
         var stale: [String] = []
         do {
-            for row in try connection.query("""
+            for row in try connection.query(
+                """
                 SELECT id FROM predictions
                 WHERE provider = $1 AND status IN ('starting', 'processing')
                   AND updated_at < now() - make_interval(secs => $2)
                   AND id NOT IN (SELECT jsonb_array_elements_text($3::jsonb))
                 ORDER BY random() LIMIT $4
-                """, [ProviderName.replicate, configuration.staleAfter, excluded, configuration.maxRefreshes]) {
+                """, [ProviderName.replicate, configuration.staleAfter, excluded, configuration.maxRefreshes])
+            {
                 stale.append(try row.decode(0, as: String.self))
             }
         } catch {

@@ -55,8 +55,9 @@ final class Base64StreamDecoder {
                     quantum = quantum << 6 | UInt32(value)
                     quantumLength += 1
                     if quantumLength == 4 {
-                        try emit(UInt8(truncatingIfNeeded: quantum >> 16), UInt8(truncatingIfNeeded: quantum >> 8),
-                                 UInt8(truncatingIfNeeded: quantum), count: 3)
+                        try emit(
+                            UInt8(truncatingIfNeeded: quantum >> 16), UInt8(truncatingIfNeeded: quantum >> 8),
+                            UInt8(truncatingIfNeeded: quantum), count: 3)
                         quantum = 0
                         quantumLength = 0
                     }

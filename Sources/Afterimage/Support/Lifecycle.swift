@@ -63,7 +63,10 @@ public final class Lifecycle: Sendable {
     /// for at most its budget plus a second: a stop that overruns is logged and left behind, so the
     /// daemon's exit is never held up by one part.
     public func stop() {
-        let count = started.withLock { count in defer { count = 0 }; return count }
+        let count = started.withLock { count in
+            defer { count = 0 }
+            return count
+        }
         for component in components.prefix(count).reversed() {
             let began = ContinuousClock.now
             let done = DispatchSemaphore(value: 0)
@@ -75,8 +78,9 @@ public final class Lifecycle: Sendable {
             thread.start()
             let budget = component.stopBudget + Self.grace
             if done.wait(timeout: .now() + budget.timeInterval) == .timedOut {
-                logger.error("stop overran its budget; going on without it",
-                             metadata: ["component": "\(component.name)", "budget": "\(budget)"])
+                logger.error(
+                    "stop overran its budget; going on without it",
+                    metadata: ["component": "\(component.name)", "budget": "\(budget)"])
             } else {
                 logger.debug("stopped", metadata: ["component": "\(component.name)", "took": "\(ContinuousClock.now - began)"])
             }

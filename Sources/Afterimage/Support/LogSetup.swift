@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Primitives
 import Logging
+import Primitives
 import Synchronization
 
 /// One line per event on stderr, in one of two shapes:
@@ -45,8 +45,9 @@ public struct StderrLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let merged = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
-        var line = Self.render(level: event.level, message: event.message.description, metadata: merged,
-                               format: format, now: Date())
+        var line = Self.render(
+            level: event.level, message: event.message.description, metadata: merged,
+            format: format, now: Date())
         line += "\n"
         line.utf8CString.withUnsafeBufferPointer { buffer in
             _ = Glibc.write(2, buffer.baseAddress, buffer.count - 1)
@@ -93,9 +94,15 @@ public struct StderrLogHandler: LogHandler {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case "\"" where quoteSpaces: out += "\\\""; needsQuotes = true
-            case "\\" where quoteSpaces: out += "\\\\"; needsQuotes = true
-            case " " where quoteSpaces, "=" where quoteSpaces: out.unicodeScalars.append(scalar); needsQuotes = true
+            case "\"" where quoteSpaces:
+                out += "\\\""
+                needsQuotes = true
+            case "\\" where quoteSpaces:
+                out += "\\\\"
+                needsQuotes = true
+            case " " where quoteSpaces, "=" where quoteSpaces:
+                out.unicodeScalars.append(scalar)
+                needsQuotes = true
             default:
                 if scalar.value < 0x20 || scalar.value == 0x7f {
                     out += "\\x" + Hex.encode([UInt8(scalar.value)])

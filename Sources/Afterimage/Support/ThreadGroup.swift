@@ -20,13 +20,16 @@ final class ThreadGroup: Sendable {
 
     /// Starts a thread named `name` that runs `body` once, handing it the thread's heartbeat (`heartbeat`
     /// when given: a component whose callbacks beat it makes it beforehand).
-    func spawn(_ name: String, heartbeat given: Heartbeat? = nil, tolerance: Duration? = nil,
-               _ body: @escaping @Sendable (Heartbeat) -> Void) {
+    func spawn(
+        _ name: String, heartbeat given: Heartbeat? = nil, tolerance: Duration? = nil,
+        _ body: @escaping @Sendable (Heartbeat) -> Void
+    ) {
         let heartbeat: Heartbeat
         if let given {
             heartbeat = heartbeats?.register(given) ?? given
         } else {
-            heartbeat = heartbeats?.register(name, tolerance: tolerance)
+            heartbeat =
+                heartbeats?.register(name, tolerance: tolerance)
                 ?? Heartbeat(name: name, tolerance: tolerance ?? Self.unregisteredTolerance)
         }
         running.enter()
@@ -44,8 +47,10 @@ final class ThreadGroup: Sendable {
     /// The one shape of a periodic loop: a thread named `name` runs `body` at once, then again every
     /// `interval` seconds (counted from the start of each run) until `stop` is set; a stop ends the wait
     /// at once. `body` should itself return soon after a stop (it can check `stop.isStopped`).
-    func repeating(_ name: String, every interval: TimeInterval, until stop: StopSignal, heartbeat: Heartbeat? = nil,
-                   tolerance: Duration? = nil, _ body: @escaping @Sendable (Heartbeat) -> Void) {
+    func repeating(
+        _ name: String, every interval: TimeInterval, until stop: StopSignal, heartbeat: Heartbeat? = nil,
+        tolerance: Duration? = nil, _ body: @escaping @Sendable (Heartbeat) -> Void
+    ) {
         spawn(name, heartbeat: heartbeat, tolerance: tolerance) { heartbeat in
             while !stop.isStopped {
                 let started = Date()

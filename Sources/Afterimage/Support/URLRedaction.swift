@@ -22,7 +22,8 @@ public enum URLRedaction {
         while index < array.count {
             // `://` with a scheme before it: find the authority and its last `@`.
             if array[index] == UInt8(ascii: ":"), index + 2 < array.count, array[index + 1] == UInt8(ascii: "/"),
-               array[index + 2] == UInt8(ascii: "/"), hasScheme(endingAt: index, in: array) {
+                array[index + 2] == UInt8(ascii: "/"), hasScheme(endingAt: index, in: array)
+            {
                 let authorityStart = index + 3
                 var end = authorityStart
                 var lastAt: Int?
@@ -68,7 +69,7 @@ public enum URLRedaction {
     private static func endsAuthority(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"),
-             UInt8(ascii: "\r"), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "`"):
+            UInt8(ascii: "\r"), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "`"):
             return true
         default:
             return false

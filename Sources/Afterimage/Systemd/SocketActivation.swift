@@ -44,7 +44,8 @@ public enum SocketActivation {
     /// `LISTEN_FDS` when `LISTEN_PID` names us; nil otherwise.
     static func descriptorCount(environment: [String: String], pid: Int32) -> Int? {
         guard let listenPID = environment["LISTEN_PID"].flatMap(Int32.init), listenPID == pid,
-              let count = environment["LISTEN_FDS"].flatMap(Int.init), count > 0 else { return nil }
+            let count = environment["LISTEN_FDS"].flatMap(Int.init), count > 0
+        else { return nil }
         return count
     }
 

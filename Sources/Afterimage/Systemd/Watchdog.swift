@@ -24,8 +24,10 @@ public final class Watchdog: DaemonComponent {
     /// - Parameters:
     ///   - interval: time between checks (half of `WATCHDOG_USEC`).
     ///   - stalled: the loops that have not beaten in time.
-    public init(interval: Duration, notifier: SystemdNotifier, logger: Logger,
-                stalled: @escaping @Sendable () -> [(name: String, silence: Duration)]) {
+    public init(
+        interval: Duration, notifier: SystemdNotifier, logger: Logger,
+        stalled: @escaping @Sendable () -> [(name: String, silence: Duration)]
+    ) {
         self.interval = interval
         self.notifier = notifier
         self.logger = logger
@@ -34,8 +36,10 @@ public final class Watchdog: DaemonComponent {
 
     /// Half of `WATCHDOG_USEC`, or nil when the watchdog is off: the variable is unset or zero, or
     /// `WATCHDOG_PID` names another process (the variables were inherited, not meant for us).
-    public static func interval(environment: [String: String] = ProcessInfo.processInfo.environment,
-                                pid: Int32 = getpid()) -> Duration? {
+    public static func interval(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        pid: Int32 = getpid()
+    ) -> Duration? {
         guard let usec = environment["WATCHDOG_USEC"].flatMap(UInt64.init), usec > 0 else { return nil }
         if let owner = environment["WATCHDOG_PID"], Int32(owner) != pid { return nil }
         return .microseconds(Int64(clamping: usec / 2))
@@ -55,8 +59,9 @@ public final class Watchdog: DaemonComponent {
             } else if !missed.exchange(true, ordering: .relaxed) {
                 // Once per episode: the log is not the place to count missed pings.
                 let names = stuck.map { "\($0.name) (silent \($0.silence))" }.joined(separator: ", ")
-                logger.critical("watchdog: loops stalled, not pinging systemd (it restarts the daemon after WatchdogSec=)",
-                                metadata: ["stalled": "\(names)"])
+                logger.critical(
+                    "watchdog: loops stalled, not pinging systemd (it restarts the daemon after WatchdogSec=)",
+                    metadata: ["stalled": "\(names)"])
             }
         }
     }

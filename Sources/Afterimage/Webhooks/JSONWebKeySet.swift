@@ -28,13 +28,15 @@ public enum JSONWebKeySet {
     static func keys(from document: [UInt8]) throws -> [Key] {
         guard document.count <= maxBytes else { throw Invalid(description: "the key set is larger than \(maxBytes) bytes") }
         guard let object = try? JSONSerialization.jsonObject(with: Data(document)) as? [String: Any],
-              let entries = object["keys"] as? [Any] else {
+            let entries = object["keys"] as? [Any]
+        else {
             throw Invalid(description: "not a JSON Web Key Set (no \"keys\" array)")
         }
         var keys: [Key] = []
         for case let entry as [String: Any] in entries.prefix(maxKeys) {
             guard entry["kty"] as? String == "OKP", entry["crv"] as? String == "Ed25519", let x = entry["x"] as? String,
-                  let key = publicKey(base64URL: x) else { continue }
+                let key = publicKey(base64URL: x)
+            else { continue }
             keys.append(Key(id: entry["kid"] as? String, publicKey: key))
         }
         guard !keys.isEmpty else { throw Invalid(description: "the key set holds no Ed25519 key") }

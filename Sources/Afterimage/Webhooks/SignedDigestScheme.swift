@@ -62,11 +62,13 @@ public struct SignedDigestScheme: Sendable {
     public func begin(header: (String) -> String?, now: Date = Date()) throws(StandardWebhooksVerifier.Failure) -> Signed {
         let names = [headers.id, headers.user, headers.timestamp, headers.signature]
         guard let id = header(headers.id), !id.isEmpty, let user = header(headers.user), !user.isEmpty,
-              let timestamp = header(headers.timestamp), let signatureHex = header(headers.signature), !signatureHex.isEmpty else {
+            let timestamp = header(headers.timestamp), let signatureHex = header(headers.signature), !signatureHex.isEmpty
+        else {
             throw .init(code: .missingHeaders, message: "the \(names.joined(separator: ", ")) headers are required")
         }
         guard id.utf8.count <= Self.maxIDBytes, user.utf8.count <= Self.maxIDBytes,
-              !id.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }), !user.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            !id.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }), !user.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F })
+        else {
             throw .init(code: .invalid, message: "\(headers.id) and \(headers.user) must be short printable ids")
         }
         guard let seconds = Int64(timestamp) else {

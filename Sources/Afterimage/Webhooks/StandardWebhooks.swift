@@ -9,7 +9,11 @@ import Foundation
 /// provider can sign with old and new secrets during a rotation, and we can hold several secrets too.
 public struct StandardWebhooksVerifier: Sendable {
     public struct Failure: Error, CustomStringConvertible, Sendable, Equatable {
-        public enum Code: String, Sendable { case missingHeaders = "signature_missing", staleTimestamp = "timestamp_out_of_tolerance", invalid = "signature_invalid" }
+        public enum Code: String, Sendable {
+            case missingHeaders = "signature_missing"
+            case staleTimestamp = "timestamp_out_of_tolerance"
+            case invalid = "signature_invalid"
+        }
         public let code: Code
         public let message: String
         public var description: String { message }

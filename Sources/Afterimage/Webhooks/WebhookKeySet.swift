@@ -42,9 +42,11 @@ public final class WebhookKeySet: Sendable {
 
     /// `pinned`: base64url Ed25519 keys (`ideogram.public_keys`); when any are given nothing is fetched.
     /// `cacheFile`: the on-disk copy of the last fetched set, loaded now if present.
-    public init(provider: ProviderName, jwksURL: String, pinned: [String] = [], cacheFile: String?,
-                policy: @escaping @Sendable () -> FetchPolicy, refetchInterval: Duration = .seconds(60),
-                fetchTimeout: Duration = .seconds(10), logger: Logger) {
+    public init(
+        provider: ProviderName, jwksURL: String, pinned: [String] = [], cacheFile: String?,
+        policy: @escaping @Sendable () -> FetchPolicy, refetchInterval: Duration = .seconds(60),
+        fetchTimeout: Duration = .seconds(10), logger: Logger
+    ) {
         self.provider = provider
         self.jwksURL = jwksURL
         self.cacheFile = cacheFile
@@ -60,7 +62,9 @@ public final class WebhookKeySet: Sendable {
                 keys = try JSONWebKeySet.keys(from: Array(document))
                 logger.info("webhook keys loaded from the disk cache", metadata: ["provider": "\(provider)", "keys": "\(keys.count)"])
             } catch {
-                logger.warning("webhook key cache unreadable; fetching afresh", metadata: ["provider": "\(provider)", "file": "\(cacheFile)", "error": "\(error)"])
+                logger.warning(
+                    "webhook key cache unreadable; fetching afresh",
+                    metadata: ["provider": "\(provider)", "file": "\(cacheFile)", "error": "\(error)"])
             }
         }
         state = Mutex(State(keys: keys))
@@ -151,13 +155,18 @@ public final class WebhookKeySet: Sendable {
                 $0.keys = keys
                 $0.lastAttemptFailed = false
             }
-            logger.info("webhook keys fetched", metadata: ["provider": "\(provider)", "keys": "\(keys.count)",
-                                                         "ids": "\(keys.compactMap(\.id).joined(separator: ","))"])
+            logger.info(
+                "webhook keys fetched",
+                metadata: [
+                    "provider": "\(provider)", "keys": "\(keys.count)",
+                    "ids": "\(keys.compactMap(\.id).joined(separator: ","))",
+                ])
             saveCache(document)
         } catch {
             state.withLock { $0.lastAttemptFailed = true }
-            logger.error("webhook keys could not be fetched; deliveries that need them are answered 503",
-                         metadata: ["provider": "\(provider)", "url": "\(jwksURL)", "error": "\(error)"])
+            logger.error(
+                "webhook keys could not be fetched; deliveries that need them are answered 503",
+                metadata: ["provider": "\(provider)", "url": "\(jwksURL)", "error": "\(error)"])
         }
     }
 
@@ -169,8 +178,9 @@ public final class WebhookKeySet: Sendable {
         let base = policy()
         guard let host = URL(string: jwksURL)?.host else { throw FetchFailure(description: "the JWKS URL has no host") }
         // The download rules, with the key set's own host allowed: it is configured, not sent by anyone.
-        let policy = FetchPolicy(allowedHosts: base.allowedHosts + [host], allowedSchemes: base.allowedSchemes,
-                                 allowPrivateNetworks: base.allowPrivateNetworks, maxBytes: Int64(JSONWebKeySet.maxBytes))
+        let policy = FetchPolicy(
+            allowedHosts: base.allowedHosts + [host], allowedSchemes: base.allowedSchemes,
+            allowPrivateNetworks: base.allowPrivateNetworks, maxBytes: Int64(JSONWebKeySet.maxBytes))
         if let refusal = policy.refusal(for: jwksURL) { throw FetchFailure(description: refusal) }
         var options = policy.curlOptions()
         options.totalTimeout = fetchTimeout
@@ -186,10 +196,12 @@ public final class WebhookKeySet: Sendable {
         let directory = (cacheFile as NSString).deletingLastPathComponent
         let temporary = cacheFile + ".\(getpid()).tmp"
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
             guard FileManager.default.createFile(atPath: temporary, contents: Data(document), attributes: [.posixPermissions: 0o600]),
-                  rename(temporary, cacheFile) == 0 else {
+                rename(temporary, cacheFile) == 0
+            else {
                 throw FetchFailure(description: String(cString: strerror(errno)))
             }
         } catch {
@@ -206,11 +218,14 @@ extension WebhookKeySet {
     /// The key set of a provider configured the usual way (`{provider}.jwks_url`, `{provider}.public_keys`):
     /// fetched with the download rules in force (read per fetch, so a reload reaches it) and cached as
     /// `{provider}.jwks.json` in the daemon's key directory.
-    static func configured(for provider: ProviderName, jwksURL: String, publicKeys: [String],
-                           context: ProviderContext) -> WebhookKeySet {
+    static func configured(
+        for provider: ProviderName, jwksURL: String, publicKeys: [String],
+        context: ProviderContext
+    ) -> WebhookKeySet {
         let reloadable = context.reloadable
-        return WebhookKeySet(provider: provider, jwksURL: jwksURL, pinned: publicKeys,
-                             cacheFile: context.keyCacheDirectory.map { "\($0)/\(provider.rawValue).jwks.json" },
-                             policy: { reloadable.fetchPolicy }, logger: context.logger)
+        return WebhookKeySet(
+            provider: provider, jwksURL: jwksURL, pinned: publicKeys,
+            cacheFile: context.keyCacheDirectory.map { "\($0)/\(provider.rawValue).jwks.json" },
+            policy: { reloadable.fetchPolicy }, logger: context.logger)
     }
 }

@@ -11,9 +11,11 @@ struct S3ClientIntegrationTests {
     @Test func headBucketAnswersAndMissingBucketIsNamed() throws {
         let s3 = try S3Fixture()
         try s3.client.headBucket()
-        let missing = S3Client(endpoint: try S3Endpoint(endpoint: s3.env.endpoint, region: s3.env.region,
-                                                        bucket: "no-such-bucket-\(UInt32.random(in: 0...UInt32.max))"),
-                               credentials: S3Credentials(accessKeyID: s3.env.accessKeyID, secretAccessKey: s3.env.secretAccessKey))
+        let missing = S3Client(
+            endpoint: try S3Endpoint(
+                endpoint: s3.env.endpoint, region: s3.env.region,
+                bucket: "no-such-bucket-\(UInt32.random(in: 0...UInt32.max))"),
+            credentials: S3Credentials(accessKeyID: s3.env.accessKeyID, secretAccessKey: s3.env.secretAccessKey))
         expectS3Error([.noSuchBucket]) { () throws(S3Error) in try missing.headBucket() }
     }
 
@@ -57,8 +59,9 @@ struct S3ClientIntegrationTests {
         let bytes = testBytes(count: 6 << 20, seed: 6)
         let file = try TempFile(bytes)
         defer { file.remove() }
-        try s3.client.putObject(key: key, body: .file(path: file.path, length: Int64(bytes.count)),
-                                contentType: "application/octet-stream", payloadSHA256Hex: sha256Hex(bytes))
+        try s3.client.putObject(
+            key: key, body: .file(path: file.path, length: Int64(bytes.count)),
+            contentType: "application/octet-stream", payloadSHA256Hex: sha256Hex(bytes))
         var received: [UInt8] = []
         received.reserveCapacity(bytes.count)
         let info = try s3.client.getObject(key: key) { received.append(contentsOf: $0) }
@@ -71,8 +74,9 @@ struct S3ClientIntegrationTests {
     @Test func contentTypeAndMetadataComeBackInHeadObject() throws {
         let s3 = try S3Fixture()
         let key = s3.key("meta.png")
-        try s3.client.putObject(key: key, body: .bytes(Array("png?".utf8)), contentType: "image/png",
-                                metadata: ["sha256": "abc123", "Source-URL": "https://replicate.delivery/x/out-0.png"])
+        try s3.client.putObject(
+            key: key, body: .bytes(Array("png?".utf8)), contentType: "image/png",
+            metadata: ["sha256": "abc123", "Source-URL": "https://replicate.delivery/x/out-0.png"])
         let info = try #require(try s3.client.headObject(key: key))
         #expect(info.size == 4)
         #expect(info.contentType == "image/png")
@@ -145,8 +149,10 @@ struct S3ClientIntegrationTests {
         try s3.client.deleteObject(key: key)
     }
 
-    @Test(arguments: ["with space.png", "unicode/ሴ-é-日本.png", "plus+sign.png", "equals=sign.png", "nested/a/b/c.png",
-                      "mixed dir/a+b=c ~(1).png"])
+    @Test(arguments: [
+        "with space.png", "unicode/ሴ-é-日本.png", "plus+sign.png", "equals=sign.png", "nested/a/b/c.png",
+        "mixed dir/a+b=c ~(1).png",
+    ])
     func awkwardKeysRoundTrip(_ name: String) throws {
         let s3 = try S3Fixture()
         let key = s3.key(name)

@@ -14,8 +14,9 @@ struct S3EndpointTests {
     }
 
     @Test func virtualHostedPutsBucketInHost() throws {
-        let e = try S3Endpoint(endpoint: "https://s3.us-east-1.amazonaws.com", region: "us-east-1", bucket: "my-bucket",
-                               pathStyle: false, prefix: "archive/")
+        let e = try S3Endpoint(
+            endpoint: "https://s3.us-east-1.amazonaws.com", region: "us-east-1", bucket: "my-bucket",
+            pathStyle: false, prefix: "archive/")
         #expect(e.bucketURL == "https://my-bucket.s3.us-east-1.amazonaws.com/")
         #expect(e.objectURL(key: "archive/x y.png") == "https://my-bucket.s3.us-east-1.amazonaws.com/archive/x%20y.png")
         #expect(e.prefix == "archive/")
@@ -25,7 +26,10 @@ struct S3EndpointTests {
 
     @Test func rejectsUnusableConfiguration() {
         func code(_ body: () throws(S3Error) -> S3Endpoint) -> S3Error.Code? {
-            do { _ = try body(); return nil } catch { return error.code }
+            do {
+                _ = try body()
+                return nil
+            } catch { return error.code }
         }
         #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "ftp://h", region: "us-east-1", bucket: "b") } == .invalidConfiguration)
         #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "127.0.0.1:8333", region: "us-east-1", bucket: "b") } == .invalidConfiguration)
@@ -33,8 +37,12 @@ struct S3EndpointTests {
         #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "http://h", region: "", bucket: "b") } == .invalidConfiguration)
         #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "http://h", region: "us-east-1", bucket: "") } == .invalidConfiguration)
         #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "http://h", region: "us-east-1", bucket: "a/b") } == .invalidConfiguration)
-        #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "https://h", region: "us-east-1", bucket: "Upper_Case", pathStyle: false) } == .invalidConfiguration)
-        #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "https://h", region: "us-east-1", bucket: "dotted.bucket", pathStyle: false) } == .invalidConfiguration)
+        #expect(
+            code { () throws(S3Error) in try S3Endpoint(endpoint: "https://h", region: "us-east-1", bucket: "Upper_Case", pathStyle: false) }
+                == .invalidConfiguration)
+        #expect(
+            code { () throws(S3Error) in try S3Endpoint(endpoint: "https://h", region: "us-east-1", bucket: "dotted.bucket", pathStyle: false) }
+                == .invalidConfiguration)
         #expect(code { () throws(S3Error) in try S3Endpoint(endpoint: "https://h", region: "us-east-1", bucket: "dotted.bucket") } == nil)
     }
 

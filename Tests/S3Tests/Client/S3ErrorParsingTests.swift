@@ -1,11 +1,13 @@
 import Curl
-@testable import S3
 import Testing
+
+@testable import S3
 
 @Suite("S3 error and XML parsing")
 struct S3ErrorParsingTests {
     @Test func parsesCodeAndMessage() {
-        let body = Array("""
+        let body = Array(
+            """
             <?xml version="1.0" encoding="UTF-8"?>
             <Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match &amp; so on</Message>\
             <StringToSign>AWS4-HMAC-SHA256 secret-ish</StringToSign></Error>
@@ -46,8 +48,11 @@ struct ObjectInfoTests {
             ("X-Amz-Meta-Sha256", "deadbeef\r\n"), ("Last-Modified", "Sat, 21 Nov 2026 13:00:00 GMT"), ("Server", "x"),
         ])
         let info = ObjectInfo(headers: headers, fallbackSize: 7)
-        #expect(info == ObjectInfo(size: 42, etag: "\"abc\"", contentType: "image/png", metadata: ["sha256": "deadbeef"],
-                                   lastModified: "Sat, 21 Nov 2026 13:00:00 GMT"))
+        #expect(
+            info
+                == ObjectInfo(
+                    size: 42, etag: "\"abc\"", contentType: "image/png", metadata: ["sha256": "deadbeef"],
+                    lastModified: "Sat, 21 Nov 2026 13:00:00 GMT"))
         #expect(ObjectInfo(headers: HTTPHeaders([]), fallbackSize: 7).size == 7)
     }
 }

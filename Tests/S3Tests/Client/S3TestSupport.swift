@@ -58,8 +58,10 @@ struct TempFile {
 }
 
 /// Expects `body` to throw an S3Error whose code is one of `codes`.
-func expectS3Error<T>(_ codes: Set<S3Error.Code>, sourceLocation: SourceLocation = #_sourceLocation,
-                      _ body: () throws(S3Error) -> T) {
+func expectS3Error<T>(
+    _ codes: Set<S3Error.Code>, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws(S3Error) -> T
+) {
     do {
         _ = try body()
         Issue.record("expected S3Error \(codes), got success", sourceLocation: sourceLocation)

@@ -27,7 +27,8 @@ struct AWSTestSuiteTests {
         "post-x-www-form-urlencoded", "post-x-www-form-urlencoded-parameters", "post-sts-header-before",
     ]
 
-    static let sessionToken = "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="
+    static let sessionToken =
+        "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="
 
     let signer = SigV4Signer(
         credentials: S3Credentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
@@ -71,16 +72,19 @@ struct AWSTestSuiteTests {
     /// token, produce the post-sts-header-before signature once x-amz-content-sha256 is accounted for.
     @Test func signAddsDateHashAndTokenAndSignsThem() throws {
         let withToken = SigV4Signer(
-            credentials: S3Credentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                                       sessionToken: Self.sessionToken),
+            credentials: S3Credentials(
+                accessKeyID: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                sessionToken: Self.sessionToken),
             region: "us-east-1", service: "service")
-        let added = withToken.sign(method: "POST", url: "https://example.amazonaws.com/", headers: [],
-                                   payloadHash: SigV4Signer.emptyPayloadHash, date: date)
+        let added = withToken.sign(
+            method: "POST", url: "https://example.amazonaws.com/", headers: [],
+            payloadHash: SigV4Signer.emptyPayloadHash, date: date)
         let names = added.map { $0.0.lowercased() }
         #expect(names == ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"])
         let all = [("Host", "example.amazonaws.com")] + added.filter { $0.0 != "Authorization" }
-        let creq = withToken.canonicalRequest(method: "POST", url: "https://example.amazonaws.com/", headers: all,
-                                              payloadHash: SigV4Signer.emptyPayloadHash)
+        let creq = withToken.canonicalRequest(
+            method: "POST", url: "https://example.amazonaws.com/", headers: all,
+            payloadHash: SigV4Signer.emptyPayloadHash)
         let expected = withToken.authorization(canonicalRequest: creq, signedHeaders: withToken.signedHeaders(all), date: date)
         #expect(added[0].1 == expected)
         #expect(expected.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,"))

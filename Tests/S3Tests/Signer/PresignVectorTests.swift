@@ -38,10 +38,11 @@ struct PresignVectorTests {
         #expect(p.canonicalRequest == v.expectedCanonicalRequest)
         #expect(sha256Hex(p.canonicalRequest.utf8) == v.expectedCanonicalRequestSha256)
         #expect(p.signature == v.expectedSignature)
-        #expect(p.url == "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-            + "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
-            + "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
-            + "&X-Amz-Signature=\(v.expectedSignature)")
+        #expect(
+            p.url == "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                + "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+                + "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+                + "&X-Amz-Signature=\(v.expectedSignature)")
         #expect(signer.presign(method: v.method, url: v.url, expires: v.expires, date: date) == p.url)
     }
 
@@ -61,8 +62,9 @@ struct PresignVectorTests {
             extraQuery: [("response-content-disposition", "attachment; filename=\"a b.png\"")])
         #expect(p.url.hasPrefix("http://127.0.0.1:8333/bucket/a%20b/%E1%88%B4.png?X-Amz-Algorithm="))
         #expect(p.canonicalRequest.contains("X-Amz-Security-Token=to%2Fken%2B%3D"))
-        #expect(p.canonicalRequest.contains(
-            "&response-content-disposition=attachment%3B%20filename%3D%22a%20b.png%22\nhost:127.0.0.1:8333\n"))
+        #expect(
+            p.canonicalRequest.contains(
+                "&response-content-disposition=attachment%3B%20filename%3D%22a%20b.png%22\nhost:127.0.0.1:8333\n"))
         #expect(p.url.hasSuffix("&X-Amz-Signature=\(p.signature)"))
     }
 }

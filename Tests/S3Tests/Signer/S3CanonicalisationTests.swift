@@ -24,11 +24,13 @@ struct S3CanonicalisationTests {
 
     @Test func documentationGetObjectWithRange() {
         #expect(SigV4Signer.amzDate(docDate) == "20130524T000000Z")
-        let added = docSigner.sign(method: "GET", url: "https://examplebucket.s3.amazonaws.com/test.txt",
-                                   headers: [("Range", "bytes=0-9")], payloadHash: SigV4Signer.emptyPayloadHash, date: docDate)
-        #expect(added[0].1 == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-            + "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-            + "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        let added = docSigner.sign(
+            method: "GET", url: "https://examplebucket.s3.amazonaws.com/test.txt",
+            headers: [("Range", "bytes=0-9")], payloadHash: SigV4Signer.emptyPayloadHash, date: docDate)
+        #expect(
+            added[0].1 == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+                + "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+                + "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
     }
 
     @Test func documentationPutObjectEncodesDollar() {
@@ -41,11 +43,14 @@ struct S3CanonicalisationTests {
     }
 
     @Test func documentationValuelessAndSortedQueries() {
-        let lifecycle = docSigner.sign(method: "GET", url: "https://examplebucket.s3.amazonaws.com/?lifecycle", headers: [],
-                                       payloadHash: SigV4Signer.emptyPayloadHash, date: docDate)
+        let lifecycle = docSigner.sign(
+            method: "GET", url: "https://examplebucket.s3.amazonaws.com/?lifecycle", headers: [],
+            payloadHash: SigV4Signer.emptyPayloadHash, date: docDate)
         #expect(signature(lifecycle) == "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543")
-        for url in ["https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J",
-                    "https://examplebucket.s3.amazonaws.com/?prefix=J&max-keys=2"] {
+        for url in [
+            "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J",
+            "https://examplebucket.s3.amazonaws.com/?prefix=J&max-keys=2",
+        ] {
             let list = docSigner.sign(method: "GET", url: url, headers: [], payloadHash: SigV4Signer.emptyPayloadHash, date: docDate)
             #expect(signature(list) == "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7")
         }
@@ -81,8 +86,10 @@ struct S3CanonicalisationTests {
         let withPort = signer.canonicalRequest(method: "GET", url: "http://127.0.0.1:8333/b", headers: [("host", "127.0.0.1:8333")], payloadHash: "x")
         #expect(withPort.contains("\nhost:127.0.0.1:8333\n"))
         // sign() takes the Host from the URL: the same signature as signing an explicit Host header.
-        for (url, expectedHost) in [("http://127.0.0.1:8333/b/k", "127.0.0.1:8333"), ("https://h.example:443/b/k", "h.example"),
-                                    ("http://h.example:80/b/k", "h.example"), ("http://[::1]:9000/b/k", "[::1]:9000")] {
+        for (url, expectedHost) in [
+            ("http://127.0.0.1:8333/b/k", "127.0.0.1:8333"), ("https://h.example:443/b/k", "h.example"),
+            ("http://h.example:80/b/k", "h.example"), ("http://[::1]:9000/b/k", "[::1]:9000"),
+        ] {
             let implicit = signer.sign(method: "GET", url: url, headers: [], payloadHash: "x", date: docDate)
             let explicit = signer.sign(method: "GET", url: url, headers: [("Host", expectedHost)], payloadHash: "x", date: docDate)
             #expect(implicit[0].1 == explicit[0].1, "\(url)")

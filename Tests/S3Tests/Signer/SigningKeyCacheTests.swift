@@ -5,8 +5,9 @@ import Testing
 /// The signer caches derived keys per (day, region, service); a cached key must never sign for another day.
 @Suite("SigV4 signing key cache")
 struct SigningKeyCacheTests {
-    static let credentials = S3Credentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE",
-                                           secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    static let credentials = S3Credentials(
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE",
+        secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
     /// The same signer, reused across many days and back again, signs exactly like a fresh signer each time.
     @Test func aReusedSignerSignsLikeAFreshOneOnEveryDay() {
@@ -18,7 +19,8 @@ struct SigningKeyCacheTests {
             let date = start.addingTimeInterval(TimeInterval(offset) * 86_400 + 3_600)
             let fresh = SigV4Signer(credentials: Self.credentials, region: "us-east-1")
             let url = "https://examplebucket.s3.amazonaws.com/test.txt"
-            #expect(reused.presign(method: "GET", url: url, expires: 60, date: date)
+            #expect(
+                reused.presign(method: "GET", url: url, expires: 60, date: date)
                     == fresh.presign(method: "GET", url: url, expires: 60, date: date), "day +\(offset)")
         }
     }
@@ -40,7 +42,9 @@ struct SigningKeyCacheTests {
         let signer = SigV4Signer(credentials: Self.credentials, region: "us-east-1")
         let url = "https://examplebucket.s3.amazonaws.com/a/b.png"
         let dates = (0..<12).map { Date(timeIntervalSince1970: 1_700_000_000 + TimeInterval($0) * 43_200) }
-        let expected = dates.map { SigV4Signer(credentials: Self.credentials, region: "us-east-1").presign(method: "GET", url: url, expires: 300, date: $0) }
+        let expected = dates.map {
+            SigV4Signer(credentials: Self.credentials, region: "us-east-1").presign(method: "GET", url: url, expires: 300, date: $0)
+        }
         let results = await withTaskGroup(of: (Int, String).self) { group in
             for round in 0..<96 {
                 let index = round % dates.count
@@ -60,8 +64,9 @@ struct SigningKeyCacheTests {
 @Suite("SigV4 presign fast path")
 struct PresignFastPathTests {
     @Test func theCanonicalQueryIsTheGeneralRulesForManyKeys() throws {
-        let signer = SigV4Signer(credentials: S3Credentials(accessKeyID: "AK/with+odd=chars", secretAccessKey: "secret"),
-                                 region: "eu-central-1")
+        let signer = SigV4Signer(
+            credentials: S3Credentials(accessKeyID: "AK/with+odd=chars", secretAccessKey: "secret"),
+            region: "eu-central-1")
         let date = Date(timeIntervalSince1970: 1_763_700_000)
         for key in ["a.png", "replicate/p1/0.webp", "dir/with space/ü.png", "a%2Fb", "x//y", "~tilde_-.", "plus+sign=eq"] {
             for expires in [1, 3600, 604_800] {

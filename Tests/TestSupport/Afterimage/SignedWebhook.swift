@@ -11,8 +11,10 @@ public struct SignedWebhook: Sendable {
     public var names: StandardWebhooksVerifier.HeaderNames
 
     /// Signs `body` now; `id` is a fresh `msg_…` unless given.
-    public init(_ body: [UInt8], secret: String, id: String = "msg_\(UUID().uuidString)",
-                timestamp: Int64 = Int64(Date().timeIntervalSince1970), names: StandardWebhooksVerifier.HeaderNames = .standard) {
+    public init(
+        _ body: [UInt8], secret: String, id: String = "msg_\(UUID().uuidString)",
+        timestamp: Int64 = Int64(Date().timeIntervalSince1970), names: StandardWebhooksVerifier.HeaderNames = .standard
+    ) {
         self.body = body
         self.id = id
         self.timestamp = timestamp
@@ -26,13 +28,16 @@ public struct SignedWebhook: Sendable {
     }
 
     /// POSTs it to a daemon or server on 127.0.0.1:`port`; `tamper` changes the body after signing.
-    public func post(port: Int, route: String = "/v1/webhooks/replicate", tamper: Bool = false,
-                     timeout: Duration = .seconds(30)) throws -> CurlResponse {
+    public func post(
+        port: Int, route: String = "/v1/webhooks/replicate", tamper: Bool = false,
+        timeout: Duration = .seconds(30)
+    ) throws -> CurlResponse {
         var options = CurlOptions()
         options.allowedProtocols = ["http"]
         options.totalTimeout = timeout
-        return try CurlSession().perform(CurlRequest(
-            method: "POST", url: "http://127.0.0.1:\(port)\(route)", headers: headers,
-            body: .bytes(tamper ? body + Array(" ".utf8) : body)), options: options)
+        return try CurlSession().perform(
+            CurlRequest(
+                method: "POST", url: "http://127.0.0.1:\(port)\(route)", headers: headers,
+                body: .bytes(tamper ? body + Array(" ".utf8) : body)), options: options)
     }
 }

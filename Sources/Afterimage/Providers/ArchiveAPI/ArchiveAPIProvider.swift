@@ -15,9 +15,10 @@ public struct ArchiveAPIProvider: IntakeProvider {
         } catch {
             throw UnreadableDelivery(error.message)
         }
-        let prediction = PredictionRecord(id: request.id, status: .succeeded, inputJSON: request.metadataJSON,
-                                          outputJSON: request.outputJSON, createdAt: delivery.receivedAt,
-                                          completedAt: delivery.receivedAt)
+        let prediction = PredictionRecord(
+            id: request.id, status: .succeeded, inputJSON: request.metadataJSON,
+            outputJSON: request.outputJSON, createdAt: delivery.receivedAt,
+            completedAt: delivery.receivedAt)
         let assets = request.urls.enumerated().map { index, url in
             AssetSpec(pointer: "/\(index)", source: .url(url), deadline: request.deadline)
         }

@@ -26,9 +26,11 @@ public struct ArchiveAPIRoute: Sendable {
     /// Room for 100 long signed URLs and 16 KiB of metadata.
     static let maxBodyBytes = 1 << 20
 
-    public init(pool: Pool, recorder: DeliveryRecorder, policy: @escaping @Sendable () -> FetchPolicy,
-                archiveTokens: @escaping @Sendable () -> BearerAuthenticator, readTokens: @escaping @Sendable () -> BearerAuthenticator,
-                lookupCache: LookupCache? = nil, logger: Logger) {
+    public init(
+        pool: Pool, recorder: DeliveryRecorder, policy: @escaping @Sendable () -> FetchPolicy,
+        archiveTokens: @escaping @Sendable () -> BearerAuthenticator, readTokens: @escaping @Sendable () -> BearerAuthenticator,
+        lookupCache: LookupCache? = nil, logger: Logger
+    ) {
         self.pool = pool
         self.recorder = recorder
         self.policy = policy
@@ -67,8 +69,9 @@ public struct ArchiveAPIRoute: Sendable {
             }
         }
         let digest = SHA256.hash(data: request.body).map { String(format: "%02x", $0) }.joined()
-        let delivery = WebhookDelivery(provider: .archive, deliveryID: "\(archive.id):\(digest)", timestamp: nil,
-                                       body: request.body, source: .api, receivedAt: now)
+        let delivery = WebhookDelivery(
+            provider: .archive, deliveryID: "\(archive.id):\(digest)", timestamp: nil,
+            body: request.body, source: .api, receivedAt: now)
         do {
             let result = try pool.withConnection { connection in
                 try connection.transaction { tx in try record(archive, delivery, in: tx) }
@@ -81,13 +84,15 @@ public struct ArchiveAPIRoute: Sendable {
             case .repeated(let assets):
                 return Self.answer(status: 200, id: archive.id, assets: assets)
             case .conflict:
-                return .error(status: 409, code: "archive_conflict",
-                              message: "archive \(archive.id) exists with other URLs; use another id")
+                return .error(
+                    status: 409, code: "archive_conflict",
+                    message: "archive \(archive.id) exists with other URLs; use another id")
             }
         } catch let error as PQError where error.isUnavailable {
             logger.error("archive request not recorded: database unavailable", metadata: ["error": "\(error)"])
-            return .error(status: 503, code: "database_unavailable", message: "the request was not recorded; retry later",
-                          headers: [("Retry-After", "5")])
+            return .error(
+                status: 503, code: "database_unavailable", message: "the request was not recorded; retry later",
+                headers: [("Retry-After", "5")])
         } catch {
             logger.error("archive request not recorded", metadata: ["error": "\(error)"])
             return .error(status: 500, code: "internal_error", message: "the request was not recorded")
@@ -106,8 +111,10 @@ public struct ArchiveAPIRoute: Sendable {
     /// once cannot both find it new.
     func record(_ archive: ArchiveRequest, _ delivery: WebhookDelivery, in tx: Connection) throws -> Recorded {
         try tx.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", ["archive/" + archive.id])
-        if let row = try tx.query("SELECT output::text FROM predictions WHERE provider = $1 AND id = $2",
-                                  [ProviderName.archive, archive.id]).first {
+        if let row = try tx.query(
+            "SELECT output::text FROM predictions WHERE provider = $1 AND id = $2",
+            [ProviderName.archive, archive.id]
+        ).first {
             let recorded = try row.decode(0, as: String?.self)
             let urls = recorded.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String] }
             return urls == archive.urls ? .repeated(assets: archive.urls.count) : .conflict
@@ -128,17 +135,20 @@ public struct ArchiveAPIRoute: Sendable {
         case .allowed:
             return nil
         case .missing:
-            return .error(status: 401, code: "token_missing", message: "an Authorization: Bearer token from api.archive_tokens is required",
-                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage""#)])
+            return .error(
+                status: 401, code: "token_missing", message: "an Authorization: Bearer token from api.archive_tokens is required",
+                headers: [("WWW-Authenticate", #"Bearer realm="afterimage""#)])
         case .invalid:
             if readTokens().check(authorization: authorization) == .allowed {
                 logger.notice("archive request refused: a read-only token")
-                return .error(status: 403, code: "token_not_permitted",
-                              message: "this token may look up outputs but not archive URLs (it is not in api.archive_tokens)")
+                return .error(
+                    status: 403, code: "token_not_permitted",
+                    message: "this token may look up outputs but not archive URLs (it is not in api.archive_tokens)")
             }
             logger.notice("archive request refused: invalid bearer token")
-            return .error(status: 401, code: "token_invalid", message: "the bearer token is not valid",
-                          headers: [("WWW-Authenticate", #"Bearer realm="afterimage", error="invalid_token""#)])
+            return .error(
+                status: 401, code: "token_invalid", message: "the bearer token is not valid",
+                headers: [("WWW-Authenticate", #"Bearer realm="afterimage", error="invalid_token""#)])
         }
     }
 

@@ -30,7 +30,8 @@ enum DataURI {
     static func header(_ prefix: some Collection<UInt8>) -> Header? {
         let bytes = Array(prefix.prefix(maxHeaderBytes + 1))
         guard bytes.count >= 6, String(decoding: bytes[0..<5], as: UTF8.self).lowercased() == "data:",
-              let comma = bytes.firstIndex(of: UInt8(ascii: ",")) else { return nil }
+            let comma = bytes.firstIndex(of: UInt8(ascii: ","))
+        else { return nil }
         let rest = bytes[5..<comma]
         guard rest.allSatisfy(isHeaderByte) else { return nil }
         var parameters = String(decoding: rest, as: UTF8.self).split(separator: ";", omittingEmptySubsequences: false).map(String.init)
@@ -48,8 +49,9 @@ enum DataURI {
         guard parameters.dropFirst().allSatisfy({ $0.split(separator: "=", omittingEmptySubsequences: false).count == 2 }) else {
             return nil
         }
-        return Header(text: "data:" + String(decoding: rest, as: UTF8.self), mediaType: type.isEmpty ? nil : type,
-                      isBase64: isBase64, length: comma + 1)
+        return Header(
+            text: "data:" + String(decoding: rest, as: UTF8.self), mediaType: type.isEmpty ? nil : type,
+            isBase64: isBase64, length: comma + 1)
     }
 
     /// RFC 2045 token characters, `/` between type and subtype, `;` and `=` around parameters, `%` for
@@ -73,8 +75,11 @@ enum DataURI {
             guard let found = memchr(base + offset, Int32(UInt8(ascii: "\"")), body.count - offset - 5) else { return false }
             let index = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
             if body[index + 1] | 0x20 == UInt8(ascii: "d"), body[index + 2] | 0x20 == UInt8(ascii: "a"),
-               body[index + 3] | 0x20 == UInt8(ascii: "t"), body[index + 4] | 0x20 == UInt8(ascii: "a"),
-               body[index + 5] == UInt8(ascii: ":") { return true }
+                body[index + 3] | 0x20 == UInt8(ascii: "t"), body[index + 4] | 0x20 == UInt8(ascii: "a"),
+                body[index + 5] == UInt8(ascii: ":")
+            {
+                return true
+            }
             offset = index + 1
         }
         return false

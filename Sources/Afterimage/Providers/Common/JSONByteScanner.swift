@@ -84,7 +84,7 @@ struct JSONByteScanner {
         guard offset + 1 < bytes.count else { throw failure("unterminated string") }
         switch bytes[offset + 1] {
         case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-             UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+            UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
             offset += 2
         case UInt8(ascii: "u"):
             guard let unit = hexUnit(at: offset + 2) else { throw failure("malformed \\u escape") }
@@ -93,7 +93,7 @@ struct JSONByteScanner {
             case 0xD800...0xDBFF:
                 // A high surrogate is only half a character: the low half must follow as an escape too.
                 guard offset + 1 < bytes.count, bytes[offset] == UInt8(ascii: "\\"), bytes[offset + 1] == UInt8(ascii: "u"),
-                      let low = hexUnit(at: offset + 2), (0xDC00...0xDFFF).contains(low)
+                    let low = hexUnit(at: offset + 2), (0xDC00...0xDFFF).contains(low)
                 else { throw failure("unpaired surrogate escape") }
                 offset += 6
             case 0xDC00...0xDFFF:
@@ -176,14 +176,19 @@ struct JSONByteScanner {
     mutating func forEachMember(depth: Int = 0, _ member: (inout JSONByteScanner, StringSpan) throws(Failure) -> Void) throws(Failure) {
         guard depth < Self.maxDepth else { throw failure("nesting deeper than \(Self.maxDepth)") }
         try expect(UInt8(ascii: "{"))
-        if peek() == UInt8(ascii: "}") { offset += 1; return }
+        if peek() == UInt8(ascii: "}") {
+            offset += 1
+            return
+        }
         while true {
             let key = try scanString()
             try expect(UInt8(ascii: ":"))
             try member(&self, key)
             switch peek() {
             case UInt8(ascii: ","): offset += 1
-            case UInt8(ascii: "}"): offset += 1; return
+            case UInt8(ascii: "}"):
+                offset += 1
+                return
             default: throw failure("expected ',' or '}'")
             }
         }
@@ -193,14 +198,19 @@ struct JSONByteScanner {
     mutating func forEachElement(depth: Int = 0, _ element: (inout JSONByteScanner, Int) throws(Failure) -> Void) throws(Failure) {
         guard depth < Self.maxDepth else { throw failure("nesting deeper than \(Self.maxDepth)") }
         try expect(UInt8(ascii: "["))
-        if peek() == UInt8(ascii: "]") { offset += 1; return }
+        if peek() == UInt8(ascii: "]") {
+            offset += 1
+            return
+        }
         var index = 0
         while true {
             try element(&self, index)
             index += 1
             switch peek() {
             case UInt8(ascii: ","): offset += 1
-            case UInt8(ascii: "]"): offset += 1; return
+            case UInt8(ascii: "]"):
+                offset += 1
+                return
             default: throw failure("expected ',' or ']'")
             }
         }
@@ -239,7 +249,11 @@ struct JSONByteScanner {
         let end = span.range.upperBound
         while index < end, out.count < limit {
             let byte = bytes[index]
-            guard byte == UInt8(ascii: "\\") else { out.append(byte); index += 1; continue }
+            guard byte == UInt8(ascii: "\\") else {
+                out.append(byte)
+                index += 1
+                continue
+            }
             guard index + 1 < end else { return nil }
             switch bytes[index + 1] {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(bytes[index + 1])
@@ -253,7 +267,8 @@ struct JSONByteScanner {
                 var value = UInt32(unit)
                 if (0xD800...0xDBFF).contains(unit) {
                     guard index + 12 <= end, bytes[index + 6] == UInt8(ascii: "\\"), bytes[index + 7] == UInt8(ascii: "u"),
-                          let low = hexUnit(at: index + 8), (0xDC00...0xDFFF).contains(low) else { return nil }
+                        let low = hexUnit(at: index + 8), (0xDC00...0xDFFF).contains(low)
+                    else { return nil }
                     value = 0x10000 + ((UInt32(unit) - 0xD800) << 10) + (UInt32(low) - 0xDC00)
                     index += 6
                 }
@@ -277,22 +292,34 @@ struct JSONByteScanner {
         var index = 0
         while index < count {
             while index + 8 <= count,
-                  UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+                UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0
+            {
                 index += 8
             }
             guard index < count else { return true }
             let lead = base[index]
-            if lead < 0x80 { index += 1; continue }
+            if lead < 0x80 {
+                index += 1
+                continue
+            }
             let continuations: Int
             var second: ClosedRange<UInt8> = 0x80...0xBF
             switch lead {
             case 0xC2...0xDF: continuations = 1
-            case 0xE0: continuations = 2; second = 0xA0...0xBF
+            case 0xE0:
+                continuations = 2
+                second = 0xA0...0xBF
             case 0xE1...0xEC, 0xEE...0xEF: continuations = 2
-            case 0xED: continuations = 2; second = 0x80...0x9F
-            case 0xF0: continuations = 3; second = 0x90...0xBF
+            case 0xED:
+                continuations = 2
+                second = 0x80...0x9F
+            case 0xF0:
+                continuations = 3
+                second = 0x90...0xBF
             case 0xF1...0xF3: continuations = 3
-            case 0xF4: continuations = 3; second = 0x80...0x8F
+            case 0xF4:
+                continuations = 3
+                second = 0x80...0x8F
             default: return false
             }
             guard index + continuations < count, second.contains(base[index + 1]) else { return false }
@@ -329,7 +356,8 @@ struct JSONByteScanner {
             let byte = text[index]
             if inString, byte == UInt8(ascii: "\\"), index + 1 < text.count {
                 if text[index + 1] == UInt8(ascii: "u"), index + 6 <= text.count,
-                   text[(index + 2)..<(index + 6)].elementsEqual("0000".utf8) {
+                    text[(index + 2)..<(index + 6)].elementsEqual("0000".utf8)
+                {
                     removed = true
                     index += 6
                     continue
@@ -361,14 +389,19 @@ struct JSONByteScanner {
     /// pieces: returns how many bytes of `text` it used. Unless `final`, it stops before an escape that the
     /// end of `text` cuts off, and the caller passes those bytes again in front of the next piece. `offset`
     /// is where `text` starts in the whole body (for error offsets).
-    static func unescapeRuns(_ text: UnsafeBufferPointer<UInt8>, final: Bool, offset: Int = 0,
-                             _ consume: (UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Int {
+    static func unescapeRuns(
+        _ text: UnsafeBufferPointer<UInt8>, final: Bool, offset: Int = 0,
+        _ consume: (UnsafeBufferPointer<UInt8>) throws -> Void
+    ) throws -> Int {
         let end = text.count
         var runStart = 0
         var index = 0
         var single: UInt8 = 0
         while index < end {
-            guard text[index] == UInt8(ascii: "\\") else { index += 1; continue }
+            guard text[index] == UInt8(ascii: "\\") else {
+                index += 1
+                continue
+            }
             if index > runStart { try consume(UnsafeBufferPointer(rebasing: text[runStart..<index])) }
             runStart = index
             let isUnicode = index + 1 < end && text[index + 1] == UInt8(ascii: "u")

@@ -78,7 +78,8 @@ public enum OutputURLWalker {
             // no URL; keys are only decoded when some member holds one.
             var members: [(key: JSONByteScanner.StringSpan, found: [Found])] = []
             var anyFound = false
-            try scanner.forEachMember(depth: depth) { (scanner: inout JSONByteScanner, key: JSONByteScanner.StringSpan) throws(JSONByteScanner.Failure) in
+            try scanner.forEachMember(depth: depth) {
+                (scanner: inout JSONByteScanner, key: JSONByteScanner.StringSpan) throws(JSONByteScanner.Failure) in
                 let found = try walk(&scanner, depth: depth + 1)
                 anyFound = anyFound || !found.isEmpty
                 members.append((key, found))
@@ -119,7 +120,8 @@ public enum OutputURLWalker {
             if let answer = isFetchableASCIIURL(raw) { return answer ? String(decoding: raw, as: UTF8.self) : nil }
         } else {
             guard let head = scanner.prefix(span, maxBytes: 8),
-                  head.count >= 7, String(decoding: head.prefix(7), as: UTF8.self).lowercased().hasPrefix("http") else { return nil }
+                head.count >= 7, String(decoding: head.prefix(7), as: UTF8.self).lowercased().hasPrefix("http")
+            else { return nil }
         }
         guard let text = scanner.string(span, limit: .max) else { return nil }
         return isFetchableURL(text) ? text : nil

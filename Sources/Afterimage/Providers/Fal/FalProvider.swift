@@ -53,11 +53,13 @@ public struct FalProvider: WebhookProvider {
         let completed = delivery.timestamp ?? delivery.receivedAt
         let deadline = retention.map { completed.addingTimeInterval($0) }
         // Only downloads: a data: URI in a payload (fal's sync mode) is kept in the raw delivery.
-        let assets = status == .succeeded
+        let assets =
+            status == .succeeded
             ? body.outputs.filter { !$0.isData }.map { AssetSpec(pointer: $0.pointer, source: .url($0.url), deadline: deadline) }
             : []
-        let prediction = PredictionRecord(id: id, status: status, outputJSON: output, error: body.error ?? body.payloadError,
-                                          completedAt: completed)
+        let prediction = PredictionRecord(
+            id: id, status: status, outputJSON: output, error: body.error ?? body.payloadError,
+            completedAt: completed)
         return Interpretation(prediction: prediction, assets: assets)
     }
 }

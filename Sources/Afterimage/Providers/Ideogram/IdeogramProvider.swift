@@ -46,9 +46,10 @@ public struct IdeogramProvider: WebhookProvider {
         let assets = body.images.compactMap { image in
             image.url.map { AssetSpec(pointer: "/\(image.index)/url", source: .url($0), deadline: deadline, seed: image.seed) }
         }
-        let prediction = PredictionRecord(id: id, status: body.error != nil && body.data == nil ? .failed : .succeeded,
-                                          outputJSON: output, error: body.error, createdAt: body.created,
-                                          completedAt: delivery.timestamp ?? delivery.receivedAt)
+        let prediction = PredictionRecord(
+            id: id, status: body.error != nil && body.data == nil ? .failed : .succeeded,
+            outputJSON: output, error: body.error, createdAt: body.created,
+            completedAt: delivery.timestamp ?? delivery.receivedAt)
         return Interpretation(prediction: prediction, assets: assets)
     }
 }

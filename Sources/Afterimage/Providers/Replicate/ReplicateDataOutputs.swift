@@ -27,8 +27,10 @@ extension ReplicateProvider {
                 for output in data where decoded[output.pointer] == nil {
                     guard let span = output.dataSpan else { continue }
                     do {
-                        decoded[output.pointer] = .spooled(try Self.decodeDataOutput(span, pointer: output.pointer, body: body,
-                                                                                      writer: try spool.inlineWriter()))
+                        decoded[output.pointer] = .spooled(
+                            try Self.decodeDataOutput(
+                                span, pointer: output.pointer, body: body,
+                                writer: try spool.inlineWriter()))
                     } catch let error as InlineSpooler.InvalidBase64 {
                         decoded[output.pointer] = .malformed(reason: "malformed data: URI at \(output.pointer): \(error.reason)")
                     }
@@ -61,8 +63,10 @@ extension ReplicateProvider {
     /// Decodes the data: URI whose JSON string is `span` of `body` into `writer` (which it finishes, with
     /// an fsync). Throws `InlineSpooler.InvalidBase64` for a payload that does not decode, `ArchiveError`
     /// for a spool failure.
-    static func decodeDataOutput(_ span: JSONByteScanner.StringSpan, pointer: String, body: UnsafeBufferPointer<UInt8>,
-                                 writer: Spool.Writer) throws -> Spooled {
+    static func decodeDataOutput(
+        _ span: JSONByteScanner.StringSpan, pointer: String, body: UnsafeBufferPointer<UInt8>,
+        writer: Spool.Writer
+    ) throws -> Spooled {
         guard let header = OutputURLWalker.dataHeader(span, in: JSONByteScanner(body)) else {
             writer.discard()
             throw InlineSpooler.InvalidBase64(pointer: pointer, reason: "not a data: URI")

@@ -181,8 +181,9 @@ public struct ReplicatePrediction: Sendable {
     /// Where the data: output at `pointer` lies in a recorded body (for decoding it again), or nil.
     static func dataOutput(at pointer: String, in body: UnsafeBufferPointer<UInt8>) -> (span: JSONByteScanner.StringSpan, header: DataURI.Header)? {
         guard let prediction = try? parse(body),
-              let found = prediction.outputsInBody.first(where: { $0.pointer == pointer && $0.isData }),
-              let span = found.dataSpan, let header = OutputURLWalker.dataHeader(span, in: JSONByteScanner(body)) else { return nil }
+            let found = prediction.outputsInBody.first(where: { $0.pointer == pointer && $0.isData }),
+            let span = found.dataSpan, let header = OutputURLWalker.dataHeader(span, in: JSONByteScanner(body))
+        else { return nil }
         return (span, header)
     }
 
@@ -218,27 +219,73 @@ public struct ReplicatePrediction: Sendable {
                 text.utf8CodeUnitCount == name.count && memcmp(text.utf8Start, name.baseAddress!, name.count) == 0
             }
             switch name.count {
-            case 2: if equals("id") { self = .id; return }
+            case 2:
+                if equals("id") {
+                    self = .id
+                    return
+                }
             case 5:
-                if equals("model") { self = .model; return }
-                if equals("error") { self = .error; return }
-                if equals("input") { self = .input; return }
+                if equals("model") {
+                    self = .model
+                    return
+                }
+                if equals("error") {
+                    self = .error
+                    return
+                }
+                if equals("input") {
+                    self = .input
+                    return
+                }
             case 6:
-                if equals("status") { self = .status; return }
-                if equals("output") { self = .output; return }
-                if equals("source") { self = .source; return }
+                if equals("status") {
+                    self = .status
+                    return
+                }
+                if equals("output") {
+                    self = .output
+                    return
+                }
+                if equals("source") {
+                    self = .source
+                    return
+                }
             case 7:
-                if equals("version") { self = .version; return }
-                if equals("metrics") { self = .metrics; return }
+                if equals("version") {
+                    self = .version
+                    return
+                }
+                if equals("metrics") {
+                    self = .metrics
+                    return
+                }
             case 8:
-                if equals("deadline") { self = .deadline; return }
+                if equals("deadline") {
+                    self = .deadline
+                    return
+                }
             case 10:
-                if equals("created_at") { self = .createdAt; return }
-                if equals("started_at") { self = .startedAt; return }
-                if equals("deployment") { self = .deployment; return }
+                if equals("created_at") {
+                    self = .createdAt
+                    return
+                }
+                if equals("started_at") {
+                    self = .startedAt
+                    return
+                }
+                if equals("deployment") {
+                    self = .deployment
+                    return
+                }
             case 12:
-                if equals("completed_at") { self = .completedAt; return }
-                if equals("data_removed") { self = .dataRemoved; return }
+                if equals("completed_at") {
+                    self = .completedAt
+                    return
+                }
+                if equals("data_removed") {
+                    self = .dataRemoved
+                    return
+                }
             default: break
             }
             return nil

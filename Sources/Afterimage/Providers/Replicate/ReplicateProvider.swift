@@ -14,8 +14,10 @@ public struct ReplicateProvider: WebhookProvider {
     let verifier: @Sendable () -> StandardWebhooksVerifier
 
     /// `verifier` is read per request, so a reload can swap `replicate.webhook_secret`.
-    public init(retentionSeconds: Int, maxBodyBytes: Int = 16 << 20,
-                verifier: @escaping @Sendable () -> StandardWebhooksVerifier = { StandardWebhooksVerifier(secrets: []) }) {
+    public init(
+        retentionSeconds: Int, maxBodyBytes: Int = 16 << 20,
+        verifier: @escaping @Sendable () -> StandardWebhooksVerifier = { StandardWebhooksVerifier(secrets: []) }
+    ) {
         retention = TimeInterval(retentionSeconds)
         self.maxBodyBytes = maxBodyBytes
         self.verifier = verifier
@@ -23,8 +25,9 @@ public struct ReplicateProvider: WebhookProvider {
 
     public static func make(_ context: ProviderContext) -> ReplicateProvider {
         let reloadable = context.reloadable
-        return ReplicateProvider(retentionSeconds: context.settings.replicate.retention, maxBodyBytes: context.settings.http.maxBodyBytes,
-                                 verifier: { reloadable.replicateVerifier })
+        return ReplicateProvider(
+            retentionSeconds: context.settings.replicate.retention, maxBodyBytes: context.settings.http.maxBodyBytes,
+            verifier: { reloadable.replicateVerifier })
     }
 
     public var authentication: WebhookAuthentication { .standardWebhooks(.standard, verifier: verifier) }
@@ -71,8 +74,9 @@ public struct ReplicateProvider: WebhookProvider {
     func specs(_ outputs: [OutputURLWalker.Found], deadline: Date, delivery: WebhookDelivery) -> [AssetSpec] {
         outputs.map { output in
             output.isData
-                ? AssetSpec(pointer: output.pointer, source: .inline(marker: output.url, decoded: delivery.inlineOutputs[output.pointer]),
-                            deadline: nil)
+                ? AssetSpec(
+                    pointer: output.pointer, source: .inline(marker: output.url, decoded: delivery.inlineOutputs[output.pointer]),
+                    deadline: nil)
                 : AssetSpec(pointer: output.pointer, source: .url(output.url), deadline: deadline)
         }
     }

@@ -42,7 +42,11 @@ struct StabilityBody {
     /// Ids become part of object keys: a conservative alphabet and length keep keys sane.
     static func isSafeID(_ id: String) -> Bool {
         (1...128).contains(id.utf8.count) && !id.hasPrefix(".")
-            && id.utf8.allSatisfy { $0 < 0x80 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")) }
+            && id.utf8.allSatisfy {
+                $0 < 0x80
+                    && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || $0 == UInt8(ascii: "-")
+                        || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "."))
+            }
     }
 
     /// Locates the fields in `body`; the spans refer to `body`'s bytes.
@@ -63,7 +67,8 @@ struct StabilityBody {
                         if let artifact = try parseArtifact(&s, pointer: "/artifacts/\(index)") { result.artifacts.append(artifact) }
                     }
                 } else if s.span(key, equals: "image") || s.span(key, equals: "video") || s.span(key, equals: "audio")
-                            || s.span(key, equals: "result") {
+                    || s.span(key, equals: "result")
+                {
                     let name = s.string(key) ?? ""
                     guard s.peek() == UInt8(ascii: "\"") else { throw s.failure("\(name) is not a base64 string") }
                     inline.append((name, try s.scanString()))

@@ -22,9 +22,11 @@ public struct StabilityProvider: WebhookProvider {
 
     /// `baseURL` is `stability.base_url`: references become `{baseURL}/v2beta/results/{id}`, or
     /// `{baseURL}/v2beta/audio/results/{id}` for `"kind": "audio"`.
-    public init(baseURL: String, maxBodyBytes: Int = 64 << 20,
-                verifier: @escaping @Sendable () -> StandardWebhooksVerifier = { StandardWebhooksVerifier(secrets: []) },
-                source: StabilitySource = StabilitySource(apiKeys: { [] })) {
+    public init(
+        baseURL: String, maxBodyBytes: Int = 64 << 20,
+        verifier: @escaping @Sendable () -> StandardWebhooksVerifier = { StandardWebhooksVerifier(secrets: []) },
+        source: StabilitySource = StabilitySource(apiKeys: { [] })
+    ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.maxBodyBytes = maxBodyBytes
         self.verifier = verifier
@@ -34,10 +36,12 @@ public struct StabilityProvider: WebhookProvider {
     public static func make(_ context: ProviderContext) -> StabilityProvider {
         let reloadable = context.reloadable
         let baseURL = context.settings.stability.baseURL
-        return StabilityProvider(baseURL: baseURL, maxBodyBytes: context.settings.http.stabilityMaxBodyBytes,
-                                 verifier: { reloadable.stabilityVerifier },
-                                 source: StabilitySource(apiKeys: { reloadable.current.stability.apiKeys },
-                                                         keyHost: { URL(string: baseURL)?.host }))
+        return StabilityProvider(
+            baseURL: baseURL, maxBodyBytes: context.settings.http.stabilityMaxBodyBytes,
+            verifier: { reloadable.stabilityVerifier },
+            source: StabilitySource(
+                apiKeys: { reloadable.current.stability.apiKeys },
+                keyHost: { URL(string: baseURL)?.host }))
     }
 
     public var authentication: WebhookAuthentication { .standardWebhooks(.standard, verifier: verifier) }
@@ -104,21 +108,26 @@ public struct StabilityProvider: WebhookProvider {
                 identity = .bytes(file.sha256)
                 firstBytes = firstBytes ?? file.sha256
             }
-            assets.append(AssetSpec(pointer: artifact.pointer, source: .inline(marker: nil, decoded: decoded), deadline: nil,
-                                    identity: identity, finishReason: artifact.finishReason, seed: artifact.seed))
+            assets.append(
+                AssetSpec(
+                    pointer: artifact.pointer, source: .inline(marker: nil, decoded: decoded), deadline: nil,
+                    identity: identity, finishReason: artifact.finishReason, seed: artifact.seed))
         }
         let inline = !assets.isEmpty
         if !inline, let generationID = parsed.generationID {
             let url = "\(baseURL)\(parsed.kind.resultsPath)\(generationID)"
-            assets.append(AssetSpec(pointer: "/id", source: .result(url), deadline: received.addingTimeInterval(StabilityIntake.resultRetention),
-                                    firstAttemptAt: received.addingTimeInterval(StabilitySource.minimumPollInterval),
-                                    identity: .sourceURL(url)))
+            assets.append(
+                AssetSpec(
+                    pointer: "/id", source: .result(url), deadline: received.addingTimeInterval(StabilityIntake.resultRetention),
+                    firstAttemptAt: received.addingTimeInterval(StabilitySource.minimumPollInterval),
+                    identity: .sourceURL(url)))
         }
         guard let predictionID = parsed.predictionID ?? parsed.generationID ?? firstBytes else {
             throw UnreadableDelivery("the inline result was not decoded before it was recorded")
         }
-        let prediction = PredictionRecord(id: predictionID, status: inline ? .succeeded : .processing, createdAt: received,
-                                          completedAt: inline ? received : nil)
+        let prediction = PredictionRecord(
+            id: predictionID, status: inline ? .succeeded : .processing, createdAt: received,
+            completedAt: inline ? received : nil)
         return Interpretation(prediction: prediction, assets: assets)
     }
 

@@ -30,11 +30,14 @@ public struct StabilitySource: ResultSource {
     }
 
     /// `ResultSource`: what the archiver calls for a `result` asset.
-    public func poll(_ job: ArchiveJob, spool: Spool, session: CurlSession, policy: FetchPolicy,
-                     shouldAbort: @escaping @Sendable () -> Bool) throws -> FetchedResult {
+    public func poll(
+        _ job: ArchiveJob, spool: Spool, session: CurlSession, policy: FetchPolicy,
+        shouldAbort: @escaping @Sendable () -> Bool
+    ) throws -> FetchedResult {
         let fetched = try fetch(job, spool: spool, session: session, policy: policy, shouldAbort: shouldAbort)
-        return FetchedResult(spooled: Spooled(path: fetched.path, sha256: fetched.sha256, size: fetched.size, contentType: fetched.contentType),
-                             finishReason: fetched.finishReason, seed: fetched.seed)
+        return FetchedResult(
+            spooled: Spooled(path: fetched.path, sha256: fetched.sha256, size: fetched.size, contentType: fetched.contentType),
+            finishReason: fetched.finishReason, seed: fetched.seed)
     }
 
     /// Stability's rate limit: a 429 locks the key out for 60 s.
@@ -60,8 +63,10 @@ public struct StabilitySource: ResultSource {
         case refused(status: Int, message: String?, retryAfter: TimeInterval?)
     }
 
-    func fetch(_ job: ArchiveJob, spool: Spool, session: CurlSession, policy: FetchPolicy,
-               shouldAbort: @escaping @Sendable () -> Bool, now: Date = Date()) throws -> Fetched {
+    func fetch(
+        _ job: ArchiveJob, spool: Spool, session: CurlSession, policy: FetchPolicy,
+        shouldAbort: @escaping @Sendable () -> Bool, now: Date = Date()
+    ) throws -> Fetched {
         let keys = Self.distinct(apiKeys())
         guard !keys.isEmpty else {
             throw ArchiveError(.transport, "stability.api_key is not configured; cannot fetch the generation")
@@ -71,8 +76,9 @@ public struct StabilitySource: ResultSource {
             throw ArchiveError(.disallowedURL, "the result is not at stability.base_url's host (\(host)), the only one the API keys are sent to")
         }
         if let wait = memory.wait(before: job.sourceURL, now: now) {
-            throw ArchiveError(.notReady, "polled less than \(Int(Self.minimumPollInterval)) s ago; waiting before the next poll",
-                               retryAfter: wait)
+            throw ArchiveError(
+                .notReady, "polled less than \(Int(Self.minimumPollInterval)) s ago; waiting before the next poll",
+                retryAfter: wait)
         }
         // Marked before the requests (a concurrent claim waits) and again after them: the interval runs
         // from the last request of a round, however many keys it took.
@@ -89,16 +95,18 @@ public struct StabilitySource: ResultSource {
                     return fetched
                 case .inProgress(let retryAfter):
                     memory.remember(owner: key, of: job.sourceURL)
-                    throw ArchiveError(.notReady, "the generation is still in progress", status: 202,
-                                       retryAfter: retryAfter ?? Self.pollDelay(job: job, now: now))
+                    throw ArchiveError(
+                        .notReady, "the generation is still in progress", status: 202,
+                        retryAfter: retryAfter ?? Self.pollDelay(job: job, now: now))
                 case .refused(let status, let message, _) where status == 404 || status == 401:
                     // Not this key's result (404), or a key that no longer works (401): the next key may
                     // own it. Only when every key says so does it count.
                     refusals.append((status, message))
                 case .refused(let status, let message, let retryAfter):
-                    throw ArchiveError(.sourceStatus, "Stability answered \(status)\(message.map { ": \($0)" } ?? "")",
-                                       status: status,
-                                       retryAfter: status == 429 ? max(retryAfter ?? 0, Self.rateLimitSeconds) : retryAfter)
+                    throw ArchiveError(
+                        .sourceStatus, "Stability answered \(status)\(message.map { ": \($0)" } ?? "")",
+                        status: status,
+                        retryAfter: status == 429 ? max(retryAfter ?? 0, Self.rateLimitSeconds) : retryAfter)
                 }
             }
             throw Self.everyKeyRefused(refusals)
@@ -110,8 +118,10 @@ public struct StabilitySource: ResultSource {
     }
 
     /// One request with one key. The 2xx body streams into the asset's spool file.
-    func poll(_ job: ArchiveJob, key: String, keys: [String], kind: StabilityGenerationKind, spool: Spool, session: CurlSession,
-              policy: FetchPolicy, shouldAbort: @escaping @Sendable () -> Bool) throws -> Answer {
+    func poll(
+        _ job: ArchiveJob, key: String, keys: [String], kind: StabilityGenerationKind, spool: Spool, session: CurlSession,
+        policy: FetchPolicy, shouldAbort: @escaping @Sendable () -> Bool
+    ) throws -> Answer {
         var options = policy.curlOptions()
         options.shouldAbort = shouldAbort
         // The key must never follow a redirect to another host, and the results endpoint does not redirect.
@@ -119,8 +129,10 @@ public struct StabilitySource: ResultSource {
         let writer = try spool.writer(assetID: job.assetID, claim: job.claimToken)
         let response: CurlResponse
         do {
-            response = try session.perform(CurlRequest(url: job.sourceURL, headers: [("Authorization", "Bearer \(key)"), ("Accept", kind.accept)]),
-                                           options: options) { bytes in try writer.write(bytes) }
+            response = try session.perform(
+                CurlRequest(url: job.sourceURL, headers: [("Authorization", "Bearer \(key)"), ("Accept", kind.accept)]),
+                options: options
+            ) { bytes in try writer.write(bytes) }
         } catch {
             writer.discard()
             throw Archiver.mapCurl(error, maxBytes: policy.maxBytes)
@@ -132,16 +144,19 @@ public struct StabilitySource: ResultSource {
             return try Self.decodeJSONAnswer(path: writer.path, job: job, kind: kind, spool: spool)
         case 200:
             let (path, sha256) = try writer.finish(durable: false)
-            return .done(Fetched(path: path, sha256: sha256, size: writer.size, contentType: response.headers["content-type"],
-                                 finishReason: response.headers["finish-reason"].map { String($0.prefix(64)) },
-                                 seed: response.headers["seed"].flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) }))
+            return .done(
+                Fetched(
+                    path: path, sha256: sha256, size: writer.size, contentType: response.headers["content-type"],
+                    finishReason: response.headers["finish-reason"].map { String($0.prefix(64)) },
+                    seed: response.headers["seed"].flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) }))
         case 202:
             writer.discard()
             return .inProgress(retryAfter: Self.retryAfter(response.headers["retry-after"]).map { max($0, Self.minimumPollInterval) })
         default:
             writer.discard()
-            return .refused(status: response.status, message: Self.providerMessage(response.body, redacting: keys),
-                            retryAfter: Self.retryAfter(response.headers["retry-after"]))
+            return .refused(
+                status: response.status, message: Self.providerMessage(response.body, redacting: keys),
+                retryAfter: Self.retryAfter(response.headers["retry-after"]))
         }
     }
 
@@ -164,16 +179,19 @@ public struct StabilitySource: ResultSource {
                 throw ArchiveError(.sourceStatus, "Stability answered 200 with \(parsed.artifacts.count) outputs in one result", status: 200)
             }
             // The endpoint says what the bytes are when the field does not (`result`).
-            let typed = StabilityBody.Artifact(pointer: artifact.pointer, kind: kind == .audio ? "audio" : artifact.kind,
-                                               base64: artifact.base64, seed: artifact.seed, finishReason: artifact.finishReason)
+            let typed = StabilityBody.Artifact(
+                pointer: artifact.pointer, kind: kind == .audio ? "audio" : artifact.kind,
+                base64: artifact.base64, seed: artifact.seed, finishReason: artifact.finishReason)
             let spooled: Spooled
             do {
                 spooled = try InlineSpooler.spool(typed, body: body, writer: try spool.decodedWriter(assetID: job.assetID, claim: job.claimToken))
             } catch let error as InlineSpooler.InvalidBase64 {
                 throw ArchiveError(.sourceStatus, "Stability answered 200 with JSON whose \(error)", status: 200)
             }
-            return .done(Fetched(path: spooled.path, sha256: spooled.sha256, size: spooled.size, contentType: spooled.contentType,
-                                 finishReason: artifact.finishReason, seed: artifact.seed))
+            return .done(
+                Fetched(
+                    path: spooled.path, sha256: spooled.sha256, size: spooled.size, contentType: spooled.contentType,
+                    finishReason: artifact.finishReason, seed: artifact.seed))
         }
     }
 
@@ -316,7 +334,8 @@ extension Spool {
     /// A writer for bytes decoded from a spooled JSON answer: its `.part` is named apart from the answer's
     /// own (both exist while decoding), and it ends as the asset's usual spool file.
     func decodedWriter(assetID: Int64, claim: UUID) throws -> Writer {
-        try Writer(path: "\(directory)/asset-\(assetID).decoded.\(claim.uuidString.lowercased()).\(getpid()).part",
-                   finalPath: finalPath(assetID: assetID))
+        try Writer(
+            path: "\(directory)/asset-\(assetID).decoded.\(claim.uuidString.lowercased()).\(getpid()).part",
+            finalPath: finalPath(assetID: assetID))
     }
 }
