@@ -11,6 +11,7 @@
 #   AFTERIMAGE_BINARY        run this afterimage executable instead of building the release one (the tests
 #                            pass their debug build)
 #   AFTERIMAGE_RUN_HTTP_PORT / AFTERIMAGE_RUN_PG_PORT / AFTERIMAGE_RUN_S3_PORT   ports (8080, 15432, 18333)
+#   AFTERIMAGE_RUN_PG_TUNE=0  keep initdb's PostgreSQL settings instead of the recommended ones (scripts/pg-tune.sh)
 #   AFTERIMAGE_*             any configuration key, as for `afterimage serve`
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,6 +87,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 scripts/pg.sh start "$local_dir/pg" "$PG_PORT" afterimage
+# The README's recommended PostgreSQL settings (scripts/pg-tune.sh: shared_buffers a quarter of RAM, …);
+# AFTERIMAGE_RUN_PG_TUNE=0 leaves initdb's.
+if [ "${AFTERIMAGE_RUN_PG_TUNE:-1}" != 0 ]; then scripts/pg-tune.sh apply "$local_dir/pg" "$PG_PORT"; fi
 scripts/s3.sh start "$local_dir/s3" "$S3_PORT" "$ACCESS" "$SECRET" "$BUCKET"
 
 # The configuration: the local defaults, then every credential file as its key (a file's content is the

@@ -111,8 +111,9 @@ public final class Daemon: Sendable {
         intakeConfiguration.waitTimeout = TimeInterval(settings.http.intakeTimeoutSeconds)
         let recorder = DeliveryRecorder(providers: providers.compactMap { $0 as? any IntakeProvider }, spool: spool)
         let intake = IntakeBatcher(recorder: recorder, pool: pool, configuration: intakeConfiguration, heartbeats: heartbeats, logger: logger)
-        let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds)
+        let lookupCache = LookupCache(lifetimeSeconds: settings.api.lookupCacheSeconds, maxBytes: settings.api.lookupCacheBytes)
         let refresher = LookupRefresher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
+        let lookupBatcher = LookupBatcher(pool: pool, cache: lookupCache, heartbeats: heartbeats)
         let invalidator = LookupCacheInvalidator(
             cache: lookupCache, databaseURL: databaseURL, limits: limits,
             heartbeats: heartbeats, logger: logger)
@@ -143,7 +144,7 @@ public final class Daemon: Sendable {
         .register(on: &router)
         LookupRoutes(
             pool: pool, presigner: Presigner(storage: storage, defaultTTL: settings.storage.presignTTL),
-            authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, logger: logger
+            authenticator: { reloadable.apiAuthenticator }, cache: lookupCache, refresher: refresher, batcher: lookupBatcher, logger: logger
         )
         .register(on: &router)
         DeleteRoute(
@@ -176,7 +177,9 @@ public final class Daemon: Sendable {
             }
         }
 
-        var components: [any DaemonComponent] = [PoolComponent(pool), database, sweeper, workers, intake, refresher, invalidator, retention]
+        var components: [any DaemonComponent] = [
+            PoolComponent(pool), database, sweeper, workers, intake, lookupBatcher, refresher, invalidator, retention,
+        ]
         if let reconciler { components.append(reconciler) }
         components += [HTTPServerComponent(server, drainTimeout: Self.httpDrainTimeout), monitor]
         if let watchdog { components.append(watchdog) }

@@ -153,7 +153,7 @@ struct StopBudgetTests {
         defer { try? FileManager.default.removeItem(atPath: spool) }
         #expect(
             daemon.componentNames == [
-                "database pool", "database startup", "spool sweeper", "archive workers", "intake committers",
+                "database pool", "database startup", "spool sweeper", "archive workers", "intake committers", "lookup readers",
                 "lookup refresher", "lookup cache invalidator", "retention", "reconciler", "http server",
                 "queue monitor", "watchdog",
             ])

@@ -98,6 +98,43 @@ struct LookupCacheTests {
         #expect(cache.view(for: .init(provider: "replicate", id: "huge")) == nil)
     }
 
+    /// CLOCK: a prediction that keeps being read survives any number of one-off entries passing through a
+    /// full cache (issue 17: at millions of predictions the cache holds a small share of them). Evicting
+    /// in any order that ignores reads (the first entry of a dictionary, as before) drops it within a few
+    /// hundred stores.
+    @Test func entriesThatKeepBeingReadSurviveAFloodOfOthers() {
+        let cache = LookupCache(lifetimeSeconds: 60, maxBytes: 64 * 1024)
+        let hot = (0..<8).map { LookupCache.Key(provider: "replicate", id: "hot\($0)") }
+        for key in hot { cache.store(Self.view(key.id), readAt: cache.generation()) }
+        var misses = 0
+        for n in 0..<5_000 {
+            cache.store(Self.view("cold\(n)"), readAt: cache.generation())
+            for key in hot where cache.view(for: key) == nil { misses += 1 }
+        }
+        #expect(misses == 0, "entries read between every store were evicted \(misses) times")
+        #expect(cache.bytesUsed <= 64 * 1024)
+        #expect(cache.view(for: .init(provider: "replicate", id: "cold4999")) != nil, "the newest entry is kept")
+    }
+
+    /// The bound holds whatever the number of predictions looked up: memory is `maxBytes`, not the table's size.
+    @Test func theBoundHoldsForAHundredThousandPredictions() {
+        let budget = 1 << 20
+        let cache = LookupCache(lifetimeSeconds: 60, maxBytes: budget)
+        var peak = 0
+        for n in 0..<100_000 {
+            cache.store(Self.view("p\(n)", assets: ["stored", "stored"]), readAt: cache.generation())
+            if n % 1000 == 0 { peak = max(peak, cache.bytesUsed) }
+        }
+        #expect(max(peak, cache.bytesUsed) <= budget)
+        let perEntry = LookupCache.approximateBytes(of: Self.view("p0", assets: ["stored", "stored"]))
+        #expect(cache.count <= budget / perEntry)
+        #expect(cache.count >= budget / perEntry / 2, "a full cache, not an empty one")
+        cache.invalidateAll()
+        #expect(cache.count == 0 && cache.bytesUsed == 0)
+        cache.store(Self.view("again"), readAt: cache.generation())
+        #expect(cache.view(for: .init(provider: "replicate", id: "again")) != nil, "usable after being emptied")
+    }
+
     @Test func notificationPayloadsNamePredictions() {
         typealias Key = LookupCache.Key
         func keys(_ payload: String) -> LookupCacheInvalidator.Invalidation { LookupCacheInvalidator.invalidation(fromPayload: payload) }

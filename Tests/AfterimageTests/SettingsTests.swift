@@ -134,6 +134,20 @@ struct SettingsTests {
         #expect(reloadable.current.replicate.tokenHosts == ["files.example.com", "*.cdn.example.com"])
     }
 
+    /// api.lookup_cache_bytes bounds the lookup cache (issue 17): 16 MiB by default, any size from 0 (off).
+    @Test func lookupCacheBytes() async throws {
+        #expect(try await SettingsLoader.load(configFile: nil, environment: [:]).api.lookupCacheBytes == 16_777_216)
+        let set = try await SettingsLoader.load(configFile: nil, environment: ["AFTERIMAGE_API_LOOKUP_CACHE_BYTES": "1048576"])
+        #expect(set.api.lookupCacheBytes == 1_048_576)
+        #expect(set.redactedDescription().contains("api.lookup_cache_bytes = 1048576"))
+        do {
+            _ = try await SettingsLoader.load(configFile: nil, environment: ["AFTERIMAGE_API_LOOKUP_CACHE_BYTES": "-1"])
+            Issue.record("a negative cache size was accepted")
+        } catch {
+            #expect(error.key == "api.lookup_cache_bytes")
+        }
+    }
+
     @Test func missingDatabaseURLNamesTheKey() async throws {
         let settings = try await SettingsLoader.load(configFile: nil, environment: [:])
         let error = #expect(throws: ConfigurationError.self) { try settings.requireDatabaseURL() }

@@ -6,6 +6,7 @@ import MicroHTTP
 import PQ
 import Primitives
 import S3
+import Synchronization
 import TestSupport
 import Testing
 
@@ -24,8 +25,10 @@ struct LookupRouteTests {
         let pool: Pool
         let router: Router
         let seeder: Seeder
+        /// Started when the rig is `batched`: lookups the cache cannot answer then go through it, as in the daemon.
+        let batcher: LookupBatcher?
 
-        init(databaseURL: String, tokens: [String], cacheSeconds: Int = 0) throws {
+        init(databaseURL: String, tokens: [String], cacheSeconds: Int = 0, batched: Bool = false, poolSize: Int = 2) throws {
             let logger = Logger(label: "lookup-route-test")
             let s3 = try TestEnvironment.s3()
             let storage = S3Client(
@@ -33,19 +36,27 @@ struct LookupRouteTests {
                 credentials: S3Credentials(
                     accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey,
                     sessionToken: nil))
-            pool = Pool(url: databaseURL, size: 2, acquireTimeout: .seconds(2), connectTimeoutSeconds: 2)
+            pool = Pool(url: databaseURL, size: poolSize, acquireTimeout: .seconds(5), connectTimeoutSeconds: 2)
             let authenticator = BearerAuthenticator(tokens: tokens)
             var router = Router(unhandledError: UnhandledErrors.renderer(logger: logger))
+            let cache = LookupCache(lifetimeSeconds: cacheSeconds)
+            var configuration = LookupBatcher.Configuration()
+            configuration.readers = 1
+            batcher = batched ? LookupBatcher(pool: pool, cache: cache, configuration: configuration) : nil
+            batcher?.start()
             LookupRoutes(
                 pool: pool, presigner: Presigner(storage: storage, defaultTTL: 3600), authenticator: { authenticator },
-                cache: LookupCache(lifetimeSeconds: cacheSeconds), logger: logger
+                cache: cache, batcher: batcher, logger: logger
             )
             .register(on: &router)
             self.router = router
             seeder = Seeder(databaseURL: databaseURL)
         }
 
-        deinit { pool.close() }
+        deinit {
+            batcher?.stop()
+            pool.close()
+        }
     }
 
     /// A rig over a migrated database of its own with one settled prediction, and a client with its token.
@@ -89,6 +100,118 @@ struct LookupRouteTests {
         #expect(outage.status == 503)
         #expect(client.errorCode(outage) == "database_unavailable")
         #expect(outage.headers["retry-after"] == "5")
+        try client.validateCaptured()
+    }
+
+    /// Issue 17: lookups the cache cannot answer are read many per statement. While the pool's only
+    /// connection is busy, 40 concurrent lookups (30 predictions with 0–3 outputs, 10 unknown) queue in the
+    /// batcher; once it frees up they are read in at most three statements (the one lookup a reader may
+    /// already hold, the rest), and each client gets its own prediction, or 404. One statement per lookup,
+    /// as before the batcher, fails the count.
+    @Test func concurrentLookupsShareStatements() throws {
+        let token = randomToken()
+        let url = try TestEnvironment.migratedDatabase(prefix: "lookupbatch")
+        let rig = try Rig(databaseURL: url, tokens: [token], batched: true, poolSize: 1)
+        let batcher = try #require(rig.batcher)
+        let prefix = "b\(UUID().uuidString.prefix(6).lowercased())"
+        for n in 0..<30 {
+            try rig.seeder.prediction("\(prefix)-\(n)", status: n % 7 == 0 ? "failed" : "succeeded")
+            for index in 0..<(n % 4) {
+                try rig.seeder.asset(
+                    predictionID: "\(prefix)-\(n)", index: index, .init(state: "stored", key: "replicate/\(prefix)-\(n)/\(index).png"))
+            }
+        }
+        let ids = (0..<30).map { "\(prefix)-\($0)" } + (0..<10).map { "\(prefix)-unknown-\($0)" }
+        let answers = Mutex<[String: LookupAnswer]>([:])
+        let clientErrors = Mutex<[String]>([])
+        let threads = try rig.pool.withConnection { _ in
+            // Every lookup is sent while the pool's one connection is lent here.
+            let threads = ids.map { id in
+                Thread {
+                    do {
+                        let client = try LookupClient(router: rig.router, token: token)
+                        let answer = try client.send("GET", "/v1/predictions/replicate/\(id)")
+                        answers.withLock { $0[id] = answer }
+                    } catch {
+                        clientErrors.withLock { $0.append("\(id): \(error)") }
+                    }
+                }
+            }
+            for thread in threads { thread.start() }
+            let deadline = ContinuousClock.now + .seconds(4)
+            // All of them submitted: the reader may hold some (waiting for the connection), the rest wait in its queue.
+            while batcher.submitted.load(ordering: .relaxed) < ids.count, ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            #expect(batcher.submitted.load(ordering: .relaxed) == ids.count, "the lookups did not all reach the batcher")
+            return threads
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while answers.withLock({ $0.count }) + clientErrors.withLock({ $0.count }) < ids.count, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        _ = threads
+        #expect(clientErrors.withLock { $0 }.isEmpty)
+        let all = answers.withLock { $0 }
+        #expect(all.count == ids.count)
+        let client = try LookupClient(router: rig.router, token: token)
+        for (n, id) in ids.enumerated() {
+            let answer = try #require(all[id], "no answer for \(id)")
+            if n < 30 {
+                #expect(answer.status == 200, "\(id): \(answer.status)")
+                let body = try client.json(answer)
+                #expect(body["id"] as? String == id)
+                #expect((body["assets"] as? [[String: Any]])?.count == n % 4, "\(id)")
+                #expect((body["assets"] as? [[String: Any]])?.allSatisfy { ($0["url"] as? String)?.contains("/\(id)/") == true } == true)
+            } else {
+                #expect(answer.status == 404, "\(id)")
+                #expect(client.errorCode(answer) == "prediction_not_found")
+            }
+        }
+        #expect(batcher.lookups.load(ordering: .relaxed) == ids.count)
+        #expect(
+            batcher.statements.load(ordering: .relaxed) <= 3, "\(batcher.statements.load(ordering: .relaxed)) statements for \(ids.count) lookups")
+    }
+
+    /// Issue 17: a page of the asset listing filtered by state is planned for its state (never a prepared
+    /// statement's generic plan, which walks the primary key and filters: 93 ms for a page of failed assets
+    /// deep in a million predictions), and that plan is a range of `assets_state_id_idx`.
+    @Test func assetPagesByStateArePlannedForTheirState() throws {
+        let url = try TestEnvironment.migratedDatabase(prefix: "assetplan")
+        let connection = try Connection.connect(url: url)
+        defer { connection.close() }
+        // A table the planner takes seriously: 20,000 assets, 1 % of them failed.
+        try connection.execute(
+            """
+            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, state)
+            SELECT 'replicate', 'plan-' || g, '/0', 0, 'https://replicate.delivery/x/' || g, CASE WHEN g % 100 = 0 THEN 'failed' ELSE 'stored' END
+            FROM generate_series(1, 20000) AS g
+            """)
+        try connection.execute("ANALYZE assets")
+        let store = LookupStore()
+        for _ in 0..<8 {  // past the five runs after which a prepared statement may switch to its generic plan
+            let page = try store.assets(.init(state: "failed", after: 10_000, limit: 20), on: connection)
+            #expect(page.assets.count == 20 && page.assets.allSatisfy { $0.state == .failed && $0.id > 10_000 })
+            #expect(try store.assets(.init(state: "failed", provider: "replicate", after: 10_000, limit: 20), on: connection).assets.count == 20)
+        }
+        let prepared = try connection.query("SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%a.state = $3%'")
+        #expect(prepared.count == 0, "a state-filtered page went through a prepared statement")
+        for byProvider in [false, true] {
+            let sql = LookupStore.assetListSQL(byState: true, byProvider: byProvider)
+            let parameters: [any PQEncodable] = byProvider ? [10_000, 21, "failed", "replicate"] : [10_000, 21, "failed"]
+            let plan = try connection.query("EXPLAIN " + sql, parameters).map { try $0.decode(0, as: String.self) }.joined(separator: "\n")
+            #expect(plan.contains("assets_state_id_idx"), "\(plan)")
+        }
+    }
+
+    /// A batched lookup that cannot reach the database is answered 503 + Retry-After, like the pool path.
+    @Test func batchedLookupsOfAnUnreachableDatabaseAre503() throws {
+        let token = randomToken()
+        let rig = try Rig(databaseURL: Self.deadDatabase(), tokens: [token], batched: true)
+        let client = try LookupClient(router: rig.router, token: token)
+        let outage = try client.send("GET", "/v1/predictions/replicate/p")
+        #expect(outage.status == 503)
+        #expect(client.errorCode(outage) == "database_unavailable")
+        #expect(outage.headers["retry-after"] == "5")
+        #expect(rig.batcher?.statements.load(ordering: .relaxed) == 1, "the batcher read it")
         try client.validateCaptured()
     }
 

@@ -140,6 +140,11 @@ public struct Settings: Sendable {
         /// unannounced change (another instance filling in a field of a finished prediction, a hand edit in
         /// SQL) shows up in this one's answers.
         public var lookupCacheSeconds = 30
+        /// The most memory the lookup cache's entries may take (bytes of their text plus a fixed cost per
+        /// entry and asset); past it, the least recently read are evicted (CLOCK). 0 turns the cache off.
+        /// With millions of predictions the cache holds the popular ones only, so this, not the table's
+        /// size, bounds the daemon's memory.
+        public var lookupCacheBytes = LookupCache.defaultMaxBytes
     }
 
     /// What is kept how long (`Lifecycle/RetentionService`).

@@ -59,7 +59,7 @@ extension Settings {
             ("api.admin_tokens", secrets(api.adminTokens)),
             ("retention.delivery_bodies", "\(retention.deliveryBodiesSeconds)"), ("retention.objects", "\(retention.objectsSeconds)"),
             ("retention.interval", "\(retention.intervalSeconds)"),
-            ("api.lookup_cache_seconds", "\(api.lookupCacheSeconds)"),
+            ("api.lookup_cache_seconds", "\(api.lookupCacheSeconds)"), ("api.lookup_cache_bytes", "\(api.lookupCacheBytes)"),
             ("ui.enabled", "\(ui.enabled)"),
             ("log.level", plain(logLevel)),
         ]

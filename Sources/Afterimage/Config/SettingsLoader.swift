@@ -190,6 +190,7 @@ public enum SettingsLoader {
         s.retention.intervalSeconds = try v.int("retention.interval", in: 1...86400) ?? s.retention.intervalSeconds
 
         s.api.lookupCacheSeconds = try v.int("api.lookup_cache_seconds", in: 0...300) ?? s.api.lookupCacheSeconds
+        s.api.lookupCacheBytes = try v.int("api.lookup_cache_bytes", in: 0...(64 << 30)) ?? s.api.lookupCacheBytes
         s.ui.enabled = try v.bool("ui.enabled") ?? s.ui.enabled
 
         s.logLevel = try v.string("log.level") ?? s.logLevel

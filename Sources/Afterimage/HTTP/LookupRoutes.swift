@@ -17,7 +17,13 @@ public struct LookupRoutes: Sendable {
     /// Settled predictions served from memory; see `LookupCache` for what keeps it correct.
     let cache: LookupCache
     let refresher: LookupRefresher
+    /// Reads the lookups the cache cannot answer, many per statement; nil or not running: each lookup
+    /// reads on a pool thread of its own (as route tests that start no batcher do).
+    let batcher: LookupBatcher?
     let store = LookupStore()
+    /// How an error no route error describes is answered (a database outage is 503 + Retry-After), for
+    /// lookups answered from a batcher's thread rather than by the router.
+    let unhandled: UnhandledErrorRenderer
 
     /// Bounds on path parameters: they become SQL parameters and log metadata.
     static let maxProviderBytes = 64
@@ -29,7 +35,8 @@ public struct LookupRoutes: Sendable {
     /// parts (one that is never started refreshes nothing, and entries simply expire).
     public init(
         pool: Pool, presigner: Presigner, authenticator: @escaping @Sendable () -> BearerAuthenticator,
-        cache: LookupCache = LookupCache(lifetimeSeconds: 0), refresher: LookupRefresher? = nil, logger: Logger
+        cache: LookupCache = LookupCache(lifetimeSeconds: 0), refresher: LookupRefresher? = nil,
+        batcher: LookupBatcher? = nil, logger: Logger
     ) {
         self.pool = pool
         self.presigner = presigner
@@ -37,15 +44,15 @@ public struct LookupRoutes: Sendable {
         self.cache = cache
         self.logger = logger
         self.refresher = refresher ?? LookupRefresher(pool: pool, cache: cache)
+        self.batcher = batcher
+        unhandled = UnhandledErrors.renderer(logger: logger)
     }
 
     public func register(on router: inout Router) {
         if !authenticator().isConfigured {
             logger.warning("api.tokens is empty: the lookup API refuses every request with 401")
         }
-        router.add("GET", "/v1/predictions/{provider}/{id}", immediate: { request in try self.fromMemory(request) }) { request in
-            try self.guarded(request, self.prediction)
-        }
+        router.add("GET", "/v1/predictions/{provider}/{id}", deferred: { request in try self.predictionAnswer(request) })
         router.add("GET", "/v1/predictions/{provider}/{id}/outputs/{n}") { request in try self.guarded(request, self.output) }
         router.add("GET", "/v1/assets") { request in try self.guarded(request, self.list) }
         router.add("POST", "/v1/assets/{id}/retry", maxBodyBytes: 1024) { request in try self.guarded(request, self.retry) }
@@ -86,6 +93,43 @@ public struct LookupRoutes: Sendable {
         if refresh { refresher.refresh(provider: provider, id: id) }
         try Self.refuseDeleted(view)
         return render(view, expires: expires)
+    }
+
+    /// `GET /v1/predictions/{provider}/{id}`, decided on the event thread: a settled prediction in the cache
+    /// is answered at once; any other lookup joins the batcher's next read and is answered from its thread
+    /// (no thread waits for it). Without a running batcher it reads on a pool thread, as before.
+    func predictionAnswer(_ request: Request) throws -> DeferredAnswer {
+        if let response = try fromMemory(request) { return .now(response) }
+        guard let batcher, batcher.isRunning else {
+            return .laterOnPool { responder in responder.respond(try self.guarded(request, self.prediction)) }
+        }
+        if !cache.isEnabled { try authorize(request) }  // fromMemory checked the token when the cache is on
+        let (provider, id) = try Self.predictionParameters(request)
+        let expires = try Presigner.parseExpires(request.query["expires"])
+        let head = RequestHead(method: request.method, path: request.path, headers: [:], contentLength: nil)
+        return .later { responder in
+            batcher.submit(LookupCache.Key(provider: provider, id: id)) { result in
+                responder.respond(self.answer(result, provider: provider, id: id, expires: expires, head: head))
+            }
+        }
+    }
+
+    /// What a batched read means for its client: the prediction with freshly signed URLs, 404, or the error's answer.
+    func answer(_ result: Result<PredictionView?, any Error>, provider: String, id: String, expires: Int?, head: RequestHead) -> Response {
+        switch result {
+        case .success(let view?):
+            return render(view, expires: expires)
+        case .success(nil):
+            return LookupError(.predictionNotFound, "no prediction \(provider)/\(id)").response
+        case .failure(let error as any ResponseError):
+            return error.response
+        case .failure(is LookupBatcher.Stopped):
+            return .error(
+                status: 503, code: "stopping", message: "the daemon is stopping; retry later",
+                headers: [("Retry-After", "1")])
+        case .failure(let error):
+            return unhandled(error, head)
+        }
     }
 
     /// Returns when the request carries a configured token; throws the 401 otherwise.

@@ -17,6 +17,13 @@ import Synchronization
 ///
 /// A lookup that read the database before an invalidation must not put its older answer back: every
 /// invalidation bumps a generation, and `store` refuses a view read under an earlier one.
+///
+/// Memory is bounded by `api.lookup_cache_bytes`, whatever the table's size: with millions of predictions
+/// the cache can never hold them all, so what it keeps matters. Entries are evicted in CLOCK order (a
+/// second-chance approximation of least-recently-used): a hit only sets the entry's reference bit, without
+/// the shard's lock, and eviction passes over entries whose bit is set, clearing it. So the predictions
+/// apps keep polling (the recent ones) stay, and a sweep of one-off lookups of old ones washes through
+/// without pushing them out.
 public final class LookupCache: Sendable {
     public struct Key: Hashable, Sendable {
         public let provider: String
@@ -34,6 +41,8 @@ public final class LookupCache: Sendable {
         /// Past this, the first reader asks for the entry to be read again before it expires.
         let refreshAfter: ContinuousClock.Instant
         let refreshClaimed = Atomic<Bool>(false)
+        /// CLOCK's reference bit: set by every hit, cleared when eviction passes over the entry.
+        let referenced = Atomic<Bool>(false)
         let bytes: Int
         init(view: PredictionView, expiresAt: ContinuousClock.Instant, refreshAfter: ContinuousClock.Instant, bytes: Int) {
             self.view = view
@@ -43,9 +52,67 @@ public final class LookupCache: Sendable {
         }
     }
 
+    /// One shard's entries and its CLOCK: `ring` holds every entry's key at its slot (nil slots are free,
+    /// listed in `freeSlots`), and `hand` is where the next eviction looks.
     struct Shard {
-        var entries: [Key: Entry] = [:]
+        var entries: [Key: (entry: Entry, slot: Int)] = [:]
+        var ring: [Key?] = []
+        var freeSlots: [Int] = []
+        var hand = 0
         var bytes = 0
+
+        subscript(key: Key) -> Entry? { entries[key]?.entry }
+
+        mutating func insert(_ entry: Entry, for key: Key) {
+            remove(key)
+            let slot: Int
+            if let free = freeSlots.popLast() {
+                slot = free
+                ring[slot] = key
+            } else {
+                slot = ring.count
+                ring.append(key)
+            }
+            entries[key] = (entry, slot)
+            bytes += entry.bytes
+        }
+
+        @discardableResult
+        mutating func remove(_ key: Key) -> Entry? {
+            guard let (entry, slot) = entries.removeValue(forKey: key) else { return nil }
+            ring[slot] = nil
+            freeSlots.append(slot)
+            bytes -= entry.bytes
+            return entry
+        }
+
+        /// Removes `key` only if it still maps to this very entry (a newer copy stays).
+        mutating func remove(_ key: Key, ifStill entry: Entry) {
+            if entries[key]?.entry === entry { remove(key) }
+        }
+
+        /// Evicts one entry in CLOCK order: expired ones at once, referenced ones after a second chance.
+        /// False when the shard is empty. At most two turns of the ring: the first clears every bit.
+        mutating func evictOne(now: ContinuousClock.Instant) -> Bool {
+            guard !entries.isEmpty else { return false }
+            while true {
+                if hand >= ring.count { hand = 0 }
+                defer { hand += 1 }
+                guard let key = ring[hand], let entry = entries[key]?.entry else { continue }
+                if entry.expiresAt <= now || !entry.referenced.exchange(false, ordering: .relaxed) {
+                    remove(key)
+                    return true
+                }
+            }
+        }
+
+        mutating func removeAll() {
+            entries.removeAll()
+            ring.removeAll()
+            freeSlots.removeAll()
+            hand = 0
+            bytes = 0
+        }
     }
 
     /// A `Mutex` cannot live in an array (it is not copyable); each shard's lives in a box.
@@ -56,7 +123,8 @@ public final class LookupCache: Sendable {
 
     /// How long an entry is trusted; zero turns the cache off.
     public let lifetime: Duration
-    /// Rough bound on the memory the entries take (their text plus a fixed cost per asset).
+    /// Bound on the memory the entries take (their text plus a fixed cost per entry and per asset):
+    /// `api.lookup_cache_bytes`.
     public let maxBytes: Int
     /// Many threads look up at once: one lock would have them queue (it was 10% of the
     /// lookup path's CPU in bench/lookup), so keys are spread over independently locked shards.
@@ -70,7 +138,10 @@ public final class LookupCache: Sendable {
     /// A prediction larger than this share of a shard's budget is not cached (it would evict too much).
     static let maxEntryShare = 4
 
-    public init(lifetimeSeconds: Int, maxBytes: Int = 16 << 20) {
+    /// `api.lookup_cache_bytes`'s default: about 8,000 typical predictions (2 KiB each with their assets).
+    public static let defaultMaxBytes = 16 << 20
+
+    public init(lifetimeSeconds: Int, maxBytes: Int = LookupCache.defaultMaxBytes) {
         lifetime = .seconds(max(0, lifetimeSeconds))
         self.maxBytes = max(0, maxBytes)
         shardBudget = self.maxBytes / Self.shardCount
@@ -95,18 +166,15 @@ public final class LookupCache: Sendable {
     /// still bounds how stale an answer can be.
     public func lookup(_ key: Key) -> (view: PredictionView, refresh: Bool)? {
         guard isEnabled else { return nil }
-        let entry = shard(key).withLock { $0.entries[key] }
+        let entry = shard(key).withLock { $0[key] }
         guard let entry else { return nil }
         let now = clock.now
         guard entry.expiresAt > now else {
-            shard(key).withLock { shard in
-                if shard.entries[key] === entry {
-                    shard.entries[key] = nil
-                    shard.bytes -= entry.bytes
-                }
-            }
+            shard(key).withLock { $0.remove(key, ifStill: entry) }
             return nil
         }
+        // Only a load first: a store on every hit would make the entry's cache line bounce between cores.
+        if !entry.referenced.load(ordering: .relaxed) { entry.referenced.store(true, ordering: .relaxed) }
         let refresh =
             now >= entry.refreshAfter
             && entry.refreshClaimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
@@ -131,39 +199,23 @@ public final class LookupCache: Sendable {
         let budget = shardBudget
         shard(key).withLock { shard in
             guard generationCounter.load(ordering: .acquiring) == generation else { return }
-            if let old = shard.entries.removeValue(forKey: key) { shard.bytes -= old.bytes }
-            if shard.bytes + size > budget {
-                // Expired entries go first; if that is not enough, arbitrary ones (each is only a shortcut).
-                for (k, e) in shard.entries where e.expiresAt <= now {
-                    shard.entries[k] = nil
-                    shard.bytes -= e.bytes
-                }
-                while shard.bytes + size > budget, let victim = shard.entries.first {
-                    shard.entries.remove(at: shard.entries.startIndex)
-                    shard.bytes -= victim.value.bytes
-                }
-            }
-            shard.entries[key] = entry
-            shard.bytes += size
+            shard.remove(key)
+            while shard.bytes + size > budget, shard.evictOne(now: now) {}
+            shard.insert(entry, for: key)
         }
     }
 
     /// Forgets one prediction (after a write that may have changed it).
     public func invalidate(_ key: Key) {
         generationCounter.add(1, ordering: .acquiringAndReleasing)
-        shard(key).withLock { shard in
-            if let old = shard.entries.removeValue(forKey: key) { shard.bytes -= old.bytes }
-        }
+        shard(key).withLock { _ = $0.remove(key) }
     }
 
     /// Forgets everything: after the invalidation feed was interrupted, any entry may be stale.
     public func invalidateAll() {
         generationCounter.add(1, ordering: .acquiringAndReleasing)
         for shard in shards {
-            shard.withLock { shard in
-                shard.entries.removeAll()
-                shard.bytes = 0
-            }
+            shard.withLock { $0.removeAll() }
         }
     }
 

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""bench/scale's arithmetic: reads wrk and pgbench output into results.json, and prints the table.
+
+  report.py wrk FILE                        -> JSON {rps, p50_ms, p99_ms, errors}
+  report.py pgbench FILE                    -> JSON {tps, latency_ms}
+  report.py pglog PREFIX                    -> JSON {count, p50_ms, p99_ms} from pgbench -l logs PREFIX.*
+  report.py add RESULTS SIZE KEY JSON       -> merges JSON under results[SIZE][KEY]
+  report.py table RESULTS                   -> the table, every figure with its anchor from the same run
+"""
+import glob, json, os, re, sys
+
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(path):
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", text)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: (.*)", text)
+    total = re.search(r"(\d+) requests in", text)
+    return {"rps": rps, "p50_ms": to_ms(*p50.groups()), "p99_ms": to_ms(*p99.groups()),
+            "requests": int(total.group(1)) if total else None,
+            "errors": (int(non2xx.group(1)) if non2xx else 0), "socket_errors": sock.group(1) if sock else None}
+
+
+def parse_pgbench(path):
+    text = open(path).read()
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text).group(1))
+    latency = re.search(r"latency average = ([\d.]+) ms", text)
+    return {"tps": tps, "latency_ms": float(latency.group(1)) if latency else None}
+
+
+def percentile(values, q):
+    values = sorted(values)
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def parse_pglog(prefix):
+    # pgbench -l: client_id transaction_no time_us script_no epoch epoch_us
+    latencies = []
+    for path in glob.glob(prefix + ".*"):
+        for line in open(path):
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].isdigit():
+                latencies.append(int(parts[2]) / 1000.0)
+    return {"count": len(latencies), "p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99),
+            "max_ms": max(latencies) if latencies else None}
+
+
+def add(results_path, size, key, value):
+    results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+    results.setdefault(size, {})[key] = json.loads(value)
+    with open(results_path + ".new", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(results_path + ".new", results_path)
+
+
+def human(n):
+    n = int(n)
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n))
+
+
+def table(results_path):
+    results = json.load(open(results_path))
+    sizes = sorted(results, key=int)
+    base = results.get(sizes[0], {}) if sizes else {}
+    rows = []
+
+    def g(size, key, field):
+        return results.get(size, {}).get(key, {}).get(field)
+
+    def fmt(v, spec=",.0f"):
+        return "—" if v is None else format(v, spec)
+
+    def ratio(a, b):
+        return "—" if a is None or not b else f"{a / b:.2f}"
+
+    for size in sizes:
+        r = results[size]
+        n = human(size)
+        pg = g(size, "pgbench_select", "tps")
+        scale = r.get("pgbench_select", {}).get("scale")
+        for key, label in (("lookup_uniform", "lookups, uniform ids"), ("lookup_hot", "lookups, hot 1 %")):
+            if key in r:
+                rows.append((n, label, f"{fmt(g(size, key, 'rps'))}/s, p50 {fmt(g(size, key, 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, key, 'p99_ms'), '.2f')} ms"
+                             + (f", {g(size, key, 'errors')} errors" if g(size, key, 'errors') else ""),
+                             f"pgbench -S scale {scale}: {fmt(pg)} tps", ratio(g(size, key, "rps"), pg),
+                             ratio(g(size, key, "rps"), g(sizes[0], key, "rps")) if size != sizes[0] else "1.00"))
+        if "lookup_uniform" in r and r.get("lookup_rss"):
+            rss = r["lookup_rss"]
+            rows.append((n, "daemon RSS during lookups", f"peak {rss['peak_mib']} MiB (cache {rss.get('cache_mib', '?')} MiB bound)",
+                         f"idle {rss['idle_mib']} MiB", "—", "—"))
+        if "intake" in r:
+            rows.append((n, "intake, 64 connections", f"{fmt(g(size, 'intake', 'rps'))} acks/s, p50 {fmt(g(size, 'intake', 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, 'intake', 'p99_ms'), '.2f')} ms"
+                         + (f", {g(size, 'intake', 'errors')} non-2xx" if g(size, 'intake', 'errors') else ""),
+                         f"intake at {human(sizes[0])}: {fmt(g(sizes[0], 'intake', 'rps'))} acks/s",
+                         ratio(g(size, "intake", "rps"), g(sizes[0], "intake", "rps")), "—"))
+        if "claim" in r:
+            rows.append((n, f"claim, 100k pending, {r['claim'].get('clients', 8)} workers",
+                         f"p50 {fmt(g(size, 'claim', 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, 'claim', 'p99_ms'), '.2f')} ms ({fmt(g(size, 'claim', 'count'))} claims)",
+                         f"at {human(sizes[0])}: p99 {fmt(g(sizes[0], 'claim', 'p99_ms'), '.2f')} ms",
+                         ratio(g(size, "claim", "p99_ms"), g(sizes[0], "claim", "p99_ms")), "—"))
+        for key, label in (("list", "assets list page (100), deep"), ("list_failed", "assets list page, state=failed, deep")):
+            if key in r:
+                rows.append((n, label, f"p50 {fmt(g(size, key, 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, key, 'p99_ms'), '.2f')} ms ({fmt(g(size, key, 'rps'))}/s at 4 connections)",
+                             f"at {human(sizes[0])}: p99 {fmt(g(sizes[0], key, 'p99_ms'), '.2f')} ms",
+                             ratio(g(size, key, "p99_ms"), g(sizes[0], key, "p99_ms")), "—"))
+        if "size" in r:
+            s = r["size"]
+            rows.append((n, "database size", f"{s['database_mib']:,} MiB (predictions {s['predictions_mib']:,}, assets {s['assets_mib']:,}, deliveries {s['deliveries_mib']:,})",
+                         f"pgbench scale {scale}: {s.get('pgbench_mib', 0):,} MiB", "—", "—"))
+    headers = ("size", "hot path", "afterimage", "anchor, same run", "ratio to anchor", "ratio to smallest size")
+    widths = [max(len(str(row[i])) for row in rows + [headers]) for i in range(len(headers))]
+    line = lambda row: "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
+
+
+if __name__ == "__main__":
+    command = sys.argv[1]
+    if command == "wrk":
+        print(json.dumps(parse_wrk(sys.argv[2])))
+    elif command == "pgbench":
+        print(json.dumps(parse_pgbench(sys.argv[2])))
+    elif command == "pglog":
+        print(json.dumps(parse_pglog(sys.argv[2])))
+    elif command == "add":
+        add(*sys.argv[2:6])
+    elif command == "table":
+        table(sys.argv[2])
+    else:
+        sys.exit(f"unknown command {command}")

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Performance at scale (issue 17): every hot path at 10k, 1M and 10M stored predictions, each beside its
+# anchor measured in the same run, printed as one table.
+#
+#   bench/scale/run.sh
+#
+# For each size N it seeds (once) a database of N predictions as a year of use leaves them (bench/scale/
+# seed.sql: 1-4 outputs each, mixed states, realistic ids, URLs and delivery bodies, plus 100,000 pending
+# assets), starts the release daemon on it, and measures:
+#   - lookups/s, p50/p99 (wrk, 64 connections) for uniformly random ids and for the most recent 1 %;
+#     the daemon's peak RSS during them;
+#   - anchor: pgbench -S, 64 clients, at the scale whose pgbench_accounts has as many rows as predictions
+#     (N / 100,000, at least 1);
+#   - `assets list` pages (GET /v1/assets?after=ID&limit=100, the same query as the command) at random
+#     positions across the whole table, unfiltered and with state=failed (1 % of the rows), 4 connections;
+#   - worker claim latency p50/p99: the workers' claim transaction (ArchiveQueue.claim, the same SQL) from
+#     8 pgbench clients (= workers.count) while 100,000 assets are pending; the claimed rows are put back after;
+#   - intake acks/s and p99 (wrk, 64 connections, distinct signed webhooks; their rows are removed after);
+#   - the database's size.
+# Ratios: each figure against its anchor, and against the same figure at the smallest size of the run.
+#
+# Environment (all optional):
+#   BENCH_SIZES="10000 1000000 10000000"  sizes to measure (seeding: about 3 min per million predictions
+#                          on the 2-core VM, so 10M takes half an hour or more the first time)
+#   BENCH_KEEP_CLUSTER=DIR keep the PostgreSQL cluster in DIR (created when missing, started when stopped,
+#                          left running afterwards): seeded databases and pgbench tables are reused by the
+#                          next run. Without it a throwaway cluster is made and removed.
+#   BENCH_PG_SETTINGS=recommended|default   recommended (default): the README's PostgreSQL settings
+#                          (scripts/pg-tune.sh); default: initdb's
+#   BENCH_DURATION=15      seconds per lookup and pgbench -S measurement
+#   BENCH_INTAKE_SECONDS=60  seconds of intake per size
+#   BENCH_INTAKE_RATE=8000 distinct webhooks written per second of intake (more than the daemon acknowledges
+#                          on this machine; wrk resends the list, as duplicates, if it runs out; non-2xx
+#                          answers are counted in the table)
+#   BENCH_SECONDS_SMALL=10 seconds per claim and list measurement
+#   BENCH_POOL=8           database.pool_size (the default)
+#   BENCH_CACHE_BYTES      api.lookup_cache_bytes (default: the daemon's default)
+#   BENCH_ONLY="lookup list claim intake"   which measurements
+#   BENCH_BINARY           afterimage binary (default: swift build -c release)
+#   BENCH_RESULTS=FILE     also keep the raw results (JSON) there
+#   BENCH_PROFILE=DIR      perf record -g (system-wide, 10 s) during the uniform lookup run, one file per size
+# Needs wrk, pgbench, psql (Debian: wrk, postgresql, postgresql-client).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+SIZES=${BENCH_SIZES:-10000 1000000 10000000}
+DURATION=${BENCH_DURATION:-15}
+INTAKE_SECONDS=${BENCH_INTAKE_SECONDS:-60}
+SMALL=${BENCH_SECONDS_SMALL:-10}
+POOL=${BENCH_POOL:-8}
+ONLY=${BENCH_ONLY:-lookup list claim intake}
+SETTINGS=${BENCH_PG_SETTINGS:-recommended}
+for tool in wrk pgbench psql curl python3; do command -v $tool >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }; done
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+report() { python3 bench/scale/report.py "$@"; }
+say() { echo "bench: $*" >&2; }
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+work=$(mktemp -d /tmp/afterimage-scale.XXXXXX)
+chmod 755 "$work"
+results=$work/results.json
+daemon_pid=
+rss_pid=
+cleanup() {
+  [ -n "$rss_pid" ] && kill "$rss_pid" 2>/dev/null || true
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
+  [ -z "${BENCH_KEEP_CLUSTER:-}" ] && scripts/pg.sh stop "$cluster" >/dev/null 2>&1 || true
+  [ -n "${BENCH_RESULTS:-}" ] && [ -f "$results" ] && cp "$results" "$BENCH_RESULTS"
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- the cluster: kept (BENCH_KEEP_CLUSTER) or throwaway; its port is remembered beside it
+if [ -n "${BENCH_KEEP_CLUSTER:-}" ]; then
+  cluster=$BENCH_KEEP_CLUSTER
+  mkdir -p "$cluster"; chmod 755 "$cluster"
+  [ -f "$cluster.port" ] || free_port > "$cluster.port"
+  pg_port=$(cat "$cluster.port")
+else
+  cluster=$work/pg
+  pg_port=$(free_port)
+fi
+scripts/pg.sh start "$cluster" "$pg_port" postgres >/dev/null
+server="postgresql://afterimage@127.0.0.1:$pg_port"
+if [ "$SETTINGS" = recommended ]; then scripts/pg-tune.sh apply "$cluster" "$pg_port"; else scripts/pg-tune.sh reset "$cluster" "$pg_port"; fi
+say "PostgreSQL: $(psql "$server/postgres" -tAc "SELECT string_agg(name || '=' || current_setting(name), ', ') FROM unnest(ARRAY['shared_buffers','effective_cache_size','random_page_cost','work_mem','max_wal_size','checkpoint_timeout']) name")"
+
+if [ -n "${BENCH_BINARY:-}" ]; then
+  binary=$BENCH_BINARY
+else
+  swift build -c release --product afterimage >&2
+  binary="$(swift build -c release --show-bin-path)/afterimage"
+fi
+TOKEN="bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+SECRET="whsec_$(head -c 24 /dev/urandom | base64)"
+
+# --- one size
+measure() {
+  local n=$1 db=scale_$1
+  local url="$server/$db"
+  local scale=$(( n / 100000 )); [ "$scale" -ge 1 ] || scale=1
+  local pgdb=pgbench_s$scale
+  [ "$(psql "$server/postgres" -tAc "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 1 ] || psql "$server/postgres" -qc "CREATE DATABASE $db"
+  AFTERIMAGE_DATABASE_URL=$url AFTERIMAGE_STORAGE_ENDPOINT=http://127.0.0.1:9 AFTERIMAGE_STORAGE_BUCKET=b \
+    AFTERIMAGE_STORAGE_ACCESS_KEY_ID=a AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY=s AFTERIMAGE_LOG_LEVEL=warning "$binary" migrate >/dev/null
+  local seeded=0
+  [ "$(psql "$url" -tAc "SELECT to_regclass('bench_seed') IS NOT NULL")" = t ] && seeded=$(psql "$url" -tAc "SELECT coalesce(max(n), 0) FROM bench_seed")
+  if [ "$seeded" != "$n" ]; then
+    [ "$(psql "$url" -tAc "SELECT count(*) FROM predictions")" = 0 ] || { say "$db holds rows but no finished seed of $n: drop it (DROP DATABASE $db) and run again"; exit 1; }
+    say "seeding $n predictions into $db"
+    local t0=$SECONDS
+    psql "$url" -q -v n="$n" -f bench/scale/seed.sql >&2
+    psql "$url" -qc "VACUUM (ANALYZE)" -qc "CHECKPOINT"
+    say "seeded $n in $((SECONDS - t0)) s"
+  fi
+  if [ "$(psql "$server/postgres" -tAc "SELECT count(*) FROM pg_database WHERE datname = '$pgdb'")" != 1 ]; then
+    say "pgbench -i -s $scale"
+    psql "$server/postgres" -qc "CREATE DATABASE $pgdb"
+    pgbench -q -i -s "$scale" "$server/$pgdb" >/dev/null 2>&1
+  fi
+  psql "$url" -qc "VACUUM (ANALYZE)"
+  local max_asset
+  max_asset=$(psql "$url" -tAc "SELECT max(id) FROM assets")
+
+  local http_port; http_port=$(free_port)
+  env AFTERIMAGE_DATABASE_URL="$url" AFTERIMAGE_DATABASE_POOL_SIZE="$POOL" AFTERIMAGE_HTTP_PORT="$http_port" \
+    AFTERIMAGE_STORAGE_ENDPOINT=http://127.0.0.1:9 AFTERIMAGE_STORAGE_BUCKET=b AFTERIMAGE_STORAGE_ACCESS_KEY_ID=a \
+    AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY=s AFTERIMAGE_API_TOKENS="$TOKEN" AFTERIMAGE_REPLICATE_WEBHOOK_SECRET="$SECRET" \
+    AFTERIMAGE_WORKERS_COUNT=0 AFTERIMAGE_WORKERS_SPOOL_DIR="$work/spool" AFTERIMAGE_LOG_LEVEL=warning \
+    AFTERIMAGE_HTTP_CONNECTION_LIMIT=512 ${BENCH_CACHE_BYTES:+AFTERIMAGE_API_LOOKUP_CACHE_BYTES=$BENCH_CACHE_BYTES} \
+    "$binary" serve > "$work/daemon-$n.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 1 200); do
+    curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break
+    kill -0 "$daemon_pid" 2>/dev/null || { cat "$work/daemon-$n.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  local base="http://127.0.0.1:$http_port"
+  local probe; probe=$(python3 -c "print('%010dq%010dabcde' % ((1 * 7919) % 1000000007, 1))")
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$base/v1/predictions/replicate/$probe")
+  [ "$code" = 200 ] || { say "a lookup answered $code"; cat "$work/daemon-$n.log" >&2; exit 1; }
+
+  if wants lookup; then
+    local idle_rss; idle_rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$daemon_pid/status")
+    ( peak=0; while kill -0 "$daemon_pid" 2>/dev/null; do
+        r=$(awk '/VmRSS/ {print $2}' "/proc/$daemon_pid/status" 2>/dev/null || echo 0)
+        [ "${r:-0}" -gt "$peak" ] && peak=$r && echo $((peak / 1024)) > "$work/rss-peak"
+        sleep 0.2; done ) &
+    rss_pid=$!
+    local hot_from=$(( n - n / 100 + 1 ))
+    for kind in uniform hot; do
+      local from=1; [ "$kind" = hot ] && from=$hot_from
+      say "$n: lookups, $kind ids ($from..$n), 3 s warm-up + ${DURATION} s"
+      BENCH_FROM=$from BENCH_TO=$n BENCH_TOKEN=$TOKEN wrk -t2 -c64 -d3s -s bench/scale/scale.lua "$base" >/dev/null
+      BENCH_FROM=$from BENCH_TO=$n BENCH_TOKEN=$TOKEN wrk -t2 -c64 -d"${DURATION}s" --latency -s bench/scale/scale.lua "$base" > "$work/wrk-$kind.txt" &
+      local wrk_pid=$!
+      if [ -n "${BENCH_PROFILE:-}" ] && [ "$kind" = uniform ]; then
+        mkdir -p "$BENCH_PROFILE"; sleep 2
+        perf record -a -g -F 499 -o "$BENCH_PROFILE/lookup-$n.perf" -- sleep 10 >/dev/null 2>&1 || say "perf record failed"
+      fi
+      wait "$wrk_pid"
+      report add "$results" "$n" "lookup_$kind" "$(report wrk "$work/wrk-$kind.txt")"
+    done
+    kill "$rss_pid" 2>/dev/null; wait "$rss_pid" 2>/dev/null || true; rss_pid=
+    local cache_mib
+    cache_mib=$(python3 -c "print(round(int('${BENCH_CACHE_BYTES:-16777216}') / 1048576))")
+    report add "$results" "$n" lookup_rss "{\"idle_mib\": $idle_rss, \"peak_mib\": $(cat "$work/rss-peak" 2>/dev/null || echo 0), \"cache_mib\": $cache_mib}"
+    say "$n: pgbench -S -c 64 -j 2 at scale $scale, 3 s warm-up + ${DURATION} s"
+    pgbench -S -c 64 -j 2 -T 3 "$server/$pgdb" >/dev/null 2>&1
+    pgbench -S -c 64 -j 2 -T "$DURATION" "$server/$pgdb" > "$work/pgbench.txt" 2>/dev/null
+    report add "$results" "$n" pgbench_select "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$scale; print(json.dumps(d))" "$(report pgbench "$work/pgbench.txt")")"
+  fi
+
+  if wants list; then
+    for kind in list list_failed; do
+      local state=""; [ "$kind" = list_failed ] && state=failed
+      say "$n: assets list pages ${state:+(state=$state) }at random positions, 4 connections, ${SMALL} s"
+      BENCH_MODE=list BENCH_STATE=$state BENCH_FROM=1 BENCH_TO="$max_asset" BENCH_TOKEN=$TOKEN \
+        wrk -t2 -c4 -d"${SMALL}s" --latency -s bench/scale/scale.lua "$base" > "$work/wrk-$kind.txt"
+      report add "$results" "$n" "$kind" "$(report wrk "$work/wrk-$kind.txt")"
+    done
+  fi
+
+  if wants claim; then
+    # ArchiveQueue.claim's transaction, as the workers send it (prepared, synchronous_commit off).
+    cat > "$work/claim.sql" <<'SQL'
+BEGIN;
+SET LOCAL synchronous_commit = off;
+WITH next AS (
+    SELECT id FROM assets
+    WHERE state = 'pending' AND next_attempt_at <= now()
+    ORDER BY deadline NULLS LAST, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE assets AS a
+SET state = 'in_flight', claim_token = gen_random_uuid(), claimed_by = 'bench-scale',
+    lease_expires_at = now() + make_interval(secs => 30), attempts = a.attempts + 1, updated_at = now()
+FROM next WHERE a.id = next.id
+RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
+          a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.source_kind;
+COMMIT;
+SQL
+    local pending; pending=$(psql "$url" -tAc "SELECT count(*) FROM assets WHERE state = 'pending'")
+    say "$n: claims, 8 clients, ${SMALL} s, $pending pending"
+    rm -f "$work"/claimlog.*
+    (cd "$work" && pgbench -n -M prepared -c 8 -j 2 -T "$SMALL" -f claim.sql -l --log-prefix="$work/claimlog" "$url" > "$work/claim.txt" 2>&1) \
+      || { cat "$work/claim.txt" >&2; exit 1; }
+    report add "$results" "$n" claim "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(clients=8, pending=$pending); print(json.dumps(d))" "$(report pglog "$work/claimlog")")"
+    psql "$url" -qc "UPDATE assets SET state = 'pending', claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
+                     attempts = attempts - 1 WHERE claimed_by = 'bench-scale' AND state = 'in_flight'"
+  fi
+
+  if wants intake; then
+    # Enough distinct webhooks for the run at BENCH_INTAKE_RATE acks/s; their timestamps must still be within
+    # the signature's 5-minute tolerance when sent, so the file is written right before the run and no larger
+    # than needed (a loaded machine writes a million lines in minutes: the last ones would then be refused).
+    local requests=$(( INTAKE_SECONDS * ${BENCH_INTAKE_RATE:-8000} ))
+    say "$n: intake, writing $requests signed webhooks"
+    python3 bench/intake/make_requests.py "$SECRET" "$requests" "$work/requests.tsv"
+    local since; since=$(psql "$url" -tAc "SELECT now()")
+    say "$n: intake, 64 connections, ${INTAKE_SECONDS} s"
+    wrk -t2 -c64 -d"${INTAKE_SECONDS}s" --latency -s bench/intake/webhooks.lua "$base" -- "$work/requests.tsv" 2 > "$work/wrk-intake.txt"
+    report add "$results" "$n" intake "$(report wrk "$work/wrk-intake.txt")"
+    rm -f "$work/requests.tsv"
+    # The webhooks' rows go (bench ids start with "bench"; seeded ones with digits), so the size stays N.
+    # session_replication_role skips the foreign-key check of assets.delivery_id for each deleted delivery
+    # (a scan of assets per row: the column has no index, and these deliveries' assets are gone already).
+    psql "$url" -q -v ON_ERROR_STOP=1 -c "SET session_replication_role = replica" -c "DELETE FROM assets WHERE prediction_id LIKE 'bench%'" \
+      -c "DELETE FROM predictions WHERE id LIKE 'bench%'" -c "DELETE FROM deliveries WHERE received_at >= '$since'" \
+      -c "VACUUM (ANALYZE) assets, predictions, deliveries"
+  fi
+
+  kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=
+  report add "$results" "$n" size "$(psql "$url" -tAc "SELECT json_build_object(
+      'database_mib', pg_database_size(current_database()) / 1048576,
+      'predictions_mib', pg_total_relation_size('predictions') / 1048576,
+      'assets_mib', pg_total_relation_size('assets') / 1048576,
+      'deliveries_mib', pg_total_relation_size('deliveries') / 1048576,
+      'pgbench_mib', (SELECT pg_database_size('$pgdb') / 1048576))")"
+}
+
+for n in $SIZES; do measure "$n"; done
+echo
+echo "bench/scale: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL settings: $SETTINGS, pool $POOL"
+report table "$results"
