@@ -118,6 +118,7 @@ public struct LookupRoutes: Sendable {
     func answer(_ result: Result<PredictionView?, any Error>, provider: String, id: String, expires: Int?, head: RequestHead) -> Response {
         switch result {
         case .success(let view?):
+            if let deleted = Self.deletedAnswer(view) { return deleted }
             return render(view, expires: expires)
         case .success(nil):
             return LookupError(.predictionNotFound, "no prediction \(provider)/\(id)").response
@@ -153,6 +154,16 @@ public struct LookupRoutes: Sendable {
         let view = try predictionView(provider: provider, id: id)
         try Self.refuseDeleted(view)
         return render(view, expires: expires)
+    }
+
+    /// The 410 of a tombstone, or nil for a kept prediction (`refuseDeleted` for a batched answer).
+    static func deletedAnswer(_ view: PredictionView) -> Response? {
+        do throws(LookupError) {
+            try refuseDeleted(view)
+            return nil
+        } catch {
+            return error.response
+        }
     }
 
     /// A tombstone is answered 410 `deleted`: the prediction existed, and its data is gone for good.

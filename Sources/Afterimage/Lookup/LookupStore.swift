@@ -129,7 +129,7 @@ public struct LookupStore: Sendable {
     /// the rows of each prediction are adjacent, its assets in output order.
     static let predictionsSQL = """
         SELECT p.id, p.status, p.model, p.version, p.input::text, p.error, p.data_removed, p.created_at, p.started_at,
-               p.completed_at, p.first_seen_at, p.updated_at, \(assetColumns)
+               p.completed_at, p.first_seen_at, p.updated_at, \(assetColumns), p.deleted_at
         FROM predictions p LEFT JOIN assets a ON a.provider = p.provider AND a.prediction_id = p.id
         WHERE p.provider = $1 AND p.id = ANY($2::text[])
         ORDER BY p.id, a.output_index, a.id
@@ -157,7 +157,8 @@ public struct LookupStore: Sendable {
                 startedAt: Self.isoTimestamp(try first.decode(8, as: String?.self)),
                 completedAt: Self.isoTimestamp(try first.decode(9, as: String?.self)),
                 firstSeenAt: Self.isoTimestamp(try first.decode(10, as: String.self)),
-                updatedAt: Self.isoTimestamp(try first.decode(11, as: String.self)), assets: assets)
+                updatedAt: Self.isoTimestamp(try first.decode(11, as: String.self)), assets: assets,
+                deletedAt: Self.isoTimestamp(try first.decode(12 + Self.assetColumnCount, as: String?.self)))
             index = end
         }
         return views
