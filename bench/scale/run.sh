@@ -5,8 +5,8 @@
 #   bench/scale/run.sh
 #
 # For each size N it seeds (once) a database of N predictions as a year of use leaves them (bench/scale/
-# seed.sql: 1-4 outputs each, mixed states, realistic ids, URLs and delivery bodies, plus 100,000 pending
-# assets), starts the release daemon on it, and measures:
+# seed-*.sql: 1-4 outputs each, mixed states, realistic ids, URLs and delivery bodies pruned after 7 days as
+# the default retention does, plus 100,000 pending assets), starts the release daemon on it, and measures:
 #   - lookups/s, p50/p99 (wrk, 64 connections) for uniformly random ids and for the most recent 1 %;
 #     the daemon's peak RSS during them;
 #   - anchor: pgbench -S, 64 clients, at the scale whose pgbench_accounts has as many rows as predictions
@@ -95,6 +95,19 @@ fi
 TOKEN="bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 SECRET="whsec_$(head -c 24 /dev/urandom | base64)"
 
+# wal_level for seeding: minimal while the seed files write (a table truncated in the same transaction is then
+# written to its files without WAL), back to the default (replica) for the measurements. Both need a restart.
+seed_wal() {
+  [ "$(psql "$server/postgres" -tAc "SHOW wal_level")" = "$1" ] && return 0
+  if [ "$1" = minimal ]; then
+    psql "$server/postgres" -qc "ALTER SYSTEM SET wal_level = minimal" -qc "ALTER SYSTEM SET max_wal_senders = 0"
+  else
+    psql "$server/postgres" -qc "ALTER SYSTEM RESET wal_level" -qc "ALTER SYSTEM RESET max_wal_senders"
+  fi
+  scripts/pg.sh stop "$cluster" >/dev/null
+  scripts/pg.sh start "$cluster" "$pg_port" postgres >/dev/null
+}
+
 # --- one size
 measure() {
   local n=$1 db=scale_$1
@@ -110,7 +123,17 @@ measure() {
     [ "$(psql "$url" -tAc "SELECT count(*) FROM predictions")" = 0 ] || { say "$db holds rows but no finished seed of $n: drop it (DROP DATABASE $db) and run again"; exit 1; }
     say "seeding $n predictions into $db"
     local t0=$SECONDS
-    psql "$url" -q -v n="$n" -f bench/scale/seed.sql >&2
+    seed_wal minimal
+    # One session per table, side by side (2 cores: PostgreSQL's work per row is the cost, not the disk).
+    local part pids=() failed=0
+    for part in predictions assets deliveries; do
+      psql "$url" -q -v n="$n" -f "bench/scale/seed-$part.sql" > "$work/seed-$part.log" 2>&1 &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [ "$failed" = 0 ] || { cat "$work"/seed-*.log >&2; say "seeding $db failed: drop it (DROP DATABASE $db) and run again"; exit 1; }
+    psql "$url" -q -v n="$n" -f bench/scale/seed-finish.sql >&2
+    seed_wal replica
     psql "$url" -qc "VACUUM (ANALYZE)" -qc "CHECKPOINT"
     say "seeded $n in $((SECONDS - t0)) s"
   fi
@@ -241,6 +264,7 @@ SQL
       'pgbench_mib', (SELECT pg_database_size('$pgdb') / 1048576))")"
 }
 
+seed_wal replica   # a seed cut short leaves the kept cluster at wal_level = minimal
 for n in $SIZES; do measure "$n"; done
 echo
 echo "bench/scale: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL settings: $SETTINGS, pool $POOL"

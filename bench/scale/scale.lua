@@ -1,6 +1,6 @@
 -- wrk script for bench/scale: GET /v1/predictions/replicate/<id> for seeded predictions number
 -- BENCH_FROM..BENCH_TO (uniformly random), or GET /v1/assets?after=<random id>&limit=100 when BENCH_MODE=list
--- (ids BENCH_FROM..BENCH_TO, BENCH_STATE as the state filter when set). Ids are seed.sql's bench_id(g):
+-- (ids BENCH_FROM..BENCH_TO, BENCH_STATE as the state filter when set). Ids are seed-functions.sql's bench_id(g):
 -- lpad((g*7919) % 1000000007, 10) .. 'q' .. lpad(g, 10) .. 'abcde' (every product is exact in a double).
 local from = tonumber(os.getenv("BENCH_FROM") or "1")
 local to = tonumber(os.getenv("BENCH_TO") or "10000")
