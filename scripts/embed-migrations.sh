@@ -19,4 +19,6 @@ out="$root/Sources/Afterimage/Database/EmbeddedMigrations.swift"
   echo "    ]"
   echo "}"
 } > "$out"
+# In the repository's style, as .ci/run lints every Swift file (swift format ships with Swift 6).
+swift format -i --configuration "$root/.swift-format" "$out"
 echo "wrote $out"

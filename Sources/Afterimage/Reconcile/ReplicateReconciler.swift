@@ -235,6 +235,16 @@ public struct ReplicateReconciler: Sendable {
         error.code == .invalidParameter || error.isDataException
     }
 
+    /// Read through the partial index `predictions_unfinished_idx`: its cost follows the predictions in
+    /// progress, not the table (a sequential scan of every prediction without it).
+    static let staleSQL = """
+        SELECT id FROM predictions
+        WHERE provider = $1 AND status IN ('starting', 'processing')
+          AND updated_at < now() - make_interval(secs => $2)
+          AND id NOT IN (SELECT jsonb_array_elements_text($3::jsonb))
+        ORDER BY random() LIMIT $4
+        """
+
     /// Predictions non-terminal here, unchanged for `staleAfter` and not in this pass's list (older than
     /// the window, say, or long-running): fetched one by one. Random order, so a few that never finish
     /// cannot starve the others when there are more than `maxRefreshes`.
@@ -243,13 +253,7 @@ public struct ReplicateReconciler: Sendable {
         var stale: [String] = []
         do {
             for row in try connection.query(
-                """
-                SELECT id FROM predictions
-                WHERE provider = $1 AND status IN ('starting', 'processing')
-                  AND updated_at < now() - make_interval(secs => $2)
-                  AND id NOT IN (SELECT jsonb_array_elements_text($3::jsonb))
-                ORDER BY random() LIMIT $4
-                """, [ProviderName.replicate, configuration.staleAfter, excluded, configuration.maxRefreshes])
+                Self.staleSQL, [ProviderName.replicate, configuration.staleAfter, excluded, configuration.maxRefreshes])
             {
                 stale.append(try row.decode(0, as: String.self))
             }
