@@ -64,6 +64,14 @@ public final class Connection: @unchecked Sendable {
         return PQbackendPID(handle)
     }
 
+    /// True while a transaction is open on this session (between BEGIN and COMMIT/ROLLBACK, or after a
+    /// failed statement in it). A statement that changes a setting transaction-locally (`set_config(…, true)`)
+    /// checks this first: inside a caller's transaction the setting would last until the caller's COMMIT.
+    public var isInTransaction: Bool {
+        guard let handle else { return false }
+        return PQtransactionStatus(handle) != PQTRANS_IDLE
+    }
+
     /// Ends the session. Safe to call twice; later calls on the connection throw `invalidUse`.
     public func close() {
         if let handle { PQfinish(handle) }

@@ -64,6 +64,102 @@ struct ArchiveQueueTests {
         #expect(timing.secondsSinceWebhook >= 0 && timing.secondsSinceWebhook < 3600)
         #expect(try connection.query("SELECT state FROM assets").first?.decode(0, as: String.self) == "stored")
     }
+
+    /// Issue 17: a claim and a spool record are one autocommit statement each that turns off the WAL flush
+    /// wait for its own transaction only. A deferred constraint trigger runs as the transaction commits and
+    /// notes the setting then: `off` for the claim and the spool record, `on` for the outcome (durable), and
+    /// the session keeps its default afterwards.
+    @Test func claimsAndSpoolRecordsCommitWithoutWaitingForTheFlush() throws {
+        let connection = try migratedDatabase()
+        defer { connection.close() }
+        try connection.executeScript(
+            """
+            CREATE TABLE commit_settings (n bigserial, setting text);
+            CREATE FUNCTION note_commit_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO commit_settings (setting) VALUES (current_setting('synchronous_commit'));
+                RETURN NULL;
+            END $$;
+            CREATE CONSTRAINT TRIGGER note_commit_setting AFTER UPDATE ON assets DEFERRABLE INITIALLY DEFERRED
+                FOR EACH ROW EXECUTE FUNCTION note_commit_setting();
+            """)
+        func settingsAtCommit() throws -> [String] {
+            defer { _ = try? connection.execute("DELETE FROM commit_settings") }
+            return try connection.query("SELECT setting FROM commit_settings ORDER BY n").map { try $0.decode(0, as: String.self) }
+        }
+        try insertAsset(connection, pointer: "/0", deadline: Date().addingTimeInterval(600))
+        let queue = ArchiveQueue(leaseSeconds: 30, instanceName: "test")
+        let job = try #require(try queue.claim(on: connection))
+        #expect(try settingsAtCommit() == ["off"], "the claim's commit waited for the flush")
+        let spooled = Spooled(path: "/spool/0", sha256: String(repeating: "0", count: 64), size: 1, contentType: "image/png")
+        #expect(try queue.recordSpool(job, spooled, on: connection))
+        #expect(try settingsAtCommit() == ["off"], "the spool record's commit waited for the flush")
+        let stored = ArchiveQueue.Stored(key: "k", size: 1, sha256: String(repeating: "0", count: 64), contentType: nil, etag: nil)
+        #expect(try queue.markStored(job, stored, on: connection) != nil)
+        #expect(try settingsAtCommit() == ["on"], "an outcome must wait for the flush")
+        #expect(try connection.query("SHOW synchronous_commit").first?.decode(0, as: String.self) == "on")
+    }
+
+    /// Inside a caller's transaction the setting would last until the caller's COMMIT: refused.
+    @Test func aClaimRefusesToRunInsideAnOpenTransaction() throws {
+        let connection = try migratedDatabase()
+        defer { connection.close() }
+        try insertAsset(connection, pointer: "/0", deadline: nil)
+        let queue = ArchiveQueue(leaseSeconds: 30, instanceName: "test")
+        #expect(throws: PQError.self) {
+            try connection.transaction { tx in _ = try queue.claim(on: tx) }
+        }
+        #expect(try queue.claim(on: connection) != nil, "the refused claim took the asset")
+    }
+
+    /// A row another worker has locked is passed over at once (SKIP LOCKED), not waited for; an asset
+    /// backing off is not due even when its deadline is the earliest.
+    @Test func claimsPassOverLockedRowsAndAssetsBackingOff() throws {
+        let url = try TestEnvironment.migratedDatabase(prefix: "queue")
+        let connection = try Connection.connect(url: url)
+        defer { connection.close() }
+        try connection.execute("INSERT INTO predictions (provider, id, status) VALUES ('replicate', 'p', 'succeeded')")
+        let now = Date()
+        try insertAsset(connection, pointer: "/first", deadline: now.addingTimeInterval(60))
+        try insertAsset(connection, pointer: "/second", deadline: now.addingTimeInterval(120))
+        try insertAsset(connection, pointer: "/backing-off", deadline: now.addingTimeInterval(30))
+        try connection.execute("UPDATE assets SET next_attempt_at = now() + interval '1 hour' WHERE pointer = '/backing-off'")
+        try connection.execute("SET lock_timeout = '5s'")  // a claim that waited would fail here, not hang
+        let other = try Connection.connect(url: url)
+        defer { other.close() }
+        try other.execute("BEGIN")
+        try other.execute("SELECT id FROM assets WHERE pointer = '/first' FOR UPDATE")
+        let queue = ArchiveQueue(leaseSeconds: 30, instanceName: "test")
+        func pointer(_ job: ArchiveJob?) throws -> String? {
+            guard let job else { return nil }
+            return try connection.query("SELECT pointer FROM assets WHERE id = $1", [job.assetID]).first?.decode(0, as: String.self)
+        }
+        #expect(try pointer(queue.claim(on: connection)) == "/second")
+        #expect(try queue.claim(on: connection) == nil, "a locked or backing-off asset was claimed")
+        try other.execute("ROLLBACK")
+        #expect(try pointer(queue.claim(on: connection)) == "/first")
+        #expect(try queue.claim(on: connection) == nil)
+    }
+
+    /// Issue 17: the claim is a range of `assets_claim_order_idx`, in the claim's own order: no sort of the
+    /// pending assets that share a deadline (the old index's plan sorted them for every claim).
+    @Test func theClaimReadsTheQueueInItsOwnOrder() throws {
+        let connection = try migratedDatabase()
+        defer { connection.close() }
+        // 20,000 pending assets, 200 to a deadline, every tenth backing off.
+        try connection.execute(
+            """
+            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, deadline, next_attempt_at)
+            SELECT 'replicate', 'q-' || g, '/0', 0, 'https://replicate.delivery/x/' || g, now() + (g / 200) * interval '1 second',
+                   CASE WHEN g % 10 = 0 THEN now() + interval '1 day' ELSE now() - interval '1 second' END
+            FROM generate_series(1, 20000) AS g
+            """)
+        try connection.execute("ANALYZE assets")
+        let plan = try connection.query("EXPLAIN " + ArchiveQueue.claimSQL, [UUID(), "test", 30]).map { try $0.decode(0, as: String.self) }
+            .joined(separator: "\n")
+        #expect(plan.contains("assets_claim_order_idx"), "\(plan)")
+        #expect(!plan.contains("Sort"), "\(plan)")
+    }
 }
 
 @Suite("Retry policy")

@@ -202,6 +202,39 @@ struct LookupRouteTests {
         }
     }
 
+    /// Issue 17: a page filtered by provider is planned for its provider and is a range of
+    /// `assets_provider_id_idx` from the cursor (a generic plan walked the primary key past every other
+    /// provider's rows: 103 ms for a page of a provider with 0.1 % of a million assets); an unfiltered page's
+    /// generic plan is a range of the primary key. Neither sorts.
+    @Test func assetPagesByProviderAreARangeOfTheirProvider() throws {
+        let url = try TestEnvironment.migratedDatabase(prefix: "assetplan")
+        let connection = try Connection.connect(url: url)
+        defer { connection.close() }
+        // 20,000 assets, 1 % of them from fal.
+        try connection.execute(
+            """
+            INSERT INTO assets (provider, prediction_id, pointer, output_index, source_url, state)
+            SELECT CASE WHEN g % 100 = 0 THEN 'fal' ELSE 'replicate' END, 'plan-' || g, '/0', 0,
+                   'https://replicate.delivery/x/' || g, 'stored'
+            FROM generate_series(1, 20000) AS g
+            """)
+        try connection.execute("ANALYZE assets")
+        let store = LookupStore()
+        for _ in 0..<8 {  // past the five runs after which a prepared statement may switch to its generic plan
+            let page = try store.assets(.init(provider: "fal", after: 10_000, limit: 20), on: connection)
+            #expect(page.assets.count == 20 && page.assets.allSatisfy { $0.provider == "fal" && $0.id > 10_000 })
+            #expect(page.assets.map(\.id) == page.assets.map(\.id).sorted())
+        }
+        let prepared = try connection.query("SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%a.provider = $3%'")
+        #expect(prepared.count == 0, "a provider-filtered page went through a prepared statement")
+        let sql = LookupStore.assetListSQL(byState: false, byProvider: true)
+        let plan = try connection.query("EXPLAIN " + sql, [10_000, 21, "fal"]).map { try $0.decode(0, as: String.self) }.joined(separator: "\n")
+        #expect(plan.contains("assets_provider_id_idx") && !plan.contains("Sort"), "\(plan)")
+        try connection.execute("SET plan_cache_mode = force_generic_plan")
+        let unfiltered = try explain(LookupStore.assetListSQL(byState: false, byProvider: false), parameters: ["10000", "21"], on: connection)
+        #expect(unfiltered.contains("assets_pkey") && !unfiltered.contains("Sort"), "\(unfiltered)")
+    }
+
     /// A batched lookup that cannot reach the database is answered 503 + Retry-After, like the pool path.
     @Test func batchedLookupsOfAnUnreachableDatabaseAre503() throws {
         let token = randomToken()

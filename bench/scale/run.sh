@@ -13,8 +13,9 @@
 #     (N / 100,000, at least 1);
 #   - `assets list` pages (GET /v1/assets?after=ID&limit=100, the same query as the command) at random
 #     positions across the whole table, unfiltered and with state=failed (1 % of the rows), 4 connections;
-#   - worker claim latency p50/p99: the workers' claim transaction (ArchiveQueue.claim, the same SQL) from
-#     8 pgbench clients (= workers.count) while 100,000 assets are pending; the claimed rows are put back after;
+#   - worker claim latency p50/p99: the workers' claim statement (ArchiveQueue.claim, the same SQL: one
+#     autocommit statement that turns off the WAL flush wait for itself) from 8 pgbench clients
+#     (= workers.count) while 100,000 assets are pending; the claimed rows are put back after;
 #   - intake acks/s and p99 (wrk, 64 connections, distinct signed webhooks; their rows are removed after);
 #   - the database's size.
 # Ratios: each figure against its anchor, and against the same figure at the smallest size of the run.
@@ -37,6 +38,9 @@
 #   BENCH_CACHE_BYTES      api.lookup_cache_bytes (default: the daemon's default)
 #   BENCH_ONLY="lookup list claim intake"   which measurements
 #   BENCH_BINARY           afterimage binary (default: swift build -c release)
+#   BENCH_DB_SUFFIX=_x     measure databases scale_N_x instead of scale_N (e.g. a copy made with CREATE
+#                          DATABASE scale_1000000_x TEMPLATE scale_1000000, for a branch whose migrations
+#                          the kept databases must not receive)
 #   BENCH_RESULTS=FILE     also keep the raw results (JSON) there
 #   BENCH_PROFILE=DIR      perf record -g (system-wide, 10 s) during the uniform lookup run, one file per size
 # Needs wrk, pgbench, psql (Debian: wrk, postgresql, postgresql-client).
@@ -110,7 +114,7 @@ seed_wal() {
 
 # --- one size
 measure() {
-  local n=$1 db=scale_$1
+  local n=$1 db=scale_$1${BENCH_DB_SUFFIX:-}
   local url="$server/$db"
   local scale=$(( n / 100000 )); [ "$scale" -ge 1 ] || scale=1
   local pgdb=pgbench_s$scale
@@ -206,11 +210,10 @@ measure() {
   fi
 
   if wants claim; then
-    # ArchiveQueue.claim's transaction, as the workers send it (prepared, synchronous_commit off).
+    # ArchiveQueue.claim's statement, as the workers send it: prepared, one round trip, the WAL flush wait
+    # turned off for its own transaction by the no_flush_wait CTE (the token is the daemon's $1).
     cat > "$work/claim.sql" <<'SQL'
-BEGIN;
-SET LOCAL synchronous_commit = off;
-WITH next AS (
+WITH no_flush_wait AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)), next AS (
     SELECT id FROM assets
     WHERE state = 'pending' AND next_attempt_at <= now()
     ORDER BY deadline NULLS LAST, id
@@ -220,10 +223,9 @@ WITH next AS (
 UPDATE assets AS a
 SET state = 'in_flight', claim_token = gen_random_uuid(), claimed_by = 'bench-scale',
     lease_expires_at = now() + make_interval(secs => 30), attempts = a.attempts + 1, updated_at = now()
-FROM next WHERE a.id = next.id
+FROM next, no_flush_wait WHERE a.id = next.id
 RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
           a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.source_kind;
-COMMIT;
 SQL
     local pending; pending=$(psql "$url" -tAc "SELECT count(*) FROM assets WHERE state = 'pending'")
     say "$n: claims, 8 clients, ${SMALL} s, $pending pending"

@@ -32,26 +32,16 @@ public struct ArchiveQueue: Sendable {
         self.instanceName = instanceName
     }
 
+    /// Hands the earliest due `pending` asset to this worker: one statement, one round trip, committed
+    /// without waiting for the WAL flush (see `noFlushWait`). `FOR UPDATE SKIP LOCKED` passes over a row
+    /// another worker is claiming at this instant, so concurrent claims never wait for each other and never
+    /// take the same row. The scan is a range of `assets_claim_order_idx` (migration 0022), which is in this
+    /// ORDER BY's order and holds `next_attempt_at`, so it stops at the first due row it can lock, whatever
+    /// the queue's length. Throws `invalidUse` inside an open transaction (the setting would outlive it).
     public func claim(on connection: Connection) throws -> ArchiveJob? {
         let token = UUID()
-        let rows = try Self.withoutWaitingForFlush(connection) { tx in
-            try tx.query(
-                prepared: """
-                    WITH next AS (
-                        SELECT id FROM assets
-                        WHERE state = 'pending' AND next_attempt_at <= now()
-                        ORDER BY deadline NULLS LAST, id
-                        LIMIT 1
-                        FOR UPDATE SKIP LOCKED
-                    )
-                    UPDATE assets AS a
-                    SET state = 'in_flight', claim_token = $1, claimed_by = $2,
-                        lease_expires_at = now() + make_interval(secs => $3), attempts = a.attempts + 1, updated_at = now()
-                    FROM next WHERE a.id = next.id
-                    RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
-                              a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.source_kind
-                    """, [token, instanceName, leaseSeconds])
-        }
+        try Self.requireAutocommit(connection)
+        let rows = try connection.query(prepared: Self.claimSQL, [token, instanceName, leaseSeconds])
         guard let row = rows.first else { return nil }
         return ArchiveJob(
             assetID: try row.decode(0, as: Int64.self), provider: try row.decode(1, as: ProviderName.self),
@@ -99,24 +89,63 @@ public struct ArchiveQueue: Sendable {
             """, [job.assetID, job.claimToken])
     }
 
-    /// Remembers a complete spool file, so a failed upload does not mean a second download.
+    /// Remembers a complete spool file, so a failed upload does not mean a second download. One statement,
+    /// committed without waiting for the WAL flush (`noFlushWait`).
     public func recordSpool(_ job: ArchiveJob, _ spooled: Spooled, on connection: Connection) throws -> Bool {
-        try Self.withoutWaitingForFlush(connection) { tx in
-            try tx.execute(
-                """
+        try Self.requireAutocommit(connection)
+        return try connection.query(
+            prepared: """
+                WITH \(Self.noFlushWait)
                 UPDATE assets SET spool_path = $3, spool_sha256 = $4, spool_size = $5, content_type = $6, updated_at = now()
-                WHERE id = $1 AND claim_token = $2
-                """, [job.assetID, job.claimToken, spooled.path, spooled.sha256, spooled.size, spooled.contentType]) == 1
-        }
+                FROM no_flush_wait WHERE id = $1 AND claim_token = $2
+                """, [job.assetID, job.claimToken, spooled.path, spooled.sha256, spooled.size, spooled.contentType]
+        ).rowsAffected == 1
     }
 
-    /// Runs `body` in a transaction whose COMMIT does not wait for the WAL flush. Only for writes that a
-    /// crash may lose without harm: a lost claim is a lease nobody holds, a lost spool record means one more
-    /// download. Outcomes (`markStored`, `finish`) keep full durability. Saves an fsync per write under load.
-    static func withoutWaitingForFlush<T>(_ connection: Connection, _ body: (Connection) throws -> T) throws -> T {
-        try connection.transaction { tx in
-            try tx.execute("SET LOCAL synchronous_commit = off")
-            return try body(tx)
+    /// The claim: $1 the new claim token, $2 this instance's name, $3 the lease in seconds.
+    static let claimSQL = """
+        WITH \(noFlushWait), next AS (
+            SELECT id FROM assets
+            WHERE state = 'pending' AND next_attempt_at <= now()
+            ORDER BY deadline NULLS LAST, id
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE assets AS a
+        SET state = 'in_flight', claim_token = $1, claimed_by = $2,
+            lease_expires_at = now() + make_interval(secs => $3), attempts = a.attempts + 1, updated_at = now()
+        FROM next, no_flush_wait WHERE a.id = next.id
+        RETURNING a.id, a.provider, a.prediction_id, a.output_index, a.source_url, a.deadline, a.attempts,
+                  a.spool_path, a.spool_sha256, a.spool_size, a.content_type, a.source_kind
+        """
+
+    /// A CTE that makes the statement's own transaction commit without waiting for the WAL flush. Only for
+    /// writes a crash may lose without harm: a lost claim is a lease nobody holds (reclaimed when it runs
+    /// out), a lost spool record means one more download. Outcomes (`markStored`, `finish`) keep full
+    /// durability. Saves an fsync per write under load.
+    ///
+    /// How it works in one round trip: a statement sent outside BEGIN runs in an implicit transaction that
+    /// commits as the statement ends. `set_config('synchronous_commit', 'off', true)` (true: local to the
+    /// transaction) sets it for that transaction; COMMIT reads the setting, and it reverts afterwards, so the
+    /// session keeps its default. The statement joins the CTE (`FROM …, no_flush_wait`), so no row is
+    /// written unless it was evaluated; MATERIALIZED keeps the planner from folding it away. Verified with
+    /// `pg_stat_wal.wal_sync` on an otherwise idle cluster: 2,000 single claims flushed the WAL 2,000 times
+    /// as plain statements, 9–32 times with this CTE, 23 times as BEGIN; SET LOCAL …; COMMIT.
+    ///
+    /// Chosen over the alternatives by bench/scale's claim measurement (1M predictions, 100k pending, 8
+    /// clients, one loaded 2-core machine): BEGIN / SET LOCAL / statement / COMMIT costs four round trips
+    /// and holds the row lock across three of them; libpq's pipeline mode sends those four at once but the
+    /// server still runs four statements, and pipelines need their own error handling in `PQ`. Alternated
+    /// runs (pgbench, 8 clients, load average 13–15): this statement p50 6.2 / 7.0 ms, p99 40 / 48 ms; the
+    /// pipeline p50 11.7 / 11.9 ms, p99 46 / 39 ms; the transaction p50 11.9 / 21 ms, p99 57 / 111 ms.
+    static let noFlushWait = "no_flush_wait AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))"
+
+    /// `noFlushWait` inside a caller's open transaction would turn off the flush wait for that whole
+    /// transaction, outcomes included; refuse instead.
+    static func requireAutocommit(_ connection: Connection) throws {
+        guard !connection.isInTransaction else {
+            throw PQError(
+                code: .invalidUse, message: "a claim or spool record commits on its own; it cannot run inside an open transaction")
         }
     }
 

@@ -221,22 +221,29 @@ public struct LookupStore: Sendable {
     /// Assets in id order after the cursor. Keyset pagination: rows inserted while a client pages through
     /// get larger ids, so they never shift the pages it has not read yet, and nothing repeats.
     ///
-    /// Each combination of filters is its own statement text. A page filtered by state is planned for its
-    /// state every time (sent unprepared): a prepared statement switches to a generic plan after five runs,
-    /// and a generic plan cannot know that `failed` is 1 % of the rows and `stored` 97 %, so it walks the
-    /// primary key and filters, which for a rare state deep in the table read tens of thousands of rows
-    /// (bench/scale: 93 ms for one page of failed assets at a million predictions; the generic plan of
-    /// `a.state = $3` still does). Planned for its value, the page is a range of `assets_state_id_idx`
-    /// (0.2 ms, whatever the table's size); planning costs about as much again, once per page. Unfiltered
-    /// pages stay prepared (their plan is the primary key either way). The provider filter stays a filter
-    /// (one provider is most rows).
+    /// Each combination of filters is its own statement text, and every page costs the same wherever the
+    /// cursor is (about ten buffers for a page of 100): no OFFSET, no sort, a range of one index from the
+    /// cursor.
+    /// - Unfiltered: a range of the primary key. Sent prepared; its generic plan is that range too.
+    /// - By state: a range of `assets_state_id_idx` (state, id). By provider: a range of
+    ///   `assets_provider_id_idx` (provider, id) (migration 0022). Both with the other filter, when given,
+    ///   checked on the way. Filtered pages are planned for their values every time (sent unprepared): a
+    ///   prepared statement switches to a generic plan after five runs, and a generic plan cannot know that
+    ///   `failed` is 1 % of the rows and `stored` 97 %, or that a provider has 0.1 % of them, so it walks the
+    ///   primary key and filters, which for a rare value deep in the table reads tens of thousands of rows
+    ///   (bench/scale: 93 ms for one page of failed assets at a million predictions; 103 ms for a provider
+    ///   with 0.1 % of them, through `a.provider = $3`'s generic plan). Planning costs about 0.2 ms a page.
+    ///   Both filters at once: the planner walks the index of one value and checks the other, or, when the
+    ///   combination is much rarer than either, intersects both ranges past the cursor (a bitmap, then a
+    ///   sort of the few rows left): the one case whose cost grows with the rows after the cursor.
     public func assets(_ filter: Filter, on connection: Connection) throws -> AssetPage {
         let limit = min(max(filter.limit, 1), Self.maxPageSize)
         var parameters: [any PQEncodable] = [filter.after, limit + 1]
         if let state = filter.state { parameters.append(state) }
         if let provider = filter.provider { parameters.append(provider) }
         let sql = Self.assetListStatements[filter.state != nil]![filter.provider != nil]!
-        let rows = filter.state == nil ? try connection.query(prepared: sql, parameters) : try connection.query(sql, parameters)
+        let filtered = filter.state != nil || filter.provider != nil
+        let rows = filtered ? try connection.query(sql, parameters) : try connection.query(prepared: sql, parameters)
         var assets: [AssetView] = []
         for row in rows.prefix(limit) { assets.append(try Self.decodeAsset(row, from: 0)) }
         return AssetPage(assets: assets, nextAfter: rows.count > limit ? assets.last?.id : nil)
