@@ -1,4 +1,5 @@
 import Crypto
+import Curl
 import Foundation
 import PQ
 import Primitives
@@ -126,6 +127,76 @@ struct LifecycleDeleteTests {
         try reader.validateCaptured()
         #expect(try daemon.stop() == 0)
         #expect(!daemon.log.contains(adminToken) && !daemon.log.contains(readToken))
+    }
+
+    struct GateStats: Decodable {
+        let held: Int
+        /// The upstream's status for each held upload once let through.
+        let forwarded: [Int]
+    }
+
+    func gateStats(_ gate: PythonFake) throws -> GateStats {
+        try JSONDecoder().decode(GateStats.self, from: Data(try httpCall("GET", port: gate.port, path: "/_gate/stats")))
+    }
+
+    func httpCall(_ method: String, port: Int, path: String) throws -> [UInt8] {
+        var options = CurlOptions()
+        options.allowedProtocols = ["http"]
+        options.totalTimeout = .seconds(5)
+        let response = try CurlSession().perform(
+            CurlRequest(method: method, url: "http://127.0.0.1:\(port)\(path)", headers: [], body: method == "POST" ? .bytes([]) : .none),
+            options: options)
+        #expect(response.status == 200)
+        return response.body
+    }
+
+    @Test("a delete while an upload is in flight: recording it is fenced, and the worker removes the object it just uploaded")
+    func deleteWhileUploading() throws {
+        let id = "upl\(UUID().uuidString.prefix(8).lowercased())"
+        // The daemon's bucket is SeaweedFS behind a proxy that holds this prediction's uploads until the test opens it.
+        let direct = try TestEnvironment.s3()
+        let upstream = try #require(URL(string: direct.endpoint)?.port)
+        let gate = try PythonFake(script: "s3_gate_proxy.py", arguments: [String(upstream), "/\(id)/"])
+        var proxied = direct
+        proxied.endpoint = "http://127.0.0.1:\(gate.port)"
+        let harness = try ArchiveHarness(s3: proxied)
+        // A long lease: its renewal (every 40 s) does not find the delete first, so the fence is met when the
+        // worker records the upload, after the object is in the bucket.
+        let daemon = try startDaemon(harness, extra: ["AFTERIMAGE_WORKERS_LEASE_SECONDS": "120"])
+        let bucket = S3Client(
+            endpoint: try S3Endpoint(endpoint: direct.endpoint, region: direct.region, bucket: direct.bucket, pathStyle: true),
+            credentials: S3Credentials(accessKeyID: direct.accessKeyID, secretAccessKey: direct.secretAccessKey, sessionToken: nil))
+        let prefix = "\(harness.prefix)replicate/\(id)/"
+
+        let body = harness.prediction(id: id, output: [harness.fake.url("\(id).png", "size=3000&type=image/png")])
+        #expect(try harness.post(body, to: daemon).status == 200)
+        try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "the upload held at the proxy") { try gateStats(gate).held == 1 }
+        #expect(try harness.scalar("SELECT state FROM assets WHERE prediction_id = $1", [id], as: String.self) == "in_flight")
+
+        let reader = try LookupClient(port: daemon.port, token: readToken)
+        let deleted = try reader.send("DELETE", "/v1/predictions/replicate/\(id)", authorization: "Bearer \(adminToken)")
+        #expect(deleted.status == 200, "\(String(decoding: deleted.body, as: UTF8.self))")
+        let answer = try reader.json(deleted)
+        #expect(answer["objects_removed"] as? Int == 0)
+        #expect(answer["purge_pending"] as? Bool == true)
+        #expect(try bucket.allKeys(prefix: prefix).isEmpty)
+
+        // The upload goes through now, after the delete's purge: only the worker can remove what it stores.
+        _ = try httpCall("POST", port: gate.port, path: "/_gate/open")
+        try waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(100), "the fenced worker to clean up") {
+            daemon.log.contains("deleted while in flight; the transfer is dropped and what it stored removed")
+        }
+        let forwarded = try gateStats(gate).forwarded
+        #expect(forwarded == [200], "the upload did not reach the bucket: \(forwarded)")
+        #expect(try bucket.allKeys(prefix: prefix).isEmpty, "the object uploaded after the delete is still there")
+        #expect(try bucket.listMultipartUploads(prefix: prefix).isEmpty)
+        #expect(try harness.scalar("SELECT state FROM assets WHERE prediction_id = $1", [id], as: String.self) == "deleted")
+        // Not the delete's second purge: that is due only after two leases.
+        #expect(
+            try harness.scalar(
+                "SELECT purge_due_at > now() + interval '1 minute' FROM predictions WHERE id = $1", [id], as: Bool.self))
+        #expect(!daemon.log.contains("stored, but the lease was lost before recording"))
+        #expect(try daemon.stop() == 0)
     }
 
     @Test("afterimage delete: the command removes every object of the prediction, multipart leftovers included")

@@ -78,7 +78,10 @@ struct LifecycleRetentionTests {
             try harness.scalar("SELECT count(*) FROM assets WHERE prediction_id = $1 AND state = 'deleted'", [id], as: Int.self) == 2
         }
         #expect(Date().timeIntervalSince(storedAt) >= 2, "deleted before retention.objects had passed")
-        #expect(try harness.storage().allKeys(prefix: "\(harness.prefix)replicate/\(id)/").isEmpty)
+        // The objects go right after the tombstone's transaction commits.
+        try waitUntil(timeout: .seconds(20), pollEvery: .milliseconds(100), "the objects removed from the bucket") {
+            try harness.storage().allKeys(prefix: "\(harness.prefix)replicate/\(id)/").isEmpty
+        }
         #expect(try harness.scalar("SELECT deleted_at IS NOT NULL FROM predictions WHERE id = $1", [id], as: Bool.self))
         #expect(
             try harness.scalar(

@@ -10,10 +10,13 @@ import Synchronization
 /// 2. deletes, as a delete on demand would (tombstones kept), the predictions with an object stored more
 ///    than `retention.objects` seconds ago (when set),
 /// 3. prunes raw delivery bodies past `retention.delivery_bodies` (`BodyRetention`), in small batches,
-///    and now and then measures the bytes of bodies still kept (`afterimage_delivery_body_bytes`).
+///    and now and then measures the bytes of bodies still kept (`afterimage_delivery_body_bytes`,
+///    `BodyBytesTally`).
 ///
 /// Every step takes a pooled connection for one short statement or batch and gives it back, so webhooks
-/// and lookups wait at most for one batch's connection; a pass ends early when the daemon stops.
+/// and lookups wait at most for one batch's connection; a pass ends early when the daemon stops. A pass
+/// with nothing to do costs a few index probes (no row of a young delivery is read), so a small
+/// `retention.interval` costs little; bodies held back are gone over again only every ten intervals.
 public final class RetentionService: DaemonComponent {
     public struct Configuration: Sendable {
         public var interval: TimeInterval = 60
@@ -24,8 +27,10 @@ public final class RetentionService: DaemonComponent {
         /// Most batches of bodies, and predictions deleted for object retention, per pass.
         public var maxBatchesPerPass = 50
         public var maxObjectDeletesPerPass = 100
-        /// How often the bytes of kept bodies are summed (a scan of the table).
+        /// How often the tally of kept bodies' bytes is brought up to date.
         public var measureInterval: TimeInterval = 600
+        /// Most statements of the tally's catching up per pass (each `BodyBytesTally.chunkRows` bodies).
+        public var maxTallyChunksPerPass = 50
         public init() {}
     }
 
@@ -80,8 +85,21 @@ public final class RetentionService: DaemonComponent {
         if configuration.deliveryBodiesSeconds > 0 { try pruneBodies(heartbeat) }
         let now = Date()
         if lastMeasured.withLock({ $0.map { now.timeIntervalSince($0) >= configuration.measureInterval } ?? true }) {
-            lastMeasured.withLock { $0 = now }
-            AfterimageMetrics.bodyBytesKept(try pool.withConnection { try BodyRetention.bytesKept(on: $0) })
+            try measureBodies(heartbeat, now: now)
+        }
+    }
+
+    /// Brings the tally of kept bodies up to date and sets the gauge; on a big upgraded table the catching
+    /// up spreads over passes (the gauge waits for it rather than showing a part).
+    func measureBodies(_ heartbeat: Heartbeat, now: Date) throws {
+        let tally = BodyBytesTally()
+        for _ in 0..<configuration.maxTallyChunksPerPass where !stopSignal.isStopped {
+            heartbeat.beat()
+            if try pool.withConnection({ try tally.advance(on: $0) }) {
+                lastMeasured.withLock { $0 = now }
+                AfterimageMetrics.bodyBytesKept(try pool.withConnection { try tally.total(on: $0) })
+                return
+            }
         }
     }
 
