@@ -100,14 +100,20 @@ public struct ArchiveQueue: Sendable {
     }
 
     /// Remembers a complete spool file, so a failed upload does not mean a second download.
+    ///
+    /// One round trip, once per asset: the statement is its own transaction and turns off the wait for
+    /// the WAL flush for itself alone (`set_config(..., true)` lasts until the end of the transaction, and
+    /// the commit reads it), where `withoutWaitingForFlush` costs four (`BEGIN`, `SET LOCAL`, the update,
+    /// `COMMIT`). A crash may lose this write without harm, as `withoutWaitingForFlush` says.
     public func recordSpool(_ job: ArchiveJob, _ spooled: Spooled, on connection: Connection) throws -> Bool {
-        try Self.withoutWaitingForFlush(connection) { tx in
-            try tx.execute(
-                """
+        try !connection.query(
+            prepared: """
                 UPDATE assets SET spool_path = $3, spool_sha256 = $4, spool_size = $5, content_type = $6, updated_at = now()
+                FROM (SELECT set_config('synchronous_commit', 'off', true)) AS commit_without_flush
                 WHERE id = $1 AND claim_token = $2
-                """, [job.assetID, job.claimToken, spooled.path, spooled.sha256, spooled.size, spooled.contentType]) == 1
-        }
+                RETURNING id
+                """, [job.assetID, job.claimToken, spooled.path, spooled.sha256, spooled.size, spooled.contentType]
+        ).isEmpty
     }
 
     /// Runs `body` in a transaction whose COMMIT does not wait for the WAL flush. Only for writes that a
