@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 import TestSupport
 import Testing
 
@@ -88,6 +89,38 @@ struct IntegrityUnitTests {
         #expect(TerminalText.escaped("añ€ 🌅") == "añ€ 🌅")
         let escaped = TerminalText.escaped("x\u{0}\u{7F}y")
         #expect(!escaped.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F })
+    }
+
+    @Test func anETagConfirmsTheUploadOnlyWhenItIsTheMD5Sent() {
+        let md5: [UInt8] = [0x4b, 0x98, 0x14, 0x67, 0x05, 0xd4, 0xb0, 0xb9, 0x8b, 0x75, 0x8a, 0x78, 0xff, 0x6f, 0xb7, 0x3f]
+        #expect(Archiver.etag("\"4b98146705d4b0b98b758a78ff6fb73f\"", isMD5: md5))
+        #expect(Archiver.etag("4B98146705D4B0B98B758A78FF6FB73F", isMD5: md5))
+        #expect(!Archiver.etag("\"4b98146705d4b0b98b758a78ff6fb73e\"", isMD5: md5))
+        #expect(!Archiver.etag("\"4b98146705d4b0b98b758a78ff6fb73f-2\"", isMD5: md5), "a multipart ETag")
+        #expect(!Archiver.etag("", isMD5: md5))
+        #expect(!Archiver.etag("\"\"", isMD5: []))
+    }
+
+    /// A download's writer computes the MD5 the PUT sends as `Content-MD5`, but only up to its limit:
+    /// past it the hashing stops (the upload is then checked with a HEAD).
+    @Test func theSpoolWriterTakesTheMD5OfSmallFilesOnly() throws {
+        let spool = try Spool(directory: NSTemporaryDirectory() + "afterimage-md5-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(atPath: spool.directory) }
+        let bytes = Array("The quick brown fox jumps over the lazy dog".utf8)
+        let small = try spool.writer(assetID: 1, claim: UUID(), md5UpTo: Int64(bytes.count))
+        try bytes.withUnsafeBytes { try small.write(UnsafeRawBufferPointer(rebasing: $0[..<10])) }
+        try bytes.withUnsafeBytes { try small.write(UnsafeRawBufferPointer(rebasing: $0[10...])) }
+        _ = try small.finish(durable: false)
+        #expect(small.md5.map { Hex.encode($0) } == "9e107d9d372bb6826bd81d3542a419d6")
+        let large = try spool.writer(assetID: 2, claim: UUID(), md5UpTo: Int64(bytes.count - 1))
+        try bytes.withUnsafeBytes { try large.write($0) }
+        _ = try large.finish(durable: false)
+        #expect(large.md5 == nil)
+        let none = try spool.writer(assetID: 3, claim: UUID())
+        try bytes.withUnsafeBytes { try none.write($0) }
+        _ = try none.finish(durable: false)
+        #expect(none.md5 == nil)
+        for id in 1...3 { spool.remove(spool.finalPath(assetID: Int64(id))) }
     }
 
     @Test func sourceURLMetadataDropsTheQueryAndStaysUnderTheLimit() {

@@ -9,11 +9,15 @@ public struct Spooled: Sendable, Equatable {
     public let sha256: String
     public let size: Int64
     public let contentType: String?
+    /// The MD5 of the bytes when it was taken while they were written (downloads): sent as `Content-MD5`.
+    /// Nil for a spool file left by an earlier try, whose upload is checked with a HEAD instead.
+    public let md5: [UInt8]?
 
-    public init(path: String, sha256: String, size: Int64, contentType: String?) {
+    public init(path: String, sha256: String, size: Int64, contentType: String?, md5: [UInt8]? = nil) {
         self.path = path
         self.sha256 = sha256
         self.size = size
         self.contentType = contentType
+        self.md5 = md5
     }
 }
