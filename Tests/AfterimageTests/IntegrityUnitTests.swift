@@ -101,26 +101,21 @@ struct IntegrityUnitTests {
         #expect(!Archiver.etag("\"\"", isMD5: []))
     }
 
-    /// A download's writer computes the MD5 the PUT sends as `Content-MD5`, but only up to its limit:
-    /// past it the hashing stops (the upload is then checked with a HEAD).
-    @Test func theSpoolWriterTakesTheMD5OfSmallFilesOnly() throws {
+    /// A download's MD5, which the PUT sends as `Content-MD5`, is taken for files up to the limit only
+    /// (a larger file costs no hashing; its upload is checked with a HEAD), and only inside the spool.
+    @Test func theSpoolGivesTheMD5OfSmallFilesOnly() throws {
         let spool = try Spool(directory: NSTemporaryDirectory() + "afterimage-md5-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(atPath: spool.directory) }
         let bytes = Array("The quick brown fox jumps over the lazy dog".utf8)
-        let small = try spool.writer(assetID: 1, claim: UUID(), md5UpTo: Int64(bytes.count))
-        try bytes.withUnsafeBytes { try small.write(UnsafeRawBufferPointer(rebasing: $0[..<10])) }
-        try bytes.withUnsafeBytes { try small.write(UnsafeRawBufferPointer(rebasing: $0[10...])) }
-        _ = try small.finish(durable: false)
-        #expect(small.md5.map { Hex.encode($0) } == "9e107d9d372bb6826bd81d3542a419d6")
-        let large = try spool.writer(assetID: 2, claim: UUID(), md5UpTo: Int64(bytes.count - 1))
-        try bytes.withUnsafeBytes { try large.write($0) }
-        _ = try large.finish(durable: false)
-        #expect(large.md5 == nil)
-        let none = try spool.writer(assetID: 3, claim: UUID())
-        try bytes.withUnsafeBytes { try none.write($0) }
-        _ = try none.finish(durable: false)
-        #expect(none.md5 == nil)
-        for id in 1...3 { spool.remove(spool.finalPath(assetID: Int64(id))) }
+        let writer = try spool.writer(assetID: 1, claim: UUID())
+        try bytes.withUnsafeBytes { try writer.write($0) }
+        let (path, _) = try writer.finish(durable: false)
+        let size = Int64(bytes.count)
+        #expect(spool.md5(ofFile: path, size: size, limit: size).map { Hex.encode($0) } == "9e107d9d372bb6826bd81d3542a419d6")
+        #expect(spool.md5(ofFile: path, size: size, limit: size - 1) == nil)
+        #expect(spool.md5(ofFile: path, size: size - 1, limit: size) == nil, "a file that is not the recorded size")
+        #expect(spool.md5(ofFile: spool.directory + "/../elsewhere", size: 1, limit: size) == nil)
+        spool.remove(path)
     }
 
     @Test func sourceURLMetadataDropsTheQueryAndStaysUnderTheLimit() {

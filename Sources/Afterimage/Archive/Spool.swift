@@ -43,20 +43,11 @@ public struct Spool: Sendable {
         let finalPath: String
         let descriptor: Int32
         var hasher = SHA256()
-        /// Only for downloads (`writer(assetID:claim:md5UpTo:)`), and given up once the file grows past
-        /// `md5Limit`: the PUT sends it as `Content-MD5`, which the store checks, and a store whose ETag is
-        /// that MD5 has confirmed the bytes without a HEAD.
-        var md5Hasher: Insecure.MD5?
-        let md5Limit: Int64
         public private(set) var size: Int64 = 0
-        /// The MD5 of the bytes, once `finish` has run on a writer that computed one to the end.
-        public private(set) var md5: [UInt8]?
 
-        init(path: String, finalPath: String, md5UpTo md5Limit: Int64 = 0) throws {
+        init(path: String, finalPath: String) throws {
             self.path = path
             self.finalPath = finalPath
-            self.md5Limit = md5Limit
-            if md5Limit > 0 { md5Hasher = Insecure.MD5() }
             SpoolClaims.shared.claim(path)
             SpoolClaims.shared.claim(finalPath)
             do {
@@ -73,11 +64,6 @@ public struct Spool: Sendable {
             try spoolWriteAll(descriptor, bytes, "writing the spool file failed")
             hasher.update(bufferPointer: bytes)
             size += Int64(bytes.count)
-            if size > md5Limit {
-                md5Hasher = nil
-            } else {
-                md5Hasher?.update(bufferPointer: bytes)
-            }
         }
 
         /// Renames into place; returns the path and the hex SHA-256. `durable` fsyncs first: required for
@@ -98,7 +84,6 @@ public struct Spool: Sendable {
                 SpoolClaims.shared.release(finalPath)
                 throw error
             }
-            md5 = md5Hasher.map { Array($0.finalize()) }
             return (finalPath, Hex.encode(hasher.finalize()))
         }
 
@@ -110,10 +95,9 @@ public struct Spool: Sendable {
         }
     }
 
-    /// The writer of one claim of an asset (`claim` is the claim token); a file of up to `md5Limit` bytes
-    /// gets its MD5 computed as well.
-    public func writer(assetID: Int64, claim: UUID, md5UpTo md5Limit: Int64 = 0) throws -> Writer {
-        try Writer(path: partPath(assetID: assetID, claim: claim), finalPath: finalPath(assetID: assetID), md5UpTo: md5Limit)
+    /// The writer of one claim of an asset (`claim` is the claim token).
+    public func writer(assetID: Int64, claim: UUID) throws -> Writer {
+        try Writer(path: partPath(assetID: assetID, claim: claim), finalPath: finalPath(assetID: assetID))
     }
 
     /// True when `path` still holds exactly the recorded bytes (size, then SHA-256): the spool of an earlier
@@ -124,6 +108,16 @@ public struct Spool: Sendable {
             let fileSize = attributes[.size] as? NSNumber, fileSize.int64Value == size
         else { return false }
         return (try? SHA256Hasher.hexDigest(ofFile: path, length: size)) == sha256
+    }
+
+    /// The MD5 of a spool file of `size` bytes when that is at most `limit` (nil otherwise, or when it cannot
+    /// be read whole): what a PUT sends as `Content-MD5`. Read back once the download is complete rather
+    /// than hashed as it streams, because only then is the size known: a larger file costs nothing.
+    public func md5(ofFile path: String, size: Int64, limit: Int64) -> [UInt8]? {
+        guard size <= limit, let resolved = resolve(path), let handle = FileHandle(forReadingAtPath: resolved) else { return nil }
+        defer { try? handle.close() }
+        guard let bytes = try? handle.read(upToCount: Int(size) + 1), bytes.count == Int(size) else { return nil }
+        return Array(Insecure.MD5.hash(data: bytes))
     }
 
     /// Removes a spool file (and its claim). A path outside the spool is left alone.

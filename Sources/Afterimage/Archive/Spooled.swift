@@ -9,8 +9,9 @@ public struct Spooled: Sendable, Equatable {
     public let sha256: String
     public let size: Int64
     public let contentType: String?
-    /// The MD5 of the bytes when it was taken while they were written (downloads): sent as `Content-MD5`.
-    /// Nil for a spool file left by an earlier try, whose upload is checked with a HEAD instead.
+    /// The MD5 of a downloaded file of up to 1 MiB (`Archiver.contentMD5Limit`): sent as `Content-MD5`.
+    /// Nil for anything else (larger files, a spool file left by an earlier try, inline bytes), whose
+    /// upload is checked with a HEAD instead.
     public let md5: [UInt8]?
 
     public init(path: String, sha256: String, size: Int64, contentType: String?, md5: [UInt8]? = nil) {
