@@ -61,6 +61,9 @@ public final class S3Client: Sendable {
     /// - Parameters:
     ///   - payloadSHA256Hex: hex SHA-256 of the body, which the caller computed while spooling it;
     ///     nil computes it here (reading a `.file` body once more).
+    ///   - contentMD5: the body's MD5 (16 bytes), sent as `Content-MD5`: S3 and SeaweedFS refuse a body
+    ///     whose MD5 differs (`BadDigest`). Not every store checks `x-amz-content-sha256` (SeaweedFS
+    ///     accepts any), every S3 store checks this.
     ///   - ifNoneMatch: send `If-None-Match: *`, so the PUT fails with `.preconditionFailed`
     ///     instead of replacing an object that already exists.
     ///   - shouldAbort: polled about once a second while the body goes up; true ends the upload with a
@@ -68,12 +71,16 @@ public final class S3Client: Sendable {
     @discardableResult
     public func putObject(
         key: String, body: RequestBody, contentType: String?, metadata: [String: String] = [:],
-        payloadSHA256Hex: String? = nil, ifNoneMatch: Bool = false,
+        payloadSHA256Hex: String? = nil, contentMD5: [UInt8]? = nil, ifNoneMatch: Bool = false,
         shouldAbort: (@Sendable () -> Bool)? = nil
     ) throws(S3Error) -> String {
         let operation = "PUT \(key)"
         try Self.validate(key: key)
         var headers = try Self.objectHeaders(contentType: contentType, metadata: metadata)
+        if let contentMD5 {
+            guard contentMD5.count == 16 else { throw S3Error(.invalidArgument, "Content-MD5 must be 16 bytes") }
+            headers.append(("Content-MD5", Data(contentMD5).base64EncodedString()))
+        }
         if ifNoneMatch { headers.append(("If-None-Match", "*")) }
         let hash = try payloadHash(payloadSHA256Hex, body: body)
         let response = try send(

@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 import TestSupport
 import Testing
 
@@ -88,6 +89,33 @@ struct IntegrityUnitTests {
         #expect(TerminalText.escaped("añ€ 🌅") == "añ€ 🌅")
         let escaped = TerminalText.escaped("x\u{0}\u{7F}y")
         #expect(!escaped.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F })
+    }
+
+    @Test func anETagConfirmsTheUploadOnlyWhenItIsTheMD5Sent() {
+        let md5: [UInt8] = [0x4b, 0x98, 0x14, 0x67, 0x05, 0xd4, 0xb0, 0xb9, 0x8b, 0x75, 0x8a, 0x78, 0xff, 0x6f, 0xb7, 0x3f]
+        #expect(Archiver.etag("\"4b98146705d4b0b98b758a78ff6fb73f\"", isMD5: md5))
+        #expect(Archiver.etag("4B98146705D4B0B98B758A78FF6FB73F", isMD5: md5))
+        #expect(!Archiver.etag("\"4b98146705d4b0b98b758a78ff6fb73e\"", isMD5: md5))
+        #expect(!Archiver.etag("\"4b98146705d4b0b98b758a78ff6fb73f-2\"", isMD5: md5), "a multipart ETag")
+        #expect(!Archiver.etag("", isMD5: md5))
+        #expect(!Archiver.etag("\"\"", isMD5: []))
+    }
+
+    /// A download's MD5, which the PUT sends as `Content-MD5`, is taken for files up to the limit only
+    /// (a larger file costs no hashing; its upload is checked with a HEAD), and only inside the spool.
+    @Test func theSpoolGivesTheMD5OfSmallFilesOnly() throws {
+        let spool = try Spool(directory: NSTemporaryDirectory() + "afterimage-md5-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(atPath: spool.directory) }
+        let bytes = Array("The quick brown fox jumps over the lazy dog".utf8)
+        let writer = try spool.writer(assetID: 1, claim: UUID())
+        try bytes.withUnsafeBytes { try writer.write($0) }
+        let (path, _) = try writer.finish(durable: false)
+        let size = Int64(bytes.count)
+        #expect(spool.md5(ofFile: path, size: size, limit: size).map { Hex.encode($0) } == "9e107d9d372bb6826bd81d3542a419d6")
+        #expect(spool.md5(ofFile: path, size: size, limit: size - 1) == nil)
+        #expect(spool.md5(ofFile: path, size: size - 1, limit: size) == nil, "a file that is not the recorded size")
+        #expect(spool.md5(ofFile: spool.directory + "/../elsewhere", size: 1, limit: size) == nil)
+        spool.remove(path)
     }
 
     @Test func sourceURLMetadataDropsTheQueryAndStaysUnderTheLimit() {

@@ -160,6 +160,31 @@ struct ArchiveQueueTests {
         #expect(plan.contains("assets_claim_order_idx"), "\(plan)")
         #expect(!plan.contains("Sort"), "\(plan)")
     }
+
+    /// The spool record is one statement that turns off the wait for the WAL flush for its own transaction
+    /// only: it writes with the claim token alone, and the connection's later transactions (outcomes such
+    /// as `markStored`) still wait for the flush.
+    @Test func theSpoolRecordIsGuardedByTheTokenAndLeavesCommitsDurable() throws {
+        let connection = try migratedDatabase()
+        defer { connection.close() }
+        try insertAsset(connection, pointer: "/0", deadline: Date().addingTimeInterval(600))
+        let queue = ArchiveQueue(leaseSeconds: 30, instanceName: "test")
+        let job = try #require(try queue.claim(on: connection))
+        let stranger = ArchiveJob(
+            assetID: job.assetID, provider: job.provider, predictionID: job.predictionID, outputIndex: job.outputIndex,
+            sourceURL: job.sourceURL, deadline: job.deadline, attempts: job.attempts, claimToken: UUID(),
+            spoolPath: nil, spoolSHA256: nil, spoolSize: nil, contentType: nil)
+        let spooled = Spooled(path: "/spool/asset-1.spool", sha256: String(repeating: "a", count: 64), size: 7, contentType: "image/png")
+        #expect(try queue.recordSpool(stranger, spooled, on: connection) == false)
+        #expect(try connection.query("SELECT spool_path FROM assets").first?.decode(0, as: String?.self) == nil)
+        #expect(try queue.recordSpool(job, spooled, on: connection) == true)
+        let row = try #require(try connection.query("SELECT spool_path, spool_sha256, spool_size, content_type FROM assets").first)
+        #expect(try row.decode(0, as: String.self) == spooled.path)
+        #expect(try row.decode(1, as: String.self) == spooled.sha256)
+        #expect(try row.decode(2, as: Int64.self) == 7)
+        #expect(try row.decode(3, as: String.self) == "image/png")
+        #expect(try connection.query("SHOW synchronous_commit").first?.decode(0, as: String.self) == "on")
+    }
 }
 
 @Suite("Retry policy")

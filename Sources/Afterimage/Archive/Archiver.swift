@@ -2,6 +2,7 @@ import Curl
 import Foundation
 import Logging
 import PQ
+import Primitives
 import S3
 
 /// Carries one claimed asset from its source to the bucket: download into the spool (hashing as the bytes
@@ -86,7 +87,7 @@ public struct Archiver: Sendable {
             let uploadStarted = ContinuousClock.now
             uploadedKey = key
             let etag = try upload(
-                key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256,
+                key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256, md5: spooled.md5,
                 contentType: spooled.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
             AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: spooled.size, since: uploadStarted)
             let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
@@ -191,7 +192,8 @@ public struct Archiver: Sendable {
         }
         let (path, sha) = try writer.finish(durable: false)
         AfterimageMetrics.transfer(.download, provider: job.provider, bytes: writer.size, since: started)
-        return Spooled(path: path, sha256: sha, size: writer.size, contentType: response.headers["content-type"])
+        let md5 = spool.md5(ofFile: path, size: writer.size, limit: Self.contentMD5Limit)
+        return Spooled(path: path, sha256: sha, size: writer.size, contentType: response.headers["content-type"], md5: md5)
     }
 
     static func mapCurl(_ error: CurlError, maxBytes: Int64) -> ArchiveError {
@@ -209,17 +211,28 @@ public struct Archiver: Sendable {
     /// Single PUT up to the threshold, multipart above it; then HEAD to check the stored size. Both kinds
     /// poll `shouldAbort` while the bytes go up and end with `.aborted` when it says stop (a multipart
     /// upload is aborted at the store as well).
+    ///
+    /// A single PUT with the body's MD5 (`md5`, taken while it was spooled) sends it as `Content-MD5`, which
+    /// the store checks; when the answer's ETag is that same MD5, the store has confirmed the very bytes
+    /// and the HEAD is skipped: a round trip less per object, which is most of the per-file cost of small
+    /// outputs. Any other ETag (a store that encrypts with KMS, say) gets the HEAD as before.
+    ///
+    /// Only files up to `contentMD5Limit` get an MD5: hashing costs CPU in proportion to the size (MD5 has
+    /// no instructions of its own, unlike SHA-256: about 3 ms for 2 MB here, 14 % of the daemon's CPU in
+    /// the 2 MB benchmark), a HEAD the same whatever the size; above 1 MiB the HEAD costs less.
     func upload(
-        key: String, path: String, size: Int64, sha256: String, contentType: String?, sourceURL: String,
-        shouldAbort: (@Sendable () -> Bool)? = nil
+        key: String, path: String, size: Int64, sha256: String, md5: [UInt8]? = nil, contentType: String?,
+        sourceURL: String, shouldAbort: (@Sendable () -> Bool)? = nil
     ) throws -> String? {
         let metadata = ["sha256": sha256, "source-url": Self.metadataSourceURL(sourceURL)]
         let etag: String?
         do {
             if size <= multipartThreshold {
-                etag = try storage.putObject(
+                let answered = try storage.putObject(
                     key: key, body: .file(path: path, offset: 0, length: size), contentType: contentType,
-                    metadata: metadata, payloadSHA256Hex: sha256, shouldAbort: shouldAbort)
+                    metadata: metadata, payloadSHA256Hex: sha256, contentMD5: md5, shouldAbort: shouldAbort)
+                if let md5, Self.etag(answered, isMD5: md5) { return answered }
+                etag = answered
             } else {
                 etag = try MultipartUpload(
                     storage: storage, key: key, path: path, size: size, partSize: partSize,
@@ -241,6 +254,17 @@ public struct Archiver: Sendable {
             throw ArchiveError(.storage, "\(error)")
         }
         return etag
+    }
+
+    /// Largest download whose MD5 is computed while it is spooled (see `upload`).
+    static let contentMD5Limit: Int64 = 1 << 20
+
+    /// Whether `etag` (quoted or not, any case) is the hex of `md5`: how S3 and SeaweedFS name an object
+    /// stored by a single unencrypted PUT. A multipart ETag (`<hex>-<parts>`) never is.
+    static func etag(_ etag: String, isMD5 md5: [UInt8]) -> Bool {
+        var value = Substring(etag)
+        if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = value.dropFirst().dropLast() }
+        return md5.count == 16 && value.lowercased() == Hex.encode(md5)
     }
 
     /// Longest `x-amz-meta-source-url` value. S3 allows 2 KiB of user metadata per object, keys and values

@@ -110,6 +110,16 @@ public struct Spool: Sendable {
         return (try? SHA256Hasher.hexDigest(ofFile: path, length: size)) == sha256
     }
 
+    /// The MD5 of a spool file of `size` bytes when that is at most `limit` (nil otherwise, or when it cannot
+    /// be read whole): what a PUT sends as `Content-MD5`. Read back once the download is complete rather
+    /// than hashed as it streams, because only then is the size known: a larger file costs nothing.
+    public func md5(ofFile path: String, size: Int64, limit: Int64) -> [UInt8]? {
+        guard size <= limit, let resolved = resolve(path), let handle = FileHandle(forReadingAtPath: resolved) else { return nil }
+        defer { try? handle.close() }
+        guard let bytes = try? handle.read(upToCount: Int(size) + 1), bytes.count == Int(size) else { return nil }
+        return Array(Insecure.MD5.hash(data: bytes))
+    }
+
     /// Removes a spool file (and its claim). A path outside the spool is left alone.
     public func remove(_ path: String) {
         guard let resolved = resolve(path) else { return }

@@ -1,3 +1,4 @@
+import Crypto
 import Curl
 import Foundation
 import S3
@@ -229,6 +230,26 @@ struct S3ClientIntegrationTests {
             try s3.client.putObject(key: key, body: .bytes([2]), contentType: nil, ifNoneMatch: true)
         }
         #expect(try s3.client.getObject(key: key) == [1])
+        try s3.client.deleteObject(key: key)
+    }
+
+    /// The archiver skips its HEAD when the store has checked the body's MD5 and named the object by it;
+    /// that rests on this: a wrong `Content-MD5` is refused (`BadDigest`) and nothing is stored, the right
+    /// one is answered with its hex as the ETag. (SeaweedFS does not check `x-amz-content-sha256`.)
+    @Test func contentMD5IsCheckedByTheStoreAndComesBackAsTheETag() throws {
+        let s3 = try S3Fixture()
+        let key = s3.key("md5.bin")
+        let bytes = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let md5 = Array(Insecure.MD5.hash(data: bytes))
+        var wrong = md5
+        wrong[0] ^= 1
+        expectS3Error([.contentSHA256Mismatch]) { () throws(S3Error) in
+            try s3.client.putObject(key: key, body: .bytes(bytes), contentType: nil, contentMD5: wrong)
+        }
+        #expect(try s3.client.headObject(key: key) == nil)
+        let etag = try s3.client.putObject(key: key, body: .bytes(bytes), contentType: nil, contentMD5: md5)
+        #expect(etag.trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased() == md5.map { String(format: "%02x", $0) }.joined())
+        #expect(try s3.client.getObject(key: key) == bytes)
         try s3.client.deleteObject(key: key)
     }
 
