@@ -21,8 +21,8 @@
 # Ratios: each figure against its anchor, and against the same figure at the smallest size of the run.
 #
 # Environment (all optional):
-#   BENCH_SIZES="10000 1000000 10000000"  sizes to measure (seeding: about 3 min per million predictions
-#                          on the 2-core VM, so 10M takes half an hour or more the first time)
+#   BENCH_SIZES="10000 1000000 10000000"  sizes to measure (seeding on the shared 2-core VM at load 10-14:
+#                          1M in 5 minutes, 10M in 47 minutes and 25 GB; seeded once, see BENCH_KEEP_CLUSTER)
 #   BENCH_KEEP_CLUSTER=DIR keep the PostgreSQL cluster in DIR (created when missing, started when stopped,
 #                          left running afterwards): seeded databases and pgbench tables are reused by the
 #                          next run. Without it a throwaway cluster is made and removed.
