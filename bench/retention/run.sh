@@ -15,6 +15,7 @@
 #   bench/retention/run.sh [SECONDS_PER_MEASUREMENT] [ROUNDS]
 #
 # Environment (optional): REPLICATE_ROWS=200000, STABILITY_ROWS=200, STABILITY_MIB=2, POOL=8 (database.pool_size),
+#   RETENTION_INTERVAL=1 (retention.interval on both sides; the default of the daemon is 60),
 #   BENCH_BINARY (default: the release build, `swift build -c release --product afterimage`).
 # Needs: wrk, pgbench, psql (Debian's postgresql packages).
 set -euo pipefail
@@ -55,7 +56,7 @@ export AFTERIMAGE_DATABASE_URL=$url AFTERIMAGE_HTTP_PORT=$http_port AFTERIMAGE_W
   AFTERIMAGE_STORAGE_ENDPOINT=http://127.0.0.1:9 AFTERIMAGE_STORAGE_BUCKET=b AFTERIMAGE_STORAGE_ACCESS_KEY_ID=a \
   AFTERIMAGE_STORAGE_SECRET_ACCESS_KEY=s AFTERIMAGE_REPLICATE_WEBHOOK_SECRET=$secret AFTERIMAGE_LOG_LEVEL=notice \
   AFTERIMAGE_API_TOKENS=$token AFTERIMAGE_DATABASE_POOL_SIZE=${POOL:-8} AFTERIMAGE_WORKERS_SPOOL_DIR=$work/spool \
-  AFTERIMAGE_HTTP_CONNECTION_LIMIT=512 AFTERIMAGE_RETENTION_INTERVAL=1
+  AFTERIMAGE_HTTP_CONNECTION_LIMIT=512 AFTERIMAGE_RETENTION_INTERVAL=${RETENTION_INTERVAL:-1}
 "$bin" migrate >/dev/null
 
 echo "bench: seeding $replicate_rows Replicate-like and $stability_rows Stability-like (${stability_mib} MiB) settled deliveries" >&2
