@@ -35,6 +35,9 @@ final class ConnectionDeadlines: Sendable {
         var phase: Phase
         var since: ContinuousClock.Instant
         var shutDown = false
+        /// A request was completed on it: while it awaits a head again it is an idle kept-alive
+        /// connection, not a client that is about to send its first request.
+        var servedOne = false
     }
 
     let headerTimeout: Duration
@@ -86,6 +89,17 @@ final class ConnectionDeadlines: Sendable {
     /// Connections open now.
     var count: Int { entries.withLock { $0.count } }
 
+    /// Connections that owe their client an answer: accepted and still waiting for their first
+    /// request, or with a request arriving, handled or being answered. A graceful stop waits for these
+    /// (bounded by its drain timeout) so that a client accepted just before the listening socket
+    /// closed is answered instead of seeing its connection dropped mid-request; idle kept-alive
+    /// connections are not counted (a client reusing one must expect it closed, as HTTP allows).
+    var owingAnAnswer: Int {
+        entries.withLock { entries in
+            entries.values.reduce(0) { $0 + ($1.phase == .awaitingHead && $1.servedOne ? 0 : 1) }
+        }
+    }
+
     func opened(_ connection: OpaquePointer, fd: Int32) {
         guard fd >= 0 else { return }
         entries.withLock { $0[Self.key(connection)] = Entry(fd: fd, phase: .awaitingHead, since: .now) }
@@ -115,6 +129,7 @@ final class ConnectionDeadlines: Sendable {
             guard entries[key] != nil else { return }
             entries[key]!.phase = .awaitingHead
             entries[key]!.since = .now
+            entries[key]!.servedOne = true
         }
     }
 

@@ -202,7 +202,11 @@ public final class HTTPServer: Sendable {
     }
 
     /// Graceful stop: quiesce, wait until in-flight requests finish or `drainTimeout` passes, then
-    /// stop the daemon, which closes remaining connections. Requests still waiting for a handler or a
+    /// stop the daemon, which closes remaining connections. "In flight" includes connections accepted
+    /// before the listening socket closed whose request has not arrived yet: under socket activation a
+    /// sender whose connection the old process accepted cannot be handed to the next one, so dropping
+    /// it would turn a webhook into a send failure (a client that never sends is bounded by the
+    /// header timeout and `drainTimeout`). Requests still waiting for a handler or a
     /// responder are waited for until `handlerDeadline` after the stop began, then answered 503 +
     /// `Retry-After` by the server itself (a suspended connection must be resumed before the daemon
     /// stops), so the stop is bounded whatever the handlers do. Without `handlerDeadline` they are waited
@@ -213,8 +217,8 @@ public final class HTTPServer: Sendable {
         let began = clock.now
         quiesce()
         let deadline = began + drainTimeout
-        while core.inFlight.load(ordering: .acquiring) > 0, clock.now < deadline {
-            usleep(5_000)  // polling a counter: 5 ms is short against any request, cheap on CPU
+        while core.inFlight.load(ordering: .acquiring) > 0 || core.deadlines.owingAnAnswer > 0, clock.now < deadline {
+            usleep(5_000)  // polling counters: 5 ms is short against any request, cheap on CPU
         }
         let answerBy = handlerDeadline.map { began + $0 }
         Self.waitForHandlers(core, until: answerBy)

@@ -72,6 +72,56 @@ struct LifecycleTests {
         #expect(server.inFlightRequests == 0)
     }
 
+    @Test("graceful stop answers a client accepted before the listener closed whose request had not arrived yet")
+    func stopAnswersAnAcceptedConnection() throws {
+        // Under socket activation this is a webhook sent as the old process stops: the kernel's accept
+        // happened, so only this process can answer it; closing it would be a send failure at the sender.
+        let server = HTTPServer(router: healthRouter(), configuration: .init(port: 0))
+        try server.start()
+        let port = server.boundPort
+        let early = try RawConnection(port: port)
+        try waitUntil(timeout: .seconds(5), "the connection to be accepted") { server.openConnections == 1 }
+
+        let stopping = Background { server.stop(drainTimeout: .seconds(20)) }
+        try waitUntil(timeout: .seconds(5), "new connections to be refused") {
+            do {
+                _ = try RawConnection(port: port)
+                return false
+            } catch is SystemCallError { return true }
+        }
+        #expect(!stopping.isFinished, "stop returned while an accepted connection still owed an answer")
+        try early.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        let response = try early.readResponse()
+        #expect(response.status == 200)
+        #expect(response.header("Connection")?.lowercased() == "close")
+        try stopping.value(timeout: .seconds(10))
+    }
+
+    @Test("an accepted connection that never sends holds the stop only until the drain timeout; idle kept-alive ones not at all")
+    func stopIsBoundedBySilentConnections() throws {
+        let server = HTTPServer(router: healthRouter(), configuration: .init(port: 0))
+        try server.start()
+        let port = server.boundPort
+        let keptAlive = try RawConnection(port: port)
+        try keptAlive.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try keptAlive.readResponse().status == 200)
+        try waitUntil(timeout: .seconds(5), "the kept-alive connection to be idle") { server.openConnections == 1 }
+        var started = ContinuousClock.now
+        server.stop(drainTimeout: .seconds(20))
+        #expect(ContinuousClock.now - started < .seconds(5), "an idle kept-alive connection held the stop")
+
+        let second = HTTPServer(router: healthRouter(), configuration: .init(port: 0))
+        try second.start()
+        let silent = try RawConnection(port: second.boundPort)
+        try waitUntil(timeout: .seconds(5), "the silent connection to be accepted") { second.openConnections == 1 }
+        started = ContinuousClock.now
+        second.stop(drainTimeout: .seconds(1))
+        let took = ContinuousClock.now - started
+        #expect(took >= .seconds(1), "stop did not wait for the accepted connection (\(took))")
+        #expect(took < .seconds(6), "a silent connection held the stop past its drain timeout (\(took))")
+        _ = silent.readToEnd()
+    }
+
     @Test("stop gives up waiting after the drain timeout")
     func drainTimeoutBounds() throws {
         let gate = Gate()
