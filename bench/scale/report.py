@@ -92,6 +92,13 @@ def table(results_path):
                              + (f", {g(size, key, 'errors')} errors" if g(size, key, 'errors') else ""),
                              f"pgbench -S scale {scale}: {fmt(pg)} tps", ratio(g(size, key, "rps"), pg),
                              ratio(g(size, key, "rps"), g(sizes[0], key, "rps")) if size != sizes[0] else "1.00"))
+        if "pgbench_select_bytes" in r:
+            b = r["pgbench_select_bytes"]
+            for key, label in (("lookup_uniform", "lookups, uniform ids"), ("lookup_hot", "lookups, hot 1 %")):
+                if key in r:
+                    rows.append((n, label + " (anchor by bytes)", f"{fmt(g(size, key, 'rps'))}/s, p99 {fmt(g(size, key, 'p99_ms'), '.2f')} ms",
+                                 f"pgbench -S scale {b['scale']} ({b['mib']:,} MiB; lookup tables {b['lookup_mib']:,} MiB): {fmt(b.get('tps'))} tps, mean latency {fmt(b.get('latency_ms'), '.2f')} ms",
+                                 ratio(g(size, key, "rps"), b.get("tps")), "—"))
         if "lookup_uniform" in r and r.get("lookup_rss"):
             rss = r["lookup_rss"]
             rows.append((n, "daemon RSS during lookups", f"peak {rss['peak_mib']} MiB (cache {rss.get('cache_mib', '?')} MiB bound)",

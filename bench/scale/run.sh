@@ -41,6 +41,12 @@
 #   BENCH_DB_SUFFIX=_x     measure databases scale_N_x instead of scale_N (e.g. a copy made with CREATE
 #                          DATABASE scale_1000000_x TEMPLATE scale_1000000, for a branch whose migrations
 #                          the kept databases must not receive)
+#   BENCH_BYTES_ANCHOR=1   also run pgbench -S at the scale whose pgbench_accounts (heap and primary key) is
+#                          as large as what a lookup reads from (predictions, assets and the index that joins them),
+#                          for sizes of 1M and more: rows of equal count are not of equal size (a prediction
+#                          keeps its input, ~900 B; a pgbench row is ~120 B), and once the lookup tables
+#                          outgrow memory the row-matched anchor still sits in shared_buffers. 10M needs
+#                          pgbench scale ≈ 1,400 (21 GB, initialised once in the kept cluster).
 #   BENCH_RESULTS=FILE     also keep the raw results (JSON) there
 #   BENCH_PROFILE=DIR      perf record -g (system-wide, 10 s) during the uniform lookup run, one file per size
 # Needs wrk, pgbench, psql (Debian: wrk, postgresql, postgresql-client).
@@ -110,6 +116,31 @@ seed_wal() {
   fi
   scripts/pg.sh stop "$cluster" >/dev/null
   scripts/pg.sh start "$cluster" "$pg_port" postgres >/dev/null
+}
+
+# --- pgbench -S on as many bytes as the lookups read from (BENCH_BYTES_ANCHOR=1)
+bytes_anchor() {
+  local n=$1 url=$2 row_scale=$3 row_db=$4
+  local lookup_bytes per_scale bytes_scale
+  lookup_bytes=$(psql "$url" -tAc "SELECT pg_total_relation_size('predictions') + pg_relation_size('assets')
+      + (SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index WHERE indrelid = 'assets'::regclass
+         AND indexrelid::regclass::text = 'assets_provider_prediction_index_key')")
+  per_scale=$(psql "$server/$row_db" -tAc "SELECT pg_total_relation_size('pgbench_accounts') / $row_scale")
+  bytes_scale=$(( (lookup_bytes + per_scale - 1) / per_scale ))
+  local db=pgbench_s$bytes_scale
+  if [ "$(psql "$server/postgres" -tAc "SELECT count(*) FROM pg_database WHERE datname = '$db'")" != 1 ]; then
+    say "pgbench -i -s $bytes_scale (as many bytes as the lookup tables of $n: $((lookup_bytes / 1048576)) MiB)"
+    local t0=$SECONDS
+    seed_wal minimal
+    psql "$server/postgres" -qc "CREATE DATABASE $db"
+    pgbench -q -i -I dtGvp -s "$bytes_scale" "$server/$db" >/dev/null 2>&1 || { psql "$server/postgres" -qc "DROP DATABASE $db"; seed_wal replica; say "pgbench -i -s $bytes_scale failed"; exit 1; }
+    seed_wal replica
+    say "pgbench scale $bytes_scale initialised in $((SECONDS - t0)) s"
+  fi
+  say "$n: pgbench -S -c 64 -j 2 at scale $bytes_scale (bytes), 3 s warm-up + ${DURATION} s"
+  pgbench -S -c 64 -j 2 -T 3 "$server/$db" >/dev/null 2>&1
+  pgbench -S -c 64 -j 2 -T "$DURATION" "$server/$db" > "$work/pgbench-bytes.txt" 2>/dev/null
+  report add "$results" "$n" pgbench_select_bytes "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$bytes_scale; d['mib']=$((bytes_scale * per_scale / 1048576)); d['lookup_mib']=$((lookup_bytes / 1048576)); print(json.dumps(d))" "$(report pgbench "$work/pgbench-bytes.txt")")"
 }
 
 # --- one size
@@ -197,6 +228,7 @@ measure() {
     pgbench -S -c 64 -j 2 -T 3 "$server/$pgdb" >/dev/null 2>&1
     pgbench -S -c 64 -j 2 -T "$DURATION" "$server/$pgdb" > "$work/pgbench.txt" 2>/dev/null
     report add "$results" "$n" pgbench_select "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$scale; print(json.dumps(d))" "$(report pgbench "$work/pgbench.txt")")"
+    if [ "${BENCH_BYTES_ANCHOR:-0}" = 1 ] && [ "$n" -ge 1000000 ]; then bytes_anchor "$n" "$url" "$scale" "$pgdb"; fi
   fi
 
   if wants list; then
