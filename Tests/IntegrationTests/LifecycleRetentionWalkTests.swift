@@ -1,9 +1,12 @@
-import Afterimage
 import AfterimageTestSupport
 import Foundation
+import Logging
 import PQ
+import S3
 import TestSupport
 import Testing
+
+@testable import Afterimage
 
 /// Issue 19, raw-body retention on a big, busy table: the walk reads neither young deliveries nor pruned
 /// ones, goes back over held-back bodies only, and the kept-bytes tally matches a full sum without taking
@@ -121,5 +124,42 @@ struct LifecycleRetentionWalkTests {
         let missed: Int64 = (1...20).reduce(0) { $0 + Int64(700 + $1 % 7) }
         #expect(try tally.total(on: connection) == keptBytes() - missed)
         #expect(try connection.query("SELECT count(*) FROM body_bytes_pruned").first?.decode(0, as: Int.self) == 0)
+    }
+
+    @Test("a pass prunes at most retention.interval × maxBodiesPerSecond bodies, so a small interval does not prune faster")
+    func passBudgetFollowsTheInterval() throws {
+        try seed("backlog", count: 700, age: 8 * 86400, size: 1300)
+        let pool = Pool(url: url, size: 1)
+        defer { pool.close() }
+        // The deleter is not used by body pruning; its store is never contacted.
+        let storage = S3Client(
+            endpoint: try S3Endpoint(endpoint: "http://127.0.0.1:9", region: "us-east-1", bucket: "unused"),
+            credentials: S3Credentials(accessKeyID: "unused", secretAccessKey: "unused"))
+        let deleter = PredictionDeleter(
+            storage: storage, layout: StorageLayout(prefix: ""), spool: nil, leaseSeconds: 60, logger: Logger(label: "test"))
+        func service(interval: TimeInterval, perSecond: Int) -> RetentionService {
+            var configuration = RetentionService.Configuration()
+            configuration.interval = interval
+            configuration.maxBodiesPerSecond = perSecond
+            return RetentionService(pool: pool, deleter: deleter, configuration: configuration, logger: Logger(label: "test"))
+        }
+        let heartbeat = Heartbeat(name: "test", tolerance: .seconds(60))
+        func prunedSoFar() throws -> Int {
+            try connection.query("SELECT count(*) FROM deliveries WHERE body_pruned_at IS NOT NULL").first?.decode(0, as: Int.self) ?? -1
+        }
+        // 1 s at 150 a second: one pass prunes 150 (a full batch of 200 cut to what the budget leaves).
+        let everySecond = service(interval: 1, perSecond: 150)
+        #expect(everySecond.bodiesPerPass == 150)
+        #expect(try everySecond.pruneBodies(heartbeat) == 150)
+        #expect(try prunedSoFar() == 150)
+        #expect(try everySecond.pruneBodies(heartbeat) == 150)
+        #expect(try prunedSoFar() == 300)
+        // 3 s at the same rate: 450 a pass, in three batches (200, 200, 50); the walk goes on where it stopped.
+        let everyThree = service(interval: 3, perSecond: 150)
+        #expect(try everyThree.pruneBodies(heartbeat) == 400)
+        #expect(try prunedSoFar() == 700)
+        #expect(try everyThree.pruneBodies(heartbeat) == 0)
+        // The defaults: 200 a second, so 12,000 at the default interval of 60 s.
+        #expect(service(interval: 60, perSecond: RetentionService.Configuration().maxBodiesPerSecond).bodiesPerPass == 12_000)
     }
 }

@@ -26,6 +26,15 @@ public final class RetentionService: DaemonComponent {
         public var objectsSeconds = 0
         /// Most batches of bodies, and predictions deleted for object retention, per pass.
         public var maxBatchesPerPass = 50
+        /// Most bodies pruned per second of `interval`: a pass prunes at most `interval` times this many.
+        /// Why: pruning is PostgreSQL work (each body rewritten, its row's index entries and the tally's
+        /// trigger) that intake would otherwise use. At 60 s a pass may prune 12,000 bodies (a burst of one
+        /// to three seconds a minute, which the retention benchmark shows intake does not feel); without a
+        /// rate, `retention.interval = 1` pruned a backlog at 3,000–12,000 bodies a second and intake fell to
+        /// 0.6 of its speed. 200 a second is still 17 million a day, far more than any deployment receives,
+        /// so a backlog drains (after an upgrade, or a lowered `retention.delivery_bodies`) and steady state
+        /// keeps up whatever the interval.
+        public var maxBodiesPerSecond = 200
         public var maxObjectDeletesPerPass = 100
         /// How often the tally of kept bodies' bytes is brought up to date.
         public var measureInterval: TimeInterval = 600
@@ -130,14 +139,25 @@ public final class RetentionService: DaemonComponent {
         }
     }
 
-    func pruneBodies(_ heartbeat: Heartbeat) throws {
+    /// Bodies one pass may prune: `maxBodiesPerSecond` for each second of `interval`, at least one.
+    var bodiesPerPass: Int {
+        max(1, Int((Double(configuration.maxBodiesPerSecond) * configuration.interval).rounded(.down)))
+    }
+
+    /// Returns how many bodies were pruned.
+    @discardableResult
+    func pruneBodies(_ heartbeat: Heartbeat) throws -> Int {
         var retention = BodyRetention(keepSeconds: configuration.deliveryBodiesSeconds)
         // Bodies passed over (assets not settled yet) are looked at again every ten passes.
         retention.rescanInterval = 10 * configuration.interval
+        let fullBatch = retention.batchRows
+        let budget = bodiesPerPass
         var pruned = 0
         var bytes: Int64 = 0
-        for _ in 0..<configuration.maxBatchesPerPass where !stopSignal.isStopped {
+        for _ in 0..<configuration.maxBatchesPerPass where !stopSignal.isStopped && pruned < budget {
             heartbeat.beat()
+            // The last batch of a pass is cut to what is left of the budget (a batch prunes at most what it reads).
+            retention.batchRows = min(fullBatch, budget - pruned)
             let batch = try pool.withConnection { try retention.runBatch(on: $0) }
             pruned += batch.pruned
             bytes += batch.bytes
@@ -147,5 +167,6 @@ public final class RetentionService: DaemonComponent {
         if pruned > 0 {
             logger.info("retention: raw delivery bodies replaced by their SHA-256", metadata: ["bodies": "\(pruned)", "bytes": "\(bytes)"])
         }
+        return pruned
     }
 }
