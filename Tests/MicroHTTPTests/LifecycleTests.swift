@@ -8,6 +8,16 @@ import Testing
 
 @Suite("Server lifecycle")
 struct LifecycleTests {
+    /// Waits until the server has closed its listening socket: connecting is refused.
+    private func waitUntilRefused(_ port: Int) throws {
+        try waitUntil(timeout: .seconds(5), "new connections to be refused") {
+            do {
+                _ = try RawConnection(port: port)
+                return false
+            } catch is SystemCallError { return true }
+        }
+    }
+
     private func healthRouter() -> Router {
         var router = Router()
         router.add("GET", "/healthz") { _ in .json(["status": "ok"]) }
@@ -54,12 +64,7 @@ struct LifecycleTests {
         #expect(server.inFlightRequests == 1)
 
         let stopping = Background { server.stop(drainTimeout: .seconds(20)) }
-        try waitUntil(timeout: .seconds(5), "new connections to be refused") {
-            do {
-                _ = try RawConnection(port: port)
-                return false
-            } catch is SystemCallError { return true }
-        }
+        try waitUntilRefused(port)
         #expect(!stopping.isFinished)  // still draining the slow request
         #expect(!slow.isFinished)
 
@@ -83,12 +88,7 @@ struct LifecycleTests {
         try waitUntil(timeout: .seconds(5), "the connection to be accepted") { server.openConnections == 1 }
 
         let stopping = Background { server.stop(drainTimeout: .seconds(20)) }
-        try waitUntil(timeout: .seconds(5), "new connections to be refused") {
-            do {
-                _ = try RawConnection(port: port)
-                return false
-            } catch is SystemCallError { return true }
-        }
+        try waitUntilRefused(port)
         #expect(!stopping.isFinished, "stop returned while an accepted connection still owed an answer")
         try early.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         let response = try early.readResponse()
