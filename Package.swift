@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "AfterimageTests",
             dependencies: [
-                "Afterimage", "MicroHTTP", "S3", "Primitives", "TestSupport", "AfterimageTestSupport",
+                "Afterimage", "MicroHTTP", "PQ", "S3", "Primitives", "TestSupport", "AfterimageTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

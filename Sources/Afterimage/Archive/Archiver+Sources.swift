@@ -4,12 +4,12 @@ import Logging
 
 /// The archiver's one switch on where bytes come from, taken when the spool holds no complete copy.
 extension Archiver {
-    func fetch(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool, logger log: Logger) throws -> Spooled {
+    func fetch(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool, logger log: Logger) throws -> Staged {
         switch job.sourceKind {
         case .url:
             return try download(job, session: session, shouldAbort: shouldAbort)
         case .inline:
-            return try redecodeInline(job, logger: log)
+            return .spooled(try redecodeInline(job, logger: log))
         case .stabilityResult:
             guard let source = providers[job.provider]?.resultSource else {
                 throw ArchiveError(.transport, "\(job.provider) has no result source configured")
@@ -27,7 +27,7 @@ extension Archiver {
                 throw ArchiveError(.leaseLost, "the lease was lost while fetching")
             }
             if fetched.finishReason == "CONTENT_FILTERED" { log.notice("the provider filtered this result; keeping it, flagged") }
-            return fetched.spooled
+            return .spooled(fetched.spooled)
         }
     }
 

@@ -58,48 +58,51 @@ public struct Archiver: Sendable {
         var spooledPath: String?
         var uploadedKey: String?
         do {
-            let spooled: Spooled
+            let staged: Staged
             // The recorded path is normalised and must lie in the spool (`resolve`) before it is read.
             if let path = job.spoolPath.flatMap(spool.resolve), let sha = job.spoolSHA256, let size = job.spoolSize,
                 spool.isIntact(path: path, size: size, sha256: sha)
             {
-                spooled = Spooled(path: path, sha256: sha, size: size, contentType: job.contentType)
+                staged = .spooled(Spooled(path: path, sha256: sha, size: size, contentType: job.contentType))
                 log.info("uploading from spool left by an earlier try")
             } else {
-                spooled = try fetch(job, session: session, shouldAbort: shouldAbort, logger: log)
-                // The new file stays claimed (no sweep takes it) until the in_flight row refers to it.
-                let recorded: Bool
-                do {
-                    recorded = try pool.withConnection { try queue.recordSpool(job, spooled, on: $0) }
-                } catch {
-                    spool.release(spooled.path)
-                    throw error
+                staged = try fetch(job, session: session, shouldAbort: shouldAbort, logger: log)
+                if case .spooled(let spooled) = staged {
+                    spooledPath = spooled.path
+                    try recordNewSpool(job, spooled)
                 }
-                spool.release(spooled.path)
-                spooledPath = spooled.path
-                guard recorded else { throw ArchiveError(.leaseLost, "the lease was lost while downloading") }
             }
-            spooledPath = spooled.path
-            if shouldAbort() { throw ArchiveError(.aborted, "stopping") }
+            if case .spooled(let spooled) = staged { spooledPath = spooled.path }
+            if shouldAbort() {
+                if case .held(let held) = staged { spooledPath = spill(held, job, logger: log) }
+                throw ArchiveError(.aborted, "stopping")
+            }
             let key = layout.key(
                 provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
-                contentType: spooled.contentType, sourceURL: job.sourceURL)
+                contentType: staged.contentType, sourceURL: job.sourceURL)
             let uploadStarted = ContinuousClock.now
             uploadedKey = key
-            let etag = try upload(
-                key: key, path: spooled.path, size: spooled.size, sha256: spooled.sha256, md5: spooled.md5,
-                contentType: spooled.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
-            AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: spooled.size, since: uploadStarted)
-            let stored = ArchiveQueue.Stored(key: key, size: spooled.size, sha256: spooled.sha256, contentType: spooled.contentType, etag: etag)
+            let etag: String?
+            do {
+                etag = try upload(
+                    key: key, body: staged.body, size: staged.size, sha256: staged.sha256, md5: staged.md5,
+                    contentType: staged.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
+            } catch {
+                // Held bytes go to the spool now, so the next try uploads them without downloading again.
+                if case .held(let held) = staged { spooledPath = spill(held, job, logger: log) }
+                throw error
+            }
+            AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: staged.size, since: uploadStarted)
+            let stored = ArchiveQueue.Stored(key: key, size: staged.size, sha256: staged.sha256, contentType: staged.contentType, etag: etag)
             guard let timing = try pool.withConnection({ try queue.markStored(job, stored, on: $0) }) else {
-                if removeIfDeleted(job, key: key, spoolPath: spooled.path, logger: log) { return }
+                if removeIfDeleted(job, key: key, spoolPath: spooledPath, logger: log) { return }
                 // Another owner has the job now; it will store the same bytes under the same key.
                 log.warning("stored, but the lease was lost before recording; the new owner records it")
                 return
             }
-            spool.remove(spooled.path)
+            if let spooledPath { spool.remove(spooledPath) }
             AfterimageMetrics.stored(provider: job.provider, timing)
-            log.info("stored", metadata: ["key": "\(key)", "bytes": "\(spooled.size)", "sha256": "\(spooled.sha256)"])
+            log.info("stored", metadata: ["key": "\(key)", "bytes": "\(staged.size)", "sha256": "\(staged.sha256)"])
         } catch let error as ArchiveError {
             if error.code == .leaseLost || error.code == .aborted,
                 removeIfDeleted(job, key: uploadedKey, spoolPath: spooledPath, logger: log)
@@ -109,6 +112,52 @@ public struct Archiver: Sendable {
             settle(job, error: error, logger: log)
         } catch {
             settle(job, error: ArchiveError(.transport, "\(error)"), logger: log)
+        }
+    }
+
+    /// Records a spool file this try has just written, so a failed upload does not mean a second download.
+    /// The file stays claimed (no sweep takes it) until the row refers to it. Throws `.leaseLost` when the
+    /// job is no longer this worker's.
+    func recordNewSpool(_ job: ArchiveJob, _ spooled: Spooled) throws {
+        let recorded: Bool
+        do {
+            recorded = try pool.withConnection { try queue.recordSpool(job, spooled, on: $0) }
+        } catch {
+            spool.release(spooled.path)
+            throw error
+        }
+        spool.release(spooled.path)
+        guard recorded else { throw ArchiveError(.leaseLost, "the lease was lost while downloading") }
+    }
+
+    /// Writes a held download whose upload did not finish to the spool and records it, as a download that
+    /// had been spooled from the start would be: the next try uploads it without downloading again, even
+    /// when the provider has deleted the source by then. Returns the spool path, or nil when nothing was
+    /// recorded (the disk refused it, or the job is no longer this worker's: its file is removed then);
+    /// the next try downloads again, within the deadline `heldDownloadMargin` left room for.
+    func spill(_ held: HeldDownload, _ job: ArchiveJob, logger log: Logger) -> String? {
+        let spooled: Spooled
+        do {
+            let writer = try spool.writer(assetID: job.assetID, claim: job.claimToken)
+            do {
+                try held.bytes.withUnsafeBytes { try writer.write($0) }
+                spooled = Spooled(
+                    path: try writer.finish(durable: false).path, sha256: held.sha256, size: held.size,
+                    contentType: held.contentType)
+            } catch {
+                writer.discard()
+                throw error
+            }
+        } catch {
+            log.error("could not keep the downloaded bytes in the spool; the next try downloads again", metadata: ["error": "\(error)"])
+            return nil
+        }
+        do {
+            try recordNewSpool(job, spooled)
+            return spooled.path
+        } catch {
+            spool.remove(spooled.path)
+            return nil
         }
     }
 
@@ -167,7 +216,8 @@ public struct Archiver: Sendable {
         }
     }
 
-    func download(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool) throws -> Spooled {
+    /// Downloads into a `DownloadSink`: memory up to `heldDownloadLimit(for:)`, the spool beyond.
+    func download(_ job: ArchiveJob, session: CurlSession, shouldAbort: @escaping @Sendable () -> Bool) throws -> Staged {
         let policy = policy()
         let started = ContinuousClock.now
         if let refusal = policy.refusal(for: job.sourceURL) { throw ArchiveError(.disallowedURL, refusal) }
@@ -176,25 +226,48 @@ public struct Archiver: Sendable {
         if let credential = sourceCredential(job.provider) {
             options.destinationHeaders = { host in credential.headers(for: host) }
         }
-        let writer = try spool.writer(assetID: job.assetID, claim: job.claimToken)
+        let sink = DownloadSink(memoryLimit: heldDownloadLimit(for: job)) { [spool] in
+            try spool.writer(assetID: job.assetID, claim: job.claimToken)
+        }
         let response: CurlResponse
         do {
             response = try session.perform(CurlRequest(url: job.sourceURL, headers: [("Accept", "*/*")]), options: options) { bytes in
-                try writer.write(bytes)
+                try sink.write(bytes)
             }
         } catch {
-            writer.discard()
+            sink.discard()
             throw Self.mapCurl(error, maxBytes: policy.maxBytes)
         }
         guard (200..<300).contains(response.status) else {
-            writer.discard()
+            sink.discard()
             throw ArchiveError(.sourceStatus, "the source answered \(response.status)", status: response.status)
         }
-        let (path, sha) = try writer.finish(durable: false)
-        AfterimageMetrics.transfer(.download, provider: job.provider, bytes: writer.size, since: started)
-        let md5 = spool.md5(ofFile: path, size: writer.size, limit: Self.contentMD5Limit)
-        return Spooled(path: path, sha256: sha, size: writer.size, contentType: response.headers["content-type"], md5: md5)
+        let contentType = response.headers["content-type"]
+        let result = try sink.finish(contentType: contentType)
+        AfterimageMetrics.transfer(.download, provider: job.provider, bytes: sink.size, since: started)
+        switch result {
+        case .held(let held):
+            return .held(held)
+        case .spooled(let path, let sha256, let size):
+            let md5 = spool.md5(ofFile: path, size: size, limit: Self.contentMD5Limit)
+            return .spooled(Spooled(path: path, sha256: sha256, size: size, contentType: contentType, md5: md5))
+        }
     }
+
+    /// How many bytes of `job`'s download may be held in memory: up to `contentMD5Limit` (never more than a
+    /// single PUT takes), and only when its deadline is at least `heldDownloadMargin` away. Held bytes die
+    /// with the process: after a crash the job comes back within one lease and is downloaded again, so the
+    /// source must outlive that by a wide margin; a download nearer its deadline is spooled and recorded
+    /// before its upload, as every download used to be.
+    func heldDownloadLimit(for job: ArchiveJob, now: Date = Date()) -> Int {
+        let limit = Int(min(Self.contentMD5Limit, multipartThreshold))
+        guard let deadline = job.deadline else { return limit }
+        return deadline.timeIntervalSince(now) >= heldDownloadMargin ? limit : 0
+    }
+
+    /// Time a download must still have before its deadline to be held in memory: ten minutes, or four
+    /// leases when those are longer.
+    var heldDownloadMargin: TimeInterval { max(600, 4 * TimeInterval(queue.leaseSeconds)) }
 
     static func mapCurl(_ error: CurlError, maxBytes: Int64) -> ArchiveError {
         switch error.code {
@@ -208,11 +281,12 @@ public struct Archiver: Sendable {
         }
     }
 
-    /// Single PUT up to the threshold, multipart above it; then HEAD to check the stored size. Both kinds
+    /// Single PUT up to the threshold, multipart above it (`body` is then a spool file); then HEAD to check
+    /// the stored size. Both kinds
     /// poll `shouldAbort` while the bytes go up and end with `.aborted` when it says stop (a multipart
     /// upload is aborted at the store as well).
     ///
-    /// A single PUT with the body's MD5 (`md5`, taken while it was spooled) sends it as `Content-MD5`, which
+    /// A single PUT with the body's MD5 (`md5`, taken once it was downloaded) sends it as `Content-MD5`, which
     /// the store checks; when the answer's ETag is that same MD5, the store has confirmed the very bytes
     /// and the HEAD is skipped: a round trip less per object, which is most of the per-file cost of small
     /// outputs. Any other ETag (a store that encrypts with KMS, say) gets the HEAD as before.
@@ -221,7 +295,7 @@ public struct Archiver: Sendable {
     /// no instructions of its own, unlike SHA-256: about 3 ms for 2 MB here, 14 % of the daemon's CPU in
     /// the 2 MB benchmark), a HEAD the same whatever the size; above 1 MiB the HEAD costs less.
     func upload(
-        key: String, path: String, size: Int64, sha256: String, md5: [UInt8]? = nil, contentType: String?,
+        key: String, body: RequestBody, size: Int64, sha256: String, md5: [UInt8]? = nil, contentType: String?,
         sourceURL: String, shouldAbort: (@Sendable () -> Bool)? = nil
     ) throws -> String? {
         let metadata = ["sha256": sha256, "source-url": Self.metadataSourceURL(sourceURL)]
@@ -229,11 +303,15 @@ public struct Archiver: Sendable {
         do {
             if size <= multipartThreshold {
                 let answered = try storage.putObject(
-                    key: key, body: .file(path: path, offset: 0, length: size), contentType: contentType,
+                    key: key, body: body, contentType: contentType,
                     metadata: metadata, payloadSHA256Hex: sha256, contentMD5: md5, shouldAbort: shouldAbort)
                 if let md5, Self.etag(answered, isMD5: md5) { return answered }
                 etag = answered
             } else {
+                // Only a spool file is ever larger than the threshold (held downloads stay under it).
+                guard case .file(let path, _, _) = body else {
+                    throw ArchiveError(.storage, "a body of \(size) bytes held in memory cannot be uploaded in parts")
+                }
                 etag = try MultipartUpload(
                     storage: storage, key: key, path: path, size: size, partSize: partSize,
                     partsInFlight: partsInFlight, expectedSHA256: sha256, shouldAbort: shouldAbort

@@ -1,3 +1,5 @@
+import Curl
+
 /// Bytes waiting in the spool to be uploaded: where they are, what they are (SHA-256 and size, taken
 /// while they were written) and as what they will be stored (content type, when known).
 ///
@@ -20,5 +22,47 @@ public struct Spooled: Sendable, Equatable {
         self.size = size
         self.contentType = contentType
         self.md5 = md5
+    }
+}
+
+/// Bytes ready for the upload: a spool file, or a small download held in memory (`DownloadSink`).
+enum Staged {
+    case spooled(Spooled)
+    case held(HeldDownload)
+
+    var size: Int64 {
+        switch self {
+        case .spooled(let spooled): spooled.size
+        case .held(let held): held.size
+        }
+    }
+
+    var sha256: String {
+        switch self {
+        case .spooled(let spooled): spooled.sha256
+        case .held(let held): held.sha256
+        }
+    }
+
+    var md5: [UInt8]? {
+        switch self {
+        case .spooled(let spooled): spooled.md5
+        case .held(let held): held.md5
+        }
+    }
+
+    var contentType: String? {
+        switch self {
+        case .spooled(let spooled): spooled.contentType
+        case .held(let held): held.contentType
+        }
+    }
+
+    /// The upload's body: the spool file, or the bytes themselves.
+    var body: RequestBody {
+        switch self {
+        case .spooled(let spooled): .file(path: spooled.path, offset: 0, length: spooled.size)
+        case .held(let held): .bytes(held.bytes)
+        }
     }
 }
