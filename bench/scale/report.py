@@ -108,11 +108,32 @@ def table(results_path):
                          + (f", {g(size, 'intake', 'errors')} non-2xx" if g(size, 'intake', 'errors') else ""),
                          f"intake at {human(sizes[0])}: {fmt(g(sizes[0], 'intake', 'rps'))} acks/s",
                          ratio(g(size, "intake", "rps"), g(sizes[0], "intake", "rps")), "—"))
+            if "intake_pg" in r and g(size, "intake", "requests"):
+                p, acks = r["intake_pg"], g(size, "intake", "requests")
+                rows.append((n, "intake: PostgreSQL per ack",
+                             f"{p['wal_bytes'] / acks:,.0f} WAL bytes ({p['wal_fpi'] / acks:.2f} full-page images), "
+                             f"{p['blks_read'] / acks:.2f} blocks read, {p['blks_hit'] / acks:.1f} hit; {p['checkpoints']:.0f} checkpoints in the run",
+                             f"at {human(sizes[0])}: {g(sizes[0], 'intake_pg', 'wal_bytes') / g(sizes[0], 'intake', 'requests'):,.0f} WAL bytes, "
+                             f"{g(sizes[0], 'intake_pg', 'blks_read') / g(sizes[0], 'intake', 'requests'):.2f} blocks read per ack"
+                             if g(sizes[0], "intake_pg", "wal_bytes") is not None and g(sizes[0], "intake", "requests") else "—",
+                             "—", "—"))
         if "claim" in r:
             rows.append((n, f"claim, 100k pending, {r['claim'].get('clients', 8)} workers",
                          f"p50 {fmt(g(size, 'claim', 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, 'claim', 'p99_ms'), '.2f')} ms ({fmt(g(size, 'claim', 'count'))} claims)",
                          f"at {human(sizes[0])}: p99 {fmt(g(sizes[0], 'claim', 'p99_ms'), '.2f')} ms",
                          ratio(g(size, "claim", "p99_ms"), g(sizes[0], "claim", "p99_ms")), "—"))
+            if "claim_anchor_saturated" in r:
+                a = r["claim_anchor_saturated"]
+                rows[-1] = rows[-1][:3] + (f"pgbench -S, 8 clients, scale {a.get('scale')}: p50 {fmt(a.get('p50_ms'), '.2f')} ms, p99 {fmt(a.get('p99_ms'), '.2f')} ms",
+                                           f"p99 {ratio(g(size, 'claim', 'p99_ms'), a.get('p99_ms'))}", rows[-1][5])
+        if "claim_rate" in r:
+            c = r["claim_rate"]
+            a = r.get("claim_anchor_rate", {})
+            rows.append((n, f"claim, 100k pending, {c.get('clients', 8)} workers at {c.get('rate')}/s",
+                         f"p50 {fmt(c.get('p50_ms'), '.2f')} ms, p99 {fmt(c.get('p99_ms'), '.2f')} ms ({fmt(c.get('count'))} claims)",
+                         f"pgbench -S, 8 clients at {c.get('rate')}/s: p50 {fmt(a.get('p50_ms'), '.2f')} ms, p99 {fmt(a.get('p99_ms'), '.2f')} ms",
+                         f"p99 {ratio(c.get('p99_ms'), a.get('p99_ms'))}",
+                         ratio(c.get("p99_ms"), g(sizes[0], "claim_rate", "p99_ms")) if size != sizes[0] else "1.00"))
         for key, label in (("list", "assets list page (100), deep"), ("list_failed", "assets list page, state=failed, deep")):
             if key in r:
                 rows.append((n, label, f"p50 {fmt(g(size, key, 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, key, 'p99_ms'), '.2f')} ms ({fmt(g(size, key, 'rps'))}/s at 4 connections)",

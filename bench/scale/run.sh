@@ -15,7 +15,8 @@
 #     positions across the whole table, unfiltered and with state=failed (1 % of the rows), 4 connections;
 #   - worker claim latency p50/p99: the workers' claim statement (ArchiveQueue.claim, the same SQL: one
 #     autocommit statement that turns off the WAL flush wait for itself) from 8 pgbench clients
-#     (= workers.count) while 100,000 assets are pending; the claimed rows are put back after;
+#     (= workers.count) while 100,000 assets are pending, saturated and at BENCH_CLAIM_RATE claims/s;
+#     anchor: pgbench -S with the same 8 clients, saturated and at that rate; the claimed rows are put back;
 #   - intake acks/s and p99 (wrk, 64 connections, distinct signed webhooks; their rows are removed after);
 #   - the database's size.
 # Ratios: each figure against its anchor, and against the same figure at the smallest size of the run.
@@ -34,6 +35,7 @@
 #                          on this machine; wrk resends the list, as duplicates, if it runs out; non-2xx
 #                          answers are counted in the table)
 #   BENCH_SECONDS_SMALL=10 seconds per claim and list measurement
+#   BENCH_CLAIM_RATE=400   claims per second (over 8 clients) for the claim measurement at the workers' rate
 #   BENCH_POOL=8           database.pool_size (the default)
 #   BENCH_CACHE_BYTES      api.lookup_cache_bytes (default: the daemon's default)
 #   BENCH_ONLY="lookup list claim intake"   which measurements
@@ -57,6 +59,7 @@ SIZES=${BENCH_SIZES:-10000 1000000 10000000}
 DURATION=${BENCH_DURATION:-15}
 INTAKE_SECONDS=${BENCH_INTAKE_SECONDS:-60}
 SMALL=${BENCH_SECONDS_SMALL:-10}
+CLAIM_RATE=${BENCH_CLAIM_RATE:-400}
 POOL=${BENCH_POOL:-8}
 ONLY=${BENCH_ONLY:-lookup list claim intake}
 SETTINGS=${BENCH_PG_SETTINGS:-recommended}
@@ -264,6 +267,24 @@ SQL
     (cd "$work" && pgbench -n -M prepared -c 8 -j 2 -T "$SMALL" -f claim.sql -l --log-prefix="$work/claimlog" "$url" > "$work/claim.txt" 2>&1) \
       || { cat "$work/claim.txt" >&2; exit 1; }
     report add "$results" "$n" claim "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(clients=8, pending=$pending); print(json.dumps(d))" "$(report pglog "$work/claimlog")")"
+    # The same statement at a rate the workers could ask for it (BENCH_CLAIM_RATE claims/s over the 8 clients,
+    # default 400: twice what the 1,000 × 200 KB archive benchmark stores per second on an idle day), so the
+    # figure is what one claim costs rather than how a saturated 2-core machine queues eight clients.
+    # pgbench -R logs each claim's latency from its scheduled start, schedule lag included.
+    say "$n: claims at ${CLAIM_RATE}/s, 8 clients, ${SMALL} s"
+    rm -f "$work"/claimratelog.*
+    (cd "$work" && pgbench -n -M prepared -c 8 -j 2 -T "$SMALL" -R "$CLAIM_RATE" -f claim.sql -l --log-prefix="$work/claimratelog" "$url" > "$work/claim-rate.txt" 2>&1) \
+      || { cat "$work/claim-rate.txt" >&2; exit 1; }
+    report add "$results" "$n" claim_rate "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(clients=8, rate=$CLAIM_RATE); print(json.dumps(d))" "$(report pglog "$work/claimratelog")")"
+    # Anchor for both: pgbench's own select-only transaction with the same 8 clients, saturated and at the
+    # same rate, on its table of this size: the latency this machine gives the cheapest statement there is.
+    for mode in saturated rate; do
+      local rate_flag=(); [ "$mode" = rate ] && rate_flag=(-R "$CLAIM_RATE")
+      rm -f "$work"/selectlog.*
+      (cd "$work" && pgbench -n -M prepared -S -c 8 -j 2 -T "$SMALL" "${rate_flag[@]}" -l --log-prefix="$work/selectlog" "$server/$pgdb" > "$work/select-8.txt" 2>&1) \
+        || { cat "$work/select-8.txt" >&2; exit 1; }
+      report add "$results" "$n" "claim_anchor_$mode" "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(clients=8, scale=$scale); print(json.dumps(d))" "$(report pglog "$work/selectlog")")"
+    done
     psql "$url" -qc "UPDATE assets SET state = 'pending', claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
                      attempts = attempts - 1 WHERE claimed_by = 'bench-scale' AND state = 'in_flight'"
   fi
@@ -276,9 +297,21 @@ SQL
     say "$n: intake, writing $requests signed webhooks"
     python3 bench/intake/make_requests.py "$SECRET" "$requests" "$work/requests.tsv"
     local since; since=$(psql "$url" -tAc "SELECT now()")
+    # What PostgreSQL did for the acks (the profile of intake's cost per size): WAL records, full-page
+    # images and bytes (pg_stat_wal), blocks read from outside shared_buffers and found in it
+    # (pg_stat_database), checkpoints, all as deltas over the run.
+    local pgstats="SELECT json_build_object('wal_records', w.wal_records, 'wal_fpi', w.wal_fpi, 'wal_bytes', w.wal_bytes,
+        'blks_read', d.blks_read, 'blks_hit', d.blks_hit, 'checkpoints', b.checkpoints_timed + b.checkpoints_req)
+      FROM pg_stat_wal w, pg_stat_database d, pg_stat_bgwriter b WHERE d.datname = current_database()"
+    local before; before=$(psql "$url" -tAc "$pgstats")
     say "$n: intake, 64 connections, ${INTAKE_SECONDS} s"
     wrk -t2 -c64 -d"${INTAKE_SECONDS}s" --latency -s bench/intake/webhooks.lua "$base" -- "$work/requests.tsv" 2 > "$work/wrk-intake.txt"
+    local after; after=$(psql "$url" -tAc "$pgstats")
     report add "$results" "$n" intake "$(report wrk "$work/wrk-intake.txt")"
+    report add "$results" "$n" intake_pg "$(python3 -c "
+import json, sys
+b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(json.dumps({k: float(a[k]) - float(b[k]) for k in a}))" "$before" "$after")"
     rm -f "$work/requests.tsv"
     # The webhooks' rows go (bench ids start with "bench"; seeded ones with digits), so the size stays N.
     # session_replication_role skips the foreign-key check of assets.delivery_id for each deleted delivery
