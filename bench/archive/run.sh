@@ -14,10 +14,10 @@
 # pg_stat_statements per shape in DIR (statements and calls per file), AFTERIMAGE_BIN another build.
 #
 # Not the same work on both sides, on purpose (the product's job against the nearest tool's): afterimage
-# also receives and records each webhook, hashes every byte with SHA-256 while it spools it to disk (a file
-# up to 1 MiB with MD5 too), signs each PUT with that SHA-256, sends the MD5 as Content-MD5 (the store
-# checks it; larger files are checked with a HEAD) and records the
-# outcome in PostgreSQL (claim, spool record, stored row). rclone does none of that: it lists the
+# also receives and records each webhook, hashes every byte with SHA-256 (a file up to 1 MiB with MD5 too),
+# holds a file of up to 1 MiB in memory and spools a larger one to disk, signs each PUT with that SHA-256,
+# sends the MD5 as Content-MD5 (the store checks it; larger files are checked with a HEAD) and records the
+# outcome in PostgreSQL (claim, spool record for a spooled file, stored row). rclone does none of that: it lists the
 # directory, HEADs each source file, streams its GET into a PUT signed UNSIGNED-PAYLOAD (no Content-MD5 from
 # an http source), HEADs the stored object and keeps no record.
 set -euo pipefail

@@ -85,20 +85,34 @@ def table(results_path):
         r = results[size]
         n = human(size)
         pg = g(size, "pgbench_select", "tps")
-        scale = r.get("pgbench_select", {}).get("scale")
+        scale = r.get("pgbench_select", {}).get("scale") or r.get("claim_anchor_saturated", {}).get("scale")
         for key, label in (("lookup_uniform", "lookups, uniform ids"), ("lookup_hot", "lookups, hot 1 %")):
             if key in r:
                 rows.append((n, label, f"{fmt(g(size, key, 'rps'))}/s, p50 {fmt(g(size, key, 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, key, 'p99_ms'), '.2f')} ms"
                              + (f", {g(size, key, 'errors')} errors" if g(size, key, 'errors') else ""),
-                             f"pgbench -S scale {scale}: {fmt(pg)} tps", ratio(g(size, key, "rps"), pg),
+                             f"pgbench -S scale {scale}: {fmt(pg)} tps" + (f", p99 {fmt(g(size, 'pgbench_select', 'p99_ms'), '.2f')} ms" if g(size, 'pgbench_select', 'p99_ms') is not None else ""),
+                             ratio(g(size, key, "rps"), pg),
                              ratio(g(size, key, "rps"), g(sizes[0], key, "rps")) if size != sizes[0] else "1.00"))
         if "pgbench_select_bytes" in r:
             b = r["pgbench_select_bytes"]
             for key, label in (("lookup_uniform", "lookups, uniform ids"), ("lookup_hot", "lookups, hot 1 %")):
                 if key in r:
                     rows.append((n, label + " (anchor by bytes)", f"{fmt(g(size, key, 'rps'))}/s, p99 {fmt(g(size, key, 'p99_ms'), '.2f')} ms",
-                                 f"pgbench -S scale {b['scale']} ({b['mib']:,} MiB; lookup tables {b['lookup_mib']:,} MiB): {fmt(b.get('tps'))} tps, mean latency {fmt(b.get('latency_ms'), '.2f')} ms",
+                                 f"pgbench -S scale {b['scale']} ({b['mib']:,} MiB; lookup tables {b['lookup_mib']:,} MiB): {fmt(b.get('tps'))} tps, mean latency {fmt(b.get('latency_ms'), '.2f')} ms"
+                                 + (f", p99 {fmt(b.get('p99_ms'), '.2f')} ms" if b.get('p99_ms') is not None else ""),
                                  ratio(g(size, key, "rps"), b.get("tps")), "—"))
+        # Disk reads per request (/proc/diskstats, reads completed during each measured run).
+        reads = []
+        for key, label in (("lookup_uniform", "uniform lookup"), ("lookup_hot", "hot lookup")):
+            if g(size, key, "disk_reads") is not None and g(size, key, "requests"):
+                reads.append(f"{label} {g(size, key, 'disk_reads') / g(size, key, 'requests'):.2f}")
+        anchors = []
+        for key, label in (("pgbench_select", "row-matched"), ("pgbench_select_bytes", "byte-matched")):
+            a = r.get(key, {})
+            if a.get("disk_reads") is not None and a.get("tps"):
+                anchors.append(f"pgbench -S {label} (scale {a.get('scale')}) {a['disk_reads'] / (a['tps'] * a['seconds']):.2f}")
+        if reads:
+            rows.append((n, "disk reads per request", ", ".join(reads), ", ".join(anchors) or "—", "—", "—"))
         if "lookup_uniform" in r and r.get("lookup_rss"):
             rss = r["lookup_rss"]
             rows.append((n, "daemon RSS during lookups", f"peak {rss['peak_mib']} MiB (cache {rss.get('cache_mib', '?')} MiB bound)",

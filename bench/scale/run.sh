@@ -30,7 +30,8 @@
 #   BENCH_PG_SETTINGS=recommended|default   recommended (default): the README's PostgreSQL settings
 #                          (scripts/pg-tune.sh); default: initdb's
 #   BENCH_DURATION=15      seconds per lookup and pgbench -S measurement
-#   BENCH_INTAKE_SECONDS=60  seconds of intake per size
+#   BENCH_INTAKE_SECONDS=60  seconds of intake per size (each begins right after a CHECKPOINT)
+#   BENCH_INTAKE_PREWARM=1   read intake's random-key indexes into shared_buffers first (steady state)
 #   BENCH_INTAKE_RATE=8000 distinct webhooks written per second of intake (more than the daemon acknowledges
 #                          on this machine; wrk resends the list, as duplicates, if it runs out; non-2xx
 #                          answers are counted in the table)
@@ -122,6 +123,13 @@ seed_wal() {
 }
 
 # --- pgbench -S on as many bytes as the lookups read from (BENCH_BYTES_ANCHOR=1)
+# Reads completed by the block device under the cluster (/proc/diskstats): what a request costs the disk
+# once the working set outgrows memory. Per request = delta / requests, for a lookup run and its anchors.
+disk_reads() {
+  local dev; dev=$(basename "$(df --output=source "$cluster" | tail -1)")
+  awk -v d="$dev" '$3 == d {print $4}' /proc/diskstats
+}
+
 bytes_anchor() {
   local n=$1 url=$2 row_scale=$3 row_db=$4
   local lookup_bytes per_scale bytes_scale
@@ -130,6 +138,12 @@ bytes_anchor() {
          AND indexrelid::regclass::text = 'assets_provider_prediction_index_key')")
   per_scale=$(psql "$server/$row_db" -tAc "SELECT pg_total_relation_size('pgbench_accounts') / $row_scale")
   bytes_scale=$(( (lookup_bytes + per_scale - 1) / per_scale ))
+  # The lookup tables grow a little from run to run (intake's rows are deleted, their space stays): a kept
+  # pgbench database within 1 % of that scale is used rather than initialising 17 GB again.
+  local kept
+  kept=$(psql "$server/postgres" -tAc "SELECT substr(datname, 10)::int FROM pg_database WHERE datname ~ '^pgbench_s[0-9]+$'
+      AND abs(substr(datname, 10)::int - $bytes_scale) * 100 <= $bytes_scale ORDER BY abs(substr(datname, 10)::int - $bytes_scale) LIMIT 1")
+  [ -n "$kept" ] && bytes_scale=$kept
   local db=pgbench_s$bytes_scale
   if [ "$(psql "$server/postgres" -tAc "SELECT count(*) FROM pg_database WHERE datname = '$db'")" != 1 ]; then
     say "pgbench -i -s $bytes_scale (as many bytes as the lookup tables of $n: $((lookup_bytes / 1048576)) MiB)"
@@ -142,8 +156,11 @@ bytes_anchor() {
   fi
   say "$n: pgbench -S -c 64 -j 2 at scale $bytes_scale (bytes), 3 s warm-up + ${DURATION} s"
   pgbench -S -c 64 -j 2 -T 3 "$server/$db" >/dev/null 2>&1
-  pgbench -S -c 64 -j 2 -T "$DURATION" "$server/$db" > "$work/pgbench-bytes.txt" 2>/dev/null
-  report add "$results" "$n" pgbench_select_bytes "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$bytes_scale; d['mib']=$((bytes_scale * per_scale / 1048576)); d['lookup_mib']=$((lookup_bytes / 1048576)); print(json.dumps(d))" "$(report pgbench "$work/pgbench-bytes.txt")")"
+  local reads0; reads0=$(disk_reads)
+  rm -f "$work"/byteslog.*
+  (cd "$work" && pgbench -S -c 64 -j 2 -T "$DURATION" -l --log-prefix="$work/byteslog" "$server/$db" > "$work/pgbench-bytes.txt" 2>/dev/null)
+  local reads=$(( $(disk_reads) - reads0 ))
+  report add "$results" "$n" pgbench_select_bytes "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$bytes_scale; d['mib']=$((bytes_scale * per_scale / 1048576)); d['lookup_mib']=$((lookup_bytes / 1048576)); d['disk_reads']=$reads; d['seconds']=$DURATION; d.update({k: v for k, v in json.loads(sys.argv[2]).items() if k in ('p50_ms', 'p99_ms')}); print(json.dumps(d))" "$(report pgbench "$work/pgbench-bytes.txt")" "$(report pglog "$work/byteslog")")"
 }
 
 # --- one size
@@ -214,6 +231,7 @@ measure() {
       local from=1; [ "$kind" = hot ] && from=$hot_from
       say "$n: lookups, $kind ids ($from..$n), 3 s warm-up + ${DURATION} s"
       BENCH_FROM=$from BENCH_TO=$n BENCH_TOKEN=$TOKEN wrk -t2 -c64 -d3s -s bench/scale/scale.lua "$base" >/dev/null
+      local reads0; reads0=$(disk_reads)
       BENCH_FROM=$from BENCH_TO=$n BENCH_TOKEN=$TOKEN wrk -t2 -c64 -d"${DURATION}s" --latency -s bench/scale/scale.lua "$base" > "$work/wrk-$kind.txt" &
       local wrk_pid=$!
       if [ -n "${BENCH_PROFILE:-}" ] && [ "$kind" = uniform ]; then
@@ -221,7 +239,8 @@ measure() {
         perf record -a -g -F 499 -o "$BENCH_PROFILE/lookup-$n.perf" -- sleep 10 >/dev/null 2>&1 || say "perf record failed"
       fi
       wait "$wrk_pid"
-      report add "$results" "$n" "lookup_$kind" "$(report wrk "$work/wrk-$kind.txt")"
+      local reads=$(( $(disk_reads) - reads0 ))
+      report add "$results" "$n" "lookup_$kind" "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['disk_reads']=$reads; print(json.dumps(d))" "$(report wrk "$work/wrk-$kind.txt")")"
     done
     kill "$rss_pid" 2>/dev/null; wait "$rss_pid" 2>/dev/null || true; rss_pid=
     local cache_mib
@@ -229,8 +248,11 @@ measure() {
     report add "$results" "$n" lookup_rss "{\"idle_mib\": $idle_rss, \"peak_mib\": $(cat "$work/rss-peak" 2>/dev/null || echo 0), \"cache_mib\": $cache_mib}"
     say "$n: pgbench -S -c 64 -j 2 at scale $scale, 3 s warm-up + ${DURATION} s"
     pgbench -S -c 64 -j 2 -T 3 "$server/$pgdb" >/dev/null 2>&1
-    pgbench -S -c 64 -j 2 -T "$DURATION" "$server/$pgdb" > "$work/pgbench.txt" 2>/dev/null
-    report add "$results" "$n" pgbench_select "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$scale; print(json.dumps(d))" "$(report pgbench "$work/pgbench.txt")")"
+    local reads0; reads0=$(disk_reads)
+    rm -f "$work"/selectlog64.*
+    (cd "$work" && pgbench -S -c 64 -j 2 -T "$DURATION" -l --log-prefix="$work/selectlog64" "$server/$pgdb" > "$work/pgbench.txt" 2>/dev/null)
+    local reads=$(( $(disk_reads) - reads0 ))
+    report add "$results" "$n" pgbench_select "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$scale; d['disk_reads']=$reads; d['seconds']=$DURATION; d.update({k: v for k, v in json.loads(sys.argv[2]).items() if k in ('p50_ms', 'p99_ms')}); print(json.dumps(d))" "$(report pgbench "$work/pgbench.txt")" "$(report pglog "$work/selectlog64")")"
   fi
 
   if wants list; then
@@ -296,6 +318,18 @@ SQL
     local requests=$(( INTAKE_SECONDS * ${BENCH_INTAKE_RATE:-8000} ))
     say "$n: intake, writing $requests signed webhooks"
     python3 bench/intake/make_requests.py "$SECRET" "$requests" "$work/requests.tsv"
+    # BENCH_INTAKE_PREWARM=1: first read the five indexes intake inserts into at random positions (provider
+    # ids and webhook ids) into shared_buffers, as a daemon that has been taking webhooks for a while has
+    # them; otherwise the run starts with whatever the earlier measurements left there.
+    if [ "${BENCH_INTAKE_PREWARM:-0}" = 1 ]; then
+      say "$n: prewarming intake's random-key indexes"
+      psql "$url" -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" \
+        -c "SELECT pg_prewarm(i) FROM unnest(ARRAY['predictions_pkey', 'deliveries_provider_webhook_id_key', 'deliveries_prediction_idx',
+              'assets_provider_prediction_pointer_key', 'assets_provider_prediction_index_key']::regclass[]) i" >/dev/null
+    fi
+    # Every size starts its run at the same point of the checkpoint cycle: just after one, where each page
+    # first written costs a full-page image in the WAL.
+    psql "$url" -qc "CHECKPOINT"
     local since; since=$(psql "$url" -tAc "SELECT now()")
     # What PostgreSQL did for the acks (the profile of intake's cost per size): WAL records, full-page
     # images and bytes (pg_stat_wal), blocks read from outside shared_buffers and found in it
