@@ -11,7 +11,8 @@
 #   bench/archive/run.sh                          both shapes: 200 × 2 MB, then 1,000 × 200 KB; 8 workers
 #   bench/archive/run.sh FILES BYTES [WORKERS]    one shape
 # Environment: ROUNDS (default 5), BENCH_MEMORY=0 skips C, BENCH_PROFILE=DIR keeps the daemon's
-# pg_stat_statements per shape in DIR (statements and calls per file), AFTERIMAGE_BIN another build.
+# pg_stat_statements per shape in DIR (statements and calls per file) and its /metrics, and prints the mean
+# download, upload, ack and webhook-to-stored times per shape; AFTERIMAGE_BIN another build.
 #
 # Not the same work on both sides, on purpose (the product's job against the nearest tool's): afterimage
 # also receives and records each webhook, hashes every byte with SHA-256 (a file up to 1 MiB with MD5 too),
@@ -219,6 +220,28 @@ PY
   if [ -n "${BENCH_PROFILE:-}" ]; then
     psql_ -F $'\t' -c "SELECT round(calls::numeric / ($files * $rounds), 2) AS per_file, round(mean_exec_time::numeric, 3) AS mean_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench') ORDER BY calls DESC LIMIT 25" > "$BENCH_PROFILE/statements-$shape.tsv"
     echo "  statements per file: $BENCH_PROFILE/statements-$shape.tsv"
+    # Where a worker's time per file went, from the daemon's histograms (this shape's rounds only: the
+    # difference from the snapshot the shape before left).
+    curl -sf "127.0.0.1:$http_port/metrics" > "$BENCH_PROFILE/metrics-$shape.txt"
+    python3 - "$BENCH_PROFILE/metrics-$shape.txt" "${previous_metrics:-}" <<'PY'
+import re, sys
+def read(path):
+    values = {}
+    for line in open(path) if path else []:
+        m = re.match(r'(afterimage_(?:transfer_seconds|webhook_to_stored_seconds|webhook_ack_seconds))_(sum|count)\{([^}]*)\} ([0-9.e+-]+)', line)
+        if m:
+            direction = re.search(r'direction="(\w+)"', m.group(3))
+            key = m.group(1) + (":" + direction.group(1) if direction else "")
+            values[(key, m.group(2))] = values.get((key, m.group(2)), 0) + float(m.group(4))
+    return values
+now, before = read(sys.argv[1]), read(sys.argv[2])
+for key in sorted({k for k, _ in now}):
+    count = now.get((key, "count"), 0) - before.get((key, "count"), 0)
+    total = now.get((key, "sum"), 0) - before.get((key, "sum"), 0)
+    if count:
+        print(f"  {key}: mean {total / count * 1000:.1f} ms over {count:.0f}")
+PY
+    previous_metrics="$BENCH_PROFILE/metrics-$shape.txt"
   fi
 done
 printf '%s\n' "${summary[@]}"

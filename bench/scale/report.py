@@ -124,6 +124,8 @@ def table(results_path):
                          ratio(g(size, "intake", "rps"), g(sizes[0], "intake", "rps")), "—"))
             if "intake_pg" in r and g(size, "intake", "requests"):
                 p, acks = r["intake_pg"], g(size, "intake", "requests")
+                if "intake_warmup" in r:
+                    rows[-1] = (rows[-1][0], rows[-1][1] + f" (after {fmt(g(size, 'intake_warmup', 'requests'))} warm-up webhooks)") + rows[-1][2:]
                 rows.append((n, "intake: PostgreSQL per ack",
                              f"{p['wal_bytes'] / acks:,.0f} WAL bytes ({p['wal_fpi'] / acks:.2f} full-page images), "
                              f"{p['blks_read'] / acks:.2f} blocks read, {p['blks_hit'] / acks:.1f} hit; {p['checkpoints']:.0f} checkpoints in the run",

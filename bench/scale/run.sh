@@ -29,9 +29,11 @@
 #                          next run. Without it a throwaway cluster is made and removed.
 #   BENCH_PG_SETTINGS=recommended|default   recommended (default): the README's PostgreSQL settings
 #                          (scripts/pg-tune.sh); default: initdb's
+#   BENCH_PG_SET="max_wal_size=16GB ..."   reloadable settings to try on top of those
 #   BENCH_DURATION=15      seconds per lookup and pgbench -S measurement
 #   BENCH_INTAKE_SECONDS=60  seconds of intake per size (each begins right after a CHECKPOINT)
 #   BENCH_INTAKE_PREWARM=1   read intake's random-key indexes into shared_buffers first (steady state)
+#   BENCH_INTAKE_WARMUP=0    seconds of intake after the CHECKPOINT and before the measured run
 #   BENCH_INTAKE_RATE=8000 distinct webhooks written per second of intake (more than the daemon acknowledges
 #                          on this machine; wrk resends the list, as duplicates, if it runs out; non-2xx
 #                          answers are counted in the table)
@@ -98,6 +100,12 @@ fi
 scripts/pg.sh start "$cluster" "$pg_port" postgres >/dev/null
 server="postgresql://afterimage@127.0.0.1:$pg_port"
 if [ "$SETTINGS" = recommended ]; then scripts/pg-tune.sh apply "$cluster" "$pg_port"; else scripts/pg-tune.sh reset "$cluster" "$pg_port"; fi
+# BENCH_PG_SET="name=value ...": settings to try on top (reloadable ones: ALTER SYSTEM, then a reload); the
+# next run's pg-tune.sh puts back those it manages.
+for setting in ${BENCH_PG_SET:-}; do
+  psql "postgresql://afterimage@127.0.0.1:$pg_port/postgres" -qc "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'"
+done
+[ -z "${BENCH_PG_SET:-}" ] || psql "postgresql://afterimage@127.0.0.1:$pg_port/postgres" -qc "SELECT pg_reload_conf()" >/dev/null
 say "PostgreSQL: $(psql "$server/postgres" -tAc "SELECT string_agg(name || '=' || current_setting(name), ', ') FROM unnest(ARRAY['shared_buffers','effective_cache_size','random_page_cost','work_mem','max_wal_size','checkpoint_timeout']) name")"
 
 if [ -n "${BENCH_BINARY:-}" ]; then
@@ -316,8 +324,6 @@ SQL
     # the signature's 5-minute tolerance when sent, so the file is written right before the run and no larger
     # than needed (a loaded machine writes a million lines in minutes: the last ones would then be refused).
     local requests=$(( INTAKE_SECONDS * ${BENCH_INTAKE_RATE:-8000} ))
-    say "$n: intake, writing $requests signed webhooks"
-    python3 bench/intake/make_requests.py "$SECRET" "$requests" "$work/requests.tsv"
     # BENCH_INTAKE_PREWARM=1: first read the five indexes intake inserts into at random positions (provider
     # ids and webhook ids) into shared_buffers, as a daemon that has been taking webhooks for a while has
     # them; otherwise the run starts with whatever the earlier measurements left there.
@@ -327,10 +333,26 @@ SQL
         -c "SELECT pg_prewarm(i) FROM unnest(ARRAY['predictions_pkey', 'deliveries_provider_webhook_id_key', 'deliveries_prediction_idx',
               'assets_provider_prediction_pointer_key', 'assets_provider_prediction_index_key']::regclass[]) i" >/dev/null
     fi
-    # Every size starts its run at the same point of the checkpoint cycle: just after one, where each page
-    # first written costs a full-page image in the WAL.
+    # Every size starts at the same point of the checkpoint cycle: just after one, where each page first
+    # written costs a full-page image in the WAL. BENCH_INTAKE_WARMUP=SECONDS then takes webhooks for that
+    # long before the measured run (steady state: the pages intake touches are cached and most have had their
+    # image since the checkpoint); its rows are removed with the run's.
     psql "$url" -qc "CHECKPOINT"
     local since; since=$(psql "$url" -tAc "SELECT now()")
+    local warmup=${BENCH_INTAKE_WARMUP:-0}
+    if [ "$warmup" -gt 0 ]; then
+      say "$n: intake warm-up, writing $(( warmup * ${BENCH_INTAKE_RATE:-8000} )) signed webhooks"
+      python3 bench/intake/make_requests.py "$SECRET" "$(( warmup * ${BENCH_INTAKE_RATE:-8000} ))" "$work/warmup.tsv"
+      say "$n: intake warm-up, 64 connections, ${warmup} s"
+      wrk -t2 -c64 -d"${warmup}s" --latency -s bench/intake/webhooks.lua "$base" -- "$work/warmup.tsv" 2 > "$work/wrk-warmup.txt"
+      report add "$results" "$n" intake_warmup "$(report wrk "$work/wrk-warmup.txt")"
+      rm -f "$work/warmup.tsv"
+    fi
+    # Enough distinct webhooks for the run at BENCH_INTAKE_RATE acks/s; their timestamps must still be within
+    # the signature's 5-minute tolerance when sent, so the file is written right before the run and no larger
+    # than needed (a loaded machine writes a million lines in minutes: the last ones would then be refused).
+    say "$n: intake, writing $requests signed webhooks"
+    python3 bench/intake/make_requests.py "$SECRET" "$requests" "$work/requests.tsv"
     # What PostgreSQL did for the acks (the profile of intake's cost per size): WAL records, full-page
     # images and bytes (pg_stat_wal), blocks read from outside shared_buffers and found in it
     # (pg_stat_database), checkpoints, all as deltas over the run.
