@@ -43,7 +43,11 @@ struct DownloadSinkTests {
             Issue.record("a download within the limit went to the spool")
             return
         }
-        #expect(held.bytes == data)
+        guard case .memory(let bytes) = held.location else {
+            Issue.record("held bytes are not in memory")
+            return
+        }
+        #expect(bytes == data)
         #expect(held.sha256 == Hex.encode(SHA256.hash(data: data)))
         #expect(held.md5 == Array(Insecure.MD5.hash(data: data)))
         #expect(held.contentType == "image/png")

@@ -9,7 +9,7 @@ extension Archiver {
         case .url:
             return try download(job, session: session, shouldAbort: shouldAbort)
         case .inline:
-            return .spooled(try redecodeInline(job, logger: log))
+            return Staged(try redecodeInline(job, logger: log))
         case .stabilityResult:
             guard let source = providers[job.provider]?.resultSource else {
                 throw ArchiveError(.transport, "\(job.provider) has no result source configured")
@@ -27,7 +27,7 @@ extension Archiver {
                 throw ArchiveError(.leaseLost, "the lease was lost while fetching")
             }
             if fetched.finishReason == "CONTENT_FILTERED" { log.notice("the provider filtered this result; keeping it, flagged") }
-            return .spooled(fetched.spooled)
+            return Staged(fetched.spooled)
         }
     }
 

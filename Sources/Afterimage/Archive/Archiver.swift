@@ -63,33 +63,30 @@ public struct Archiver: Sendable {
             if let path = job.spoolPath.flatMap(spool.resolve), let sha = job.spoolSHA256, let size = job.spoolSize,
                 spool.isIntact(path: path, size: size, sha256: sha)
             {
-                staged = .spooled(Spooled(path: path, sha256: sha, size: size, contentType: job.contentType))
+                staged = Staged(Spooled(path: path, sha256: sha, size: size, contentType: job.contentType))
+                spooledPath = path
                 log.info("uploading from spool left by an earlier try")
             } else {
                 staged = try fetch(job, session: session, shouldAbort: shouldAbort, logger: log)
-                if case .spooled(let spooled) = staged {
+                if let spooled = staged.spooled {
                     spooledPath = spooled.path
                     try recordNewSpool(job, spooled)
                 }
-            }
-            if case .spooled(let spooled) = staged { spooledPath = spooled.path }
-            if shouldAbort() {
-                if case .held(let held) = staged { spooledPath = spill(held, job, logger: log) }
-                throw ArchiveError(.aborted, "stopping")
             }
             let key = layout.key(
                 provider: job.provider, predictionID: job.predictionID, index: job.outputIndex,
                 contentType: staged.contentType, sourceURL: job.sourceURL)
             let uploadStarted = ContinuousClock.now
-            uploadedKey = key
             let etag: String?
             do {
+                if shouldAbort() { throw ArchiveError(.aborted, "stopping") }
+                uploadedKey = key
                 etag = try upload(
                     key: key, body: staged.body, size: staged.size, sha256: staged.sha256, md5: staged.md5,
                     contentType: staged.contentType, sourceURL: job.sourceURL, shouldAbort: shouldAbort)
             } catch {
                 // Held bytes go to the spool now, so the next try uploads them without downloading again.
-                if case .held(let held) = staged { spooledPath = spill(held, job, logger: log) }
+                if case .memory(let bytes) = staged.location { spooledPath = spill(bytes, of: staged, job, logger: log) }
                 throw error
             }
             AfterimageMetrics.transfer(.upload, provider: job.provider, bytes: staged.size, since: uploadStarted)
@@ -135,15 +132,15 @@ public struct Archiver: Sendable {
     /// when the provider has deleted the source by then. Returns the spool path, or nil when nothing was
     /// recorded (the disk refused it, or the job is no longer this worker's: its file is removed then);
     /// the next try downloads again, within the deadline `heldDownloadMargin` left room for.
-    func spill(_ held: HeldDownload, _ job: ArchiveJob, logger log: Logger) -> String? {
+    func spill(_ bytes: [UInt8], of staged: Staged, _ job: ArchiveJob, logger log: Logger) -> String? {
         let spooled: Spooled
         do {
             let writer = try spool.writer(assetID: job.assetID, claim: job.claimToken)
             do {
-                try held.bytes.withUnsafeBytes { try writer.write($0) }
+                try bytes.withUnsafeBytes { try writer.write($0) }
                 spooled = Spooled(
-                    path: try writer.finish(durable: false).path, sha256: held.sha256, size: held.size,
-                    contentType: held.contentType)
+                    path: try writer.finish(durable: false).path, sha256: staged.sha256, size: staged.size,
+                    contentType: staged.contentType)
             } catch {
                 writer.discard()
                 throw error
@@ -246,11 +243,11 @@ public struct Archiver: Sendable {
         let result = try sink.finish(contentType: contentType)
         AfterimageMetrics.transfer(.download, provider: job.provider, bytes: sink.size, since: started)
         switch result {
-        case .held(let held):
-            return .held(held)
+        case .held(let staged):
+            return staged
         case .spooled(let path, let sha256, let size):
             let md5 = spool.md5(ofFile: path, size: size, limit: Self.contentMD5Limit)
-            return .spooled(Spooled(path: path, sha256: sha256, size: size, contentType: contentType, md5: md5))
+            return Staged(Spooled(path: path, sha256: sha256, size: size, contentType: contentType, md5: md5))
         }
     }
 

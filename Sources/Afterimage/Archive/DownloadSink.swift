@@ -1,6 +1,3 @@
-import Crypto
-import Primitives
-
 /// Where a download's bytes go as they arrive: memory while they fit in `memoryLimit`, the spool from the
 /// first byte past it (what was held is written first, and nothing more is kept in memory).
 ///
@@ -11,9 +8,9 @@ import Primitives
 /// the spool only when its upload fails (`Archiver.spill`), so a retry still never downloads again.
 /// Memory stays bounded: `workers.count` downloads of at most `memoryLimit` each.
 final class DownloadSink {
-    /// What the download left: bytes in memory, or a complete spool file.
+    /// What the download left: bytes in memory (hashed, ready to upload), or a complete spool file.
     enum Result {
-        case held(HeldDownload)
+        case held(Staged)
         case spooled(path: String, sha256: String, size: Int64)
     }
 
@@ -60,7 +57,7 @@ final class DownloadSink {
             let (path, sha256) = try writer.finish(durable: false)
             return .spooled(path: path, sha256: sha256, size: writer.size)
         }
-        return .held(HeldDownload(bytes: held, contentType: contentType))
+        return .held(Staged(held: held, contentType: contentType))
     }
 
     /// Drops what was received (a failed download): the memory, or the part file.
@@ -68,23 +65,5 @@ final class DownloadSink {
         writer?.discard()
         writer = nil
         held = []
-    }
-}
-
-/// A complete download kept in memory until it is stored: its bytes, SHA-256 (recorded and signed) and MD5
-/// (sent as `Content-MD5`, so the store checks the bytes and the ETag confirms them without a HEAD).
-struct HeldDownload: Sendable {
-    let bytes: [UInt8]
-    /// Lowercase hex SHA-256 of `bytes`.
-    let sha256: String
-    let md5: [UInt8]
-    let contentType: String?
-    var size: Int64 { Int64(bytes.count) }
-
-    init(bytes: [UInt8], contentType: String?) {
-        self.bytes = bytes
-        self.sha256 = Hex.encode(SHA256.hash(data: bytes))
-        self.md5 = Array(Insecure.MD5.hash(data: bytes))
-        self.contentType = contentType
     }
 }

@@ -1,4 +1,6 @@
+import Crypto
 import Curl
+import Primitives
 
 /// Bytes waiting in the spool to be uploaded: where they are, what they are (SHA-256 and size, taken
 /// while they were written) and as what they will be stored (content type, when known).
@@ -25,44 +27,51 @@ public struct Spooled: Sendable, Equatable {
     }
 }
 
-/// Bytes ready for the upload: a spool file, or a small download held in memory (`DownloadSink`).
-enum Staged {
-    case spooled(Spooled)
-    case held(HeldDownload)
-
-    var size: Int64 {
-        switch self {
-        case .spooled(let spooled): spooled.size
-        case .held(let held): held.size
-        }
+/// Bytes ready for the upload and what the upload needs to know of them: a spool file, or a small download
+/// held in memory (`DownloadSink`).
+struct Staged {
+    enum Location {
+        case spoolFile(path: String)
+        case memory([UInt8])
     }
 
-    var sha256: String {
-        switch self {
-        case .spooled(let spooled): spooled.sha256
-        case .held(let held): held.sha256
-        }
+    let location: Location
+    /// Lowercase hex SHA-256 of the bytes.
+    let sha256: String
+    let size: Int64
+    /// Sent as `Content-MD5` when present (see `Spooled.md5`).
+    let md5: [UInt8]?
+    let contentType: String?
+
+    init(_ spooled: Spooled) {
+        location = .spoolFile(path: spooled.path)
+        sha256 = spooled.sha256
+        size = spooled.size
+        md5 = spooled.md5
+        contentType = spooled.contentType
     }
 
-    var md5: [UInt8]? {
-        switch self {
-        case .spooled(let spooled): spooled.md5
-        case .held(let held): held.md5
-        }
+    /// Bytes held in memory, hashed here: the SHA-256 is recorded and signed, the MD5 lets the store check
+    /// the bytes and its ETag confirm them without a HEAD.
+    init(held bytes: [UInt8], contentType: String?) {
+        location = .memory(bytes)
+        sha256 = Hex.encode(SHA256.hash(data: bytes))
+        size = Int64(bytes.count)
+        md5 = Array(Insecure.MD5.hash(data: bytes))
+        self.contentType = contentType
     }
 
-    var contentType: String? {
-        switch self {
-        case .spooled(let spooled): spooled.contentType
-        case .held(let held): held.contentType
-        }
+    /// The spool file, as the queue records it; nil for bytes in memory.
+    var spooled: Spooled? {
+        guard case .spoolFile(let path) = location else { return nil }
+        return Spooled(path: path, sha256: sha256, size: size, contentType: contentType, md5: md5)
     }
 
     /// The upload's body: the spool file, or the bytes themselves.
     var body: RequestBody {
-        switch self {
-        case .spooled(let spooled): .file(path: spooled.path, offset: 0, length: spooled.size)
-        case .held(let held): .bytes(held.bytes)
+        switch location {
+        case .spoolFile(let path): .file(path: path, offset: 0, length: size)
+        case .memory(let bytes): .bytes(bytes)
         }
     }
 }
