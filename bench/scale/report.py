@@ -2,9 +2,11 @@
 """bench/scale's arithmetic: reads wrk and pgbench output into results.json, and prints the table.
 
   report.py wrk FILE                        -> JSON {rps, p50_ms, p99_ms, errors}
-  report.py pgbench FILE                    -> JSON {tps, latency_ms}
+  report.py pgbench FILE [PREFIX]           -> JSON {tps, latency_ms}, with p50_ms/p99_ms from pgbench -l logs PREFIX.*
   report.py pglog PREFIX                    -> JSON {count, p50_ms, p99_ms} from pgbench -l logs PREFIX.*
-  report.py add RESULTS SIZE KEY JSON       -> merges JSON under results[SIZE][KEY]
+  report.py add RESULTS SIZE KEY JSON [NAME=VALUE ...]
+                                            -> merges JSON, and each NAME=VALUE (a number where it reads as
+                                               one), under results[SIZE][KEY]
   report.py table RESULTS                   -> the table, every figure with its anchor from the same run
 """
 import glob, json, os, re, sys
@@ -53,9 +55,16 @@ def parse_pglog(prefix):
             "max_ms": max(latencies) if latencies else None}
 
 
-def add(results_path, size, key, value):
+def add(results_path, size, key, value, *fields):
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-    results.setdefault(size, {})[key] = json.loads(value)
+    entry = json.loads(value)
+    for field in fields:
+        name, _, text = field.partition("=")
+        try:
+            entry[name] = json.loads(text)
+        except ValueError:
+            entry[name] = text
+    results.setdefault(size, {})[key] = entry
     with open(results_path + ".new", "w") as f:
         json.dump(results, f, indent=1)
     os.replace(results_path + ".new", results_path)
@@ -173,11 +182,15 @@ if __name__ == "__main__":
     if command == "wrk":
         print(json.dumps(parse_wrk(sys.argv[2])))
     elif command == "pgbench":
-        print(json.dumps(parse_pgbench(sys.argv[2])))
+        parsed = parse_pgbench(sys.argv[2])
+        if len(sys.argv) > 3:
+            log = parse_pglog(sys.argv[3])
+            parsed.update(p50_ms=log["p50_ms"], p99_ms=log["p99_ms"])
+        print(json.dumps(parsed))
     elif command == "pglog":
         print(json.dumps(parse_pglog(sys.argv[2])))
     elif command == "add":
-        add(*sys.argv[2:6])
+        add(*sys.argv[2:])
     elif command == "table":
         table(sys.argv[2])
     else:

@@ -168,7 +168,8 @@ bytes_anchor() {
   rm -f "$work"/byteslog.*
   (cd "$work" && pgbench -S -c 64 -j 2 -T "$DURATION" -l --log-prefix="$work/byteslog" "$server/$db" > "$work/pgbench-bytes.txt" 2>/dev/null)
   local reads=$(( $(disk_reads) - reads0 ))
-  report add "$results" "$n" pgbench_select_bytes "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$bytes_scale; d['mib']=$((bytes_scale * per_scale / 1048576)); d['lookup_mib']=$((lookup_bytes / 1048576)); d['disk_reads']=$reads; d['seconds']=$DURATION; d.update({k: v for k, v in json.loads(sys.argv[2]).items() if k in ('p50_ms', 'p99_ms')}); print(json.dumps(d))" "$(report pgbench "$work/pgbench-bytes.txt")" "$(report pglog "$work/byteslog")")"
+  report add "$results" "$n" pgbench_select_bytes "$(report pgbench "$work/pgbench-bytes.txt" "$work/byteslog")" \
+    scale="$bytes_scale" mib=$((bytes_scale * per_scale / 1048576)) lookup_mib=$((lookup_bytes / 1048576)) disk_reads="$reads" seconds="$DURATION"
 }
 
 # --- one size
@@ -248,7 +249,7 @@ measure() {
       fi
       wait "$wrk_pid"
       local reads=$(( $(disk_reads) - reads0 ))
-      report add "$results" "$n" "lookup_$kind" "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['disk_reads']=$reads; print(json.dumps(d))" "$(report wrk "$work/wrk-$kind.txt")")"
+      report add "$results" "$n" "lookup_$kind" "$(report wrk "$work/wrk-$kind.txt")" disk_reads="$reads"
     done
     kill "$rss_pid" 2>/dev/null; wait "$rss_pid" 2>/dev/null || true; rss_pid=
     local cache_mib
@@ -260,7 +261,8 @@ measure() {
     rm -f "$work"/selectlog64.*
     (cd "$work" && pgbench -S -c 64 -j 2 -T "$DURATION" -l --log-prefix="$work/selectlog64" "$server/$pgdb" > "$work/pgbench.txt" 2>/dev/null)
     local reads=$(( $(disk_reads) - reads0 ))
-    report add "$results" "$n" pgbench_select "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['scale']=$scale; d['disk_reads']=$reads; d['seconds']=$DURATION; d.update({k: v for k, v in json.loads(sys.argv[2]).items() if k in ('p50_ms', 'p99_ms')}); print(json.dumps(d))" "$(report pgbench "$work/pgbench.txt")" "$(report pglog "$work/selectlog64")")"
+    report add "$results" "$n" pgbench_select "$(report pgbench "$work/pgbench.txt" "$work/selectlog64")" \
+      scale="$scale" disk_reads="$reads" seconds="$DURATION"
   fi
 
   if wants list; then
@@ -296,7 +298,7 @@ SQL
     rm -f "$work"/claimlog.*
     (cd "$work" && pgbench -n -M prepared -c 8 -j 2 -T "$SMALL" -f claim.sql -l --log-prefix="$work/claimlog" "$url" > "$work/claim.txt" 2>&1) \
       || { cat "$work/claim.txt" >&2; exit 1; }
-    report add "$results" "$n" claim "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(clients=8, pending=$pending); print(json.dumps(d))" "$(report pglog "$work/claimlog")")"
+    report add "$results" "$n" claim "$(report pglog "$work/claimlog")" clients=8 pending="$pending"
     # The same statement at a rate the workers could ask for it (BENCH_CLAIM_RATE claims/s over the 8 clients,
     # default 400: twice what the 1,000 × 200 KB archive benchmark stores per second on an idle day), so the
     # figure is what one claim costs rather than how a saturated 2-core machine queues eight clients.
@@ -305,7 +307,7 @@ SQL
     rm -f "$work"/claimratelog.*
     (cd "$work" && pgbench -n -M prepared -c 8 -j 2 -T "$SMALL" -R "$CLAIM_RATE" -f claim.sql -l --log-prefix="$work/claimratelog" "$url" > "$work/claim-rate.txt" 2>&1) \
       || { cat "$work/claim-rate.txt" >&2; exit 1; }
-    report add "$results" "$n" claim_rate "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(clients=8, rate=$CLAIM_RATE); print(json.dumps(d))" "$(report pglog "$work/claimratelog")")"
+    report add "$results" "$n" claim_rate "$(report pglog "$work/claimratelog")" clients=8 rate="$CLAIM_RATE"
     # Anchor for both: pgbench's own select-only transaction with the same 8 clients, saturated and at the
     # same rate, on its table of this size: the latency this machine gives the cheapest statement there is.
     for mode in saturated rate; do
@@ -313,7 +315,7 @@ SQL
       rm -f "$work"/selectlog.*
       (cd "$work" && pgbench -n -M prepared -S -c 8 -j 2 -T "$SMALL" "${rate_flag[@]}" -l --log-prefix="$work/selectlog" "$server/$pgdb" > "$work/select-8.txt" 2>&1) \
         || { cat "$work/select-8.txt" >&2; exit 1; }
-      report add "$results" "$n" "claim_anchor_$mode" "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(clients=8, scale=$scale); print(json.dumps(d))" "$(report pglog "$work/selectlog")")"
+      report add "$results" "$n" "claim_anchor_$mode" "$(report pglog "$work/selectlog")" clients=8 scale="$scale"
     done
     psql "$url" -qc "UPDATE assets SET state = 'pending', claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
                      attempts = attempts - 1 WHERE claimed_by = 'bench-scale' AND state = 'in_flight'"
