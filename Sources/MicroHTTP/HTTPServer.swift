@@ -222,12 +222,12 @@ public final class HTTPServer: Sendable {
         }
         let answerBy = handlerDeadline.map { began + $0 }
         Self.waitForHandlers(core, until: answerBy)
-        if answerBy != nil {
-            // Give the event threads a moment to send what was just answered before the daemon closes
-            // every connection.
-            let flushBy = clock.now + .seconds(1)
-            while core.inFlight.load(ordering: .acquiring) > 0, clock.now < flushBy { usleep(5_000) }
-        }
+        // Give the event threads a moment to send what was just answered (by a handler, a responder or
+        // the 503 above) before the daemon closes every connection: a resumed connection's answer is
+        // queued, not yet written, when its responder returns. A request completes once its answer is
+        // sent, so the in-flight count says when; one second bounds a client that reads slowly.
+        let flushBy = clock.now + .seconds(1)
+        while core.inFlight.load(ordering: .acquiring) > 0, clock.now < flushBy { usleep(5_000) }
         let daemon = state.withLock { state -> DaemonHandle? in
             defer {
                 state.daemon = nil
