@@ -1,5 +1,7 @@
 -- wrk script: each thread posts its own slice of pre-signed, distinct webhooks (bench/intake/make_requests.py:
--- route TAB header count TAB name TAB value ... TAB body).
+-- route TAB header count TAB name TAB value ... TAB body). Arguments: FILE [THREADS [DELAY_MS]]; with DELAY_MS each
+-- connection waits that long before each request (wrk's delay()), so C connections send about C * 1000 /
+-- DELAY_MS webhooks a second: intake's latency at a rate rather than at saturation.
 -- No response() callback: with one, wrk hands every answer's headers and body to Lua, which cost the
 -- load generator CPU that the daemon and PostgreSQL share; wrk's own "Non-2xx or 3xx responses" line
 -- counts errors, and run.sh compares the rows committed with the requests sent.
@@ -12,6 +14,11 @@ end
 
 function init(args)
   nthreads = tonumber(args[2]) or 2
+  local pause_ms = tonumber(args[3])
+  -- Defined here, not at the top: wrk asks whether the script has delay() after init() has run.
+  if pause_ms then
+    function delay() return pause_ms end
+  end
   requests = {}
   local i = 0
   for line in io.lines(args[1]) do

@@ -102,6 +102,14 @@ def table(results_path):
                              f"pgbench -S scale {scale}: {fmt(pg)} tps" + (f", p99 {fmt(g(size, 'pgbench_select', 'p99_ms'), '.2f')} ms" if g(size, 'pgbench_select', 'p99_ms') is not None else ""),
                              ratio(g(size, key, "rps"), pg),
                              ratio(g(size, key, "rps"), g(sizes[0], key, "rps")) if size != sizes[0] else "1.00"))
+        if "lookup_sql" in r:
+            e = r["lookup_sql"]
+            daemon = g(size, "lookup_uniform", "rps")
+            rows.append((n, "lookup statement from pgbench, uniform ids (no daemon)",
+                         f"{fmt(e.get('tps'))} tps" + (f"; the daemon's uniform lookups {ratio(daemon, e.get('tps'))}× of it" if daemon else "")
+                         + (f"; {e['disk_reads'] / (e['tps'] * e['seconds']):.2f} disk reads per lookup" if e.get("disk_reads") is not None and e.get("tps") else ""),
+                         f"pgbench -S scale {scale}: {fmt(pg)} tps", ratio(e.get("tps"), pg),
+                         ratio(e.get("tps"), g(sizes[0], "lookup_sql", "tps")) if size != sizes[0] else "1.00"))
         if "pgbench_select_bytes" in r:
             b = r["pgbench_select_bytes"]
             for key, label in (("lookup_uniform", "lookups, uniform ids"), ("lookup_hot", "lookups, hot 1 %")):
@@ -122,6 +130,22 @@ def table(results_path):
                 anchors.append(f"pgbench -S {label} (scale {a.get('scale')}) {a['disk_reads'] / (a['tps'] * a['seconds']):.2f}")
         if reads:
             rows.append((n, "disk reads per request", ", ".join(reads), ", ".join(anchors) or "—", "—", "—"))
+        # CPU per request (µs): the machine's busy time over each run, and who spent it.
+        cpu = []
+        for key, label in (("lookup_uniform", "uniform lookup"), ("lookup_hot", "hot lookup")):
+            e = r.get(key, {})
+            if e.get("busy_ticks") is not None and e.get("requests"):
+                per = lambda t: t * 10_000 / e["requests"]
+                rest = e["busy_ticks"] - e["daemon_ticks"] - e["client_ticks"]
+                cpu.append(f"{label} {per(e['busy_ticks']):.0f} (daemon {per(e['daemon_ticks']):.0f}, PostgreSQL and the rest "
+                           f"{per(rest):.0f}, wrk {per(e['client_ticks']):.0f})")
+        a = r.get("pgbench_select", {})
+        if cpu and a.get("busy_ticks") is not None and a.get("tps"):
+            transactions = a["tps"] * a["seconds"]
+            per = lambda t: t * 10_000 / transactions
+            rows.append((n, "CPU µs per request", "; ".join(cpu),
+                         f"pgbench -S scale {a.get('scale')}: {per(a['busy_ticks']):.0f} (PostgreSQL and the rest "
+                         f"{per(a['busy_ticks'] - a['client_ticks']):.0f}, pgbench {per(a['client_ticks']):.0f})", "—", "—"))
         if "lookup_uniform" in r and r.get("lookup_rss"):
             rss = r["lookup_rss"]
             rows.append((n, "daemon RSS during lookups", f"peak {rss['peak_mib']} MiB (cache {rss.get('cache_mib', '?')} MiB bound)",
@@ -142,6 +166,15 @@ def table(results_path):
                              f"{g(sizes[0], 'intake_pg', 'blks_read') / g(sizes[0], 'intake', 'requests'):.2f} blocks read per ack"
                              if g(sizes[0], "intake_pg", "wal_bytes") is not None and g(sizes[0], "intake", "requests") else "—",
                              "—", "—"))
+        if "intake_rate" in r:
+            e = r["intake_rate"]
+            rows.append((n, f"intake at {e.get('rate')}/s, 16 connections",
+                         f"{fmt(e.get('rps'))} acks/s reached, p50 {fmt(e.get('p50_ms'), '.2f')} ms, p99 {fmt(e.get('p99_ms'), '.2f')} ms"
+                         + (f", {e.get('errors')} non-2xx" if e.get("errors") else ""),
+                         (f"pgbench -N, 16 clients at {a.get('rate')}/s, scale {a.get('scale')}: p50 {fmt(a.get('p50_ms'), '.2f')} ms, p99 {fmt(a.get('p99_ms'), '.2f')} ms"
+                          if (a := r.get("intake_rate_anchor")) else f"at {human(sizes[0])}: p99 {fmt(g(sizes[0], 'intake_rate', 'p99_ms'), '.2f')} ms"),
+                         f"p99 {ratio(e.get('p99_ms'), a.get('p99_ms'))}" if a else "—",
+                         ratio(e.get("p99_ms"), g(sizes[0], "intake_rate", "p99_ms")) if size != sizes[0] else "1.00"))
         if "claim" in r:
             rows.append((n, f"claim, 100k pending, {r['claim'].get('clients', 8)} workers",
                          f"p50 {fmt(g(size, 'claim', 'p50_ms'), '.2f')} ms, p99 {fmt(g(size, 'claim', 'p99_ms'), '.2f')} ms ({fmt(g(size, 'claim', 'count'))} claims)",

@@ -10,14 +10,16 @@
 #   - lookups/s, p50/p99 (wrk, 64 connections) for uniformly random ids and for the most recent 1 %;
 #     the daemon's peak RSS during them;
 #   - anchor: pgbench -S, 64 clients, at the scale whose pgbench_accounts has as many rows as predictions
-#     (N / 100,000, at least 1);
+#     (N / 100,000, at least 1); and between the two, the lookup's own statement sent by pgbench (64 clients,
+#     uniform ids): PostgreSQL's ceiling for this lookup with no daemon in between;
 #   - `assets list` pages (GET /v1/assets?after=ID&limit=100, the same query as the command) at random
 #     positions across the whole table, unfiltered and with state=failed (1 % of the rows), 4 connections;
 #   - worker claim latency p50/p99: the workers' claim statement (ArchiveQueue.claim, the same SQL: one
 #     autocommit statement that turns off the WAL flush wait for itself) from 8 pgbench clients
 #     (= workers.count) while 100,000 assets are pending, saturated and at BENCH_CLAIM_RATE claims/s;
 #     anchor: pgbench -S with the same 8 clients, saturated and at that rate; the claimed rows are put back;
-#   - intake acks/s and p99 (wrk, 64 connections, distinct signed webhooks; their rows are removed after);
+#   - intake acks/s and p99 (wrk, 64 connections, distinct signed webhooks; their rows are removed after), then
+#     p50/p99 at BENCH_INTAKE_ACK_RATE acks/s;
 #   - the database's size.
 # Ratios: each figure against its anchor, and against the same figure at the smallest size of the run.
 #
@@ -37,6 +39,8 @@
 #   BENCH_INTAKE_RATE=8000 distinct webhooks written per second of intake (more than the daemon acknowledges
 #                          on this machine; wrk resends the list, as duplicates, if it runs out; non-2xx
 #                          answers are counted in the table)
+#   BENCH_INTAKE_ACK_RATE=1000  acks/s for intake's latency at a rate (16 connections, after the saturated run;
+#                          0: skip)
 #   BENCH_SECONDS_SMALL=10 seconds per claim and list measurement
 #   BENCH_CLAIM_RATE=400   claims per second (over 8 clients) for the claim measurement at the workers' rate
 #   BENCH_POOL=8           database.pool_size (the default)
@@ -137,6 +141,13 @@ disk_reads() {
   local dev; dev=$(basename "$(df --output=source "$cluster" | tail -1)")
   awk -v d="$dev" '$3 == d {print $4}' /proc/diskstats
 }
+
+# CPU time per request: the whole machine's busy time (/proc/stat, in 10 ms ticks) over a measured run, and
+# the part of it that one process took (/proc/PID/stat utime + stime) or a load generator took (its rusage,
+# /usr/bin/time). On 2 cores a saturated run is bound by the sum: this says which program spends it.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rusage_ticks() { awk '{printf "%d", ($1 + $2) * 100}' "$1"; }
 
 bytes_anchor() {
   local n=$1 url=$2 row_scale=$3 row_db=$4
@@ -241,7 +252,9 @@ measure() {
       say "$n: lookups, $kind ids ($from..$n), 3 s warm-up + ${DURATION} s"
       BENCH_FROM=$from BENCH_TO=$n BENCH_TOKEN=$TOKEN wrk -t2 -c64 -d3s -s bench/scale/scale.lua "$base" >/dev/null
       local reads0; reads0=$(disk_reads)
-      BENCH_FROM=$from BENCH_TO=$n BENCH_TOKEN=$TOKEN wrk -t2 -c64 -d"${DURATION}s" --latency -s bench/scale/scale.lua "$base" > "$work/wrk-$kind.txt" &
+      local busy0 daemon0; busy0=$(busy_ticks); daemon0=$(process_ticks "$daemon_pid")
+      BENCH_FROM=$from BENCH_TO=$n BENCH_TOKEN=$TOKEN /usr/bin/time -f "%U %S" -o "$work/wrk-$kind.cpu" \
+        wrk -t2 -c64 -d"${DURATION}s" --latency -s bench/scale/scale.lua "$base" > "$work/wrk-$kind.txt" &
       local wrk_pid=$!
       if [ -n "${BENCH_PROFILE:-}" ] && [ "$kind" = uniform ]; then
         mkdir -p "$BENCH_PROFILE"; sleep 2
@@ -249,20 +262,46 @@ measure() {
       fi
       wait "$wrk_pid"
       local reads=$(( $(disk_reads) - reads0 ))
-      report add "$results" "$n" "lookup_$kind" "$(report wrk "$work/wrk-$kind.txt")" disk_reads="$reads"
+      report add "$results" "$n" "lookup_$kind" "$(report wrk "$work/wrk-$kind.txt")" disk_reads="$reads" \
+        busy_ticks=$(( $(busy_ticks) - busy0 )) daemon_ticks=$(( $(process_ticks "$daemon_pid") - daemon0 )) \
+        client_ticks="$(rusage_ticks "$work/wrk-$kind.cpu")"
     done
     kill "$rss_pid" 2>/dev/null; wait "$rss_pid" 2>/dev/null || true; rss_pid=
+    # PostgreSQL's own ceiling for the lookup: LookupStore.predictionSQL (the same statement, prepared) sent
+    # by pgbench, 64 clients, uniform ids, with no daemon in between. The daemon's figure over this one is
+    # what HTTP, the cache and the pool cost; this one over pgbench -S is what the two-table read costs.
+    cat > "$work/lookup.sql" <<SQL
+\set g random(1, $n)
+SELECT p.status, p.model, p.version, p.input::text, p.error, p.data_removed, p.created_at, p.started_at,
+       p.completed_at, p.first_seen_at, p.updated_at,
+       a.id, a.provider, a.prediction_id, a.output_index, a.pointer, a.state, a.attempts, a.size_bytes, a.sha256,
+       a.content_type, a.storage_key, a.failure_reason, a.created_at, a.updated_at, a.stored_at,
+       greatest(0, ceil(extract(epoch FROM a.next_attempt_at - now())))::bigint,
+       a.source_kind, CASE WHEN a.source_kind = 'url' THEN a.source_url END, a.finish_reason, a.seed, p.deleted_at
+FROM predictions p LEFT JOIN assets a ON a.provider = p.provider AND a.prediction_id = p.id
+WHERE p.provider = 'replicate' AND p.id = lpad(((:g::bigint * 7919) % 1000000007)::text, 10, '0') || 'q' || lpad(:g::text, 10, '0') || 'abcde'
+ORDER BY a.output_index, a.id;
+SQL
+    say "$n: the lookup statement from pgbench, 64 clients, uniform ids, 3 s warm-up + ${DURATION} s"
+    pgbench -n -M prepared -c 64 -j 2 -T 3 -f "$work/lookup.sql" "$url" >/dev/null 2>&1
+    local reads0; reads0=$(disk_reads)
+    (cd "$work" && pgbench -n -M prepared -c 64 -j 2 -T "$DURATION" -f lookup.sql "$url" > "$work/pgbench-lookup.txt" 2>&1) \
+      || { cat "$work/pgbench-lookup.txt" >&2; exit 1; }
+    report add "$results" "$n" lookup_sql "$(report pgbench "$work/pgbench-lookup.txt")" disk_reads=$(( $(disk_reads) - reads0 )) seconds="$DURATION"
     local cache_mib
     cache_mib=$(python3 -c "print(round(int('${BENCH_CACHE_BYTES:-16777216}') / 1048576))")
     report add "$results" "$n" lookup_rss "{\"idle_mib\": $idle_rss, \"peak_mib\": $(cat "$work/rss-peak" 2>/dev/null || echo 0), \"cache_mib\": $cache_mib}"
     say "$n: pgbench -S -c 64 -j 2 at scale $scale, 3 s warm-up + ${DURATION} s"
     pgbench -S -c 64 -j 2 -T 3 "$server/$pgdb" >/dev/null 2>&1
     local reads0; reads0=$(disk_reads)
+    local busy0; busy0=$(busy_ticks)
     rm -f "$work"/selectlog64.*
-    (cd "$work" && pgbench -S -c 64 -j 2 -T "$DURATION" -l --log-prefix="$work/selectlog64" "$server/$pgdb" > "$work/pgbench.txt" 2>/dev/null)
+    (cd "$work" && /usr/bin/time -f "%U %S" -o "$work/pgbench.cpu" \
+      pgbench -S -c 64 -j 2 -T "$DURATION" -l --log-prefix="$work/selectlog64" "$server/$pgdb" > "$work/pgbench.txt" 2>/dev/null)
     local reads=$(( $(disk_reads) - reads0 ))
     report add "$results" "$n" pgbench_select "$(report pgbench "$work/pgbench.txt" "$work/selectlog64")" \
-      scale="$scale" disk_reads="$reads" seconds="$DURATION"
+      scale="$scale" disk_reads="$reads" seconds="$DURATION" busy_ticks=$(( $(busy_ticks) - busy0 )) \
+      client_ticks="$(rusage_ticks "$work/pgbench.cpu")"
   fi
 
   if wants list; then
@@ -371,6 +410,29 @@ import json, sys
 b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(json.dumps({k: float(a[k]) - float(b[k]) for k in a}))" "$before" "$after")"
     rm -f "$work/requests.tsv"
+    # The p99 target is a latency, which a saturated run (64 connections queueing on 2 cores) does not show:
+    # new webhooks of the same shapes at about BENCH_INTAKE_ACK_RATE acks/s, from 16 connections that each
+    # pause 16,000 / rate ms, less the 4 ms an ack takes at that rate, after every answer (wrk's delay(); the
+    # rate reached is reported beside it). Anchor: pgbench's write transaction (-N: three statements and an
+    # insert, committed with the WAL flush as an ack is) from 16 clients at the rate reached, on its table of
+    # this size: the commit latency this machine's disk gives a small durable write.
+    local ack_rate=${BENCH_INTAKE_ACK_RATE:-1000}
+    if [ "$ack_rate" -gt 0 ]; then
+      local pause=$(( 16000 / ack_rate - 4 )); [ "$pause" -ge 1 ] || pause=1
+      say "$n: intake at ${ack_rate}/s, writing $(( INTAKE_SECONDS * ack_rate )) signed webhooks"
+      python3 bench/intake/make_requests.py "$SECRET" "$(( INTAKE_SECONDS * ack_rate ))" "$work/requests.tsv"
+      say "$n: intake at ${ack_rate}/s, 16 connections, ${INTAKE_SECONDS} s"
+      wrk -t2 -c16 -d"${INTAKE_SECONDS}s" --latency -s bench/intake/webhooks.lua "$base" -- "$work/requests.tsv" 2 "$pause" \
+        > "$work/wrk-intake-rate.txt"
+      report add "$results" "$n" intake_rate "$(report wrk "$work/wrk-intake-rate.txt")" rate="$ack_rate"
+      rm -f "$work/requests.tsv"
+      local reached; reached=$(python3 -c "import json; print(max(1, round(json.load(open('$results'))['$n']['intake_rate']['rps'])))")
+      say "$n: pgbench -N, 16 clients at ${reached}/s, ${INTAKE_SECONDS} s"
+      rm -f "$work"/writelog.*
+      (cd "$work" && pgbench -n -M prepared -N -c 16 -j 2 -T "$INTAKE_SECONDS" -R "$reached" -l --log-prefix="$work/writelog" "$server/$pgdb" \
+        > "$work/pgbench-write.txt" 2>&1) || { cat "$work/pgbench-write.txt" >&2; exit 1; }
+      report add "$results" "$n" intake_rate_anchor "$(report pglog "$work/writelog")" rate="$reached" scale="$scale"
+    fi
     # The webhooks' rows go (bench ids start with "bench"; seeded ones with digits), so the size stays N.
     # session_replication_role skips the foreign-key check of assets.delivery_id for each deleted delivery
     # (a scan of assets per row: the column has no index, and these deliveries' assets are gone already).
