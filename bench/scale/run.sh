@@ -8,7 +8,8 @@
 # seed-*.sql: 1-4 outputs each, mixed states, realistic ids, URLs and delivery bodies pruned after 7 days as
 # the default retention does, plus 100,000 pending assets), starts the release daemon on it, and measures:
 #   - lookups/s, p50/p99 (wrk, 64 connections) for uniformly random ids and for the most recent 1 %;
-#     the daemon's peak RSS during them;
+#     the daemon's peak RSS during them; disk reads per request (/proc/diskstats) and CPU per request, with
+#     who spent it (the daemon, wrk, PostgreSQL and the rest), for these and for the pgbench -S anchor;
 #   - anchor: pgbench -S, 64 clients, at the scale whose pgbench_accounts has as many rows as predictions
 #     (N / 100,000, at least 1); and between the two, the lookup's own statement sent by pgbench (64 clients,
 #     uniform ids): PostgreSQL's ceiling for this lookup with no daemon in between;
@@ -18,8 +19,9 @@
 #     autocommit statement that turns off the WAL flush wait for itself) from 8 pgbench clients
 #     (= workers.count) while 100,000 assets are pending, saturated and at BENCH_CLAIM_RATE claims/s;
 #     anchor: pgbench -S with the same 8 clients, saturated and at that rate; the claimed rows are put back;
-#   - intake acks/s and p99 (wrk, 64 connections, distinct signed webhooks; their rows are removed after), then
-#     p50/p99 at BENCH_INTAKE_ACK_RATE acks/s;
+#   - intake acks/s and p99 (wrk, 64 connections, distinct signed webhooks; their rows are removed after), with
+#     PostgreSQL's WAL bytes, full-page images and blocks read per ack; then p50/p99 at BENCH_INTAKE_ACK_RATE
+#     acks/s beside pgbench -N (16 clients) at the rate reached;
 #   - the database's size.
 # Ratios: each figure against its anchor, and against the same figure at the smallest size of the run.
 #
