@@ -16,10 +16,10 @@
 #
 # Each client alternates a claim and the worker's `markStored` of what it claimed (the statements of
 # ArchiveQueue: the claim with its no-flush-wait CTE, the store with full durability), 8 clients (workers.count)
-# at BENCH_CLAIM_RATE claims/s and as many stores; rounds alternate the designs (A B A B ...) after a
-# CHECKPOINT each. Reported: claim and store p50/p99 per round (pgbench -l, latency from the scheduled start, and
-# the claim's also less its schedule lag),
-# and one claim's WAL records, full-page images and bytes (EXPLAIN (ANALYZE, WAL)) in each design.
+# at BENCH_CLAIM_RATE claims/s and as many stores; rounds alternate the designs (A B A B ...), each from the
+# queue as seeded and after a CHECKPOINT. Reported: claim and store p50/p99 per round (pgbench -l, latency
+# from the scheduled start, and the claim's also less its schedule lag), and one claim's WAL records,
+# full-page images and bytes (EXPLAIN (ANALYZE, WAL)) in each design.
 #
 # Environment: BENCH_CLAIM_RATE=400, BENCH_SECONDS=30 per round, BENCH_ROUNDS=2 per design.
 # The copies (claim_current, claim_lease) are dropped at the end.
@@ -117,6 +117,11 @@ print(json.dumps({"design": design, "round": int(rnd), "claims": len(claims), "c
                   "own_p50": pct(own, .5), "own_p99": pct(own, .99),
                   "stores": len(stores), "store_p50": pct(stores, .5), "store_p99": pct(stores, .99)}))
 PY
+    # The next round starts from the queue as seeded (see run.sh's reset_claims: claims taken from the head
+    # leave the assets backing off in front of the next due one).
+    psql "$server/claim_$design" -q -c "UPDATE assets SET state = 'pending', storage_key = NULL, size_bytes = NULL, sha256 = NULL,
+        content_type = NULL, etag = NULL, stored_at = NULL, claim_token = NULL, claimed_by = NULL, lease_expires_at = NULL,
+        attempts = greatest(attempts - 1, 0) WHERE storage_key LIKE 'bench/%' OR claimed_by = 'bench-lease'" -c "VACUUM assets"
   done
 done
 
