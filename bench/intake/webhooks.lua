@@ -1,7 +1,7 @@
 -- wrk script: each thread posts its own slice of pre-signed, distinct webhooks (bench/intake/make_requests.py:
 -- route TAB header count TAB name TAB value ... TAB body). Arguments: FILE [THREADS [DELAY_MS]]; with DELAY_MS each
--- connection waits that long before each request (wrk's delay()), so C connections send about C * 1000 /
--- DELAY_MS webhooks a second: intake's latency at a rate rather than at saturation.
+-- connection waits that long after each answer before its next request (wrk's delay()), so C connections send
+-- about C * 1000 / (DELAY_MS + latency) webhooks a second: intake's latency at a rate rather than at saturation.
 -- No response() callback: with one, wrk hands every answer's headers and body to Lua, which cost the
 -- load generator CPU that the daemon and PostgreSQL share; wrk's own "Non-2xx or 3xx responses" line
 -- counts errors, and run.sh compares the rows committed with the requests sent.

@@ -24,6 +24,7 @@
 # Environment: BENCH_CLAIM_RATE=400, BENCH_SECONDS=30 per round, BENCH_ROUNDS=2 per design.
 # The copies (claim_current, claim_lease) are dropped at the end.
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 server=${1:?usage: claim-lease.sh SERVER_URL [SOURCE_DB]}
 source_db=${2:-scale_10000}
 rate=${BENCH_CLAIM_RATE:-400}
@@ -94,9 +95,11 @@ for round in $(seq 1 "$rounds"); do
     say "round $round, $design: 8 clients, $rate claims/s and as many stores, ${seconds} s"
     (cd "$work" && pgbench -n -M prepared -c 8 -j 2 -T "$seconds" -R $(( rate * 2 )) -D phase=0 -f "$design.sql" -l \
         --log-prefix="$work/log" "$server/claim_$design" > "$work/pgbench.txt" 2>&1) || { cat "$work/pgbench.txt" >&2; exit 1; }
-    python3 - "$work" "$design" "$round" >> "$results" <<'PY'
+    python3 - "$here" "$work" "$design" "$round" >> "$results" <<'PY'
 import glob, json, sys
-work, design, rnd = sys.argv[1:]
+sys.path.insert(0, sys.argv[1])
+from report import percentile  # bench/scale/report.py
+work, design, rnd = sys.argv[2:]
 # pgbench -R -l: client transaction_no latency_us script epoch epoch_us schedule_lag_us. The latency counts from
 # the scheduled start (a client still busy with its last store delays its next claim); less the lag it is the
 # statement's own time.
@@ -110,9 +113,7 @@ for path in glob.glob(work + "/log.*"):
                 own.append((int(f[2]) - int(f[6])) / 1000.0)
             else:
                 stores.append(int(f[2]) / 1000.0)
-def pct(v, q):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))] if v else float("nan")
+pct = lambda v, q: percentile(v, q) if v else float("nan")
 print(json.dumps({"design": design, "round": int(rnd), "claims": len(claims), "claim_p50": pct(claims, .5), "claim_p99": pct(claims, .99),
                   "own_p50": pct(own, .5), "own_p99": pct(own, .99),
                   "stores": len(stores), "store_p50": pct(stores, .5), "store_p99": pct(stores, .99)}))

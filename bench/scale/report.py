@@ -171,9 +171,9 @@ def table(results_path):
             rows.append((n, f"intake at {e.get('rate')}/s, 16 connections",
                          f"{fmt(e.get('rps'))} acks/s reached, p50 {fmt(e.get('p50_ms'), '.2f')} ms, p99 {fmt(e.get('p99_ms'), '.2f')} ms"
                          + (f", {e.get('errors')} non-2xx" if e.get("errors") else ""),
-                         (f"pgbench -N, 16 clients at {a.get('rate')}/s, scale {a.get('scale')}: p50 {fmt(a.get('p50_ms'), '.2f')} ms, p99 {fmt(a.get('p99_ms'), '.2f')} ms"
-                          if (a := r.get("intake_rate_anchor")) else f"at {human(sizes[0])}: p99 {fmt(g(sizes[0], 'intake_rate', 'p99_ms'), '.2f')} ms"),
-                         f"p99 {ratio(e.get('p99_ms'), a.get('p99_ms'))}" if a else "—",
+                         (f"pgbench -N, 16 clients at {anchor.get('rate')}/s, scale {anchor.get('scale')}: p50 {fmt(anchor.get('p50_ms'), '.2f')} ms, p99 {fmt(anchor.get('p99_ms'), '.2f')} ms"
+                          if (anchor := r.get("intake_rate_anchor")) else f"at {human(sizes[0])}: p99 {fmt(g(sizes[0], 'intake_rate', 'p99_ms'), '.2f')} ms"),
+                         f"p99 {ratio(e.get('p99_ms'), anchor.get('p99_ms'))}" if anchor else "—",
                          ratio(e.get("p99_ms"), g(sizes[0], "intake_rate", "p99_ms")) if size != sizes[0] else "1.00"))
         if "claim" in r:
             rows.append((n, f"claim, 100k pending, {r['claim'].get('clients', 8)} workers",

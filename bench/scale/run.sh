@@ -425,9 +425,9 @@ print(json.dumps({k: float(a[k]) - float(b[k]) for k in a}))" "$before" "$after"
     # The p99 target is a latency, which a saturated run (64 connections queueing on 2 cores) does not show:
     # new webhooks of the same shapes at about BENCH_INTAKE_ACK_RATE acks/s, from 16 connections that each
     # pause 16,000 / rate ms, less the 4 ms an ack takes at that rate, after every answer (wrk's delay(); the
-    # rate reached is reported beside it). Anchor: pgbench's write transaction (-N: three statements and an
+    # rate reached is reported beside it). Anchor: pgbench's write transaction (-N: an update, a select and an
     # insert, committed with the WAL flush as an ack is) from 16 clients at the rate reached, on its table of
-    # this size: the commit latency this machine's disk gives a small durable write.
+    # this size: the latency this machine gives a small durable write.
     local ack_rate=${BENCH_INTAKE_ACK_RATE:-1000}
     if [ "$ack_rate" -gt 0 ]; then
       local pause=$(( 16000 / ack_rate - 4 )); [ "$pause" -ge 1 ] || pause=1
