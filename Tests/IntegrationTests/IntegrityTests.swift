@@ -81,6 +81,11 @@ struct IntegrityTests {
 
     @Test func theMigrationLockIsWaitedForWithinABound() throws {
         let url = try TestEnvironment.freshDatabase(prefix: "miglock")
+        // The same key held in another database of the cluster (another deployment, or a test migrating
+        // beside this one): a different lock, which the message must not name.
+        let elsewhere = try Connection.connect(url: try TestEnvironment.freshDatabase(prefix: "miglock_other"))
+        defer { elsewhere.close() }
+        try elsewhere.query("SELECT pg_advisory_lock($1)", [Migrator.advisoryLockKey])
         let holder = try Connection.connect(url: url)
         defer { holder.close() }
         try holder.query("SELECT pg_advisory_lock($1)", [Migrator.advisoryLockKey])

@@ -123,13 +123,16 @@ public struct Migrator: Sendable {
     }
 
     /// The backend holding the migration lock, for the error message (a bigint key is split into
-    /// `classid` (high half) and `objid` (low half) in `pg_locks`).
+    /// `classid` (high half) and `objid` (low half) in `pg_locks`). Advisory locks belong to one database
+    /// but `pg_locks` lists the whole cluster's: without the `database` condition the message could name a
+    /// process migrating another database of the same cluster.
     private func lockHolder(on connection: Connection) -> Int32? {
         let key = UInt64(bitPattern: Self.advisoryLockKey)
         let rows = try? connection.query(
             """
             SELECT pid FROM pg_locks
             WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid::bigint = $1 AND objid::bigint = $2
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
             LIMIT 1
             """, [Int64(key >> 32), Int64(key & 0xFFFF_FFFF)])
         return try? rows?.first?.decode(0, as: Int32.self)
