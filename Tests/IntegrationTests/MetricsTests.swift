@@ -16,7 +16,14 @@ struct MetricsTests {
     func countersFollowTraffic() throws {
         let harness = try ArchiveHarness()
         let daemon = try harness.startDaemon(extra: ["AFTERIMAGE_WORKERS_DRAIN_TIMEOUT": "1"])
-        let before = try scrape(daemon)
+        // The queue gauges appear with the first count that succeeds, and a scrape counts again at most once
+        // a second; on a loaded machine the first scrape has come before them (CI, once): wait for them
+        // rather than race them. Their value is still checked below.
+        var before = try scrape(daemon)
+        try waitUntil(timeout: .seconds(10), pollEvery: .milliseconds(200), "the queue gauges") {
+            before = try scrape(daemon)
+            return before.value("afterimage_assets", ["state": "stored"]) != nil
+        }
         let accepted = ["provider": "replicate", "outcome": "accepted"]
         #expect((before.value("afterimage_webhooks_total", accepted) ?? 0) == 0)
         #expect(before.value("afterimage_assets", ["state": "stored"]) == 0)
